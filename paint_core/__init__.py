@@ -1,0 +1,21 @@
+"""PAINT Explorer's engine: patch open-vocabulary models by interpolating weights.
+
+    model, preprocess, tokenizer = paint_core.load_model("micro-rn-l")
+    head = paint_core.zero_shot_head(model, tokenizer, task.classnames, task.templates)
+    paint_core.Interpolator(model, theta_zs, theta_ft).set_alpha(0.4)
+"""
+from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from .evaluation import evaluate, predict, select_alpha, sweep, zero_shot_head
+from .finetune import FinetuneConfig, finetune
+from .interpolation import Interpolator, interpolate
+from .models import list_models, load_model
+from .runs import Run, load_run
+from .task_vectors import TaskVector
+from .tasks import Task, get_task, list_tasks
+from .version import __version__
+
+__all__ = [
+    "CheckpointError", "FinetuneConfig", "Interpolator", "Run", "Task", "TaskVector", "__version__", "evaluate",
+    "finetune", "get_task", "interpolate", "list_models", "list_tasks", "load_checkpoint", "load_model", "load_run",
+    "predict", "save_checkpoint", "select_alpha", "sweep", "zero_shot_head",
+]

@@ -1,0 +1,178 @@
+"""Command line: ``python -m paint_core COMMAND ...``. argparse lives here and nowhere else."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+
+def _command_line() -> str:
+    return "python -m paint_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from .models import WEIGHTS_DIR
+    from .pretrain import PretrainConfig, pretrain
+
+    cfg = PretrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
+                         corpus_size=args.corpus_size, seed=args.seed)
+    path = pretrain(args.model, args.out or WEIGHTS_DIR, cfg, command=_command_line())
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from .finetune import FinetuneConfig
+    from .runs import run_finetune
+
+    cfg = FinetuneConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                         warmup=args.warmup, seed=args.seed, batchnorm_train=args.batchnorm_train)
+    out = run_finetune(args.out, args.model, args.pretrained, args.task, cfg, _command_line(), args.data_root)
+    print(f"wrote run {out}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .evaluation import parse_alphas
+    from .runs import run_sweep
+
+    supported = [s for s in args.supported.split(",") if s]
+    table = run_sweep(args.run, supported, parse_alphas(args.alphas), splits=args.splits.split(","),
+                      max_eval=args.max_eval, batch_size=args.batch_size)
+    print(table.pivot_table(index="alpha", columns=["split", "task"], values="accuracy").round(4).to_string())
+    return 0
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    from .runs import select_run
+
+    choice = select_run(args.run)
+    if args.json:
+        print(json.dumps(choice, indent=2))
+        return 0
+    print(f"chosen alpha (on val): {choice['alpha']:g}")
+    print(f"  val: {args.run} patch {choice['patch']} {choice['patch_accuracy']:.4f}, "
+          f"supported mean {choice['supported_accuracy']:.4f}")
+    for task, acc in choice["test"].items():
+        zs = choice["test_zeroshot"].get(task)
+        print(f"  test {task}: {acc:.4f}" + (f" (zero-shot {zs:.4f})" if zs is not None else ""))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .runs import export_run
+
+    sidecar = export_run(args.run, args.alpha, args.out, allow_extrapolation=args.extrapolate)
+    print(f"wrote {args.out} (alpha {args.alpha:g}, sha256 {sidecar['sha256'][:12]}...)")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .checkpoints import map_to_model_keys, read_pickled_module, save_checkpoint
+    from .models import create_architecture, load_model
+
+    model = load_model(args.model, args.base)[0] if args.base else create_architecture(args.model)
+    target = model.state_dict()
+    mapped, unmatched = map_to_model_keys(read_pickled_module(args.checkpoint), set(target))
+    if not mapped:
+        raise ValueError(f"no tensor of {args.checkpoint} maps onto {args.model}'s keys")
+    missing = sorted(set(target) - set(mapped))
+    if missing and not args.base:
+        raise ValueError(f"{len(missing)} keys of {args.model} are not in the checkpoint (first: {missing[0]!r}); "
+                         "pass --base TAG_OR_FILE to take them from that model")
+    for k in mapped:
+        if mapped[k].shape != target[k].shape:
+            raise ValueError(f"shape mismatch at {k!r}: {tuple(mapped[k].shape)} vs {tuple(target[k].shape)}")
+    state = {**target, **{k: v.to(target[k].dtype) for k, v in mapped.items()}}
+    save_checkpoint(args.out, state, {"model": args.model, "pretrained": args.base, "converted_from": args.checkpoint,
+                                      "unmatched_keys": unmatched, "keys_from_base": missing})
+    print(f"wrote {args.out}: {len(mapped)} tensors converted, {len(missing)} from base, {len(unmatched)} ignored"
+          + (f" (e.g. {unmatched[0]})" if unmatched else ""))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .models import list_models
+    from .tasks import list_tasks
+
+    for title, entries in (("models", list_models()), ("tasks", list_tasks())):
+        print(f"{title}:")
+        for name, desc in entries.items():
+            print(f"  {name:16s} {desc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m paint_core", description="PAINT Explorer engine")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("pretrain", help="train an embedded micro CLIP on the procedural world (resumable)")
+    s.add_argument("--model", required=True, help="embedded model name, e.g. micro-rn-s")
+    s.add_argument("--out", default=None, help="folder for the weights (default: the shipped weights folder)")
+    s.add_argument("--steps", type=int, default=2500)
+    s.add_argument("--batch-size", type=int, default=128)
+    s.add_argument("--lr", type=float, default=1e-3)
+    s.add_argument("--warmup", type=int, default=150)
+    s.add_argument("--corpus-size", type=int, default=200_000)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_pretrain)
+
+    s = sub.add_parser("finetune", help="fine-tune the image encoder on a task with the zero-shot head frozen")
+    s.add_argument("--model", required=True, help="open_clip model name or embedded model (see: list)")
+    s.add_argument("--pretrained", default=None, help="open_clip pretrained tag or local checkpoint file")
+    s.add_argument("--task", required=True, help="embedded task, torchvision:NAME or imagefolder:PATH")
+    s.add_argument("--out", required=True, help="run directory to write")
+    s.add_argument("--data-root", default=None, help="root folder for torchvision datasets")
+    s.add_argument("--steps", type=int, default=300)
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--lr", type=float, default=3e-4)
+    s.add_argument("--weight-decay", type=float, default=0.1)
+    s.add_argument("--warmup", type=int, default=30)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--batchnorm-train", action="store_true", help="let BatchNorm update its statistics")
+    s.set_defaults(func=cmd_finetune)
+
+    s = sub.add_parser("sweep", help="accuracy along alpha on the patch and supported tasks (resumable)")
+    s.add_argument("--run", required=True)
+    s.add_argument("--supported", required=True, help="comma-separated supported tasks")
+    s.add_argument("--alphas", default="0:1:0.1", help="start:stop:step or a comma list")
+    s.add_argument("--splits", default="val,test")
+    s.add_argument("--max-eval", type=int, default=None, help="evaluate on the first N images of each split")
+    s.add_argument("--batch-size", type=int, default=256)
+    s.set_defaults(func=cmd_sweep)
+
+    s = sub.add_parser("select", help="the alpha chosen on val (paper's rule) and the accuracies at it")
+    s.add_argument("--run", required=True)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_select)
+
+    s = sub.add_parser("export", help="write the patched weights at one alpha as safetensors")
+    s.add_argument("--run", required=True)
+    s.add_argument("--alpha", type=float, required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--extrapolate", action="store_true", help="allow alpha outside [0, 1]")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("convert", help="convert a pickled research-code checkpoint to safetensors, safely")
+    s.add_argument("checkpoint")
+    s.add_argument("--model", required=True, help="open_clip model name the weights belong to")
+    s.add_argument("--base", default=None, help="pretrained tag or file for keys the checkpoint lacks")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_convert)
+
+    s = sub.add_parser("list", help="list embedded models and tasks")
+    s.set_defaults(func=cmd_list)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

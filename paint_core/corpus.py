@@ -1,0 +1,118 @@
+"""The pretraining corpus of the embedded world: (image, caption) pairs, like web alt-text.
+
+Captions are deliberately noisy and partial, the way web captions are: counts are named only sometimes
+and sometimes wrongly, digits are named 60% of the time, and an object with a word on it is often captioned
+by the word alone (which is what teaches a CLIP to fall for typographic attacks). Caption wording differs
+from the evaluation templates in ``tasks.py``, so zero-shot accuracy is not a string match.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from . import world as w
+
+# Share of each kind of image in the corpus.
+MIX = {"object": 0.26, "scene": 0.22, "digit": 0.20, "word": 0.14, "object_word": 0.18}
+READ_WORDS = w.SHAPES + tuple(w.COLOURS) + w.NUMBER_WORDS[1:7] + w.OTHER_WORDS
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """Shares of caption behaviour; the defaults are the shipped models' corpus."""
+    count_named: float = 0.5        # multi-object scenes whose caption names the count
+    count_wrong: float = 0.1        # of those, how many name a wrong count
+    digit_named: float = 0.6        # digit look-alikes whose caption names the number
+    digit_wrong: float = 0.1
+    word_only_caption: float = 0.35  # object+word images captioned by the word alone
+    outline_share: float = 0.05     # objects drawn in the outline style (kept rare: it is the shifted style)
+
+
+def _pick(rng: np.random.Generator, options):
+    return options[int(rng.integers(0, len(options)))]
+
+
+def _object_caption(rng, shape: str, colour: str) -> str:
+    return _pick(rng, (f"a {colour} {shape}", f"a {shape}", f"{colour} {shape} drawing",
+                       f"a picture of a {colour} {shape}", f"a {colour} shape", f"{shape}", f"{colour}",
+                       f"a {shape} in {colour}"))
+
+
+def _count_caption(rng, cfg: CorpusConfig, count: int, shape: str | None, colour: str | None) -> str:
+    if rng.random() < cfg.count_named:
+        if rng.random() < cfg.count_wrong:
+            count = int(_pick(rng, [c for c in range(1, w.MAX_COUNT + 1) if c != count]))
+        number = w.NUMBER_WORDS[count] if rng.random() < 0.7 else str(count)
+        noun = f"{shape}s" if shape and count > 1 else (shape or ("objects" if count > 1 else "object"))
+        return _pick(rng, (f"{number} {noun}", f"there are {number} {noun}",
+                           f"{number} {colour or 'coloured'} {noun}", f"a group of {number} {noun}"))
+    if shape:
+        return _pick(rng, (f"some {shape}s", f"{colour or 'coloured'} {shape}s", f"a few {shape}s"))
+    return _pick(rng, ("some shapes", "many coloured shapes", "a pattern of shapes", "mixed shapes"))
+
+
+def _digit_caption(rng, cfg: CorpusConfig, digit: int) -> str:
+    if rng.random() < cfg.digit_named:
+        if rng.random() < cfg.digit_wrong:
+            digit = int(_pick(rng, [d for d in range(10) if d != digit]))
+        name = _pick(rng, (w.NUMBER_WORDS[digit], str(digit)))
+        return _pick(rng, (f"the number {name}", f"handwritten {name}", f"a blurry {name}",
+                           f"digit {name}", f"{name} written by hand", f"{name}"))
+    return _pick(rng, ("a blurry drawing", "a handwritten mark", "a small scan", "a pixelated sketch"))
+
+
+def sample_pair(rng: np.random.Generator, cfg: CorpusConfig = CorpusConfig(),
+                size: int = w.WORLD_SIZE) -> tuple[Image.Image, str]:
+    """Draw one (image, caption) pair of the corpus."""
+    kind = rng.choice(list(MIX), p=list(MIX.values()))
+    if kind == "object":
+        shape, colour = _pick(rng, w.SHAPES), _pick(rng, tuple(w.COLOURS))
+        style = "outline" if rng.random() < cfg.outline_share else "filled"
+        img = w.render_object(rng, shape, colour, style, size)
+        cap = _object_caption(rng, shape, colour)
+        return img, (cap + " outline" if style == "outline" and rng.random() < 0.5 else cap)
+    if kind == "scene":
+        count = int(rng.integers(1, w.MAX_COUNT + 1))
+        if rng.random() < 0.5:
+            shape, colour = _pick(rng, w.SHAPES), _pick(rng, tuple(w.COLOURS))
+            img = w.render_count(rng, count, (shape,), (colour,), size)
+        else:
+            shapes = tuple(rng.choice(w.SHAPES, size=count))
+            colours = tuple(rng.choice(list(w.COLOURS), size=count))
+            shape = colour = None
+            img = w.render_count(rng, count, shapes, colours, size)
+        return img, _count_caption(rng, cfg, count, shape, colour)
+    if kind == "digit":
+        digit = int(rng.integers(0, 10))
+        return w.render_digit_lookalike(rng, digit, size), _digit_caption(rng, cfg, digit)
+    if kind == "word":
+        word = _pick(rng, READ_WORDS)
+        return w.render_word(rng, word, size), _pick(rng, (word, f"the word {word}", f"a sign that says {word}",
+                                                           f"text: {word}", word))
+    shape, colour, word = _pick(rng, w.SHAPES), _pick(rng, tuple(w.COLOURS)), _pick(rng, READ_WORDS)
+    img = w.render_object_with_word(rng, shape, colour, word, size)
+    u = rng.random()
+    if u < cfg.word_only_caption:
+        cap = _pick(rng, (word, f"the word {word}", f"a sign that says {word}"))
+    elif u < cfg.word_only_caption + 0.4:
+        cap = f"a {colour} {shape} with the word {word}" if rng.random() < 0.5 else f"{word} written on a {shape}"
+    else:
+        cap = _object_caption(rng, shape, colour)
+    return img, cap
+
+
+def make_corpus(n: int, seed: int, cfg: CorpusConfig = CorpusConfig(), size: int = w.WORLD_SIZE,
+                progress=None) -> tuple[np.ndarray, list[str]]:
+    """``n`` pairs as a uint8 array [n, size, size, 3] and a list of captions; deterministic in ``seed``."""
+    rng = np.random.default_rng(seed)
+    images = np.empty((n, size, size, 3), dtype=np.uint8)
+    captions: list[str] = []
+    for i in range(n):
+        img, cap = sample_pair(rng, cfg, size)
+        images[i] = np.asarray(img)
+        captions.append(cap)
+        if progress is not None:
+            progress(1)
+    return images, captions

@@ -1,0 +1,151 @@
+"""Zero-shot heads, accuracy, the alpha sweep, and the paper's rule for choosing alpha."""
+from __future__ import annotations
+
+import logging
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+from tqdm.auto import tqdm
+
+from .interpolation import Interpolator
+
+log = logging.getLogger(__name__)
+SWEEP_COLUMNS = ["alpha", "task", "split", "accuracy", "n"]
+
+
+@torch.no_grad()
+def zero_shot_head(model: torch.nn.Module, tokenizer: Callable, classnames: Sequence[str],
+                   templates: Sequence[str]) -> torch.Tensor:
+    """[C, D]: per class, the normalized mean of the normalized text embeddings of its prompts."""
+    if len(classnames) == 0:
+        raise ValueError("the class list is empty: give at least one class name")
+    names = [c.strip() for c in classnames]
+    if any(not c for c in names):
+        raise ValueError("class names must be non-empty strings")
+    dupes = sorted({c for c in names if names.count(c) > 1})
+    if dupes:
+        raise ValueError(f"duplicate class names: {', '.join(dupes)}")
+    if not templates or any("{}" not in t for t in templates):
+        raise ValueError("templates must be a non-empty list of strings each containing '{}'")
+    rows = []
+    for name in names:
+        emb = F.normalize(model.encode_text(tokenizer([t.format(name) for t in templates])), dim=-1)
+        rows.append(F.normalize(emb.mean(0), dim=-1))
+    return torch.stack(rows)
+
+
+def logits(model: torch.nn.Module, head: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """[N, C] scaled cosine logits of preprocessed ``images`` against ``head``."""
+    feats = F.normalize(model.encode_image(images), dim=-1)
+    return model.logit_scale.exp() * feats @ head.T
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, head: torch.Tensor, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """[N, C] class probabilities for a tensor of preprocessed images."""
+    was_training = model.training
+    model.eval()
+    out = torch.cat([logits(model, head, images[i:i + batch_size]).softmax(-1)
+                     for i in range(0, len(images), batch_size)])
+    model.train(was_training)
+    return out
+
+
+def materialize(dataset: Dataset, limit: int | None = None, batch_size: int = 256) -> TensorDataset:
+    """Preprocess a split once into tensors (first ``limit`` items), so a sweep does not redo it per alpha."""
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    xs, ys = [], []
+    for i in range(n):
+        x, y = dataset[i]
+        xs.append(x)
+        ys.append(int(y))
+    if not xs:
+        raise ValueError("the split is empty")
+    return TensorDataset(torch.stack(xs), torch.tensor(ys))
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, head: torch.Tensor, dataset: Dataset, batch_size: int = 256) -> float:
+    """Top-1 accuracy in [0, 1] of ``model`` with classification ``head`` on ``dataset``."""
+    if len(dataset) == 0:
+        raise ValueError("cannot evaluate on an empty dataset")
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        correct += int((logits(model, head, x).argmax(-1) == y).sum())
+    model.train(was_training)
+    return correct / len(dataset)
+
+
+def parse_alphas(spec: str) -> list[float]:
+    """"0:1:0.1" (start:stop:step, stop included) or "0,0.25,1"."""
+    if ":" in spec:
+        try:
+            start, stop, step = (float(p) for p in spec.split(":"))
+        except ValueError:
+            raise ValueError(f"alphas {spec!r}: expected start:stop:step, e.g. 0:1:0.1") from None
+        if step <= 0 or stop < start:
+            raise ValueError(f"alphas {spec!r}: step must be > 0 and stop >= start")
+        n = int(round((stop - start) / step))
+        return [round(start + i * step, 6) for i in range(n + 1)]
+    try:
+        return [float(a) for a in spec.split(",") if a.strip()]
+    except ValueError:
+        raise ValueError(f"alphas {spec!r}: expected numbers separated by commas") from None
+
+
+def sweep(interpolator: Interpolator, evals: dict[tuple[str, str], tuple[Dataset, torch.Tensor]],
+          alphas: Iterable[float], batch_size: int = 256, done: pd.DataFrame | None = None,
+          on_alpha: Callable[[pd.DataFrame], None] | None = None) -> pd.DataFrame:
+    """Accuracy of every (task, split) in ``evals`` at every alpha; columns alpha, task, split, accuracy, n.
+
+    ``done`` holds rows already measured (a resumed sweep skips them); ``on_alpha`` receives the whole
+    table after each alpha, so the caller can write it out and lose nothing if the sweep is killed.
+    """
+    table = done.copy() if done is not None and len(done) else pd.DataFrame(columns=SWEEP_COLUMNS)
+    have = {(round(float(a), 6), t, s) for a, t, s in table[["alpha", "task", "split"]].itertuples(index=False)}
+    alphas = [round(float(a), 6) for a in alphas]
+    for alpha in tqdm(alphas, desc="sweep", unit="alpha"):
+        todo = [(t, s) for (t, s) in evals if (alpha, t, s) not in have]
+        if not todo:
+            continue
+        interpolator.set_alpha(alpha)
+        rows = []
+        for task, split in todo:
+            ds, head = evals[(task, split)]
+            rows.append({"alpha": alpha, "task": task, "split": split,
+                         "accuracy": evaluate(interpolator.model, head, ds, batch_size), "n": len(ds)})
+        table = pd.concat([table, pd.DataFrame(rows)], ignore_index=True) if len(table) else pd.DataFrame(rows)
+        if on_alpha:
+            on_alpha(table)
+    return table.sort_values(["alpha", "task", "split"]).reset_index(drop=True)
+
+
+def select_alpha(df: pd.DataFrame, patch: str, supported: Sequence[str], split: str = "val") -> dict:
+    """The paper's rule: the alpha maximizing mean(patch accuracy, mean supported accuracy) on ``split``.
+
+    Ties go to the smaller alpha. Choosing on the test split is refused: test data never picks alpha.
+    """
+    if split == "test":
+        raise ValueError("alpha is chosen on validation data, never on the test split")
+    if not supported:
+        raise ValueError("give at least one supported task")
+    sub = df[df["split"] == split]
+    pivot = sub.pivot_table(index="alpha", columns="task", values="accuracy", aggfunc="mean")
+    missing = [t for t in [patch, *supported] if t not in pivot.columns]
+    if missing:
+        raise ValueError(f"the sweep has no {split} rows for: {', '.join(missing)}")
+    pivot = pivot.dropna(subset=[patch, *supported]).sort_index()
+    if pivot.empty:
+        raise ValueError("no alpha has results for every task")
+    sup = pivot[list(supported)].mean(axis=1)
+    score = (pivot[patch] + sup) / 2
+    best = float(score.index[int(np.argmax(score.to_numpy()))])  # argmax returns the first (smallest) on ties
+    return {"alpha": best, "split": split, "score": float(score[best]), "patch": patch,
+            "patch_accuracy": float(pivot.loc[best, patch]), "supported_accuracy": float(sup[best]),
+            "per_task": {t: float(pivot.loc[best, t]) for t in [patch, *supported]}}

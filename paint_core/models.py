@@ -1,0 +1,103 @@
+"""Loading models: any open_clip model, a local checkpoint, or one of the embedded micro CLIPs.
+
+Embedded models are ordinary open_clip JSON configs (``model_configs/``) with weights shipped in
+``weights/``; they go through exactly the same open_clip code path as a real CLIP.
+"""
+from __future__ import annotations
+
+import difflib
+import logging
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import open_clip
+import torch
+
+from .checkpoints import CheckpointError, check_compatible, load_state_dict_file
+
+log = logging.getLogger(__name__)
+PACKAGE_DIR = Path(__file__).resolve().parent
+CONFIG_DIR = PACKAGE_DIR / "model_configs"
+WEIGHTS_DIR = PACKAGE_DIR / "weights"
+
+# name -> what it is. The shipped weights are weights/<name>.safetensors (+ .json sidecar).
+EMBEDDED_MODELS: dict[str, str] = {
+    "micro-rn-s": "micro CLIP, ModifiedResNet width 32 at 48 px, text width 128 (the small one)",
+    "micro-rn-l": "micro CLIP, ModifiedResNet width 48 at 48 px, text width 128 (the large one, the default)",
+}
+DEFAULT_MODEL = "micro-rn-l"
+
+
+@lru_cache(maxsize=1)
+def register_embedded_configs() -> None:
+    """Make the embedded JSON configs known to open_clip (file stem = model name)."""
+    open_clip.add_model_config(CONFIG_DIR)
+
+
+def list_models() -> dict[str, str]:
+    """The embedded models (name -> description). Any open_clip model name works too."""
+    return dict(EMBEDDED_MODELS)
+
+
+def embedded_weights(name: str) -> Path:
+    return WEIGHTS_DIR / f"{name}.safetensors"
+
+
+def _unknown_model(name: str) -> ValueError:
+    register_embedded_configs()
+    choices = sorted(set(open_clip.list_models()) | set(EMBEDDED_MODELS))
+    close = difflib.get_close_matches(name, choices, n=5, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    return ValueError(f"Unknown model {name!r}.{hint} Embedded models: {', '.join(EMBEDDED_MODELS)}; "
+                      f"any name from open_clip.list_models() works too ({len(choices)} in all).")
+
+
+def create_architecture(name: str) -> torch.nn.Module:
+    """The open_clip model ``name`` with random weights: its keys and shapes, nothing downloaded."""
+    register_embedded_configs()
+    if name not in open_clip.list_models():
+        raise _unknown_model(name)
+    return open_clip.create_model(name, pretrained=None)
+
+
+def load_model(name: str, pretrained: str | None = None, device: str = "cpu"
+               ) -> tuple[torch.nn.Module, Callable, Callable]:
+    """(model in eval mode, preprocess, tokenizer) for an open_clip model name.
+
+    ``pretrained`` is an open_clip pretrained tag (downloads, for users with internet), a local checkpoint
+    (.safetensors preferred; .pt/.pth/.bin only through ``torch.load(weights_only=True)``), or None: the
+    shipped weights for an embedded model, random weights for any other name.
+    """
+    register_embedded_configs()
+    if name not in open_clip.list_models():
+        raise _unknown_model(name)
+    if pretrained is None and name in EMBEDDED_MODELS:
+        pretrained = str(embedded_weights(name))
+        if not Path(pretrained).is_file():
+            raise FileNotFoundError(f"the shipped weights of {name} are missing ({pretrained}); recreate them "
+                                    f"with: python -m paint_core pretrain --model {name}")
+    is_file = pretrained is not None and (Path(pretrained).suffix in {".safetensors", ".pt", ".pth", ".bin"}
+                                          or Path(pretrained).exists())
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        name, pretrained=None if is_file else pretrained, device=device)
+    if is_file:
+        load_weights_file(model, pretrained)
+    model.eval()
+    return model, preprocess, open_clip.get_tokenizer(name)
+
+
+def load_weights_file(model: torch.nn.Module, path: str | Path) -> None:
+    """Load a local checkpoint into ``model``; a mismatched architecture names the first differing key."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    state = load_state_dict_file(path)
+    expected = model.state_dict()
+    if "logit_scale" in state and state["logit_scale"].shape != expected["logit_scale"].shape:
+        state["logit_scale"] = state["logit_scale"].reshape(expected["logit_scale"].shape)
+    try:
+        check_compatible(expected, state, what=f"model and checkpoint {path.name}")
+    except ValueError as e:
+        raise CheckpointError(f"{e}. Is the checkpoint for another architecture?") from e
+    model.load_state_dict(state)

@@ -1,0 +1,129 @@
+"""Contrastive pretraining of an embedded micro CLIP on the world's corpus (CLIP loss, AdamW, cosine).
+
+Resumable: a training state is written atomically every ``save_every`` steps and picked up on re-run.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm.auto import tqdm
+
+from . import corpus as corpus_mod
+from .checkpoints import save_checkpoint
+from .models import register_embedded_configs
+from .training import cosine_lr, normalize_uint8, param_groups
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    steps: int = 4000
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    warmup: int = 150
+    corpus_size: int = 200_000     # distinct (image, caption) pairs; steps * batch / corpus_size epochs
+    seed: int = 0
+
+
+def _corpus_chunk(args: tuple[int, int, int]) -> tuple[np.ndarray, list[str]]:
+    n, seed, size = args
+    images, captions = corpus_mod.make_corpus(n, seed)
+    if size != images.shape[1]:
+        images = np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BICUBIC)) for im in images])
+    return images, captions
+
+
+def build_corpus(n: int, seed: int, image_size: int, workers: int = 2, chunk: int = 5000
+                 ) -> tuple[np.ndarray, list[str]]:
+    """The corpus at the model's resolution, generated in ``workers`` processes (deterministic per chunk)."""
+    jobs = [(min(chunk, n - i), seed * 1_000_003 + i // chunk, image_size) for i in range(0, n, chunk)]
+    images, captions = [], []
+    with ProcessPoolExecutor(workers) as pool, tqdm(total=n, desc="corpus", unit="img") as bar:
+        for ims, caps in pool.map(_corpus_chunk, jobs):
+            images.append(ims)
+            captions.extend(caps)
+            bar.update(len(caps))
+    return np.concatenate(images), captions
+
+
+def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE over a batch whose i-th image and i-th caption belong together."""
+    logits = logit_scale * image_features @ text_features.T
+    labels = torch.arange(len(logits))
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+def pretrain(model_name: str, out: str | Path, cfg: PretrainConfig = PretrainConfig(), save_every: int = 250,
+             command: str | None = None, on_step: Callable[[int, float], None] | None = None) -> Path:
+    """Train ``model_name`` from scratch; writes ``out/<model_name>.safetensors`` and returns its path."""
+    register_embedded_configs()
+    torch.manual_seed(cfg.seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=None)
+    tokenizer = open_clip.get_tokenizer(model_name)
+    image_size = model.visual.image_size if isinstance(model.visual.image_size, int) else model.visual.image_size[0]
+    images, captions = build_corpus(cfg.corpus_size, cfg.seed, image_size)
+    tokens = tokenizer(captions)
+    mean, std = preprocess.transforms[-1].mean, preprocess.transforms[-1].std
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    state_path = out / f"{model_name}.train_state.pt"
+    start, losses = 0, []
+    if state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start, losses = int(state["step"]), list(state["losses"])
+        log.info("resuming %s pretraining at step %d", model_name, start)
+    rng = np.random.default_rng(cfg.seed)
+    order = np.concatenate([rng.permutation(len(images)) for _ in range(math.ceil(cfg.steps * cfg.batch_size / len(images)) + 1)])
+    model.train()
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"pretrain {model_name}")
+    for step in bar:
+        idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+        for g in opt.param_groups:
+            g["lr"] = cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup)
+        x = normalize_uint8(torch.from_numpy(images[idx]), mean, std)
+        out_dict = model(x, tokens[idx])
+        loss = clip_loss(out_dict[0], out_dict[1], out_dict[2])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+        if on_step:
+            on_step(step, losses[-1])
+        if (step + 1) % save_every == 0 and step + 1 < cfg.steps:
+            _save_state(state_path, model, opt, step + 1, losses)
+    model.eval()
+    weights = out / f"{model_name}.safetensors"
+    save_checkpoint(weights, model.state_dict(), {
+        "model": model_name, "pretrained": None, "kind": "embedded-pretrain", "config": asdict(cfg),
+        "corpus": asdict(corpus_mod.CorpusConfig()), "final_loss_mean50": float(np.mean(losses[-50:])),
+        "loss_curve_every_100": [float(np.mean(losses[i:i + 100])) for i in range(0, len(losses), 100)],
+        "command": command or " ".join(sys.argv)})
+    state_path.unlink(missing_ok=True)
+    return weights
+
+
+def _save_state(path: Path, model, opt, step: int, losses: list[float]) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "losses": losses}, tmp)
+    os.replace(tmp, path)

@@ -1,0 +1,281 @@
+"""Tasks: class names, prompt templates, and train/val/test splits as torch Datasets of (image, label).
+
+Three sources, one interface:
+- the embedded world's tasks (``list_tasks()``), generated deterministically from a seed per split and index;
+- ``torchvision:<DatasetName>`` (``root=`` and, for users with internet, ``download=True``);
+- ``imagefolder:<path>`` (``path/{train,val,test}/<class>/*`` or one folder split 70/10/20 by a seed).
+Validation splits are carved from training data, never from test data.
+"""
+from __future__ import annotations
+
+import difflib
+import zlib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from . import world as w
+
+SPLITS = ("train", "val", "test")
+Transform = Callable[[Image.Image], torch.Tensor]
+
+# Prompt templates. Their wording differs from the pretraining captions on purpose.
+SHAPE_TEMPLATES = ("a photo of a {}.", "a drawing of a {}.", "an image of a {} shape.")
+COLOUR_TEMPLATES = ("a photo of a {} object.", "something coloured {}.", "a {} thing.")
+DIGIT_TEMPLATES = ("a photo of the number {}.", "an image of the digit {}.", "a picture of a {}.")
+COUNT_TEMPLATES = ("a photo of {} objects.", "an image with {} shapes.", "a picture of {} things.")
+GENERIC_TEMPLATES = ("a photo of a {}.", "a blurry photo of a {}.", "a photo of the {}.", "a close-up photo of a {}.")
+
+
+@dataclass(frozen=True)
+class Task:
+    """A classification task: ``split(name, transform)`` gives a Dataset of (transformed image, label)."""
+    name: str
+    classnames: tuple[str, ...]
+    templates: tuple[str, ...]
+    make_split: Callable[[str, Transform | None], Dataset] = field(repr=False)
+    description: str = ""
+    kind: str = "supported"      # embedded world role: "supported", "patch", "shift", "transfer" (or "user")
+
+    def split(self, name: str, transform: Transform | None = None) -> Dataset:
+        if name not in SPLITS:
+            raise ValueError(f"Unknown split {name!r}; choose from: {', '.join(SPLITS)}")
+        return self.make_split(name, transform)
+
+
+class GeneratedSplit(Dataset):
+    """``n`` images drawn by ``draw(rng) -> (image, label)``, image i from its own seed: random access, no storage."""
+
+    def __init__(self, draw: Callable[[np.random.Generator], tuple[Image.Image, int]], n: int, seed: tuple[int, ...],
+                 transform: Transform | None):
+        self.draw, self.n, self.seed, self.transform = draw, n, seed, transform
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        img, label = self.draw(np.random.default_rng((*self.seed, i)))
+        return (self.transform(img) if self.transform else img), label
+
+
+class ArraySplit(Dataset):
+    """Images rendered on access from stored arrays (the scikit-learn digits)."""
+
+    def __init__(self, render: Callable[[int], Image.Image], labels: np.ndarray, transform: Transform | None):
+        self.render, self.labels, self.transform = render, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        img = self.render(i)
+        return (self.transform(img) if self.transform else img), int(self.labels[i])
+
+
+# ------------------------------------------------------------------------------------ embedded tasks
+SPLIT_SIZES = {"train": 20_000, "val": 600, "test": 1_000}
+
+
+def _generated_task(name: str, classnames, templates, draw, description: str, kind: str) -> Task:
+    task_id = zlib.crc32(name.encode())
+
+    def make(split: str, transform: Transform | None) -> Dataset:
+        return GeneratedSplit(draw, SPLIT_SIZES[split], (task_id, SPLITS.index(split)), transform)
+
+    return Task(name, tuple(classnames), tuple(templates), make, description, kind)
+
+
+def _pick(rng: np.random.Generator, options):
+    return options[int(rng.integers(0, len(options)))]
+
+
+def _draw_shape(style: str):
+    def draw(rng):
+        label = int(rng.integers(0, len(w.SHAPES)))
+        return w.render_object(rng, w.SHAPES[label], _pick(rng, tuple(w.COLOURS)), style), label
+    return draw
+
+
+def _draw_colour(rng):
+    label = int(rng.integers(0, len(w.COLOURS)))
+    return w.render_object(rng, _pick(rng, w.SHAPES), list(w.COLOURS)[label]), label
+
+
+def _draw_count(rng):
+    label = int(rng.integers(0, w.MAX_COUNT))
+    count = label + 1
+    if rng.random() < 0.5:
+        shapes, colours = (_pick(rng, w.SHAPES),), (_pick(rng, tuple(w.COLOURS)),)
+    else:
+        shapes = tuple(rng.choice(w.SHAPES, size=count))
+        colours = tuple(rng.choice(list(w.COLOURS), size=count))
+    return w.render_count(rng, count, shapes, colours), label
+
+
+def _draw_typographic(rng):
+    label = int(rng.integers(0, len(w.SHAPES)))
+    word = _pick(rng, [s for s in w.SHAPES if s != w.SHAPES[label]])
+    return w.render_object_with_word(rng, w.SHAPES[label], _pick(rng, tuple(w.COLOURS)), word), label
+
+
+@lru_cache(maxsize=1)
+def _sklearn_digits() -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    order = np.random.default_rng(1234).permutation(len(d.target))
+    idx = {"train": order[:1000], "val": order[1000:1297], "test": order[1297:]}
+    return d.images, d.target, idx
+
+
+def _digits_task(name: str, digits: tuple[int, ...], kind: str, description: str) -> Task:
+    def make(split: str, transform: Transform | None) -> Dataset:
+        images, targets, idx = _sklearn_digits()
+        keep = np.array([i for i in idx[split] if targets[i] in digits])
+        labels = np.array([digits.index(t) for t in targets[keep]])
+        return ArraySplit(lambda i: w.digit_grid_to_image(images[keep[i]]), labels, transform)
+
+    return Task(name, tuple(w.NUMBER_WORDS[d] for d in digits), DIGIT_TEMPLATES, make, description, kind)
+
+
+def _embedded_tasks() -> dict[str, Task]:
+    tasks = [
+        _generated_task("shapes", w.SHAPES, SHAPE_TEMPLATES, _draw_shape("filled"),
+                        "one filled object; name its shape", "supported"),
+        _generated_task("colours", tuple(w.COLOURS), COLOUR_TEMPLATES, _draw_colour,
+                        "one filled object; name its colour", "supported"),
+        _generated_task("shapes_outline", w.SHAPES, SHAPE_TEMPLATES, _draw_shape("outline"),
+                        "shapes drawn as outlines: a distribution shift of 'shapes'", "shift"),
+        _digits_task("digits", tuple(range(10)), "patch",
+                     "real handwritten digits from scikit-learn's load_digits (never seen in pretraining)"),
+        _generated_task("counting", w.NUMBER_WORDS[1:w.MAX_COUNT + 1], COUNT_TEMPLATES, _draw_count,
+                        "count the objects (1-6)", "patch"),
+        _generated_task("typographic", w.SHAPES, SHAPE_TEMPLATES, _draw_typographic,
+                        "an object with another shape's name written on it; the label is the object", "patch"),
+        _digits_task("digits_low", (0, 1, 2, 3, 4), "transfer", "real digits 0-4 (transfer pair with digits_high)"),
+        _digits_task("digits_high", (5, 6, 7, 8, 9), "transfer", "real digits 5-9 (transfer pair with digits_low)"),
+    ]
+    return {t.name: t for t in tasks}
+
+
+EMBEDDED_TASKS: dict[str, Task] = _embedded_tasks()
+PATCH_TASKS = tuple(n for n, t in EMBEDDED_TASKS.items() if t.kind == "patch")
+SUPPORTED_TASKS = tuple(n for n, t in EMBEDDED_TASKS.items() if t.kind == "supported")
+
+
+def list_tasks() -> dict[str, str]:
+    """The embedded world's tasks (name -> description); ``torchvision:NAME`` and ``imagefolder:PATH`` work too."""
+    return {n: f"[{t.kind}] {t.description}" for n, t in EMBEDDED_TASKS.items()}
+
+
+def get_task(name: str, root: str | None = None, download: bool = False) -> Task:
+    """A task by name; ``root``/``download`` are for torchvision datasets."""
+    if name in EMBEDDED_TASKS:
+        return EMBEDDED_TASKS[name]
+    if name.startswith("imagefolder:"):
+        return imagefolder_task(name[len("imagefolder:"):])
+    if name.startswith("torchvision:"):
+        return torchvision_task(name[len("torchvision:"):], root, download)
+    close = difflib.get_close_matches(name, list(EMBEDDED_TASKS), n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise ValueError(f"Unknown task {name!r}.{hint} Choose from: {', '.join(EMBEDDED_TASKS)}, "
+                     "or torchvision:<DatasetName>, or imagefolder:<path>")
+
+
+# ------------------------------------------------------------------------------------ real data
+class _Subset(Dataset):
+    def __init__(self, base, indices: np.ndarray, transform: Transform | None):
+        self.base, self.indices, self.transform = base, indices, transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        img, label = self.base[int(self.indices[i])]
+        img = img.convert("RGB") if isinstance(img, Image.Image) else img
+        return (self.transform(img) if self.transform else img), int(label)
+
+
+def _carve(n: int, seed: int, fractions: tuple[float, ...]) -> list[np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    cuts = np.cumsum([int(round(f * n)) for f in fractions[:-1]])
+    return np.split(order, cuts)
+
+
+def _readable_class(name: str) -> str:
+    return name.replace("_", " ").strip()
+
+
+def imagefolder_task(path: str, seed: int = 0) -> Task:
+    """``path/{train,val,test}/<class>/*.png`` if present; otherwise one ``path/<class>/*`` folder, split 70/10/20."""
+    from torchvision.datasets import ImageFolder
+
+    root = Path(path)
+    if not root.is_dir():
+        raise ValueError(f"imagefolder task: {root} is not a folder")
+    has_splits = (root / "train").is_dir()
+    base = ImageFolder(root / "train") if has_splits else ImageFolder(root)
+    if not base.classes:
+        raise ValueError(f"imagefolder task: no class folders in {root}")
+
+    def make(split: str, transform: Transform | None) -> Dataset:
+        if has_splits and split == "test":
+            folder = root / "test"
+            if not folder.is_dir():
+                raise ValueError(f"imagefolder task: {folder} is missing")
+            ds = ImageFolder(folder)
+            if ds.classes != base.classes:
+                raise ValueError(f"imagefolder task: classes of {folder} differ from {root / 'train'}")
+            return _Subset(ds, np.arange(len(ds)), transform)
+        if has_splits and (root / "val").is_dir() and split == "val":
+            ds = ImageFolder(root / "val")
+            return _Subset(ds, np.arange(len(ds)), transform)
+        if has_splits:  # carve val from train
+            train, val = _carve(len(base), seed, (0.9, 0.1))
+            return _Subset(base, {"train": train, "val": val}[split], transform)
+        parts = dict(zip(SPLITS, _carve(len(base), seed, (0.7, 0.1, 0.2))))
+        return _Subset(base, parts[split], transform)
+
+    classes = tuple(_readable_class(c) for c in base.classes)
+    return Task(f"imagefolder:{path}", classes, GENERIC_TEMPLATES, make, f"ImageFolder at {path}", "user")
+
+
+def torchvision_task(name: str, root: str | None, download: bool = False, seed: int = 0) -> Task:
+    """A torchvision dataset; val is carved (10%) from its training split."""
+    import torchvision.datasets as tvd
+
+    if not hasattr(tvd, name):
+        choices = [n for n in dir(tvd) if n[0].isupper()]
+        close = difflib.get_close_matches(name, choices, n=5)
+        raise ValueError(f"Unknown torchvision dataset {name!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    if root is None:
+        raise ValueError(f"torchvision:{name} needs a data root (--data-root); add --download to fetch it")
+    cls = getattr(tvd, name)
+
+    @lru_cache(maxsize=2)
+    def load(train: bool):
+        try:
+            return cls(root, train=train, download=download)
+        except TypeError:
+            return cls(root, split="train" if train else "test", download=download)
+
+    def make(split: str, transform: Transform | None) -> Dataset:
+        if split == "test":
+            ds = load(False)
+            return _Subset(ds, np.arange(len(ds)), transform)
+        ds = load(True)
+        train, val = _carve(len(ds), seed, (0.9, 0.1))
+        return _Subset(ds, {"train": train, "val": val}[split], transform)
+
+    classes = getattr(load(True), "classes", None)
+    if not classes:
+        raise ValueError(f"torchvision:{name} has no .classes list; use an imagefolder task instead")
+    return Task(f"torchvision:{name}", tuple(_readable_class(str(c)) for c in classes), GENERIC_TEMPLATES, make,
+                f"torchvision {name} at {root}", "user")

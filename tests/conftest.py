@@ -1,0 +1,44 @@
+"""Shared fixtures: a micro CLIP with random weights saved to and loaded back from a local file."""
+from __future__ import annotations
+
+import numpy as np
+import open_clip
+import pytest
+import torch
+from PIL import Image
+
+from paint_core.checkpoints import save_checkpoint
+from paint_core.models import register_embedded_configs
+
+
+@pytest.fixture(scope="session")
+def random_micro_file(tmp_path_factory) -> str:
+    register_embedded_configs()
+    torch.manual_seed(0)
+    model = open_clip.create_model("micro-rn-s", pretrained=None)
+    path = tmp_path_factory.mktemp("weights") / "micro-random.safetensors"
+    save_checkpoint(path, model.state_dict(), {"model": "micro-rn-s", "pretrained": None})
+    return str(path)
+
+
+@pytest.fixture()
+def two_states(random_micro_file):
+    """Zero-shot and 'fine-tuned' (perturbed image tower) state dicts of the micro model."""
+    from paint_core import load_checkpoint
+    zs, _ = load_checkpoint(random_micro_file)
+    g = torch.Generator().manual_seed(1)
+    ft = {k: (v + 0.1 * torch.randn(v.shape, generator=g)) if v.is_floating_point() and k.startswith("visual.")
+          else v.clone() for k, v in zs.items()}
+    return zs, ft
+
+
+def write_imagefolder(root, classes: dict[str, tuple[int, int, int]], per_class: int, seed: int = 0) -> None:
+    """Tiny ImageFolder: one colour per class with noise, so the task is learnable."""
+    rng = np.random.default_rng(seed)
+    for split in ("train", "test"):
+        for name, rgb in classes.items():
+            d = root / split / name
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                arr = np.clip(np.array(rgb) + rng.normal(0, 20, (40, 40, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(arr).save(d / f"{i}.png")
