@@ -94,6 +94,20 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .models import WEIGHTS_DIR
+    from .pretrain import pretrain
+    from .reproduce import CACHED_RESULTS, PRETRAIN_RECIPES, reproduce
+
+    models = args.models.split(",") if args.models else None
+    if args.retrain:
+        for name in models or list(PRETRAIN_RECIPES):
+            pretrain(name, WEIGHTS_DIR, PRETRAIN_RECIPES[name], command=f"python -m paint_core pretrain --model {name}")
+    reproduce(Path(args.out) if args.out else CACHED_RESULTS, models, args.tasks.split(",") if args.tasks else None)
+    print((Path(args.out) if args.out else CACHED_RESULTS).joinpath("summary.md").read_text())
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from .models import list_models
     from .tasks import list_tasks
@@ -162,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--base", default=None, help="pretrained tag or file for keys the checkpoint lacks")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_convert)
+
+    s = sub.add_parser("reproduce", help="regenerate cached_results/ from the shipped models (resumable)")
+    s.add_argument("--out", default=None, help="default: the repository's cached_results/")
+    s.add_argument("--models", default=None, help="comma-separated embedded models (default: all)")
+    s.add_argument("--tasks", default=None, help="comma-separated patch tasks (default: all)")
+    s.add_argument("--retrain", action="store_true", help="pretrain the embedded models again first (about 1 h)")
+    s.set_defaults(func=cmd_reproduce)
 
     s = sub.add_parser("list", help="list embedded models and tasks")
     s.set_defaults(func=cmd_list)

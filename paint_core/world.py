@@ -141,6 +141,8 @@ class Scene:
 def render_object(rng: np.random.Generator, shape: str, colour: str, style: str = "filled",
                   size: int = WORLD_SIZE, radius: tuple[float, float] = (0.22, 0.38)) -> Image.Image:
     """One object of ``shape`` and ``colour`` on a random background."""
+    _check("shape", shape, SHAPES)
+    _check("colour", colour, COLOURS)
     img = _background(rng, COLOURS[colour], size)
     r = size * rng.uniform(*radius)
     cx = rng.uniform(r, size - r)
@@ -297,3 +299,25 @@ def render_digit_lookalike(rng: np.random.Generator, digit: int, size: int = WOR
     ink = tuple(int(c) for c in rng.integers(150, 256, size=3))
     paper = tuple(int(c) for c in rng.integers(0, 70, size=3))
     return digit_grid_to_image(grid, size, ink, paper)
+
+
+WORD_POSITIONS = ("center", "top", "bottom")
+
+
+def write_word(img: Image.Image, word: str, position: str = "center", size_fraction: float = 0.2) -> Image.Image:
+    """A copy of any image with ``word`` written on it, ``size_fraction`` of the image height tall."""
+    if position not in WORD_POSITIONS:
+        raise ValueError(f"Unknown position {position!r}; choose from: {', '.join(WORD_POSITIONS)}")
+    if not 0.02 <= size_fraction <= 0.8:
+        raise ValueError(f"size_fraction must be in [0.02, 0.8], got {size_fraction}")
+    out = img.convert("RGB").copy()
+    if not word.strip():
+        return out
+    w_img, h_img = out.size
+    fs = max(4, int(size_fraction * h_img))
+    while fs > 4 and text_box(word, fs)[0] > w_img - 2:
+        fs -= 1
+    tw, th = text_box(word, fs)
+    y = {"center": (h_img - th) / 2 - fs * 0.2, "top": 1, "bottom": h_img - th - fs * 0.35}[position]
+    draw_text(out, word, (w_img - tw) / 2, y, fs, (255, 255, 255))
+    return out

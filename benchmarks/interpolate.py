@@ -1,0 +1,62 @@
+"""Interpolation speed on ViT-B-32 float32 (605 MB per copy), side by side in one run.
+
+    python benchmarks/interpolate.py [--model ViT-B-32] [--repeats 10]
+
+Prints the median time of: the naive path (dict comprehension + load_state_dict), paint_core's
+Interpolator.set_alpha, and a plain copy of the same bytes (the memory-bandwidth floor); then the ratios.
+Targets (issue 3): Interpolator within 2x of the copy and at least 5x faster than the naive path.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import open_clip
+import torch
+
+from paint_core import Interpolator
+
+
+def timed(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="ViT-B-32")
+    ap.add_argument("--repeats", type=int, default=10)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    model = open_clip.create_model(args.model, pretrained=None).eval()
+    zs = {k: v.clone() for k, v in model.state_dict().items()}
+    ft = {k: v + 0.01 * torch.randn_like(v) if v.is_floating_point() else v.clone() for k, v in zs.items()}
+    nbytes = sum(v.numel() * v.element_size() for v in zs.values())
+    alphas = iter([0.1 * (i % 10) for i in range(10_000)])
+
+    def naive():
+        a = next(alphas)
+        model.load_state_dict({k: (1 - a) * z + a * ft[k] if z.is_floating_point() else z for k, z in zs.items()})
+
+    naive_s = timed(naive, args.repeats)
+    interp = Interpolator(model, zs, ft)
+    interp_s = timed(lambda: interp.set_alpha(next(alphas)), args.repeats)
+    src = torch.cat([v.reshape(-1).float() for v in zs.values() if v.is_floating_point()])
+    dst = torch.empty_like(src)
+    copy_s = timed(lambda: dst.copy_(src), args.repeats)
+    print(f"{args.model}: {nbytes / 1e6:.0f} MB of weights, median of {args.repeats}, torch threads {torch.get_num_threads()}")
+    print(f"  naive dict + load_state_dict : {naive_s * 1e3:8.1f} ms")
+    print(f"  Interpolator.set_alpha       : {interp_s * 1e3:8.1f} ms")
+    print(f"  plain copy of the same bytes : {copy_s * 1e3:8.1f} ms")
+    print(f"  Interpolator / copy = {interp_s / copy_s:.2f}x (target <= 2x); "
+          f"naive / Interpolator = {naive_s / interp_s:.1f}x (target >= 5x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""PAINT Explorer: the entry file is a picture frame (page config, navigation); pages are in app_pages/."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` from anywhere
+    sys.path.insert(0, str(ROOT))
+
+st.set_page_config(page_title="PAINT Explorer", layout="wide")
+PAGES = Path(__file__).resolve().parent / "app_pages"
+nav = st.navigation([
+    st.Page(PAGES / "patch.py", title="Patch", icon=":material/tune:", default=True),
+    st.Page(PAGES / "typographic.py", title="Typographic attack", icon=":material/text_fields:"),
+    st.Page(PAGES / "counting.py", title="Counting", icon=":material/123:"),
+    st.Page(PAGES / "models_runs.py", title="Models & runs", icon=":material/model_training:"),
+])
+nav.run()

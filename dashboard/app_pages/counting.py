@@ -1,0 +1,71 @@
+"""Counting: zero-shot vs patched counts for one image, and accuracy per true count on a subsample."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboard import figures, state
+from paint_core import world
+from paint_core.images import ImageInputError, read_image
+from paint_core.live import compare_predictions, per_class_accuracy
+from paint_core.tasks import get_task
+
+st.title("Counting")
+path = state.pick_run(default_task="counting", key="count_run")
+if path is None:
+    st.stop()
+try:
+    session = state.session_patch(path)
+except (ValueError, FileNotFoundError, RuntimeError) as e:
+    st.error(f"Cannot open this run: {e}")
+    st.stop()
+chosen = state.chosen_alpha(path)
+task = get_task("counting")
+
+left, right = st.columns([1, 2])
+with left:
+    source = st.radio("Image", ["Compose", "Upload"], horizontal=True, key="count_source")
+    image = None
+    if source == "Compose":
+        n = st.slider("Number of objects", 1, world.MAX_COUNT, 3, key="count_n")
+        mixed = st.checkbox("Mixed shapes and colours", True, key="count_mixed")
+        seed = st.number_input("Scene seed", 0, 10_000, 0, key="count_seed")
+        rng = np.random.default_rng(int(seed))
+        shapes = tuple(rng.choice(world.SHAPES, n)) if mixed else ("circle",)
+        colours = tuple(rng.choice(list(world.COLOURS), n)) if mixed else ("yellow",)
+        image = world.render_count(rng, n, shapes, colours)
+    else:
+        up = st.file_uploader("PNG, JPEG or WebP", type=["png", "jpg", "jpeg", "webp"], key="count_upload")
+        if up is not None:
+            try:
+                image = read_image(up.getvalue(), up.name)
+            except ImageInputError as e:
+                st.error(str(e))
+    alpha = st.slider("alpha of the patched model", 0.0, 1.0, float(chosen if chosen is not None else 0.5), 0.05,
+                      key="count_alpha")
+
+session.set_alpha(alpha)
+models = {"zero-shot": session.run.model, f"patched (alpha {alpha:g})": session.model}
+with right:
+    if image is None:
+        st.info("Compose an image or upload one.")
+    else:
+        c1, c2 = st.columns([1, 3])
+        c1.image(image.resize((160, 160)))
+        table = compare_predictions(models, session.run.preprocess, session.run.tokenizer, image, task.classnames,
+                                    task.templates, head_model=session.run.model)
+        c2.dataframe(table, hide_index=True, key="count_table")
+
+if "counting" in session.eval_sets:
+    ev = session.eval_sets["counting"]
+    per = pd.DataFrame({
+        "zero-shot": per_class_accuracy(session.zero_shot_probs["counting"], ev.labels, ev.classnames)["accuracy"].to_numpy(),
+        f"patched (alpha {alpha:g})": per_class_accuracy(session.probabilities()["counting"], ev.labels,
+                                                         ev.classnames)["accuracy"].to_numpy()},
+        index=list(ev.classnames))
+    st.subheader(f"Accuracy per true count (test subsample, n={len(ev.labels)})")
+    st.plotly_chart(figures.per_count_figure(per, list(per.columns)), key="per_count")
+    st.dataframe((100 * per).round(1), key="per_count_table")
+else:
+    st.info("This run is not a counting run: pick a counting run for the per-count view.")

@@ -1,0 +1,68 @@
+"""Patch: the alpha slider re-interpolates the weights live; accuracies, samples and the frontier follow."""
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import figures, state
+from paint_core.frontier import frontier
+from paint_core.tasks import get_task
+
+st.title("Patch: interpolate zero-shot and fine-tuned weights")
+st.caption("theta(alpha) = (1 - alpha) * theta_zero-shot + alpha * theta_fine-tuned. The slider re-interpolates "
+           "this session's own copy of the weights in place and re-evaluates a fixed subsample.")
+
+path = state.pick_run(default_task="digits", key="patch_run")
+if path is None:
+    st.stop()
+try:
+    session = state.session_patch(path)
+except (ValueError, FileNotFoundError, RuntimeError) as e:
+    st.error(f"Cannot open this run: {e}")
+    st.stop()
+
+run = session.run
+patch_task = run.meta["task"]
+chosen = state.chosen_alpha(path)
+alpha = st.slider("alpha", 0.0, 1.0, value=float(chosen if chosen is not None else 0.0), step=0.05, key="alpha",
+                  help="0 = zero-shot, 1 = fine-tuned on the patch task")
+session.set_alpha(alpha)
+probs = session.probabilities()
+acc = session.accuracies(probs)
+zs_acc = session.accuracies(session.zero_shot_probs)
+
+st.subheader(f"Live accuracy at alpha = {alpha:g}" + (f" (paper's choice on val: {chosen:g})" if chosen is not None else ""))
+cols = st.columns(len(acc))
+for col, (task, a) in zip(cols, acc.items()):
+    role = "patch" if task == patch_task else "supported"
+    n = len(session.eval_sets[task].labels)
+    col.metric(f"{task} ({role}, n={n})", f"{100 * a:.1f}%", f"{100 * (a - zs_acc[task]):+.1f} vs zero-shot")
+
+df = state.sweep_of(path)
+supported = [t for t in state.run_tasks(run) if t != patch_task]
+if len(df):
+    split = st.radio("Frontier split", ["test", "val"], horizontal=True, key="split")
+    try:
+        f = frontier(df, patch_task, supported, split)
+    except ValueError as e:
+        st.error(f"The sweep table cannot draw a frontier: {e}")
+    else:
+        live = (acc[patch_task], sum(acc[t] for t in supported) / len(supported))
+        left, right = st.columns(2)
+        left.plotly_chart(figures.frontier_figure(f, patch_task, alpha, chosen, live, split), key="frontier")
+        right.plotly_chart(figures.accuracy_vs_alpha_figure(df, split, alpha), key="acc_vs_alpha")
+        with st.expander("Frontier table"):
+            st.dataframe(figures.gap_table(f), key="gap_table", hide_index=True)
+else:
+    st.info(f"No sweep yet for this run: `python -m paint_core sweep --run {path} --supported shapes,colours`")
+
+st.subheader(f"Samples of {patch_task}: zero-shot vs alpha = {alpha:g}")
+task = get_task(patch_task, root=run.meta.get("data_root"))
+raw = task.split("test")
+names = session.eval_sets[patch_task].classnames
+cols = st.columns(6)
+for i in range(min(12, len(raw))):
+    img, label = raw[i]
+    zs_pred = names[int(session.zero_shot_probs[patch_task][i].argmax())]
+    now = names[int(probs[patch_task][i].argmax())]
+    mark = "✅" if now == names[label] else "❌"
+    cols[i % 6].image(img.resize((96, 96)), caption=f"true {names[label]} | zs {zs_pred} | now {now} {mark}")

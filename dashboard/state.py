@@ -1,0 +1,81 @@
+"""Shared, read-only heavy objects (st.cache_resource) and each session's own patched model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from paint_core.live import EvalSet, PatchSession, build_eval_sets
+from paint_core.runs import Run, load_run, read_sweep, select_run
+from paint_core.tasks import SUPPORTED_TASKS
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_ROOTS = (ROOT / "cached_results", Path.cwd() / "runs")
+EVAL_N = 200
+
+
+def available_runs() -> dict[str, str]:
+    """label -> run directory, from cached_results/ and ./runs (where the CLI writes by default)."""
+    found = {}
+    for root in RUN_ROOTS:
+        for meta in sorted(root.glob("**/run.json")) if root.is_dir() else []:
+            label = str(meta.parent.relative_to(root))
+            found[f"{label}" if root.name == "cached_results" else f"runs/{label}"] = str(meta.parent)
+    return found
+
+
+@st.cache_resource(show_spinner="Loading the run's model and endpoints...")
+def shared_run(path: str) -> Run:
+    """Read-only: shared by every session. Never mutate it; sessions copy the model."""
+    return load_run(path)
+
+
+@st.cache_resource(show_spinner="Preparing the evaluation subsample...")
+def shared_eval_sets(path: str, tasks: tuple[str, ...], n: int = EVAL_N) -> dict[str, EvalSet]:
+    return build_eval_sets(shared_run(path), tasks, n)
+
+
+@st.cache_data(show_spinner=False)
+def sweep_table(path: str, mtime: float):
+    return read_sweep(path)
+
+
+def run_tasks(run: Run) -> tuple[str, ...]:
+    supported = run.meta.get("supported") or [t for t in SUPPORTED_TASKS if t != run.meta["task"]]
+    return (run.meta["task"], *[s for s in supported if s != run.meta["task"]])
+
+
+def session_patch(path: str) -> PatchSession:
+    """This browser session's own live model for the run at ``path`` (created once per session)."""
+    key = f"patch_session::{path}"
+    if key not in st.session_state:
+        run = shared_run(path)
+        st.session_state[key] = PatchSession(run, shared_eval_sets(path, run_tasks(run)))
+    return st.session_state[key]
+
+
+def chosen_alpha(path: str) -> float | None:
+    try:
+        return select_run(path)["alpha"]
+    except (ValueError, FileNotFoundError, KeyError):
+        return None
+
+
+def sweep_of(path: str):
+    f = Path(path) / "sweep.csv"
+    return sweep_table(path, f.stat().st_mtime if f.is_file() else 0.0)
+
+
+def pick_run(default_task: str | None = None, key: str = "run") -> str | None:
+    """A run selector; returns the run directory or None (with a message) if there is none."""
+    runs = available_runs()
+    if not runs:
+        st.warning("No run found in cached_results/ or ./runs. Make one with `python -m paint_core finetune ...` "
+                   "or on the Models & runs page.")
+        return None
+    labels = list(runs)
+    model = st.session_state.get("model")
+    preferred = [l for l in labels if default_task and l.endswith(f"/{default_task}") and (not model or l.startswith(model))]
+    index = labels.index(preferred[0]) if preferred else 0
+    label = st.selectbox("Run (model / patch task)", labels, index=index, key=key)
+    return runs[label]

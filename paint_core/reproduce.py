@@ -1,0 +1,130 @@
+"""``python -m paint_core reproduce``: regenerate cached_results/ from the shipped embedded models.
+
+For every embedded model: diagnostics (zero-shot accuracy per task, linear probes of the patch tasks,
+typographic reading), then for every patch task a run directory (fine-tune, sweep over alpha on val and
+test of the patch task and every supported task), then summary.json / summary.md. Resumable: finished
+fine-tunes are kept, sweeps continue from their sweep.csv.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .checkpoints import atomic_write_text
+from .diagnostics import linear_probe, typographic_reading, zero_shot_accuracies
+from .finetune import FinetuneConfig
+from .frontier import chord_gap, frontier, frontier_area, gain_within_drift
+from .models import EMBEDDED_MODELS, load_model
+from .pretrain import PretrainConfig
+from .runs import read_run_meta, read_sweep, run_finetune, run_sweep, select_run
+from .tasks import EMBEDDED_TASKS, PATCH_TASKS, SUPPORTED_TASKS
+from .version import code_version
+
+log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parent.parent
+CACHED_RESULTS = ROOT / "cached_results"
+ALPHAS = [round(0.1 * i, 1) for i in range(11)]
+# The recipes of the shipped weights and cached runs (see docs/experiments.md for why these).
+PRETRAIN_RECIPES = {"micro-rn-s": PretrainConfig(steps=2500), "micro-rn-l": PretrainConfig(steps=2500)}
+FINETUNE_RECIPES = {task: FinetuneConfig() for task in PATCH_TASKS}
+COMMAND = "python -m paint_core reproduce"
+
+
+def diagnose(model_name: str, out: Path) -> dict:
+    path = out / model_name / "diagnostics.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    model, preprocess, tokenizer = load_model(model_name)
+    result = {
+        "model": model_name, "command": COMMAND, "code_version": code_version(),
+        "zero_shot_test": zero_shot_accuracies(model, preprocess, tokenizer, list(EMBEDDED_TASKS)),
+        "linear_probe_test": {t: linear_probe(model, preprocess, t) for t in PATCH_TASKS},
+        "typographic_reading": typographic_reading(model, preprocess, tokenizer),
+    }
+    atomic_write_text(path, json.dumps(result, indent=2))
+    return result
+
+
+def run_is_finished(run_dir: Path, cfg: FinetuneConfig) -> bool:
+    try:
+        return read_run_meta(run_dir)["config"] == asdict(cfg)
+    except (FileNotFoundError, ValueError, KeyError):
+        return False
+
+
+def reproduce(out: Path = CACHED_RESULTS, models: list[str] | None = None, tasks: list[str] | None = None) -> dict:
+    models = models or list(EMBEDDED_MODELS)
+    tasks = tasks or list(PATCH_TASKS)
+    summary = {"schema": 1, "command": COMMAND, "code_version": code_version(), "supported": list(SUPPORTED_TASKS),
+               "models": {}}
+    jobs = [(m, t) for m in models for t in tasks]
+    for model_name in models:
+        summary["models"][model_name] = {"diagnostics": diagnose(model_name, out), "runs": {}}
+    for model_name, task in tqdm(jobs, desc="reproduce", unit="run"):
+        run_dir = out / model_name / task
+        cfg = FINETUNE_RECIPES[task]
+        if not run_is_finished(run_dir, cfg):
+            run_finetune(run_dir, model_name, None, task, cfg, command=COMMAND)
+        df = read_sweep(run_dir)
+        expected = len(ALPHAS) * (1 + len(SUPPORTED_TASKS)) * 2
+        if len(df) < expected:
+            run_sweep(run_dir, list(SUPPORTED_TASKS), ALPHAS)
+        summary["models"][model_name]["runs"][task] = run_summary(run_dir, task)
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    atomic_write_text(out / "summary.md", summary_markdown(summary))
+    return summary
+
+
+def run_summary(run_dir: Path, task: str) -> dict:
+    df = read_sweep(run_dir)
+    sup = list(SUPPORTED_TASKS)
+    ft = frontier(df, task, sup, "test")
+    choice = select_run(run_dir)
+    return {
+        "chosen_alpha_val": choice["alpha"],
+        "test_at_chosen": choice["test"],
+        "test_zero_shot": {t: float(ft.loc[0.0, t]) for t in [task, *sup]},
+        "test_finetuned": {t: float(ft.loc[1.0, t]) for t in [task, *sup]},
+        "within_1pt_drift": gain_within_drift(df, task, sup, 0.01),
+        "frontier_area_test": frontier_area(ft),
+        "max_gap_above_chord_test": float(chord_gap(ft).max()),
+        "mean_gap_above_chord_test": float(chord_gap(ft).iloc[1:-1].mean()),
+    }
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def summary_markdown(summary: dict) -> str:
+    sup = summary["supported"]
+    lines = [f"# cached_results summary", "",
+             f"Written by `{summary['command']}` (code {summary['code_version']}); every number is a test-split "
+             "accuracy in %, alpha chosen on val. Do not edit by hand.", "",
+             "| model | patch task | zero-shot patch / supported | fine-tuned patch / supported | chosen alpha | "
+             "patched patch / supported | gain within 1 pt drift (alpha) | gap above chord mean / max | "
+             "linear probe | area |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for model_name, m in summary["models"].items():
+        for task, r in m["runs"].items():
+            zs, fin, at = r["test_zero_shot"], r["test_finetuned"], r["test_at_chosen"]
+            sup_mean = lambda d: sum(d[s] for s in sup) / len(sup)  # noqa: E731
+            w = r["within_1pt_drift"]
+            lines.append(
+                f"| {model_name} | {task} | {_pct(zs[task])} / {_pct(sup_mean(zs))} | {_pct(fin[task])} / "
+                f"{_pct(sup_mean(fin))} | {r['chosen_alpha_val']:g} | {_pct(at[task])} / {_pct(sup_mean(at))} | "
+                f"{100 * w['patch_gain']:+.1f} ({w['alpha']:g}) | {_pct(r['mean_gap_above_chord_test'])} / "
+                f"{_pct(r['max_gap_above_chord_test'])} | {_pct(m['diagnostics']['linear_probe_test'][task])} | "
+                f"{r['frontier_area_test']:.0f} |")
+    lines += ["", "## Zero-shot test accuracy per task (%)", "",
+              "| model | " + " | ".join(EMBEDDED_TASKS) + " | typographic: object / word / control |",
+              "|---|" + "---|" * (len(EMBEDDED_TASKS) + 1)]
+    for model_name, m in summary["models"].items():
+        d = m["diagnostics"]
+        t = d["typographic_reading"]
+        lines.append(f"| {model_name} | " + " | ".join(_pct(d["zero_shot_test"][k]) for k in EMBEDDED_TASKS)
+                     + f" | {_pct(t['object_rate'])} / {_pct(t['word_rate'])} / {_pct(t['control_object_rate'])} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,48 @@
+import pandas as pd
+import pytest
+
+from dashboard import figures
+from paint_core.frontier import chord_gap, frontier, frontier_area, gain_within_drift
+
+
+def _sweep():
+    rows = []
+    # patch rises fast, supported holds then drops: a bent frontier
+    for a, p, s, pt, st in [(0.0, 0.30, 0.90, 0.32, 0.91), (0.5, 0.80, 0.895, 0.78, 0.90), (1.0, 0.90, 0.60, 0.91, 0.62)]:
+        rows += [{"alpha": a, "task": "digits", "split": "val", "accuracy": p, "n": 10},
+                 {"alpha": a, "task": "shapes", "split": "val", "accuracy": s, "n": 10},
+                 {"alpha": a, "task": "digits", "split": "test", "accuracy": pt, "n": 10},
+                 {"alpha": a, "task": "shapes", "split": "test", "accuracy": st, "n": 10}]
+    return pd.DataFrame(rows)
+
+
+def test_frontier_measures_against_hand_computation():
+    f = frontier(_sweep(), "digits", ["shapes"], "test")
+    # chord from (0.32, 0.91) to (0.91, 0.62); at patch 0.78 the line is 0.91 - 0.29 * 0.46 / 0.59
+    line = 0.91 - 0.29 * (0.78 - 0.32) / (0.91 - 0.32)
+    assert chord_gap(f).loc[0.5] == pytest.approx(0.90 - line)
+    # area: two trapezoids of the gap over patch accuracy, x 1e4
+    area = ((0 + (0.90 - line)) / 2 * (0.78 - 0.32) + ((0.90 - line) + 0) / 2 * (0.91 - 0.78)) * 1e4
+    assert frontier_area(f) == pytest.approx(area)
+    g = gain_within_drift(_sweep(), "digits", ["shapes"], 0.01)
+    assert g["alpha"] == 0.5  # val drift 0.005 at 0.5, 0.30 at 1.0
+    assert g["patch_gain"] == pytest.approx(0.78 - 0.32)
+
+
+def test_frontier_figure_has_labelled_endpoints_and_markers():
+    f = frontier(_sweep(), "digits", ["shapes"], "test")
+    fig = figures.frontier_figure(f, "digits", alpha=0.5, chosen=0.5, live=(0.7, 0.88))
+    names = [t.name for t in fig.data]
+    assert "frontier (test)" in names and "chosen on val (alpha 0.5)" in names
+    ends = next(t for t in fig.data if t.name == "endpoints")
+    assert list(ends.text) == ["zero-shot", "fine-tuned"]
+    front = next(t for t in fig.data if t.name == "frontier (test)")
+    assert list(front.x) == pytest.approx([32.0, 78.0, 91.0]) and list(front.customdata) == [0.0, 0.5, 1.0]
+    live = next(t for t in fig.data if t.name.startswith("live"))
+    assert list(live.x) == [70.0] and list(live.y) == [88.0]
+
+
+def test_accuracy_vs_alpha_has_one_line_per_task():
+    fig = figures.accuracy_vs_alpha_figure(_sweep(), "val", alpha=0.3)
+    assert sorted(t.name for t in fig.data) == ["digits", "shapes"]
+    assert fig.layout.shapes[0].x0 == 0.3
