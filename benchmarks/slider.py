@@ -1,0 +1,58 @@
+"""Time from a new alpha to updated predictions on the Patch page's evaluation subsample, side by side.
+
+    python benchmarks/slider.py [--run cached_results/micro-rn-l/digits] [--moves 10]
+
+Live path: PatchSession.set_alpha (in-place Interpolator) + predictions on the subsample (200 images per
+task, patch + supported tasks), exactly what the Patch page does per slider move. Naive path: rebuild the model
+with open_clip, interpolate a state dict and load_state_dict it, then the same predictions.
+Targets (issue 5): live under 0.3 s per move on 2 CPU cores and at least 5x faster than the naive path.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from paint_core import interpolate, load_run
+from paint_core.live import PatchSession, build_eval_sets
+from paint_core.models import create_architecture
+from paint_core.evaluation import predict
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--run", default="cached_results/micro-rn-l/digits")
+    ap.add_argument("--moves", type=int, default=10)
+    args = ap.parse_args()
+    run = load_run(args.run)
+    tasks = (run.meta["task"], *run.meta.get("supported", []))
+    sets = build_eval_sets(run, tasks)
+    session = PatchSession(run, sets)
+    alphas = [round(0.1 * ((i * 3) % 10) + 0.05, 2) for i in range(args.moves)]
+
+    live = []
+    for a in alphas:
+        t = time.perf_counter()
+        session.set_alpha(a)
+        session.accuracies()
+        live.append(time.perf_counter() - t)
+
+    naive = []
+    for a in alphas:
+        t = time.perf_counter()
+        model = create_architecture(run.meta["model"]).eval()
+        model.load_state_dict(interpolate(run.theta_zs, run.theta_ft, a))
+        for e in sets.values():
+            predict(model, e.head, e.images)
+        naive.append(time.perf_counter() - t)
+
+    n_images = sum(len(e.labels) for e in sets.values())
+    lm, nm = statistics.median(live), statistics.median(naive)
+    print(f"run {args.run}: {len(sets)} tasks, {n_images} images per move, median of {args.moves} moves")
+    print(f"  live (Interpolator + predictions)      : {lm * 1e3:7.1f} ms per move (target < 300 ms)")
+    print(f"  naive (rebuild + load_state_dict + same): {nm * 1e3:7.1f} ms per move")
+    print(f"  naive / live = {nm / lm:.1f}x (target >= 5x)")
+
+
+if __name__ == "__main__":
+    main()

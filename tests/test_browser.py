@@ -1,0 +1,104 @@
+"""End to end in a real browser: `streamlit run` on localhost, Debian's headless Chromium via playwright.
+
+Moves the alpha slider with the keyboard and checks that the live accuracy and the frontier chart change.
+Leaves a screenshot in test-artifacts/ for a human to look at.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+pytestmark = pytest.mark.slow
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+                             "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+                             "--browser.gatherUsageStats", "false"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError("streamlit did not start in 120 s:\n" + proc.stdout.read())
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def _digits_metric(page) -> str:
+    metric = page.locator('[data-testid="stMetric"]').filter(has_text="digits (").first
+    return metric.locator('[data-testid="stMetricValue"]').inner_text()
+
+
+def _wait_for_change(page, old: str, timeout: float = 60) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        page.wait_for_timeout(300)
+        if page.locator('[data-testid="stStatusWidget"]').count() == 0:
+            value = _digits_metric(page)
+            if value != old:
+                return value
+    raise AssertionError(f"the digits accuracy stayed at {old}")
+
+
+def _live_legend(page) -> str:
+    return page.locator(".js-plotly-plot .legendtext").filter(has_text="live subsample").first.inner_text()
+
+
+def test_slider_moves_numbers_and_chart_in_a_real_browser(app_url):
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed for this test: apt-get install chromium (scripts/test.sh does it)"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1500})
+        page.goto(app_url, timeout=120_000)
+        page.locator('[data-testid="stMetric"]').filter(has_text="digits (").first.wait_for(timeout=180_000)
+        page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+        slider = page.locator('[role="slider"]').first
+        slider.focus()
+        page.keyboard.press("Home")
+        start = _wait_for_change(page, "__none__")
+        page.wait_for_timeout(1500)
+        start = _digits_metric(page)
+        legend_start = _live_legend(page)
+        slider.focus()
+        page.keyboard.press("End")
+        end = _wait_for_change(page, start)
+        page.wait_for_timeout(1500)
+        legend_end = _live_legend(page)
+        page.screenshot(path=str(ARTIFACTS / "dashboard_patch.png"), full_page=True)
+        browser.close()
+    assert re.fullmatch(r"\d+\.\d%", start) and re.fullmatch(r"\d+\.\d%", end)
+    assert start != end
+    assert "alpha 0" in legend_start and "alpha 1" in legend_end

@@ -1,0 +1,174 @@
+"""AppTest drives each page; displayed numbers are checked against independent engine computations."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from paint_core import evaluate, interpolate, load_run
+from paint_core.evaluation import materialize, zero_shot_head
+from paint_core.live import compare_predictions
+from paint_core.tasks import SHAPE_TEMPLATES, get_task
+from paint_core.world import SHAPES
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "dashboard" / "app.py")
+CACHED = ROOT / "cached_results"
+RUN = "micro-rn-l/digits"
+pytestmark = pytest.mark.slow
+
+
+def _app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _metric(at: AppTest, task: str) -> str:
+    return next(m.value for m in at.metric if m.label.startswith(f"{task} ("))
+
+
+def _independent_accuracy(run_dir: Path, task_name: str, alpha: float, n: int = 200) -> float:
+    run = load_run(run_dir)
+    run.model.load_state_dict(interpolate(run.theta_zs, run.theta_ft, alpha))
+    task = get_task(task_name)
+    head = zero_shot_head(run.model, run.tokenizer, task.classnames, task.templates)
+    return evaluate(run.model, head, materialize(task.split("test", run.preprocess), n))
+
+
+def test_patch_slider_shows_engine_accuracy():
+    at = _app()
+    at.selectbox(key="patch_run").set_value(RUN).run()
+    at.slider(key="alpha").set_value(0.8).run()
+    assert not at.exception
+    for task in ("digits", "shapes"):
+        expected = _independent_accuracy(CACHED / RUN, task, 0.8)
+        assert _metric(at, task) == f"{100 * expected:.1f}%"
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    names = [t.get("name") for t in spec["data"]]
+    assert "frontier (test)" in names and any(n.startswith("live subsample (alpha 0.8)") for n in names)
+
+
+def test_two_sessions_never_see_each_others_weights():
+    a, b = _app(), _app()
+    a.selectbox(key="patch_run").set_value(RUN).run()
+    b.selectbox(key="patch_run").set_value(RUN).run()
+    a.slider(key="alpha").set_value(0.0).run()
+    before = _metric(a, "digits")
+    b.slider(key="alpha").set_value(1.0).run()
+    a.run()
+    assert _metric(a, "digits") == before
+    assert _metric(b, "digits") == f"{100 * _independent_accuracy(CACHED / RUN, 'digits', 1.0):.1f}%"
+    assert before != _metric(b, "digits")
+
+
+def _png_bytes(seed: int = 0) -> bytes:
+    from paint_core.world import render_object
+    buf = io.BytesIO()
+    render_object(np.random.default_rng(seed), "triangle", "red").resize((120, 120)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_typographic_upload_table_matches_engine():
+    at = _app()
+    at.switch_page("app_pages/typographic.py").run()
+    at.selectbox(key="typo_run").set_value("micro-rn-l/typographic").run()
+    at.radio(key="typo_source").set_value("Upload").run()
+    at.file_uploader(key="typo_upload").set_value(("tri.png", _png_bytes(), "image/png")).run()
+    at.slider(key="typo_alpha").set_value(0.6).run()
+    assert not at.exception and not at.error
+    shown = at.dataframe(key="typo_attacked_table").value
+    run = load_run(CACHED / "micro-rn-l/typographic")
+    patched = load_run(CACHED / "micro-rn-l/typographic").model
+    patched.load_state_dict(interpolate(run.theta_zs, run.theta_ft, 0.6))
+    from paint_core.images import read_image
+    from paint_core.world import write_word
+    img = write_word(read_image(_png_bytes()), "star", "center", 0.22)
+    expected = compare_predictions({"zero-shot": run.model, "patched (alpha 0.6)": patched}, run.preprocess,
+                                   run.tokenizer, img, list(SHAPES), SHAPE_TEMPLATES, head_model=run.model)
+    assert list(shown.columns) == list(expected.columns)
+    for col in expected.columns:
+        if col.endswith("class"):
+            assert list(shown[col]) == list(expected[col])
+        else:
+            np.testing.assert_allclose(shown[col].to_numpy(dtype=float), expected[col].to_numpy(dtype=float), atol=2e-4)
+
+
+@pytest.mark.parametrize("payload, message", [(b"not an image", "not an image"), (_png_bytes()[:300], "corrupt")])
+def test_bad_upload_shows_error_and_page_survives(payload, message):
+    at = _app()
+    at.switch_page("app_pages/typographic.py").run()
+    at.radio(key="typo_source").set_value("Upload").run()
+    at.file_uploader(key="typo_upload").set_value(("bad.png", payload, "image/png")).run()
+    assert not at.exception
+    assert any(message in e.value for e in at.error)
+    assert at.slider(key="typo_alpha").value is not None  # the rest of the page is still there
+
+
+def test_empty_class_list_is_a_clear_error():
+    at = _app()
+    at.switch_page("app_pages/typographic.py").run()
+    at.text_area(key="typo_classes").set_value("  \n").run()
+    assert not at.exception and any("class list is empty" in e.value for e in at.error)
+
+
+def test_counting_per_count_view_matches_engine():
+    at = _app()
+    at.switch_page("app_pages/counting.py").run()
+    at.selectbox(key="count_run").set_value("micro-rn-l/counting").run()
+    at.slider(key="count_alpha").set_value(0.5).run()
+    assert not at.exception
+    shown = at.dataframe(key="per_count_table").value
+    run = load_run(CACHED / "micro-rn-l/counting")
+    run.model.load_state_dict(interpolate(run.theta_zs, run.theta_ft, 0.5))
+    task = get_task("counting")
+    ds = materialize(task.split("test", run.preprocess), 200)
+    head = zero_shot_head(run.model, run.tokenizer, task.classnames, task.templates)
+    with torch.no_grad():
+        pred = (run.model.encode_image(ds.tensors[0]) @ head.T).argmax(-1)
+    for i, name in enumerate(task.classnames):
+        mask = ds.tensors[1] == i
+        expected = round(100 * float((pred[mask] == i).float().mean()), 1)
+        assert shown.loc[name, "patched (alpha 0.5)"] == pytest.approx(expected, abs=0.051)
+
+
+def test_run_missing_files_is_a_message_not_a_crash(tmp_path, monkeypatch):
+    broken = tmp_path / "runs" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "run.json").write_text(json.dumps({"schema": 1}))
+    monkeypatch.chdir(tmp_path)
+    at = _app()
+    at.selectbox(key="patch_run").set_value("runs/broken").run()
+    assert not at.exception
+    assert any("missing" in e.value and "finetuned.safetensors" in e.value for e in at.error)
+
+
+def test_models_page_finetunes_sweeps_and_exports(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    at = _app()
+    at.switch_page("app_pages/models_runs.py").run()
+    at.text_input(key="mr_model").set_value("micro-rn-s")
+    at.text_input(key="mr_task").set_value("digits")
+    at.text_input(key="mr_out").set_value("runs/ui-run")
+    at.number_input(key="mr_steps").set_value(3)
+    at.text_input(key="mr_alphas").set_value("0,1")
+    at.number_input(key="mr_max_eval").set_value(20)
+    at.button[0].click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert (tmp_path / "runs/ui-run/sweep.csv").is_file()
+    at.text_input(key="ex_run").set_value("runs/ui-run")
+    at.number_input(key="ex_alpha").set_value(1.0)
+    at.text_input(key="ex_out").set_value("patched.safetensors")
+    at.button[1].click().run()
+    assert any("Wrote patched.safetensors" in s.value for s in at.success)
+    from paint_core import load_checkpoint
+    state, meta = load_checkpoint(tmp_path / "patched.safetensors")
+    run = load_run(tmp_path / "runs/ui-run")
+    assert meta["alpha"] == 1.0 and all(torch.equal(state[k], run.theta_ft[k]) for k in state)

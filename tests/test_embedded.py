@@ -1,0 +1,49 @@
+"""The shipped embedded models and cached_results: integrity, and a sweep point recomputed from scratch."""
+import json
+from pathlib import Path
+
+import pytest
+
+from paint_core import evaluate, interpolate, list_models, load_checkpoint, load_model, load_run
+from paint_core.evaluation import zero_shot_head
+from paint_core.models import embedded_weights
+from paint_core.reproduce import ALPHAS, run_summary
+from paint_core.runs import read_sweep
+from paint_core.tasks import PATCH_TASKS, SUPPORTED_TASKS, get_task
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHED = ROOT / "cached_results"
+
+
+@pytest.mark.parametrize("name", list(list_models()))
+def test_shipped_weights_are_intact_and_load(name):
+    state, meta = load_checkpoint(embedded_weights(name))  # verifies the sha256 in the sidecar
+    assert meta["model"] == name and meta["command"].startswith("python -m paint_core pretrain")
+    model, _, _ = load_model(name)
+    assert all((model.state_dict()[k] == v).all() for k, v in state.items())
+
+
+@pytest.mark.parametrize("name", list(list_models()))
+@pytest.mark.parametrize("task", PATCH_TASKS)
+def test_every_cached_run_is_complete(name, task):
+    run_dir = CACHED / name / task
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["provenance"]["command"] == "python -m paint_core reproduce"
+    df = read_sweep(run_dir)
+    assert sorted(df["alpha"].unique()) == ALPHAS
+    assert set(df["task"]) == {task, *SUPPORTED_TASKS} and set(df["split"]) == {"val", "test"}
+    summary = json.loads((CACHED / "summary.json").read_text())
+    assert summary["models"][name]["runs"][task] == pytest.approx(run_summary(run_dir, task))
+
+
+@pytest.mark.slow
+def test_a_cached_sweep_point_recomputes_exactly():
+    run_dir = CACHED / "micro-rn-l" / "digits"
+    run = load_run(run_dir)
+    run.model.load_state_dict(interpolate(run.theta_zs, run.theta_ft, 0.3))  # independent of the Interpolator
+    for name in ("digits", "shapes"):
+        task = get_task(name)
+        head = zero_shot_head(run.model, run.tokenizer, task.classnames, task.templates)
+        acc = evaluate(run.model, head, task.split("val", run.preprocess))
+        cached = read_sweep(run_dir).query("alpha == 0.3 and split == 'val' and task == @name")["accuracy"].item()
+        assert acc == pytest.approx(cached, abs=1e-9)
