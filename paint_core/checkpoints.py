@@ -48,6 +48,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -58,18 +59,27 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def save_checkpoint(path: str | Path, state_dict: StateDict, meta: dict[str, Any] | None = None) -> dict:
-    """Save ``state_dict`` as safetensors plus a JSON sidecar; returns the sidecar written."""
+def save_checkpoint(path: str | Path, state_dict: StateDict, meta: dict[str, Any] | None = None,
+                    storage_dtype: torch.dtype | None = None) -> dict:
+    """Save ``state_dict`` as safetensors plus a JSON sidecar; returns the sidecar written.
+
+    ``storage_dtype`` (e.g. ``torch.float16``) stores floating-point tensors in that dtype: the shipped
+    embedded weights use it to halve the repository's size; loaders cast back to the model's dtype.
+    """
     path = Path(path)
     if path.suffix != ".safetensors":
         raise CheckpointError(f"checkpoints are written as .safetensors, got {path.name}")
     # safetensors refuses shared or non-contiguous storage: give it plain copies.
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
+    tensors = {k: v.detach().to("cpu", dtype=storage_dtype if storage_dtype and v.is_floating_point() else v.dtype)
+               .contiguous().clone() for k, v in state_dict.items()}
+    if storage_dtype is not None:
+        meta = {**(meta or {}), "storage_dtype": str(storage_dtype).replace("torch.", "")}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         save_file(tensors, tmp)
+        os.chmod(tmp, 0o644)
         digest = sha256_file(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -128,6 +138,13 @@ def _unwrap_state_dict(obj: Any, path: Path) -> StateDict:
     if obj and all(k.startswith("module.") for k in obj):
         obj = {k[len("module."):]: v for k, v in obj.items()}
     return obj
+
+
+def cast_like(state: StateDict, reference: StateDict) -> StateDict:
+    """Cast floating-point tensors of ``state`` to the dtype of the same key in ``reference`` (for checkpoints
+    stored in float16); keys absent from ``reference`` and integer tensors are left as they are."""
+    return {k: v.to(reference[k].dtype) if k in reference and v.is_floating_point()
+            and reference[k].is_floating_point() else v for k, v in state.items()}
 
 
 def check_compatible(reference: StateDict, other: StateDict, what: str = "state dicts") -> None:

@@ -14,7 +14,7 @@ from typing import Callable
 import open_clip
 import torch
 
-from .checkpoints import CheckpointError, check_compatible, load_state_dict_file
+from .checkpoints import CheckpointError, cast_like, check_compatible, load_state_dict_file
 
 log = logging.getLogger(__name__)
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -27,6 +27,14 @@ EMBEDDED_MODELS: dict[str, str] = {
     "micro-rn-l": "micro CLIP, ModifiedResNet width 48 at 48 px, text width 128 (the large one, the default)",
 }
 DEFAULT_MODEL = "micro-rn-l"
+
+
+class _DropRandomInitWarning(logging.Filter):
+    """open_clip warns 'No pretrained weights loaded' when we create the architecture and load a local file
+    ourselves right after; that warning would be false, so it is dropped (only that one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No pretrained weights loaded")
 
 
 @lru_cache(maxsize=1)
@@ -79,8 +87,14 @@ def load_model(name: str, pretrained: str | None = None, device: str = "cpu"
                                     f"with: python -m paint_core pretrain --model {name}")
     is_file = pretrained is not None and (Path(pretrained).suffix in {".safetensors", ".pt", ".pth", ".bin"}
                                           or Path(pretrained).exists())
-    model, _, preprocess = open_clip.create_model_and_transforms(
-        name, pretrained=None if is_file else pretrained, device=device)
+    quiet = _DropRandomInitWarning()
+    if is_file:
+        logging.getLogger().addFilter(quiet)
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            name, pretrained=None if is_file else pretrained, device=device)
+    finally:
+        logging.getLogger().removeFilter(quiet)
     if is_file:
         load_weights_file(model, pretrained)
     model.eval()
@@ -92,8 +106,8 @@ def load_weights_file(model: torch.nn.Module, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
-    state = load_state_dict_file(path)
     expected = model.state_dict()
+    state = cast_like(load_state_dict_file(path), expected)
     if "logit_scale" in state and state["logit_scale"].shape != expected["logit_scale"].shape:
         state["logit_scale"] = state["logit_scale"].reshape(expected["logit_scale"].shape)
     try:

@@ -68,8 +68,12 @@ def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_s
 
 
 def pretrain(model_name: str, out: str | Path, cfg: PretrainConfig = PretrainConfig(), save_every: int = 250,
-             command: str | None = None, on_step: Callable[[int, float], None] | None = None) -> Path:
-    """Train ``model_name`` from scratch; writes ``out/<model_name>.safetensors`` and returns its path."""
+             command: str | None = None, on_step: Callable[[int, float], None] | None = None,
+             storage_dtype: torch.dtype | None = torch.float16) -> Path:
+    """Train ``model_name`` from scratch; writes ``out/<model_name>.safetensors`` and returns its path.
+
+    The weights are stored in ``storage_dtype`` (float16 by default: the shipped models are half the size;
+    loading casts them back to float32, and every result is computed from the stored weights)."""
     register_embedded_configs()
     torch.manual_seed(cfg.seed)
     out = Path(out)
@@ -118,7 +122,7 @@ def pretrain(model_name: str, out: str | Path, cfg: PretrainConfig = PretrainCon
         "model": model_name, "pretrained": None, "kind": "embedded-pretrain", "config": asdict(cfg),
         "corpus": asdict(corpus_mod.CorpusConfig()), "final_loss_mean50": float(np.mean(losses[-50:])),
         "loss_curve_every_100": [float(np.mean(losses[i:i + 100])) for i in range(0, len(losses), 100)],
-        "command": command or " ".join(sys.argv)})
+        "command": command or " ".join(sys.argv)}, storage_dtype=storage_dtype)
     state_path.unlink(missing_ok=True)
     return weights
 

@@ -12,6 +12,7 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
 from .checkpoints import atomic_write_text
@@ -32,6 +33,7 @@ ALPHAS = [round(0.1 * i, 1) for i in range(11)]
 PRETRAIN_RECIPES = {"micro-rn-s": PretrainConfig(steps=2500), "micro-rn-l": PretrainConfig(steps=2500)}
 FINETUNE_RECIPES = {task: FinetuneConfig() for task in PATCH_TASKS}
 COMMAND = "python -m paint_core reproduce"
+SHIPPED_DTYPE = torch.float16  # shipped weights and cached fine-tunes: half the repository size
 
 
 def diagnose(model_name: str, out: Path) -> dict:
@@ -68,7 +70,7 @@ def reproduce(out: Path = CACHED_RESULTS, models: list[str] | None = None, tasks
         run_dir = out / model_name / task
         cfg = FINETUNE_RECIPES[task]
         if not run_is_finished(run_dir, cfg):
-            run_finetune(run_dir, model_name, None, task, cfg, command=COMMAND)
+            run_finetune(run_dir, model_name, None, task, cfg, command=COMMAND, storage_dtype=SHIPPED_DTYPE)
         df = read_sweep(run_dir)
         expected = len(ALPHAS) * (1 + len(SUPPORTED_TASKS)) * 2
         if len(df) < expected:

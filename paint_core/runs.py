@@ -17,7 +17,8 @@ from typing import Callable, Sequence
 import pandas as pd
 import torch
 
-from .checkpoints import CheckpointError, StateDict, atomic_write_text, load_checkpoint, save_checkpoint
+from .checkpoints import (CheckpointError, StateDict, atomic_write_text, cast_like, load_checkpoint,
+                          save_checkpoint)
 from .evaluation import SWEEP_COLUMNS, materialize, select_alpha, sweep, zero_shot_head
 from .finetune import FinetuneConfig, finetune
 from .interpolation import Interpolator, interpolate
@@ -85,8 +86,12 @@ def read_sweep(path: str | Path) -> pd.DataFrame:
 def run_finetune(out: str | Path, model_name: str, pretrained: str | None, task_name: str,
                  cfg: FinetuneConfig = FinetuneConfig(), command: str = "", data_root: str | None = None,
                  on_step: Callable[[int, float], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> Path:
-    """Fine-tune ``model_name`` on ``task_name`` and write a run directory at ``out``."""
+                 should_stop: Callable[[], bool] | None = None, storage_dtype: torch.dtype | None = None) -> Path:
+    """Fine-tune ``model_name`` on ``task_name`` and write a run directory at ``out``.
+
+    ``storage_dtype`` (e.g. float16, used for the runs shipped in cached_results/) stores the fine-tuned
+    encoder at that precision; every sweep and the dashboard read the stored weights, so they agree.
+    """
     out = Path(out)
     task = get_task(task_name, root=data_root)
     model, preprocess, tokenizer = load_model(model_name, pretrained)
@@ -97,7 +102,7 @@ def run_finetune(out: str | Path, model_name: str, pretrained: str | None, task_
     out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out / "finetuned.safetensors", visual, {
         "model": model_name, "pretrained": pretrained, "task": task_name, "alpha": 1.0, "contains": "visual",
-        "zeroshot_digest": state_digest(theta_zs)})
+        "zeroshot_digest": state_digest(theta_zs)}, storage_dtype=storage_dtype)
     write_run_meta(out, {
         "schema": RUN_SCHEMA, "model": model_name, "pretrained": pretrained, "task": task_name,
         "data_root": data_root, "supported": [], "config": asdict(cfg),
@@ -118,6 +123,7 @@ def load_run(path: str | Path) -> Run:
         raise CheckpointError(f"the zero-shot weights of {meta['model']} ({meta['pretrained']}) are not the ones "
                               f"run {path} was fine-tuned from; re-run the fine-tune")
     ft_part, _ = load_checkpoint(path / "finetuned.safetensors")
+    ft_part = cast_like(ft_part, theta_zs)
     unknown = [k for k in ft_part if k not in theta_zs]
     if unknown:
         raise CheckpointError(f"{path}/finetuned.safetensors has key {unknown[0]!r} that the model does not have")
