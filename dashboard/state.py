@@ -5,6 +5,9 @@ from pathlib import Path
 
 import streamlit as st
 
+from PIL import Image
+
+from paint_core.images import ImageInputError, read_image
 from paint_core.live import EvalSet, PatchSession, build_eval_sets
 from paint_core.runs import Run, load_run, read_sweep, select_run
 from paint_core.tasks import SUPPORTED_TASKS
@@ -79,3 +82,27 @@ def pick_run(default_task: str | None = None, key: str = "run") -> str | None:
     index = labels.index(preferred[0]) if preferred else 0
     label = st.selectbox("Run (model / patch task)", labels, index=index, key=key)
     return runs[label]
+
+
+def open_session(default_task: str, key: str) -> PatchSession:
+    """Run selector + this session's live model; shows the reason and stops the page if it cannot open."""
+    path = pick_run(default_task=default_task, key=key)
+    if path is None:
+        st.stop()
+    try:
+        return session_patch(path)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        st.error(f"Cannot open this run: {e}")
+        st.stop()
+
+
+def uploaded_image(key: str) -> Image.Image | None:
+    """A file uploader whose bad files become a message on the page, never an exception."""
+    up = st.file_uploader("PNG, JPEG or WebP", type=["png", "jpg", "jpeg", "webp"], key=key)
+    if up is None:
+        return None
+    try:
+        return read_image(up.getvalue(), up.name)
+    except ImageInputError as e:
+        st.error(str(e))
+        return None

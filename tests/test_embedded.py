@@ -47,3 +47,27 @@ def test_a_cached_sweep_point_recomputes_exactly():
         acc = evaluate(run.model, head, task.split("val", run.preprocess))
         cached = read_sweep(run_dir).query("alpha == 0.3 and split == 'val' and task == @name")["accuracy"].item()
         assert acc == pytest.approx(cached, abs=1e-9)
+
+
+def _diagnostics(name):
+    return json.loads((CACHED / name / "diagnostics.json").read_text())
+
+
+@pytest.mark.parametrize("name", list(list_models()))
+def test_zero_shot_is_good_on_supported_and_half_knows_patch_tasks(name):
+    d = _diagnostics(name)
+    assert all(d["zero_shot_test"][t] >= 0.85 for t in SUPPORTED_TASKS)
+    for task in PATCH_TASKS:
+        chance = 1 / len(get_task(task).classnames)
+        assert chance + 0.1 < d["zero_shot_test"][task] < d["linear_probe_test"][task]
+
+
+def test_large_model_frontier_bends_as_in_the_paper():
+    """Issue 4's targets on the larger model, recomputed from the cached sweeps (test split, choices on val)."""
+    from paint_core.frontier import chord_gap, frontier, gain_within_drift
+    gains = {}
+    for task in PATCH_TASKS:
+        df = read_sweep(CACHED / "micro-rn-l" / task)
+        gains[task] = gain_within_drift(df, task, SUPPORTED_TASKS, 0.01)["patch_gain"]
+        assert chord_gap(frontier(df, task, SUPPORTED_TASKS, "test")).iloc[1:-1].mean() > 0, task
+    assert sum(g >= 0.20 for g in gains.values()) >= 2, gains

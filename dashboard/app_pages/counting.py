@@ -7,20 +7,12 @@ import streamlit as st
 
 from dashboard import figures, state
 from paint_core import world
-from paint_core.images import ImageInputError, read_image
 from paint_core.live import compare_predictions, per_class_accuracy
 from paint_core.tasks import get_task
 
 st.title("Counting")
-path = state.pick_run(default_task="counting", key="count_run")
-if path is None:
-    st.stop()
-try:
-    session = state.session_patch(path)
-except (ValueError, FileNotFoundError, RuntimeError) as e:
-    st.error(f"Cannot open this run: {e}")
-    st.stop()
-chosen = state.chosen_alpha(path)
+session = state.open_session(default_task="counting", key="count_run")
+chosen = state.chosen_alpha(str(session.run.path))
 task = get_task("counting")
 
 left, right = st.columns([1, 2])
@@ -36,12 +28,7 @@ with left:
         colours = tuple(rng.choice(list(world.COLOURS), n)) if mixed else ("yellow",)
         image = world.render_count(rng, n, shapes, colours)
     else:
-        up = st.file_uploader("PNG, JPEG or WebP", type=["png", "jpg", "jpeg", "webp"], key="count_upload")
-        if up is not None:
-            try:
-                image = read_image(up.getvalue(), up.name)
-            except ImageInputError as e:
-                st.error(str(e))
+        image = state.uploaded_image("count_upload")
     alpha = st.slider("alpha of the patched model", 0.0, 1.0, float(chosen if chosen is not None else 0.5), 0.05,
                       key="count_alpha")
 

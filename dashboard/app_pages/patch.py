@@ -11,16 +11,9 @@ st.title("Patch: interpolate zero-shot and fine-tuned weights")
 st.caption("theta(alpha) = (1 - alpha) * theta_zero-shot + alpha * theta_fine-tuned. The slider re-interpolates "
            "this session's own copy of the weights in place and re-evaluates a fixed subsample.")
 
-path = state.pick_run(default_task="digits", key="patch_run")
-if path is None:
-    st.stop()
-try:
-    session = state.session_patch(path)
-except (ValueError, FileNotFoundError, RuntimeError) as e:
-    st.error(f"Cannot open this run: {e}")
-    st.stop()
-
+session = state.open_session(default_task="digits", key="patch_run")
 run = session.run
+path = str(run.path)
 patch_task = run.meta["task"]
 chosen = state.chosen_alpha(path)
 alpha = st.slider("alpha", 0.0, 1.0, value=float(chosen if chosen is not None else 0.0), step=0.05, key="alpha",

@@ -6,7 +6,6 @@ import streamlit as st
 
 from dashboard import figures, state
 from paint_core import world
-from paint_core.images import ImageInputError, read_image
 from paint_core.live import compare_predictions, parse_classnames
 from paint_core.tasks import SHAPE_TEMPLATES
 
@@ -14,15 +13,8 @@ st.title("Typographic attack")
 st.caption("A word written on an object can fool CLIP. Compose an object or upload a photo, write a word on it, "
            "and compare the zero-shot model with the model patched on the typographic task.")
 
-path = state.pick_run(default_task="typographic", key="typo_run")
-if path is None:
-    st.stop()
-try:
-    session = state.session_patch(path)
-except (ValueError, FileNotFoundError, RuntimeError) as e:
-    st.error(f"Cannot open this run: {e}")
-    st.stop()
-chosen = state.chosen_alpha(path)
+session = state.open_session(default_task="typographic", key="typo_run")
+chosen = state.chosen_alpha(str(session.run.path))
 
 left, right = st.columns([1, 2])
 with left:
@@ -34,12 +26,7 @@ with left:
         seed = st.number_input("Scene seed", 0, 10_000, 0, key="typo_seed")
         base = world.render_object(np.random.default_rng(int(seed)), shape, colour, radius=(0.3, 0.34))
     else:
-        up = st.file_uploader("PNG, JPEG or WebP", type=["png", "jpg", "jpeg", "webp"], key="typo_upload")
-        if up is not None:
-            try:
-                base = read_image(up.getvalue(), up.name)
-            except ImageInputError as e:
-                st.error(str(e))
+        base = state.uploaded_image("typo_upload")
     word = st.text_input("Word to write", "star", key="typo_word")
     position = st.selectbox("Where", world.WORD_POSITIONS, key="typo_position")
     size = st.slider("Text height (fraction of the image)", 0.05, 0.5, 0.22, 0.01, key="typo_size")
