@@ -108,6 +108,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_task(args: argparse.Namespace) -> int:
+    from .tasks import export_imagefolder
+
+    counts = export_imagefolder(args.task, args.out, args.limit)
+    print(f"wrote {args.out}: " + ", ".join(f"{s} {n}" for s, n in counts.items()) + f" images; use --task imagefolder:{args.out}")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from .models import list_models
     from .tasks import list_tasks
@@ -183,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tasks", default=None, help="comma-separated patch tasks (default: all)")
     s.add_argument("--retrain", action="store_true", help="pretrain the embedded models again first (about 1 h)")
     s.set_defaults(func=cmd_reproduce)
+
+    s = sub.add_parser("export-task", help="write an embedded task as an ImageFolder (train/val/test)")
+    s.add_argument("task")
+    s.add_argument("--out", required=True)
+    s.add_argument("--limit", type=int, default=None, help="at most this many images per split")
+    s.set_defaults(func=cmd_export_task)
 
     s = sub.add_parser("list", help="list embedded models and tasks")
     s.set_defaults(func=cmd_list)

@@ -279,3 +279,19 @@ def torchvision_task(name: str, root: str | None, download: bool = False, seed: 
         raise ValueError(f"torchvision:{name} has no .classes list; use an imagefolder task instead")
     return Task(f"torchvision:{name}", tuple(_readable_class(str(c)) for c in classes), GENERIC_TEMPLATES, make,
                 f"torchvision {name} at {root}", "user")
+
+
+def export_imagefolder(task_name: str, out: str | Path, limit: int | None = None) -> dict[str, int]:
+    """Write an embedded task as ``out/{train,val,test}/<class>/<i>.png``: try the real ImageFolder path on it."""
+    task = get_task(task_name)
+    counts = {}
+    for split in SPLITS:
+        ds = task.split(split)
+        n = len(ds) if limit is None else min(limit, len(ds))
+        for i in range(n):
+            img, label = ds[i]
+            folder = Path(out) / split / task.classnames[label].replace(" ", "_")
+            folder.mkdir(parents=True, exist_ok=True)
+            img.save(folder / f"{i:05d}.png")
+        counts[split] = n
+    return counts

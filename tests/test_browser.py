@@ -70,7 +70,7 @@ def _wait_for_change(page, old: str, timeout: float = 60) -> str:
 
 
 def _live_legend(page) -> str:
-    return page.locator(".js-plotly-plot .legendtext").filter(has_text="live subsample").first.inner_text()
+    return page.locator(".js-plotly-plot .legendtext").filter(has_text="live subsample").first.text_content()
 
 
 def test_slider_moves_numbers_and_chart_in_a_real_browser(app_url):
@@ -85,7 +85,7 @@ def test_slider_moves_numbers_and_chart_in_a_real_browser(app_url):
         page.goto(app_url, timeout=120_000)
         page.locator('[data-testid="stMetric"]').filter(has_text="digits (").first.wait_for(timeout=180_000)
         page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
-        slider = page.locator('[role="slider"]').first
+        slider = page.locator('[data-testid="stSlider"] input[type="range"]').first
         slider.focus()
         page.keyboard.press("Home")
         start = _wait_for_change(page, "__none__")

@@ -57,5 +57,5 @@ for i in range(min(12, len(raw))):
     img, label = raw[i]
     zs_pred = names[int(session.zero_shot_probs[patch_task][i].argmax())]
     now = names[int(probs[patch_task][i].argmax())]
-    mark = "✅" if now == names[label] else "❌"
-    cols[i % 6].image(img.resize((96, 96)), caption=f"true {names[label]} | zs {zs_pred} | now {now} {mark}")
+    mark = "right" if now == names[label] else "WRONG"
+    cols[i % 6].image(img.resize((96, 96)), caption=f"true {names[label]} | zs {zs_pred} | now {now} ({mark})")
