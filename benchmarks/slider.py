@@ -2,8 +2,8 @@
 
     python benchmarks/slider.py [--run cached_results/micro-rn-l/digits] [--moves 10]
 
-Live path: PatchSession.set_alpha (in-place Interpolator) + predictions on the subsample (200 images per
-task, patch + supported tasks), exactly what the Patch page does per slider move. Naive path: rebuild the model
+Live path: PatchSession.set_alpha (in-place Interpolator) + predictions on the subsample (LIVE_EVAL_N = 100 images per
+task by default, patch + supported tasks), exactly what the Patch page does per slider move. Naive path: rebuild the model
 with open_clip, interpolate a state dict and load_state_dict it, then the same predictions.
 Targets (issue 5): live under 0.3 s per move on 2 CPU cores and at least 5x faster than the naive path.
 """
@@ -19,7 +19,7 @@ import statistics
 import time
 
 from paint_core import interpolate, load_run
-from paint_core.live import PatchSession, build_eval_sets
+from paint_core.live import LIVE_EVAL_N, PatchSession, build_eval_sets
 from paint_core.models import create_architecture
 from paint_core.evaluation import predict
 
@@ -28,10 +28,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", default="cached_results/micro-rn-l/digits")
     ap.add_argument("--moves", type=int, default=10)
+    ap.add_argument("--n", type=int, default=LIVE_EVAL_N, help="images per task (the Patch page's default)")
     args = ap.parse_args()
     run = load_run(args.run)
     tasks = (run.meta["task"], *run.meta.get("supported", []))
-    sets = build_eval_sets(run, tasks)
+    sets = build_eval_sets(run, tasks, args.n)
     session = PatchSession(run, sets)
     alphas = [round(0.1 * ((i * 3) % 10) + 0.05, 2) for i in range(args.moves)]
 

@@ -8,19 +8,18 @@ import streamlit as st
 from PIL import Image
 
 from paint_core.images import ImageInputError, read_image
-from paint_core.live import EvalSet, PatchSession, build_eval_sets
+from paint_core.live import LIVE_EVAL_N, EvalSet, PatchSession, build_eval_sets
 from paint_core.runs import Run, load_run, read_sweep, select_run
 from paint_core.tasks import SUPPORTED_TASKS
 
 ROOT = Path(__file__).resolve().parent.parent
-RUN_ROOTS = (ROOT / "cached_results", Path.cwd() / "runs")
-EVAL_N = 200
+EVAL_N = LIVE_EVAL_N
 
 
 def available_runs() -> dict[str, str]:
     """label -> run directory, from cached_results/ and ./runs (where the CLI writes by default)."""
     found = {}
-    for root in RUN_ROOTS:
+    for root in (ROOT / "cached_results", Path.cwd() / "runs"):  # cwd read now: the user may have moved
         for meta in sorted(root.glob("**/run.json")) if root.is_dir() else []:
             label = str(meta.parent.relative_to(root))
             found[f"{label}" if root.name == "cached_results" else f"runs/{label}"] = str(meta.parent)

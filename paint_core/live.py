@@ -19,6 +19,11 @@ from .runs import Run
 from .tasks import get_task
 
 
+# Images per task that a slider move re-evaluates: 100 keeps a move under ~0.3 s on 2 cores for the
+# embedded model (benchmarks/slider.py) at 1-point resolution; the cached sweep has the full splits.
+LIVE_EVAL_N = 100
+
+
 @dataclass(frozen=True)
 class EvalSet:
     """A fixed evaluation subsample of one task, preprocessed once, with the task's zero-shot head."""
@@ -29,7 +34,7 @@ class EvalSet:
     head: torch.Tensor
 
 
-def build_eval_sets(run: Run, tasks: Sequence[str], n: int = 200, split: str = "test") -> dict[str, EvalSet]:
+def build_eval_sets(run: Run, tasks: Sequence[str], n: int = LIVE_EVAL_N, split: str = "test") -> dict[str, EvalSet]:
     """The first ``n`` images of ``split`` of each task (read-only; safe to share between sessions)."""
     out = {}
     for name in tasks:

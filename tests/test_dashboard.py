@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from paint_core import evaluate, interpolate, load_run
 from paint_core.evaluation import materialize, zero_shot_head
-from paint_core.live import compare_predictions
+from paint_core.live import LIVE_EVAL_N, compare_predictions
 from paint_core.tasks import SHAPE_TEMPLATES, get_task
 from paint_core.world import SHAPES
 
@@ -35,7 +35,7 @@ def _metric(at: AppTest, task: str) -> str:
     return next(m.value for m in at.metric if m.label.startswith(f"{task} ("))
 
 
-def _independent_accuracy(run_dir: Path, task_name: str, alpha: float, n: int = 200) -> float:
+def _independent_accuracy(run_dir: Path, task_name: str, alpha: float, n: int = LIVE_EVAL_N) -> float:
     run = load_run(run_dir)
     run.model.load_state_dict(interpolate(run.theta_zs, run.theta_ft, alpha))
     task = get_task(task_name)
@@ -84,7 +84,7 @@ def test_typographic_upload_table_matches_engine():
     at.file_uploader(key="typo_upload").set_value(("tri.png", _png_bytes(), "image/png")).run()
     at.slider(key="typo_alpha").set_value(0.6).run()
     assert not at.exception and not at.error
-    shown = at.dataframe(key="typo_attacked_table").value
+    shown = at.dataframe[1].value  # [0]: without the word, [1]: with it
     run = load_run(CACHED / "micro-rn-l/typographic")
     patched = load_run(CACHED / "micro-rn-l/typographic").model
     patched.load_state_dict(interpolate(run.theta_zs, run.theta_ft, 0.6))
@@ -125,11 +125,11 @@ def test_counting_per_count_view_matches_engine():
     at.selectbox(key="count_run").set_value("micro-rn-l/counting").run()
     at.slider(key="count_alpha").set_value(0.5).run()
     assert not at.exception
-    shown = at.dataframe(key="per_count_table").value
+    shown = at.dataframe[-1].value  # the per-count table comes last
     run = load_run(CACHED / "micro-rn-l/counting")
     run.model.load_state_dict(interpolate(run.theta_zs, run.theta_ft, 0.5))
     task = get_task("counting")
-    ds = materialize(task.split("test", run.preprocess), 200)
+    ds = materialize(task.split("test", run.preprocess), LIVE_EVAL_N)
     head = zero_shot_head(run.model, run.tokenizer, task.classnames, task.templates)
     with torch.no_grad():
         pred = (run.model.encode_image(ds.tensors[0]) @ head.T).argmax(-1)
