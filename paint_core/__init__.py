@@ -10,12 +10,12 @@ from .finetune import FinetuneConfig, finetune
 from .interpolation import Interpolator, interpolate
 from .models import list_models, load_model
 from .runs import Run, load_run
-from .task_vectors import TaskVector
+from .task_vectors import TaskVector, merge
 from .tasks import Task, get_task, list_tasks
 from .version import __version__
 
 __all__ = [
     "CheckpointError", "FinetuneConfig", "Interpolator", "Run", "Task", "TaskVector", "__version__", "evaluate",
-    "finetune", "get_task", "interpolate", "list_models", "list_tasks", "load_checkpoint", "load_model", "load_run",
+    "finetune", "get_task", "interpolate", "merge", "list_models", "list_tasks", "load_checkpoint", "load_model", "load_run",
     "predict", "save_checkpoint", "select_alpha", "sweep", "zero_shot_head",
 ]
