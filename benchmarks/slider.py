@@ -60,6 +60,13 @@ def main() -> None:
     print(f"  live (Interpolator + predictions)      : {lm * 1e3:7.1f} ms per move (target < 300 ms)")
     print(f"  naive (rebuild + load_state_dict + same): {nm * 1e3:7.1f} ms per move")
     print(f"  naive / live = {nm / lm:.1f}x (target >= 5x)")
+    revisit = []
+    for a in alphas:  # positions already visited: the session remembers their predictions
+        t = time.perf_counter()
+        session.set_alpha(a)
+        session.accuracies()
+        revisit.append(time.perf_counter() - t)
+    print(f"  live, back to a visited position       : {statistics.median(revisit) * 1e3:7.1f} ms per move")
     lw, nw = statistics.median(live_weights), statistics.median(naive_weights)
     print(f"  of which the weight update: live {lw * 1e3:.1f} ms, naive {nw * 1e3:.1f} ms ({nw / lw:.0f}x); "
           f"the rest is the forward pass over the subsample, the same in both")

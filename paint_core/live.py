@@ -53,8 +53,9 @@ class PatchSession:
         self.model = copy.deepcopy(run.model)  # this session's own weights; run.model is never touched
         self.interpolator = Interpolator(self.model, run.theta_zs, run.theta_ft)
         self.eval_sets = eval_sets
+        self._probs_by_alpha: dict[float, dict[str, torch.Tensor]] = {}
         self.interpolator.set_alpha(0.0)
-        self.zero_shot_probs = {t: predict(self.model, e.head, e.images) for t, e in eval_sets.items()}
+        self.zero_shot_probs = self.probabilities()
 
     @property
     def alpha(self) -> float | None:
@@ -65,18 +66,23 @@ class PatchSession:
             self.interpolator.set_alpha(alpha)
 
     def probabilities(self) -> dict[str, torch.Tensor]:
-        return {t: predict(self.model, e.head, e.images) for t, e in self.eval_sets.items()}
+        """Subsample probabilities at the current alpha; remembered per alpha, so going back to a slider
+        position costs nothing (a slider has few positions; the weights at an alpha never change)."""
+        alpha = self.interpolator.alpha
+        if alpha not in self._probs_by_alpha:
+            self._probs_by_alpha[alpha] = {t: predict(self.model, e.head, e.images) for t, e in self.eval_sets.items()}
+        return self._probs_by_alpha[alpha]
 
     def accuracies(self, probs: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
         probs = probs or self.probabilities()
-        return {t: float((p.argmax(-1) == self.eval_sets[t].labels).float().mean()) for t, p in probs.items()}
+        return {t: int((p.argmax(-1) == self.eval_sets[t].labels).sum()) / len(p) for t, p in probs.items()}
 
 
 def per_class_accuracy(probs: torch.Tensor, labels: torch.Tensor, classnames: Sequence[str]) -> pd.DataFrame:
     """Accuracy per true class (e.g. per true count), with the number of images of each."""
     pred = probs.argmax(-1)
-    rows = [{"class": c, "accuracy": float((pred[labels == i] == i).float().mean()) if (labels == i).any() else float("nan"),
-             "n": int((labels == i).sum())} for i, c in enumerate(classnames)]
+    rows = [{"class": c, "accuracy": int((pred[labels == i] == i).sum()) / n if (n := int((labels == i).sum())) else float("nan"),
+             "n": n} for i, c in enumerate(classnames)]
     return pd.DataFrame(rows)
 
 
