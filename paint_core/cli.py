@@ -30,7 +30,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     cfg = FinetuneConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                          warmup=args.warmup, seed=args.seed, batchnorm_train=args.batchnorm_train)
-    out = run_finetune(args.out, args.model, args.pretrained, args.task, cfg, _command_line(), args.data_root)
+    out = run_finetune(args.out, args.model, args.pretrained, args.task, cfg, _command_line(), args.data_root,
+                       download=args.download)
     print(f"wrote run {out}")
     return 0
 
@@ -148,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--task", required=True, help="embedded task, torchvision:NAME or imagefolder:PATH")
     s.add_argument("--out", required=True, help="run directory to write")
     s.add_argument("--data-root", default=None, help="root folder for torchvision datasets")
+    s.add_argument("--download", action="store_true",
+                   help="let torchvision download this run's datasets into --data-root (needs internet)")
     s.add_argument("--steps", type=int, default=300)
     s.add_argument("--batch-size", type=int, default=64)
     s.add_argument("--lr", type=float, default=3e-4)

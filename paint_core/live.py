@@ -38,7 +38,7 @@ def build_eval_sets(run: Run, tasks: Sequence[str], n: int = LIVE_EVAL_N, split:
     """The first ``n`` images of ``split`` of each task (read-only; safe to share between sessions)."""
     out = {}
     for name in tasks:
-        task = get_task(name, root=run.meta.get("data_root"))
+        task = get_task(name, root=run.meta.get("data_root"), download=run.meta.get("download", False))
         ds = materialize(task.split(split, run.preprocess), n)
         head = zero_shot_head(run.model, run.tokenizer, task.classnames, task.templates)
         out[name] = EvalSet(name, task.classnames, ds.tensors[0], ds.tensors[1], head)

@@ -86,14 +86,15 @@ def read_sweep(path: str | Path) -> pd.DataFrame:
 def run_finetune(out: str | Path, model_name: str, pretrained: str | None, task_name: str,
                  cfg: FinetuneConfig = FinetuneConfig(), command: str = "", data_root: str | None = None,
                  on_step: Callable[[int, float], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None, storage_dtype: torch.dtype | None = None) -> Path:
+                 should_stop: Callable[[], bool] | None = None, storage_dtype: torch.dtype | None = None,
+                 download: bool = False) -> Path:
     """Fine-tune ``model_name`` on ``task_name`` and write a run directory at ``out``.
 
     ``storage_dtype`` (e.g. float16, used for the runs shipped in cached_results/) stores the fine-tuned
     encoder at that precision; every sweep and the dashboard read the stored weights, so they agree.
     """
     out = Path(out)
-    task = get_task(task_name, root=data_root)
+    task = get_task(task_name, root=data_root, download=download)
     model, preprocess, tokenizer = load_model(model_name, pretrained)
     theta_zs = {k: v.clone() for k, v in model.state_dict().items()}
     head = zero_shot_head(model, tokenizer, task.classnames, task.templates)
@@ -105,7 +106,7 @@ def run_finetune(out: str | Path, model_name: str, pretrained: str | None, task_
         "zeroshot_digest": state_digest(theta_zs)}, storage_dtype=storage_dtype)
     write_run_meta(out, {
         "schema": RUN_SCHEMA, "model": model_name, "pretrained": pretrained, "task": task_name,
-        "data_root": data_root, "supported": [], "config": asdict(cfg),
+        "data_root": data_root, "download": download, "supported": [], "config": asdict(cfg),
         "provenance": {"code_version": code_version(), "command": command, "seed": cfg.seed,
                        "zeroshot_digest": state_digest(theta_zs)}})
     (out / "sweep.csv").unlink(missing_ok=True)  # a new fine-tune invalidates any old sweep
@@ -148,7 +149,7 @@ def run_sweep(path: str | Path, supported: Sequence[str], alphas: Sequence[float
     write_run_meta(Path(path), meta)
     evals = {}
     for name in tasks:
-        task = get_task(name, root=meta.get("data_root"))
+        task = get_task(name, root=meta.get("data_root"), download=meta.get("download", False))
         head = zero_shot_head(run.model, run.tokenizer, task.classnames, task.templates)
         for split in splits:
             evals[(name, split)] = (materialize(task.split(split, run.preprocess), max_eval), head)

@@ -256,15 +256,19 @@ def torchvision_task(name: str, root: str | None, download: bool = False, seed: 
         close = difflib.get_close_matches(name, choices, n=5)
         raise ValueError(f"Unknown torchvision dataset {name!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
     if root is None:
-        raise ValueError(f"torchvision:{name} needs a data root (--data-root); add --download to fetch it")
+        raise ValueError(f"torchvision:{name} needs a data root (--data-root DIR); add --download to fetch it there")
     cls = getattr(tvd, name)
 
     @lru_cache(maxsize=2)
     def load(train: bool):
         try:
-            return cls(root, train=train, download=download)
-        except TypeError:
-            return cls(root, split="train" if train else "test", download=download)
+            try:
+                return cls(root, train=train, download=download)
+            except TypeError:
+                return cls(root, split="train" if train else "test", download=download)
+        except RuntimeError as e:  # torchvision: "Dataset not found or corrupted"
+            hint = "" if download else " (add --download to fetch it there)"
+            raise ValueError(f"torchvision:{name} is not readable under {root}: {e}{hint}") from e
 
     def make(split: str, transform: Transform | None) -> Dataset:
         if split == "test":

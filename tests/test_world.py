@@ -54,3 +54,12 @@ def test_digits_splits_are_disjoint_and_cover_sklearn():
 def test_unknown_task_lists_choices():
     with pytest.raises(ValueError, match="Did you mean digits"):
         get_task("digts")
+
+
+def test_torchvision_task_errors_are_clear(tmp_path):
+    with pytest.raises(ValueError, match="needs a data root"):
+        get_task("torchvision:MNIST")
+    with pytest.raises(ValueError, match="did you mean CIFAR10"):
+        get_task("torchvision:CIFR10", root=str(tmp_path))
+    with pytest.raises(ValueError, match="not readable under .*add --download"):
+        get_task("torchvision:MNIST", root=str(tmp_path))
