@@ -12,8 +12,9 @@ import os
 import pickle
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -40,19 +41,26 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[str]:
+    """A temporary file name in ``path``'s folder; renamed onto ``path`` only if the block succeeds, so
+    readers never see half a file and an interrupted write leaves the old file as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        yield tmp
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -74,17 +82,9 @@ def save_checkpoint(path: str | Path, state_dict: StateDict, meta: dict[str, Any
                .contiguous().clone() for k, v in state_dict.items()}
     if storage_dtype is not None:
         meta = {**(meta or {}), "storage_dtype": str(storage_dtype).replace("torch.", "")}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, tmp)
-        os.chmod(tmp, 0o644)
         digest = sha256_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     sidecar = {"schema": SIDECAR_SCHEMA, **(meta or {}), "code_version": code_version(),
                "sha256": digest, "num_tensors": len(tensors)}
     atomic_write_text(sidecar_path(path), json.dumps(sidecar, indent=2, sort_keys=True))

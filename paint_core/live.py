@@ -81,8 +81,11 @@ class PatchSession:
 def per_class_accuracy(probs: torch.Tensor, labels: torch.Tensor, classnames: Sequence[str]) -> pd.DataFrame:
     """Accuracy per true class (e.g. per true count), with the number of images of each."""
     pred = probs.argmax(-1)
-    rows = [{"class": c, "accuracy": int((pred[labels == i] == i).sum()) / n if (n := int((labels == i).sum())) else float("nan"),
-             "n": n} for i, c in enumerate(classnames)]
+    rows = []
+    for i, name in enumerate(classnames):
+        mask = labels == i
+        n = int(mask.sum())
+        rows.append({"class": name, "accuracy": int((pred[mask] == i).sum()) / n if n else float("nan"), "n": n})
     return pd.DataFrame(rows)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -21,7 +20,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import corpus as corpus_mod
-from .checkpoints import save_checkpoint
+from .checkpoints import atomic_path, save_checkpoint
 from .models import register_embedded_configs
 from .training import cosine_lr, normalize_uint8, param_groups
 
@@ -128,6 +127,5 @@ def pretrain(model_name: str, out: str | Path, cfg: PretrainConfig = PretrainCon
 
 
 def _save_state(path: Path, model, opt, step: int, losses: list[float]) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "losses": losses}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "losses": losses}, tmp)

@@ -97,18 +97,19 @@ def run_finetune(out: str | Path, model_name: str, pretrained: str | None, task_
     task = get_task(task_name, root=data_root, download=download)
     model, preprocess, tokenizer = load_model(model_name, pretrained)
     theta_zs = {k: v.clone() for k, v in model.state_dict().items()}
+    zs_digest = state_digest(theta_zs)
     head = zero_shot_head(model, tokenizer, task.classnames, task.templates)
     theta_ft = finetune(model, head, task.split("train", preprocess), cfg, on_step=on_step, should_stop=should_stop)
     visual = {k: v for k, v in theta_ft.items() if k.startswith("visual.")}
     out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out / "finetuned.safetensors", visual, {
         "model": model_name, "pretrained": pretrained, "task": task_name, "alpha": 1.0, "contains": "visual",
-        "zeroshot_digest": state_digest(theta_zs)}, storage_dtype=storage_dtype)
+        "zeroshot_digest": zs_digest}, storage_dtype=storage_dtype)
     write_run_meta(out, {
         "schema": RUN_SCHEMA, "model": model_name, "pretrained": pretrained, "task": task_name,
         "data_root": data_root, "download": download, "supported": [], "config": asdict(cfg),
         "provenance": {"code_version": code_version(), "command": command, "seed": cfg.seed,
-                       "zeroshot_digest": state_digest(theta_zs)}})
+                       "zeroshot_digest": zs_digest}})
     (out / "sweep.csv").unlink(missing_ok=True)  # a new fine-tune invalidates any old sweep
     return out
 

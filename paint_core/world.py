@@ -126,6 +126,13 @@ def text_box(text: str, size: int) -> tuple[int, int]:
     return right - left, bottom - top
 
 
+def fit_text_size(text: str, size: int, max_width: float, min_size: int) -> int:
+    """``size`` reduced one pixel at a time until ``text`` is at most ``max_width`` wide (never below ``min_size``)."""
+    while size > min_size and text_box(text, size)[0] > max_width:
+        size -= 1
+    return size
+
+
 # ---------------------------------------------------------------------------------------------- scenes
 @dataclass(frozen=True)
 class Scene:
@@ -179,9 +186,7 @@ def render_word(rng: np.random.Generator, word: str, size: int = WORLD_SIZE) -> 
     if not word:
         raise ValueError("word must be a non-empty string")
     img = _background(rng, (255, 255, 255), size)
-    font_size = int(rng.integers(13, 19))
-    while font_size > 6 and text_box(word, font_size)[0] > size - 4:
-        font_size -= 1
+    font_size = fit_text_size(word, int(rng.integers(13, 19)), size - 4, 6)
     w, h = text_box(word, font_size)
     x = rng.uniform(1, max(1.5, size - w - 2))
     y = rng.uniform(1, max(1.5, size - h - 6))
@@ -200,9 +205,7 @@ def render_object_with_word(rng: np.random.Generator, shape: str, colour: str, w
     if position not in ("random", "over", "top", "bottom"):
         raise ValueError(f"Unknown position {position!r}; choose from: random, over, top, bottom")
     img = render_object(rng, shape, colour, size=size, radius=(0.24, 0.34))
-    fs = font_size or int(rng.integers(11, 16))
-    while fs > 6 and text_box(word, fs)[0] > size - 4:
-        fs -= 1
+    fs = fit_text_size(word, font_size or int(rng.integers(11, 16)), size - 4, 6)
     w, h = text_box(word, fs)
     if position == "random":
         position = ("over", "top", "bottom")[int(rng.integers(0, 3))]
@@ -314,9 +317,7 @@ def write_word(img: Image.Image, word: str, position: str = "center", size_fract
     if not word.strip():
         return out
     w_img, h_img = out.size
-    fs = max(4, int(size_fraction * h_img))
-    while fs > 4 and text_box(word, fs)[0] > w_img - 2:
-        fs -= 1
+    fs = fit_text_size(word, max(4, int(size_fraction * h_img)), w_img - 2, 4)
     tw, th = text_box(word, fs)
     y = {"center": (h_img - th) / 2 - fs * 0.2, "top": 1, "bottom": h_img - th - fs * 0.35}[position]
     draw_text(out, word, (w_img - tw) / 2, y, fs, (255, 255, 255))
