@@ -128,6 +128,58 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _csv(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def _merges(names: list[str], k: float, p: float, seed: int) -> dict[str, dict]:
+    specs = {"sum": {}, "mean": {}, "ties": {"method": "ties", "k": k}, "dare": {"method": "dare", "p": p, "seed": seed}}
+    unknown = [n for n in names if n not in specs]
+    if unknown:
+        raise ValueError(f"unknown merge method {unknown[0]!r}; choose from: {', '.join(specs)}")
+    return {n: specs[n] for n in names}
+
+
+def cmd_multitask(args: argparse.Namespace) -> int:
+    from .relatives import multitask_study
+
+    result = multitask_study(_csv(args.runs), _csv(args.supported), args.out, methods=_csv(args.methods),
+                             max_eval=args.max_eval)
+    for row in result["comparison"]:
+        print(", ".join(f"{k} {100 * v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+    return 0
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from .relatives import transfer_study
+
+    result = transfer_study(_csv(args.runs), _csv(args.eval_tasks), args.out, max_eval=args.max_eval)
+    for r in result["rows"]:
+        print(f"{r['mode']:9s} {r['patch_task']} -> {r['eval_task']}: {100 * r['change']:+.1f}")
+    return 0
+
+
+def cmd_wiseft(args: argparse.Namespace) -> int:
+    from .relatives import wiseft_study
+
+    result = wiseft_study(args.run, _csv(args.shift), args.out, max_eval=args.max_eval)
+    print(json.dumps(result["summary_test"], indent=2))
+    return 0
+
+
+def cmd_arithmetic(args: argparse.Namespace) -> int:
+    from .relatives import arithmetic_study
+
+    result = arithmetic_study(_csv(args.runs), _csv(args.supported), args.out, negate=_csv(args.negate),
+                              merges=_merges(_csv(args.merges), args.k, args.p, args.seed), max_eval=args.max_eval)
+    for name, r in result["addition"].items():
+        print(f"add {name}: lambda {r['lambda']:g}, mean normalized test accuracy {100 * r['mean_normalized_test']:.1f}")
+    for name, r in result["negation"].items():
+        print(f"negate {name}: lambda {r['lambda']:g}, {name} {100 * r['test'][name]:.1f} "
+              f"(zero-shot {100 * r['zero_shot_test'][name]:.1f})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m paint_core", description="PAINT Explorer engine")
     sub = p.add_subparsers(dest="command", required=True)
@@ -200,6 +252,40 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--limit", type=int, default=None, help="at most this many images per split")
     s.set_defaults(func=cmd_export_task)
+
+    s = sub.add_parser("multitask", help="patch several tasks at once: joint, sequential, parallel (resumable)")
+    s.add_argument("--runs", required=True, help="comma-separated run directories, one per patch task")
+    s.add_argument("--supported", required=True, help="comma-separated supported tasks")
+    s.add_argument("--methods", default="joint,sequential,parallel")
+    s.add_argument("--out", required=True, help="JSON file to write")
+    s.add_argument("--max-eval", type=int, default=None)
+    s.set_defaults(func=cmd_multitask)
+
+    s = sub.add_parser("transfer", help="accuracy change on other tasks of each patched run (broad transfer)")
+    s.add_argument("--runs", required=True, help="comma-separated run directories")
+    s.add_argument("--eval-tasks", required=True, help="comma-separated tasks to evaluate on")
+    s.add_argument("--out", required=True, help="JSON file to write")
+    s.add_argument("--max-eval", type=int, default=None)
+    s.set_defaults(func=cmd_transfer)
+
+    s = sub.add_parser("wiseft", help="weight- vs output-space ensembles on distribution-shifted tasks")
+    s.add_argument("--run", required=True)
+    s.add_argument("--shift", required=True, help="comma-separated shifted tasks, e.g. digits_rotated")
+    s.add_argument("--out", required=True, help="JSON file to write")
+    s.add_argument("--max-eval", type=int, default=None)
+    s.set_defaults(func=cmd_wiseft)
+
+    s = sub.add_parser("arithmetic", help="task addition (sum/mean/ties/dare) and negation (resumable)")
+    s.add_argument("--runs", required=True, help="comma-separated run directories of one zero-shot model")
+    s.add_argument("--supported", required=True, help="control tasks, comma-separated")
+    s.add_argument("--negate", default="", help="tasks to forget, comma-separated")
+    s.add_argument("--merges", default="sum,mean,ties,dare")
+    s.add_argument("--k", type=float, default=20, help="TIES: percent of entries kept, in (0, 100]")
+    s.add_argument("--p", type=float, default=0.5, help="DARE: drop rate in [0, 1)")
+    s.add_argument("--seed", type=int, default=0, help="DARE: random seed")
+    s.add_argument("--out", required=True, help="JSON file to write")
+    s.add_argument("--max-eval", type=int, default=None)
+    s.set_defaults(func=cmd_arithmetic)
 
     s = sub.add_parser("list", help="list embedded models and tasks")
     s.set_defaults(func=cmd_list)

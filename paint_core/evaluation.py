@@ -82,6 +82,30 @@ def evaluate(model: torch.nn.Module, head: torch.Tensor, dataset: Dataset, batch
     return correct / len(dataset)
 
 
+Evals = dict[tuple[str, str], tuple[Dataset, torch.Tensor]]
+
+
+def build_evals(model: torch.nn.Module, preprocess: Callable, tokenizer: Callable, tasks: Sequence[str],
+                splits: Sequence[str] = ("val", "test"), max_eval: int | None = None, data_root: str | None = None,
+                download: bool = False) -> Evals:
+    """(task, split) -> (preprocessed split, the task's zero-shot head): what ``sweep`` and the relatives score."""
+    from .tasks import get_task  # tasks imports nothing from here; kept local to keep this module light
+    evals = {}
+    for name in tasks:
+        task = get_task(name, root=data_root, download=download)
+        head = zero_shot_head(model, tokenizer, task.classnames, task.templates)
+        for split in splits:
+            evals[(name, split)] = (materialize(task.split(split, preprocess), max_eval), head)
+    return evals
+
+
+def evaluate_all(model: torch.nn.Module, evals: Evals, split: str | None = None,
+                 batch_size: int = 256) -> dict[str, float]:
+    """Accuracy of the model as it is on every task of ``evals`` (on one ``split``, or keys "task/split")."""
+    return {(t if split else f"{t}/{s}"): evaluate(model, head, ds, batch_size)
+            for (t, s), (ds, head) in evals.items() if split is None or s == split}
+
+
 def parse_alphas(spec: str) -> list[float]:
     """"0:1:0.1" (start:stop:step, stop included) or "0,0.25,1"."""
     if ":" in spec:
@@ -99,7 +123,7 @@ def parse_alphas(spec: str) -> list[float]:
         raise ValueError(f"alphas {spec!r}: expected numbers separated by commas") from None
 
 
-def sweep(interpolator: Interpolator, evals: dict[tuple[str, str], tuple[Dataset, torch.Tensor]],
+def sweep(interpolator: Interpolator, evals: Evals,
           alphas: Iterable[float], batch_size: int = 256, done: pd.DataFrame | None = None,
           on_alpha: Callable[[pd.DataFrame], None] | None = None) -> pd.DataFrame:
     """Accuracy of every (task, split) in ``evals`` at every alpha; columns alpha, task, split, accuracy, n.
@@ -126,26 +150,31 @@ def sweep(interpolator: Interpolator, evals: dict[tuple[str, str], tuple[Dataset
     return table.sort_values(["alpha", "task", "split"]).reset_index(drop=True)
 
 
-def select_alpha(df: pd.DataFrame, patch: str, supported: Sequence[str], split: str = "val") -> dict:
+def select_alpha(df: pd.DataFrame, patch: str | Sequence[str], supported: Sequence[str], split: str = "val") -> dict:
     """The paper's rule: the alpha maximizing mean(patch accuracy, mean supported accuracy) on ``split``.
 
+    ``patch`` may be several tasks (multi-task patching): their mean accuracy is the patch accuracy.
     Ties go to the smaller alpha. Choosing on the test split is refused: test data never picks alpha.
     """
     if split == "test":
         raise ValueError("alpha is chosen on validation data, never on the test split")
     if not supported:
         raise ValueError("give at least one supported task")
+    patched = [patch] if isinstance(patch, str) else list(patch)
+    if not patched:
+        raise ValueError("give at least one patch task")
     sub = df[df["split"] == split]
     pivot = sub.pivot_table(index="alpha", columns="task", values="accuracy", aggfunc="mean")
-    missing = [t for t in [patch, *supported] if t not in pivot.columns]
+    missing = [t for t in [*patched, *supported] if t not in pivot.columns]
     if missing:
         raise ValueError(f"the sweep has no {split} rows for: {', '.join(missing)}")
-    pivot = pivot.dropna(subset=[patch, *supported]).sort_index()
+    pivot = pivot.dropna(subset=[*patched, *supported]).sort_index()
     if pivot.empty:
         raise ValueError("no alpha has results for every task")
     sup = pivot[list(supported)].mean(axis=1)
-    score = (pivot[patch] + sup) / 2
+    pat = pivot[patched].mean(axis=1)
+    score = (pat + sup) / 2
     best = float(score.index[int(np.argmax(score.to_numpy()))])  # argmax returns the first (smallest) on ties
     return {"alpha": best, "split": split, "score": float(score[best]), "patch": patch,
-            "patch_accuracy": float(pivot.loc[best, patch]), "supported_accuracy": float(sup[best]),
-            "per_task": {t: float(pivot.loc[best, t]) for t in [patch, *supported]}}
+            "patch_accuracy": float(pat[best]), "supported_accuracy": float(sup[best]),
+            "per_task": {t: float(pivot.loc[best, t]) for t in [*patched, *supported]}}

@@ -47,10 +47,18 @@ def finetune(model: torch.nn.Module, head: torch.Tensor, train_set: Dataset, cfg
     The head and the text tower never change: only image-encoder parameters reach the optimizer.
     ``should_stop`` lets a UI cancel between steps (a ``RuntimeError`` is raised, nothing is returned).
     """
+    head = head.detach()
+    return finetune_visual(model, train_set, lambda batch: F.cross_entropy(logits(model, head, batch[0]), batch[1]),
+                           cfg, on_step, should_stop, progress)
+
+
+def finetune_visual(model: torch.nn.Module, train_set: Dataset, loss_fn: Callable[[list], torch.Tensor],
+                    cfg: FinetuneConfig = FinetuneConfig(), on_step: Callable[[int, float], None] | None = None,
+                    should_stop: Callable[[], bool] | None = None, progress: bool = True) -> StateDict:
+    """The training loop behind ``finetune``: ``loss_fn(batch)`` for any batch layout (e.g. multi-task)."""
     if len(train_set) == 0:
         raise ValueError("the training split is empty")
     torch.manual_seed(cfg.seed)
-    head = head.detach()
     for p in model.parameters():
         p.requires_grad_(False)
     visual = list(model.visual.parameters())
@@ -69,14 +77,14 @@ def finetune(model: torch.nn.Module, head: torch.Tensor, train_set: Dataset, cfg
     bar = tqdm(total=cfg.steps, desc="finetune", disable=not progress)
     try:
         while step < cfg.steps:
-            for x, y in loader:
+            for batch in loader:
                 if step >= cfg.steps:
                     break
                 if should_stop is not None and should_stop():
                     raise RuntimeError(f"fine-tuning cancelled at step {step} of {cfg.steps}")
                 for g in opt.param_groups:
                     g["lr"] = cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup)
-                loss = F.cross_entropy(logits(model, head, x), y)
+                loss = loss_fn(batch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(visual, cfg.grad_clip)

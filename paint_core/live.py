@@ -119,3 +119,39 @@ def parse_classnames(text: str) -> list[str]:
     if dupes:
         raise ValueError(f"duplicate class names: {', '.join(dupes)}")
     return names
+
+
+class EditSession:
+    """One user's live task-arithmetic model: theta_zs + merge(c_i * tau_i), re-evaluated on a subsample.
+
+    The runs (read-only, shared) must share one zero-shot model; this session owns its copy of the weights.
+    Accuracies are remembered per (coefficients, method, params), like ``PatchSession`` per alpha.
+    """
+
+    def __init__(self, runs: Sequence[Run], eval_sets: dict[str, EvalSet]):
+        from .runs import run_task_vector
+        if not runs:
+            raise ValueError("give at least one run (one task vector each)")
+        self.runs = list(runs)
+        self.model = copy.deepcopy(runs[0].model)
+        self.theta_zs = runs[0].theta_zs
+        self.vectors = {r.meta["task"]: run_task_vector(r) for r in runs}
+        self.eval_sets = eval_sets
+        self._cache: dict[tuple, dict[str, float]] = {}
+        self.zero_shot = self.accuracies({t: 0.0 for t in self.vectors}, "sum")
+
+    def state(self, coefficients: dict[str, float], method: str = "sum", **params) -> dict[str, torch.Tensor]:
+        from .arithmetic import merged_vector
+        names = list(self.vectors)
+        tau = merged_vector([self.vectors[n] for n in names], method, [coefficients.get(n, 0.0) for n in names],
+                            **params)
+        return tau.apply_to(self.theta_zs, 1.0)
+
+    def accuracies(self, coefficients: dict[str, float], method: str = "sum", **params) -> dict[str, float]:
+        key = (tuple(round(float(coefficients.get(n, 0.0)), 4) for n in self.vectors), method,
+               tuple(sorted(params.items())))
+        if key not in self._cache:
+            self.model.load_state_dict(self.state(coefficients, method, **params))
+            self._cache[key] = {t: int((predict(self.model, e.head, e.images).argmax(-1) == e.labels).sum()) / len(e.labels)
+                                for t, e in self.eval_sets.items()}
+        return self._cache[key]

@@ -22,7 +22,7 @@ from .frontier import chord_gap, frontier, frontier_area, gain_within_drift
 from .models import EMBEDDED_MODELS, load_model
 from .pretrain import PretrainConfig
 from .runs import read_run_meta, read_sweep, run_finetune, run_sweep, select_run
-from .tasks import EMBEDDED_TASKS, PATCH_TASKS, SUPPORTED_TASKS
+from .tasks import DIGIT_SHIFTS, EMBEDDED_TASKS, PATCH_TASKS, SUPPORTED_TASKS
 from .version import code_version
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,8 @@ ALPHAS = [round(0.1 * i, 1) for i in range(11)]
 PRETRAIN_RECIPES = {"micro-rn-s": PretrainConfig(steps=2500), "micro-rn-l": PretrainConfig(steps=2500)}
 FINETUNE_RECIPES = {task: FinetuneConfig() for task in PATCH_TASKS}
 COMMAND = "python -m paint_core reproduce"
+TRANSFER_SOURCES = ("digits_low",)  # patched only for the broad-transfer study (digits_high is its disjoint twin)
+RELATIVES_MODELS = ("micro-rn-l",)  # the embedded default; the relatives' studies take ~25 min per model
 SHIPPED_DTYPE = torch.float16  # shipped weights and cached fine-tunes: half the repository size
 
 
@@ -58,6 +60,34 @@ def run_is_finished(run_dir: Path, cfg: FinetuneConfig) -> bool:
         return False
 
 
+def ensure_run(out: Path, model_name: str, task: str) -> Path:
+    """The run directory of ``task`` on ``model_name``: fine-tuned and swept, resuming what is there."""
+    run_dir = out / model_name / task
+    cfg = FINETUNE_RECIPES.get(task, FinetuneConfig())
+    if not run_is_finished(run_dir, cfg):
+        run_finetune(run_dir, model_name, None, task, cfg, command=COMMAND, storage_dtype=SHIPPED_DTYPE)
+    df = read_sweep(run_dir)
+    expected = len(ALPHAS) * (1 + len(SUPPORTED_TASKS)) * 2
+    if len(df) < expected:
+        run_sweep(run_dir, list(SUPPORTED_TASKS), ALPHAS)
+    return run_dir
+
+
+def reproduce_relatives(out: Path, model_name: str) -> dict:
+    """Multi-task patching, broad transfer, WiSE-FT and task arithmetic on one embedded model."""
+    from .relatives import arithmetic_study, multitask_study, transfer_study, wiseft_study
+    rel = out / model_name / "relatives"
+    patch_runs = [ensure_run(out, model_name, t) for t in PATCH_TASKS]
+    transfer_runs = [*patch_runs, *(ensure_run(out, model_name, t) for t in TRANSFER_SOURCES)]
+    return {
+        "multitask": multitask_study(patch_runs, SUPPORTED_TASKS, rel / "multitask.json")["comparison"],
+        "transfer": transfer_study(transfer_runs, list(EMBEDDED_TASKS), rel / "transfer.json")["split"],
+        "wiseft": wiseft_study(out / model_name / "digits", list(DIGIT_SHIFTS), rel / "wiseft.json")["summary_test"],
+        "arithmetic": {k: v["mean_normalized_test"] for k, v in arithmetic_study(
+            patch_runs, SUPPORTED_TASKS, rel / "arithmetic.json", negate=["digits", "counting"])["addition"].items()},
+    }
+
+
 def reproduce(out: Path = CACHED_RESULTS, models: list[str] | None = None, tasks: list[str] | None = None) -> dict:
     models = models or list(EMBEDDED_MODELS)
     tasks = tasks or list(PATCH_TASKS)
@@ -67,15 +97,11 @@ def reproduce(out: Path = CACHED_RESULTS, models: list[str] | None = None, tasks
     for model_name in models:
         summary["models"][model_name] = {"diagnostics": diagnose(model_name, out), "runs": {}}
     for model_name, task in tqdm(jobs, desc="reproduce", unit="run"):
-        run_dir = out / model_name / task
-        cfg = FINETUNE_RECIPES[task]
-        if not run_is_finished(run_dir, cfg):
-            run_finetune(run_dir, model_name, None, task, cfg, command=COMMAND, storage_dtype=SHIPPED_DTYPE)
-        df = read_sweep(run_dir)
-        expected = len(ALPHAS) * (1 + len(SUPPORTED_TASKS)) * 2
-        if len(df) < expected:
-            run_sweep(run_dir, list(SUPPORTED_TASKS), ALPHAS)
+        run_dir = ensure_run(out, model_name, task)
         summary["models"][model_name]["runs"][task] = run_summary(run_dir, task)
+    for model_name in RELATIVES_MODELS:
+        if model_name in models:
+            reproduce_relatives(out, model_name)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     atomic_write_text(out / "summary.md", summary_markdown(summary))
     return summary
@@ -102,6 +128,11 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
+def _diag_tasks(summary: dict) -> list[str]:
+    """The tasks the diagnostics measured (diagnostics written before a task existed do not have it)."""
+    return list(dict.fromkeys(k for m in summary["models"].values() for k in m["diagnostics"]["zero_shot_test"]))
+
+
 def summary_markdown(summary: dict) -> str:
     sup = summary["supported"]
     lines = [f"# cached_results summary", "",
@@ -122,11 +153,11 @@ def summary_markdown(summary: dict) -> str:
                 f"{_pct(r['max_gap_above_chord_test'])} | {_pct(m['diagnostics']['linear_probe_test'][task])} | "
                 f"{r['frontier_area_test']:.0f} |")
     lines += ["", "## Zero-shot test accuracy per task (%)", "",
-              "| model | " + " | ".join(EMBEDDED_TASKS) + " | typographic: object / word / control |",
-              "|---|" + "---|" * (len(EMBEDDED_TASKS) + 1)]
+              "| model | " + " | ".join(_diag_tasks(summary)) + " | typographic: object / word / control |",
+              "|---|" + "---|" * (len(_diag_tasks(summary)) + 1)]
     for model_name, m in summary["models"].items():
         d = m["diagnostics"]
         t = d["typographic_reading"]
-        lines.append(f"| {model_name} | " + " | ".join(_pct(d["zero_shot_test"][k]) for k in EMBEDDED_TASKS)
+        lines.append(f"| {model_name} | " + " | ".join(_pct(d["zero_shot_test"].get(k, float("nan"))) for k in _diag_tasks(summary))
                      + f" | {_pct(t['object_rate'])} / {_pct(t['word_rate'])} / {_pct(t['control_object_rate'])} |")
     return "\n".join(lines) + "\n"

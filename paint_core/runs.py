@@ -19,10 +19,11 @@ import torch
 
 from .checkpoints import (CheckpointError, StateDict, atomic_write_text, cast_like, load_checkpoint,
                           save_checkpoint)
-from .evaluation import SWEEP_COLUMNS, materialize, select_alpha, sweep, zero_shot_head
+from .evaluation import SWEEP_COLUMNS, build_evals, select_alpha, sweep, zero_shot_head
 from .finetune import FinetuneConfig, finetune
 from .interpolation import Interpolator, interpolate
 from .models import load_model
+from .task_vectors import TaskVector
 from .tasks import get_task
 from .version import code_version
 
@@ -133,6 +134,13 @@ def load_run(path: str | Path) -> Run:
     return Run(path, meta, model, preprocess, tokenizer, theta_zs, theta_ft)
 
 
+def run_task_vector(run: Run) -> TaskVector:
+    """The run's task vector over the image encoder (the only part fine-tuning changes)."""
+    base = f"{run.meta['model']}@{run.meta['provenance'].get('zeroshot_digest', '?')[:12]}"
+    return TaskVector(vector={k: run.theta_ft[k] - v for k, v in run.theta_zs.items()
+                              if k.startswith("visual.") and v.is_floating_point()}, base=base)
+
+
 def run_sweep(path: str | Path, supported: Sequence[str], alphas: Sequence[float],
               splits: Sequence[str] = ("val", "test"), max_eval: int | None = None, batch_size: int = 256,
               on_alpha: Callable[[pd.DataFrame], None] | None = None) -> pd.DataFrame:
@@ -148,12 +156,8 @@ def run_sweep(path: str | Path, supported: Sequence[str], alphas: Sequence[float
         previous = previous.iloc[0:0]
     meta.update(supported=list(supported), max_eval=max_eval)
     write_run_meta(Path(path), meta)
-    evals = {}
-    for name in tasks:
-        task = get_task(name, root=meta.get("data_root"), download=meta.get("download", False))
-        head = zero_shot_head(run.model, run.tokenizer, task.classnames, task.templates)
-        for split in splits:
-            evals[(name, split)] = (materialize(task.split(split, run.preprocess), max_eval), head)
+    evals = build_evals(run.model, run.preprocess, run.tokenizer, tasks, splits, max_eval, meta.get("data_root"),
+                        meta.get("download", False))
     interp = Interpolator(run.model, run.theta_zs, run.theta_ft)
 
     def save(table: pd.DataFrame) -> None:

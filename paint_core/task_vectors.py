@@ -7,10 +7,15 @@ from .checkpoints import StateDict, check_compatible
 
 
 class TaskVector:
-    """Per-key differences of floating-point tensors (integer buffers carry no direction and are skipped)."""
+    """Per-key differences of floating-point tensors (integer buffers carry no direction and are skipped).
+
+    ``base`` names the pretrained model the vector was taken from (e.g. "micro-rn-l@<digest>"): vectors of
+    different bases are refused even when their shapes agree, since their sum would mean nothing.
+    """
 
     def __init__(self, pretrained: StateDict | None = None, finetuned: StateDict | None = None,
-                 vector: StateDict | None = None):
+                 vector: StateDict | None = None, base: str | None = None):
+        self.base = base
         if vector is not None:
             self.vector = dict(vector)
             return
@@ -20,19 +25,24 @@ class TaskVector:
         self.vector = {k: finetuned[k] - p for k, p in pretrained.items() if p.is_floating_point()}
 
     def _check(self, other: "TaskVector") -> None:
+        if self.base and other.base and self.base != other.base:
+            raise ValueError(f"task vectors of different base models: {self.base} vs {other.base}")
         check_compatible(self.vector, other.vector, "task vectors")
+
+    def _new(self, vector: StateDict) -> "TaskVector":
+        return TaskVector(vector=vector, base=self.base)
 
     def __add__(self, other: "TaskVector") -> "TaskVector":
         if not isinstance(other, TaskVector):
             return NotImplemented
         self._check(other)
-        return TaskVector(vector={k: v + other.vector[k] for k, v in self.vector.items()})
+        return self._new({k: v + other.vector[k] for k, v in self.vector.items()})
 
     def __radd__(self, other):  # lets sum([tv1, tv2]) work
         return self if other == 0 else self.__add__(other)
 
     def __neg__(self) -> "TaskVector":
-        return TaskVector(vector={k: -v for k, v in self.vector.items()})
+        return self._new({k: -v for k, v in self.vector.items()})
 
     def __sub__(self, other: "TaskVector") -> "TaskVector":
         return self + (-other)
@@ -40,7 +50,7 @@ class TaskVector:
     def __mul__(self, scale: float) -> "TaskVector":
         if not isinstance(scale, (int, float)):
             return NotImplemented
-        return TaskVector(vector={k: v * float(scale) for k, v in self.vector.items()})
+        return self._new({k: v * float(scale) for k, v in self.vector.items()})
 
     __rmul__ = __mul__
 
@@ -105,7 +115,7 @@ def merge(task_vectors: list[TaskVector], method: str = "sum", **params) -> Task
             agree = (torch.sign(trimmed) == sign) & (trimmed != 0)
             count = agree.sum(0).clamp(min=1)
             out[key] = (trimmed * agree).sum(0) / count
-        return TaskVector(vector=out)
+        return task_vectors[0]._new(out)
     p = float(params.get("p", 0.9))
     if not 0 <= p < 1:
         raise ValueError(f"dare: the drop rate p must be in [0, 1); got {p}")
@@ -115,4 +125,4 @@ def merge(task_vectors: list[TaskVector], method: str = "sum", **params) -> Task
         for key in keys:
             keep = torch.rand(tv.vector[key].shape, generator=gen) >= p
             out[key] += tv.vector[key] * keep / (1 - p)
-    return TaskVector(vector=out)
+    return task_vectors[0]._new(out)

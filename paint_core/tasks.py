@@ -145,6 +145,43 @@ def _digits_task(name: str, digits: tuple[int, ...], kind: str, description: str
     return Task(name, tuple(w.NUMBER_WORDS[d] for d in digits), DIGIT_TEMPLATES, make, description, kind)
 
 
+def _digit_in_colour(grid: np.ndarray, index: int) -> Image.Image:
+    colours = list(w.COLOURS)
+    return w.digit_grid_to_image(grid, ink=w.COLOURS[colours[int(index) % len(colours)]])
+
+
+def _digit_rotated(grid: np.ndarray, index: int) -> Image.Image:
+    angle = float(np.random.default_rng((7919, int(index))).uniform(15, 35)) * (1 if index % 2 else -1)
+    return w.digit_grid_to_image(grid).rotate(angle, resample=Image.BILINEAR)
+
+
+def _digit_noisy(grid: np.ndarray, index: int) -> Image.Image:
+    noise = np.random.default_rng((7919, int(index))).normal(0, 60, (w.WORLD_SIZE, w.WORLD_SIZE, 1))
+    rgb = np.asarray(w.digit_grid_to_image(grid), np.float32) + noise
+    return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
+
+
+# Distribution shifts of the real digits (same images, same labels, another look); each seeded per image.
+# Chosen before any ensemble was measured; docs/experiments.md has the other candidates and their numbers.
+DIGIT_SHIFTS = {
+    "digits_colour": (_digit_in_colour, "the real digits in coloured ink (7 colours) on black"),
+    "digits_rotated": (_digit_rotated, "the real digits rotated by 15-35 degrees either way"),
+    "digits_noisy": (_digit_noisy, "the real digits under Gaussian pixel noise (sd 60 of 255)"),
+}
+
+
+def _digits_shift_task(name: str) -> Task:
+    shift, description = DIGIT_SHIFTS[name]
+
+    def make(split: str, transform: Transform | None) -> Dataset:
+        images, targets, idx = _sklearn_digits()
+        keep = idx[split]
+        return ArraySplit(lambda i: shift(images[keep[i]], keep[i]), targets[keep], transform)
+
+    return Task(name, tuple(w.NUMBER_WORDS[d] for d in range(10)), DIGIT_TEMPLATES, make,
+                f"{description}: a distribution shift of 'digits'", "shift")
+
+
 def _embedded_tasks() -> dict[str, Task]:
     tasks = [
         _generated_task("shapes", w.SHAPES, SHAPE_TEMPLATES, _draw_shape("filled"),
@@ -161,6 +198,7 @@ def _embedded_tasks() -> dict[str, Task]:
                         "an object with another shape's name written on it; the label is the object", "patch"),
         _digits_task("digits_low", (0, 1, 2, 3, 4), "transfer", "real digits 0-4 (transfer pair with digits_high)"),
         _digits_task("digits_high", (5, 6, 7, 8, 9), "transfer", "real digits 5-9 (transfer pair with digits_low)"),
+        *[_digits_shift_task(name) for name in DIGIT_SHIFTS],
     ]
     return {t.name: t for t in tasks}
 

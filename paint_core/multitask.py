@@ -1,0 +1,127 @@
+"""Patching several tasks into one model (PAINT section 5): joint, sequential and parallel.
+
+- joint: one fine-tune on the union of the tasks, each sample scored against its own task's zero-shot head
+  (tasks are sampled equally often, so a small task is not drowned by a large one), then interpolate;
+- sequential: patch task 1, fine-tune the patched model on task 2 and interpolate between the two, and so on;
+- parallel: fine-tune on each task alone, average the fine-tuned weights, then interpolate.
+
+Every interpolation chooses its alpha with the paper's rule on validation data: the mean of (mean accuracy of
+the tasks patched so far, mean supported accuracy).
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from .checkpoints import StateDict
+from .evaluation import Evals, select_alpha, sweep
+from .finetune import FinetuneConfig, finetune, finetune_visual
+from .interpolation import Interpolator, interpolate
+
+METHODS = ("joint", "sequential", "parallel")
+
+
+class BalancedTasks(Dataset):
+    """Round-robin over tasks: item i is task i % n, sample (i // n) % len(task); yields (x, y, task index)."""
+
+    def __init__(self, datasets: Sequence[Dataset]):
+        if not datasets:
+            raise ValueError("give at least one task")
+        if any(len(d) == 0 for d in datasets):
+            raise ValueError("a task's training split is empty")
+        self.datasets = list(datasets)
+        self.length = len(self.datasets) * max(len(d) for d in self.datasets)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int):
+        t = i % len(self.datasets)
+        d = self.datasets[t]
+        x, y = d[(i // len(self.datasets)) % len(d)]
+        return x, y, t
+
+
+def multitask_loss(model: torch.nn.Module, heads: Sequence[torch.Tensor]) -> Callable[[list], torch.Tensor]:
+    """Cross-entropy of each sample against its own task's head; the image features are computed once."""
+    heads = [h.detach() for h in heads]
+
+    def loss(batch) -> torch.Tensor:
+        x, y, t = batch
+        feats = F.normalize(model.encode_image(x), dim=-1) * model.logit_scale.exp()
+        total = feats.new_zeros(())
+        for i, head in enumerate(heads):
+            m = t == i
+            if m.any():
+                total = total + F.cross_entropy(feats[m] @ head.T, y[m], reduction="sum")
+        return total / len(x)
+
+    return loss
+
+
+def joint_finetune(model: torch.nn.Module, heads: Sequence[torch.Tensor], train_sets: Sequence[Dataset],
+                   cfg: FinetuneConfig, **kwargs) -> StateDict:
+    """Fine-tune ``model.visual`` once on all tasks (each with its own frozen head); returns the state."""
+    if len(heads) != len(train_sets):
+        raise ValueError(f"{len(heads)} heads for {len(train_sets)} tasks")
+    return finetune_visual(model, BalancedTasks(train_sets), multitask_loss(model, heads), cfg, **kwargs)
+
+
+def _choose(model: torch.nn.Module, start: StateDict, end: StateDict, evals: Evals, patched: Sequence[str],
+            supported: Sequence[str], alphas: Sequence[float]) -> tuple[dict, StateDict]:
+    val = {k: v for k, v in evals.items() if k[1] == "val" and k[0] in (*patched, *supported)}
+    table = sweep(Interpolator(model, start, end), val, alphas)
+    choice = select_alpha(table, list(patched), list(supported))
+    choice["sweep"] = table.to_dict("records")
+    return choice, interpolate(start, end, choice["alpha"])
+
+
+def patch_joint(model: torch.nn.Module, theta_zs: StateDict, tasks: Sequence[str], heads: dict[str, torch.Tensor],
+                train_sets: dict[str, Dataset], evals: Evals, supported: Sequence[str], alphas: Sequence[float],
+                cfg: FinetuneConfig, **kwargs) -> tuple[StateDict, dict]:
+    model.load_state_dict(theta_zs)
+    ft = joint_finetune(model, [heads[t] for t in tasks], [train_sets[t] for t in tasks], cfg, **kwargs)
+    choice, state = _choose(model, theta_zs, ft, evals, tasks, supported, alphas)
+    return state, {"alpha": choice["alpha"], "stages": [choice]}
+
+
+def patch_sequential(model: torch.nn.Module, theta_zs: StateDict, tasks: Sequence[str],
+                     heads: dict[str, torch.Tensor], train_sets: dict[str, Dataset], evals: Evals,
+                     supported: Sequence[str], alphas: Sequence[float], cfg: FinetuneConfig,
+                     **kwargs) -> tuple[StateDict, dict]:
+    """Task by task: fine-tune from the current patched model, interpolate between the two, keep going."""
+    current, stages = theta_zs, []
+    for i, task in enumerate(tasks):
+        model.load_state_dict(current)
+        ft = finetune(model, heads[task], train_sets[task], cfg, **kwargs)
+        choice, current = _choose(model, current, ft, evals, tasks[:i + 1], supported, alphas)
+        choice["task"] = task
+        stages.append(choice)
+    return current, {"alphas": [s["alpha"] for s in stages], "stages": stages}
+
+
+def average_states(states: Sequence[StateDict]) -> StateDict:
+    """The element-wise mean of floating-point tensors (integer buffers must agree and are taken as is)."""
+    if not states:
+        raise ValueError("give at least one state")
+    out = {}
+    for k, v in states[0].items():
+        if v.is_floating_point():
+            out[k] = torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype)
+        else:
+            if any(not torch.equal(s[k], v) for s in states[1:]):
+                raise ValueError(f"integer buffer {k!r} differs between the fine-tuned models")
+            out[k] = v.clone()
+    return out
+
+
+def patch_parallel(model: torch.nn.Module, theta_zs: StateDict, tasks: Sequence[str],
+                   finetuned: dict[str, StateDict], evals: Evals, supported: Sequence[str],
+                   alphas: Sequence[float]) -> tuple[StateDict, dict]:
+    """Average the specialists' fine-tuned weights, then interpolate from zero-shot to that average."""
+    merged = average_states([finetuned[t] for t in tasks])
+    choice, state = _choose(model, theta_zs, merged, evals, tasks, supported, alphas)
+    return state, {"alpha": choice["alpha"], "stages": [choice]}

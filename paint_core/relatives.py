@@ -1,0 +1,226 @@
+"""The relatives of PAINT, run on run directories: multi-task patching, broad transfer, WiSE-FT, task arithmetic.
+
+Each study reads finished run directories (any open_clip model: they only need the same zero-shot model),
+writes one JSON file atomically, and skips work already written, so an interrupted study resumes.
+``python -m paint_core reproduce`` runs all four on the embedded default into cached_results/<model>/relatives/.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from .arithmetic import LAMBDAS, choose_addition, choose_negation, edit_sweep, merged_vector, normalized
+from .checkpoints import atomic_write_text
+from .evaluation import build_evals, evaluate_all
+from .finetune import FinetuneConfig
+from .interpolation import interpolate
+from .multitask import patch_joint, patch_parallel, patch_sequential
+from .runs import Run, load_run, read_sweep, run_task_vector, select_run
+from .tasks import get_task
+from .transfer import transfer_matrix
+from .version import code_version
+from .wiseft import ensemble_sweep, robustness_summary
+
+log = logging.getLogger(__name__)
+ALPHAS = [round(0.1 * i, 1) for i in range(11)]
+MERGES = {"sum": {}, "mean": {}, "ties k=20": {"method": "ties", "k": 20},
+          "dare p=0.5": {"method": "dare", "p": 0.5, "seed": 0}, "dare p=0.9": {"method": "dare", "p": 0.9, "seed": 0}}
+
+
+def load_runs(paths: Sequence[str | Path]) -> list[Run]:
+    """Load runs and check they were all patched from the same zero-shot model."""
+    if not paths:
+        raise ValueError("give at least one run directory")
+    runs = [load_run(p) for p in paths]
+    digests = {r.meta["provenance"].get("zeroshot_digest") for r in runs}
+    if len(digests) > 1:
+        names = ", ".join(f"{r.path} ({r.meta['model']}, {r.meta['pretrained']})" for r in runs)
+        raise ValueError(f"these runs were not patched from the same zero-shot model: {names}")
+    return runs
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _write(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(data, indent=2))
+
+
+def _evals(run: Run, tasks: Sequence[str], max_eval: int | None, splits=("val", "test")):
+    return build_evals(run.model, run.preprocess, run.tokenizer, list(dict.fromkeys(tasks)), splits, max_eval,
+                       run.meta.get("data_root"), run.meta.get("download", False))
+
+
+def _scores(model, state, evals) -> dict[str, dict[str, float]]:
+    model.load_state_dict(state)
+    out: dict[str, dict[str, float]] = {}
+    for key, acc in evaluate_all(model, evals).items():
+        task, split = key.split("/")
+        out.setdefault(split, {})[task] = acc
+    return out
+
+
+def multitask_study(run_paths: Sequence[str | Path], supported: Sequence[str], out: str | Path,
+                    cfg: FinetuneConfig | None = None, methods: Sequence[str] = ("joint", "sequential", "parallel"),
+                    max_eval: int | None = None) -> dict:
+    """Joint, sequential and parallel patching of the runs' tasks, next to each run's own patched model."""
+    out = Path(out)
+    runs = load_runs(run_paths)
+    tasks = [r.meta["task"] for r in runs]
+    cfg = cfg or FinetuneConfig(**runs[0].meta["config"])
+    result = _read(out)
+    if result.get("tasks") != tasks or result.get("supported") != list(supported) or result.get("config") != asdict(cfg):
+        result = {"tasks": tasks, "supported": list(supported), "config": asdict(cfg), "methods": {},
+                  "specialists": {}, "model": runs[0].meta["model"], "code_version": code_version()}
+    model = copy.deepcopy(runs[0].model)
+    theta_zs = runs[0].theta_zs
+    evals = _evals(runs[0], [*tasks, *supported], max_eval)
+    for run in runs:
+        t = run.meta["task"]
+        if t not in result["specialists"]:
+            alpha = select_run(run.path)["alpha"]
+            result["specialists"][t] = {"alpha": alpha, **_scores(model, interpolate(theta_zs, run.theta_ft, alpha), evals)}
+            _write(out, result)
+    heads = {t: evals[(t, "val")][1] for t in tasks}
+    train = {t: get_task(t, root=r.meta.get("data_root")).split("train", r.preprocess) for t, r in zip(tasks, runs)}
+    for method in methods:
+        if method in result["methods"]:
+            continue
+        log.info("multi-task patching: %s", method)
+        if method == "joint":
+            joint_cfg = FinetuneConfig(**{**asdict(cfg), "steps": cfg.steps * len(tasks)})  # the same total compute
+            state, info = patch_joint(model, theta_zs, tasks, heads, train, evals, supported, ALPHAS, joint_cfg)
+        elif method == "sequential":
+            state, info = patch_sequential(model, theta_zs, tasks, heads, train, evals, supported, ALPHAS, cfg)
+        elif method == "parallel":
+            state, info = patch_parallel(model, theta_zs, tasks, {r.meta["task"]: r.theta_ft for r in runs},
+                                         evals, supported, ALPHAS)
+        else:
+            raise ValueError(f"unknown multi-task method {method!r}; choose from joint, sequential, parallel")
+        result["methods"][method] = {**info, **_scores(model, state, evals)}
+        _write(out, result)
+    result["comparison"] = multitask_comparison(result)
+    _write(out, result)
+    return result
+
+
+def multitask_comparison(result: dict, split: str = "test") -> list[dict]:
+    """One row per model (specialists, then each method): accuracy on every task and the means."""
+    tasks, sup = result["tasks"], result["supported"]
+    rows = []
+    for t, s in result["specialists"].items():
+        rows.append({"model": f"specialist: {t}", "alpha": str(s["alpha"]), **s[split]})
+    spec = {t: result["specialists"][t][split][t] for t in tasks if t in result["specialists"]}
+    for name, m in result["methods"].items():
+        alpha = m.get("alpha", m.get("alphas"))
+        rows.append({"model": name, "alpha": str(alpha), **m[split],
+                     "vs_specialists": sum(m[split][t] - spec[t] for t in tasks) / len(tasks) if len(spec) == len(tasks) else None})
+    for r in rows:
+        r["patch_mean"] = sum(r[t] for t in tasks) / len(tasks)
+        r["supported_mean"] = sum(r[t] for t in sup) / len(sup)
+    return rows
+
+
+def transfer_study(run_paths: Sequence[str | Path], eval_tasks: Sequence[str], out: str | Path,
+                   max_eval: int | None = None) -> dict:
+    """Accuracy change on every eval task of each run's model, at alpha 1 and at the run's chosen alpha."""
+    out = Path(out)
+    runs = load_runs(run_paths)
+    model = copy.deepcopy(runs[0].model)
+    evals = _evals(runs[0], eval_tasks, max_eval, splits=("test",))
+    tables = []
+    for mode in ("finetuned", "chosen"):
+        patched = {r.meta["task"]: (r.theta_ft, 1.0 if mode == "finetuned" else select_run(r.path)["alpha"])
+                   for r in runs}
+        tables.append(transfer_matrix(model, runs[0].theta_zs, patched, evals).assign(mode=mode))
+    table = pd.concat(tables, ignore_index=True)
+    classes = {t: list(get_task(t).classnames) for t in {*table["patch_task"], *table["eval_task"]}}
+    table["disjoint_classes"] = [not set(classes[a]) & set(classes[b]) for a, b in zip(table["patch_task"], table["eval_task"])]
+    result = {"model": runs[0].meta["model"], "eval_tasks": list(eval_tasks), "split": "test",
+              "code_version": code_version(), "rows": table.to_dict("records")}
+    _write(out, result)
+    return result
+
+
+def wiseft_study(run_path: str | Path, shift_tasks: Sequence[str], out: str | Path, alphas: Sequence[float] = ALPHAS,
+                 max_eval: int | None = None) -> dict:
+    """Weight- vs output-space ensembles of a run: in-distribution (its task) vs each of ``shift_tasks``."""
+    if not shift_tasks:
+        raise ValueError("give at least one distribution-shifted task")
+    out = Path(out)
+    run = load_runs([run_path])[0]
+    id_task = run.meta["task"]
+    model = copy.deepcopy(run.model)
+    evals = _evals(run, [id_task, *shift_tasks], max_eval)
+    table = ensemble_sweep(model, run.theta_zs, run.theta_ft, evals, alphas)
+    result = {"model": run.meta["model"], "id_task": id_task, "shift_tasks": list(shift_tasks),
+              "code_version": code_version(),
+              "summary_test": {s: robustness_summary(table, id_task, s, "test") for s in shift_tasks},
+              "rows": table.to_dict("records")}
+    _write(out, result)
+    return result
+
+
+def arithmetic_study(run_paths: Sequence[str | Path], supported: Sequence[str], out: str | Path,
+                     negate: Sequence[str] = (), merges: dict[str, dict] | None = None,
+                     lambdas: Sequence[float] = LAMBDAS, max_eval: int | None = None) -> dict:
+    """Task addition with each merge method (lambda on val) and negation of each task in ``negate``."""
+    out = Path(out)
+    merges = MERGES if merges is None else merges
+    runs = load_runs(run_paths)
+    tasks = [r.meta["task"] for r in runs]
+    vectors = [run_task_vector(r) for r in runs]
+    model = copy.deepcopy(runs[0].model)
+    theta_zs = runs[0].theta_zs
+    result = _read(out)
+    if result.get("tasks") != tasks or result.get("supported") != list(supported):
+        result = {"tasks": tasks, "supported": list(supported), "model": runs[0].meta["model"],
+                  "code_version": code_version(), "addition": {}, "negation": {}}
+    finetuned = {}
+    for r in runs:  # each task's own fine-tuned accuracy (alpha 1), the denominator of normalized accuracy
+        sw = read_sweep(r.path)
+        own = sw[(sw["task"] == r.meta["task"]) & (sw["alpha"] == 1.0)]
+        finetuned.update({(r.meta["task"], s): float(a) for s, a in zip(own["split"], own["accuracy"])})
+    evals = _evals(runs[0], [*tasks, *supported], max_eval)
+    val = {k: v for k, v in evals.items() if k[1] == "val"}
+    for name, spec in merges.items():
+        if name in result["addition"]:
+            continue
+        params = {k: v for k, v in spec.items() if k != "method"}
+        tau = merged_vector(vectors, spec.get("method", name), **params)
+        table = edit_sweep(model, theta_zs, tau, val, lambdas)
+        ft_val = {t: finetuned[(t, "val")] for t in tasks}
+        lam = choose_addition(table, tasks, ft_val)
+        scores = _scores(model, tau.apply_to(theta_zs, lam), evals)
+        test = scores["test"]
+        result["addition"][name] = {
+            "lambda": lam, **scores,
+            "normalized_test": {t: test[t] / finetuned[(t, "test")] for t in tasks},
+            "mean_normalized_test": sum(test[t] / finetuned[(t, "test")] for t in tasks) / len(tasks),
+            "mean_absolute_test": sum(test[t] for t in tasks) / len(tasks),
+            "val_sweep": normalized(table, ft_val).to_dict("records")}
+        _write(out, result)
+    for target in negate:
+        if target in result["negation"]:
+            continue
+        tv = vectors[tasks.index(target)]
+        table = edit_sweep(model, theta_zs, -tv, {k: v for k, v in val.items() if k[0] in (target, *supported)}, lambdas)
+        lam = choose_negation(table, target, supported)
+        model.load_state_dict(theta_zs)
+        zs = evaluate_all(model, evals, "test")
+        scores = _scores(model, (-tv).apply_to(theta_zs, lam), evals)
+        result["negation"][target] = {
+            "lambda": lam, "control": list(supported), "chance": 1 / len(get_task(target).classnames),
+            "zero_shot_test": zs, **scores, "val_sweep": table.to_dict("records")}
+        _write(out, result)
+    result["finetuned"] = {f"{t}/{s}": a for (t, s), a in finetuned.items()}
+    _write(out, result)
+    return result

@@ -1,0 +1,39 @@
+"""Broad transfer (PAINT section 6): patch on task A, measure on task B whose classes A never had."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import pandas as pd
+import torch
+
+from .checkpoints import StateDict
+from .evaluation import Evals, evaluate_all
+from .interpolation import interpolate
+
+TRANSFER_COLUMNS = ["patch_task", "eval_task", "alpha", "zero_shot", "patched", "change"]
+
+
+def transfer_matrix(model: torch.nn.Module, theta_zs: StateDict, patched: dict[str, tuple[StateDict, float]],
+                    evals: Evals, split: str = "test") -> pd.DataFrame:
+    """Accuracy change (patched minus zero-shot) of every patched model on every task of ``evals``.
+
+    ``patched`` maps a patch task to (its fine-tuned state, the alpha to read it at); all share ``theta_zs``.
+    """
+    if not patched:
+        raise ValueError("give at least one patched model")
+    model.load_state_dict(theta_zs)
+    zero_shot = evaluate_all(model, evals, split)
+    rows = []
+    for task, (theta_ft, alpha) in patched.items():
+        model.load_state_dict(interpolate(theta_zs, theta_ft, alpha))
+        acc = evaluate_all(model, evals, split)
+        rows += [{"patch_task": task, "eval_task": t, "alpha": float(alpha), "zero_shot": zero_shot[t],
+                  "patched": acc[t], "change": acc[t] - zero_shot[t]} for t in acc]
+    model.load_state_dict(theta_zs)
+    return pd.DataFrame(rows, columns=TRANSFER_COLUMNS)
+
+
+def disjoint_pairs(table: pd.DataFrame, classes: dict[str, Sequence[str]]) -> pd.DataFrame:
+    """The rows whose patch task and eval task share no class name (true transfer, not re-testing)."""
+    keep = [not set(classes[r.patch_task]) & set(classes[r.eval_task]) for r in table.itertuples()]
+    return table[keep]

@@ -1,0 +1,80 @@
+"""WiSE-FT (Wortsman et al.): robustness to distribution shift from ensembling zero-shot and fine-tuned models.
+
+The weight-space ensemble is PAINT's interpolation judged on a shifted split; the output-space ensemble mixes
+the two models' logits, (1 - alpha) * logits_zs + alpha * logits_ft, and costs two forward passes.
+"Effective robustness" is shifted accuracy above the straight line joining the endpoints in the
+(in-distribution, shifted) plane.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from .checkpoints import StateDict
+from .evaluation import Evals, logits, sweep
+from .interpolation import Interpolator, check_alpha
+
+ENSEMBLE_COLUMNS = ["ensemble", "alpha", "task", "split", "accuracy", "n"]
+
+
+def output_ensemble(logits_zs: torch.Tensor, logits_ft: torch.Tensor, alpha: float) -> torch.Tensor:
+    """(1 - alpha) * logits_zs + alpha * logits_ft."""
+    alpha = check_alpha(alpha)
+    if logits_zs.shape != logits_ft.shape:
+        raise ValueError(f"logit shapes differ: {tuple(logits_zs.shape)} vs {tuple(logits_ft.shape)}")
+    return (1 - alpha) * logits_zs + alpha * logits_ft
+
+
+@torch.no_grad()
+def all_logits(model: torch.nn.Module, head: torch.Tensor, dataset: Dataset,
+               batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """[N, C] logits and [N] labels of a whole dataset."""
+    model.eval()
+    out, labels = [], []
+    for x, y in torch.utils.data.DataLoader(dataset, batch_size=batch_size):
+        out.append(logits(model, head, x))
+        labels.append(torch.as_tensor(y))
+    return torch.cat(out), torch.cat(labels)
+
+
+def ensemble_sweep(model: torch.nn.Module, theta_zs: StateDict, theta_ft: StateDict, evals: Evals,
+                   alphas: Sequence[float]) -> pd.DataFrame:
+    """Accuracy along alpha of the weight-space and the output-space ensembles on every (task, split)."""
+    weight = sweep(Interpolator(model, theta_zs, theta_ft), evals, alphas).assign(ensemble="weight")
+    cached = {}
+    for state, name in ((theta_zs, "zs"), (theta_ft, "ft")):
+        model.load_state_dict(state)
+        for key, (ds, head) in evals.items():
+            cached[(name, key)] = all_logits(model, head, ds)
+    rows = []
+    for alpha in alphas:
+        for key in evals:
+            (lz, y), (lf, _) = cached[("zs", key)], cached[("ft", key)]
+            acc = float((output_ensemble(lz, lf, alpha).argmax(-1) == y).float().mean())
+            rows.append({"ensemble": "output", "alpha": round(float(alpha), 6), "task": key[0], "split": key[1],
+                         "accuracy": acc, "n": len(y)})
+    table = pd.concat([weight, pd.DataFrame(rows)], ignore_index=True)
+    return table[ENSEMBLE_COLUMNS].sort_values(["ensemble", "alpha", "task", "split"]).reset_index(drop=True)
+
+
+def robustness_summary(table: pd.DataFrame, id_task: str, shift_task: str, split: str = "test") -> dict:
+    """Per ensemble: endpoints, best shifted accuracy along alpha, and its height above the endpoints' line."""
+    out = {}
+    for name, df in table[table["split"] == split].groupby("ensemble"):
+        piv = df.pivot_table(index="alpha", columns="task", values="accuracy").sort_index()
+        x, y = piv[id_task].to_numpy(), piv[shift_task].to_numpy()
+        x0, y0, x1, y1 = x[0], y[0], x[-1], y[-1]
+        # the line through the two endpoints, read at each point's in-distribution accuracy
+        line = y0 + (y1 - y0) * (x - x0) / (x1 - x0) if x1 != x0 else np.full_like(y, max(y0, y1))
+        best = int(np.argmax(y))
+        out[name] = {
+            "zero_shot": {"id": float(x0), "shift": float(y0)}, "finetuned": {"id": float(x1), "shift": float(y1)},
+            "best_shift_alpha": float(piv.index[best]), "best_shift": float(y[best]), "id_at_best": float(x[best]),
+            "beats_both_endpoints_on_shift": bool(y[best] > max(y0, y1)),
+            "max_effective_robustness": float((y - line).max()),
+        }
+    return out
