@@ -16,6 +16,11 @@ nav = st.navigation([
     st.Page(PAGES / "patch.py", title="Patch", icon=":material/tune:", default=True),
     st.Page(PAGES / "typographic.py", title="Typographic attack", icon=":material/text_fields:"),
     st.Page(PAGES / "counting.py", title="Counting", icon=":material/123:"),
+    st.Page(PAGES / "multitask.py", title="Multi-task & transfer", icon=":material/stacks:"),
+    st.Page(PAGES / "wiseft.py", title="WiSE-FT", icon=":material/shield:"),
+    st.Page(PAGES / "arithmetic.py", title="Task arithmetic", icon=":material/calculate:"),
+    st.Page(PAGES / "closed_vocab.py", title="Closed-vocabulary addition", icon=":material/category:"),
+    st.Page(PAGES / "prompts.py", title="Prompts across an update", icon=":material/upgrade:"),
     st.Page(PAGES / "models_runs.py", title="Models & runs", icon=":material/model_training:"),
 ])
 nav.run()

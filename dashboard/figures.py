@@ -80,3 +80,88 @@ def gap_table(f: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"alpha": f.index, "patch %": (100 * f["patch"]).round(1).to_numpy(),
                          "supported %": (100 * f["supported"]).round(1).to_numpy(),
                          "above chord (pts)": (100 * chord_gap(f)).round(1).to_numpy()})
+
+
+def multitask_figure(rows: list[dict], tasks: list[str], supported: list[str]) -> go.Figure:
+    """Grouped bars: accuracy on every patch and supported task for each specialist and multi-task model."""
+    fig = go.Figure()
+    columns = [*tasks, *supported]
+    for row in rows:
+        fig.add_trace(go.Bar(name=f"{row['model']} (alpha {row['alpha']})", x=columns,
+                             y=[100 * row[c] for c in columns],
+                             hovertemplate="%{x}: %{y:.1f}%<extra>" + row["model"] + "</extra>"))
+    fig.update_layout(barmode="group", yaxis_title="test accuracy (%)", yaxis_range=[0, 100],
+                      legend={"orientation": "h", "y": -0.2}, margin={"t": 30})
+    return fig
+
+
+def transfer_heatmap(rows: pd.DataFrame) -> go.Figure:
+    """Accuracy change (patched minus zero-shot, points) for each (patch task, eval task); ¤ = shared classes."""
+    piv = rows.pivot(index="patch_task", columns="eval_task", values="change") * 100
+    shared = rows.pivot(index="patch_task", columns="eval_task", values="disjoint_classes")
+    cols = [c for c in dict.fromkeys(rows["eval_task"])]
+    idx = [r for r in dict.fromkeys(rows["patch_task"])]
+    piv, shared = piv.loc[idx, cols], shared.loc[idx, cols]
+    text = [[f"{v:+.1f}" + ("" if shared.iloc[i, j] else " ¤") for j, v in enumerate(r)] for i, r in enumerate(piv.to_numpy())]
+    lim = float(max(1.0, abs(piv.to_numpy()).max()))
+    fig = go.Figure(go.Heatmap(z=piv.to_numpy(), x=cols, y=idx, text=text, texttemplate="%{text}", zmin=-lim, zmax=lim,
+                               colorscale="RdBu", colorbar={"title": "points"},
+                               hovertemplate="patched on %{y}<br>evaluated on %{x}<br>change %{z:+.1f} points<extra></extra>"))
+    fig.update_layout(xaxis_title="evaluated on", yaxis_title="patched on", margin={"t": 30})
+    return fig
+
+
+def wiseft_figure(rows: pd.DataFrame, id_task: str, shift_task: str, split: str = "test") -> go.Figure:
+    """Shifted vs in-distribution accuracy along alpha for both ensembles, with the endpoints' straight line."""
+    fig = go.Figure()
+    df = rows[rows["split"] == split]
+    for name, dash in (("weight", "solid"), ("output", "dot")):
+        piv = df[df["ensemble"] == name].pivot_table(index="alpha", columns="task", values="accuracy").sort_index()
+        x, y = 100 * piv[id_task], 100 * piv[shift_task]
+        if name == "weight":
+            fig.add_trace(go.Scatter(x=[x.iloc[0], x.iloc[-1]], y=[y.iloc[0], y.iloc[-1]], mode="lines+markers+text",
+                                     name="endpoints' line (no effective robustness)", text=["zero-shot", "fine-tuned"],
+                                     textposition=["bottom right", "top left"], line={"dash": "dash", "color": "gray"}))
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=f"{name}-space ensemble", line={"dash": dash},
+                                 customdata=list(piv.index),
+                                 hovertemplate="alpha %{customdata:.1f}<br>in-distribution %{x:.1f}%<br>"
+                                               "shifted %{y:.1f}%<extra></extra>"))
+    fig.update_layout(xaxis_title=f"in-distribution: {id_task} accuracy (%)",
+                      yaxis_title=f"shifted: {shift_task} accuracy (%)", margin={"t": 30},
+                      legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def lambda_figure(rows: pd.DataFrame, value: str = "accuracy", split: str = "val") -> go.Figure:
+    """Accuracy (or normalized accuracy) along the task-arithmetic scaling coefficient lambda, per task."""
+    df = rows[rows["split"] == split]
+    fig = go.Figure()
+    for task, d in df.groupby("task", sort=False):
+        if d[value].notna().any():
+            fig.add_trace(go.Scatter(x=d["lambda"], y=100 * d[value], mode="lines+markers", name=task))
+    fig.update_layout(xaxis_title="lambda", yaxis_title=f"{split} {value} (%)", margin={"t": 30})
+    return fig
+
+
+def disentanglement_heatmap(error: list[list[float]], grid: list[float], tasks: list[str], title: str) -> go.Figure:
+    """xi(lambda_1, lambda_2): 0 = the two edits do not interfere; rows lambda_1 (first task), columns lambda_2."""
+    fig = go.Figure(go.Heatmap(z=error, x=grid, y=grid, zmin=0, colorscale="Viridis", colorbar={"title": "xi"},
+                               text=[[f"{v:.2f}" for v in row] for row in error], texttemplate="%{text}",
+                               hovertemplate=f"lambda {tasks[0]} %{{y}}<br>lambda {tasks[1]} %{{x}}<br>"
+                                             "error %{z:.3f}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title=f"lambda of tau({tasks[1]})", yaxis_title=f"lambda of tau({tasks[0]})",
+                      margin={"t": 40})
+    return fig
+
+
+def prompt_bars(rows: pd.DataFrame) -> go.Figure:
+    """Mean accuracy over seeds per method (error bars: min to max over seeds)."""
+    g = rows.groupby("method", sort=False)["accuracy"]
+    mean, lo, hi = 100 * g.mean(), 100 * g.min(), 100 * g.max()
+    fig = go.Figure(go.Bar(x=list(mean.index), y=mean.to_numpy(), error_y={"type": "data", "symmetric": False,
+                                                                          "array": (hi - mean).to_numpy(),
+                                                                          "arrayminus": (mean - lo).to_numpy()},
+                           text=[f"{v:.1f}" for v in mean], textposition="outside",
+                           hovertemplate="%{x}: %{y:.1f}%<extra></extra>"))
+    fig.update_layout(yaxis_title="test accuracy (%)", yaxis_range=[0, 105], margin={"t": 30})
+    return fig

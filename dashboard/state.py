@@ -105,3 +105,95 @@ def uploaded_image(key: str) -> Image.Image | None:
     except ImageInputError as e:
         st.error(str(e))
         return None
+
+
+def relatives_dirs() -> dict[str, Path]:
+    """model -> its relatives/ folder with study results (written by reproduce or the CLI's --out)."""
+    root = ROOT / "cached_results"
+    return {p.parent.name: p for p in sorted(root.glob("*/relatives")) if p.is_dir()}
+
+
+def study(name: str, key: str) -> dict | None:
+    """A model selector and the JSON of one study (``name``.json); a message instead if there is none."""
+    dirs = relatives_dirs()
+    found = {m: d / f"{name}.json" for m, d in dirs.items() if (d / f"{name}.json").is_file()}
+    if not found:
+        st.info(f"No {name} results yet. They are written by `python -m paint_core reproduce` into "
+                f"cached_results/<model>/relatives/{name}.json (or run `python -m paint_core {name} --help`).")
+        return None
+    model = st.selectbox("Model", list(found), key=key)
+    try:
+        return load_json(str(found[model]), found[model].stat().st_mtime)
+    except ValueError as e:
+        st.error(f"Cannot read {found[model]}: {e}")
+        return None
+
+
+@st.cache_data(show_spinner=False)
+def load_json(path: str, mtime: float) -> dict:
+    import json
+    return json.loads(Path(path).read_text())
+
+
+@st.cache_resource(show_spinner="Loading the runs' task vectors...")
+def shared_runs(paths: tuple[str, ...]) -> list[Run]:
+    from paint_core.relatives import load_runs
+    return load_runs(paths)
+
+
+@st.cache_resource(show_spinner="Preparing the evaluation subsample...")
+def shared_edit_eval_sets(paths: tuple[str, ...], tasks: tuple[str, ...], n: int = EVAL_N) -> dict[str, EvalSet]:
+    return build_eval_sets(shared_runs(paths)[0], tasks, n)
+
+
+def session_edit(paths: tuple[str, ...], tasks: tuple[str, ...]):
+    """This browser session's own task-arithmetic model over the runs at ``paths``."""
+    from paint_core.live import EditSession
+    key = f"edit_session::{paths}"
+    if key not in st.session_state:
+        st.session_state[key] = EditSession(shared_runs(paths), shared_edit_eval_sets(paths, tasks))
+    return st.session_state[key]
+
+
+CLOSED_VOCAB = ROOT / "cached_results" / "closed_vocab"
+
+
+def closed_vocab_study() -> dict | None:
+    f = CLOSED_VOCAB / "micro-vit" / "study.json"
+    if not f.is_file():
+        st.info("No closed-vocabulary study yet: `python -m paint_core reproduce` writes "
+                "cached_results/closed_vocab/micro-vit/study.json (or `python -m paint_core closed-vocab --help`).")
+        return None
+    return load_json(str(f), f.stat().st_mtime)
+
+
+def disentanglement_maps(study: dict) -> dict[str, dict]:
+    maps = {f"{study['model']} (closed vocabulary)": study["disentanglement"]}
+    for f in sorted(CLOSED_VOCAB.glob("*_disentanglement.json")):
+        d = load_json(str(f), f.stat().st_mtime)
+        maps[f"{d['model']} (open vocabulary)"] = d
+    return maps
+
+
+@st.cache_resource(show_spinner="Loading the encoder, heads and task vectors...")
+def _addition_parts(tasks: tuple[str, ...]):
+    from paint_core.live import AdditionSession
+    return AdditionSession(str(CLOSED_VOCAB / "micro-vit"), tasks)
+
+
+def session_addition(tasks: list[str]):
+    """This session's own encoder copy (the shared parts are read-only)."""
+    import copy
+    key = f"addition_session::{tuple(tasks)}"
+    if key not in st.session_state:
+        st.session_state[key] = copy.deepcopy(_addition_parts(tuple(tasks)))
+    return st.session_state[key]
+
+
+def prompt_study() -> dict | None:
+    f = ROOT / "cached_results" / "prompts" / "update.json"
+    if not f.is_file():
+        st.info("No prompt study yet: `python -m paint_core reproduce` writes cached_results/prompts/update.json "
+                "(or `python -m paint_core prompts --help`).")
+        return None
+    return load_json(str(f), f.stat().st_mtime)

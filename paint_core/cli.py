@@ -180,6 +180,47 @@ def cmd_arithmetic(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pretrain_classifier(args: argparse.Namespace) -> int:
+    from .closed_vocab import pretrain_encoder
+
+    path = pretrain_encoder(args.model, args.out, args.steps, args.batch_size, args.lr, seed=args.seed,
+                            command=_command_line())
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_closed_vocab(args: argparse.Namespace) -> int:
+    from .closed_vocab import ClosedVocabConfig, closed_vocab_study, create_encoder
+    from .finetune import FinetuneConfig
+
+    if args.pretrained is not None and args.model == "micro-vit":
+        raise ValueError("--pretrained applies to timm models; micro-vit uses its shipped weights")
+    create_encoder(args.model, args.pretrained)  # fail early on an unknown name or a bad checkpoint
+    cfg = ClosedVocabConfig(finetune=FinetuneConfig(steps=args.steps, lr=args.lr, warmup=min(30, args.steps)))
+    r = closed_vocab_study(args.out, args.model, _csv(args.tasks), cfg, pretrained=args.pretrained)
+    print(f"lambda {r['lambda']:g}: task addition mean normalized {100 * r['addition_mean_normalized']:.1f} "
+          f"(absolute {100 * r['addition_mean_absolute']:.1f}); linear probe normalized "
+          f"{100 * r['probe_mean_normalized']:.1f} (absolute {100 * r['probe_mean_absolute']:.1f})")
+    return 0
+
+
+def cmd_prompts(args: argparse.Namespace) -> int:
+    import pandas as pd
+    from .checkpoints import atomic_write_text
+    from .prompts import PromptConfig, update_study
+
+    shots = [int(s) for s in _csv(args.shots)]
+    rows = update_study(args.old, args.new, _csv(args.tasks), shots, [int(s) for s in _csv(args.seeds)],
+                        PromptConfig(steps=args.steps, n_ctx=args.n_ctx), old_pretrained=args.old_pretrained,
+                        new_pretrained=args.new_pretrained)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(args.out), json.dumps({"old": args.old, "new": args.new, "command": _command_line(),
+                                                  "rows": rows}, indent=2))
+    table = pd.DataFrame(rows).pivot_table(index=["task", "shots"], columns="method", values="accuracy") * 100
+    print(table.round(1).to_string())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m paint_core", description="PAINT Explorer engine")
     sub = p.add_subparsers(dest="command", required=True)
@@ -286,6 +327,37 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="JSON file to write")
     s.add_argument("--max-eval", type=int, default=None)
     s.set_defaults(func=cmd_arithmetic)
+
+    s = sub.add_parser("pretrain-classifier", help="pretrain the closed-vocabulary micro-vit (supervised, ~7 min)")
+    s.add_argument("--model", default="micro-vit")
+    s.add_argument("--out", default=None, help="weights file (default: the shipped one)")
+    s.add_argument("--steps", type=int, default=2000)
+    s.add_argument("--batch-size", type=int, default=128)
+    s.add_argument("--lr", type=float, default=1e-3)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_pretrain_classifier)
+
+    s = sub.add_parser("closed-vocab", help="task addition for an encoder + linear heads (micro-vit or timm)")
+    s.add_argument("--model", default="micro-vit", help="micro-vit or any timm model name")
+    s.add_argument("--pretrained", default=None, help="timm: 'timm' (download), 'random', or a local file")
+    s.add_argument("--tasks", default="digits,counting,typographic")
+    s.add_argument("--steps", type=int, default=300)
+    s.add_argument("--lr", type=float, default=1e-4)
+    s.add_argument("--out", required=True, help="directory for per-task heads/encoders and study.json")
+    s.set_defaults(func=cmd_closed_vocab)
+
+    s = sub.add_parser("prompts", help="CoOp vs ContCoOp learned on an old model, used on an upgraded one")
+    s.add_argument("--old", required=True, help="open_clip model name of the old model")
+    s.add_argument("--old-pretrained", default=None)
+    s.add_argument("--new", required=True, help="open_clip model name of the upgraded model")
+    s.add_argument("--new-pretrained", default=None)
+    s.add_argument("--tasks", default="digits,counting,typographic")
+    s.add_argument("--shots", default="1,4,16")
+    s.add_argument("--seeds", default="0,1,2")
+    s.add_argument("--steps", type=int, default=200)
+    s.add_argument("--n-ctx", type=int, default=4)
+    s.add_argument("--out", required=True, help="JSON file to write")
+    s.set_defaults(func=cmd_prompts)
 
     s = sub.add_parser("list", help="list embedded models and tasks")
     s.set_defaults(func=cmd_list)

@@ -155,3 +155,35 @@ class EditSession:
             self._cache[key] = {t: int((predict(self.model, e.head, e.images).argmax(-1) == e.labels).sum()) / len(e.labels)
                                 for t, e in self.eval_sets.items()}
         return self._cache[key]
+
+
+class AdditionSession:
+    """One user's live closed-vocabulary task addition: encoder theta_pre + lambda * sum(tau_t), own heads.
+
+    Reads a study directory written by ``closed_vocab_study`` (per task: head.safetensors, encoder.safetensors).
+    """
+
+    def __init__(self, study_dir: str, tasks: Sequence[str], n: int = LIVE_EVAL_N, model: str = "micro-vit",
+                 pretrained: str | None = None):
+        from pathlib import Path
+
+        from .checkpoints import cast_like, load_checkpoint
+        from .closed_vocab import create_encoder, load_head
+        self.tasks = list(tasks)
+        self.encoder, preprocess = create_encoder(model, pretrained)
+        self.theta_pre = {k: v.clone() for k, v in self.encoder.state_dict().items()}
+        self.heads = {t: load_head(Path(study_dir) / t / "head.safetensors") for t in tasks}
+        self.taus = []
+        for t in tasks:
+            ft = cast_like(load_checkpoint(Path(study_dir) / t / "encoder.safetensors")[0], self.theta_pre)
+            self.taus.append({k: ft[k] - v if v.is_floating_point() else v for k, v in self.theta_pre.items()})
+        self.data = {t: materialize(get_task(t).split("test", preprocess), n).tensors for t in tasks}
+        self._cache: dict[float, dict[str, float]] = {}
+
+    def accuracies(self, lam: float) -> dict[str, float]:
+        from .closed_vocab import add_vectors, head_accuracy
+        lam = round(float(lam), 4)
+        if lam not in self._cache:
+            self.encoder.load_state_dict(add_vectors(self.theta_pre, self.taus, [lam] * len(self.taus)))
+            self._cache[lam] = {t: head_accuracy(self.encoder, self.heads[t], *self.data[t]) for t in self.tasks}
+        return self._cache[lam]

@@ -35,6 +35,8 @@ FINETUNE_RECIPES = {task: FinetuneConfig() for task in PATCH_TASKS}
 COMMAND = "python -m paint_core reproduce"
 TRANSFER_SOURCES = ("digits_low",)  # patched only for the broad-transfer study (digits_high is its disjoint twin)
 RELATIVES_MODELS = ("micro-rn-l",)  # the embedded default; the relatives' studies take ~25 min per model
+PROMPT_MODELS = ("micro-rn-s", "micro-rn-l")  # the "old" and the "upgraded" model of the prompt study
+CLASSIFIER_PRETRAIN_STEPS = 2000
 SHIPPED_DTYPE = torch.float16  # shipped weights and cached fine-tunes: half the repository size
 
 
@@ -88,6 +90,33 @@ def reproduce_relatives(out: Path, model_name: str) -> dict:
     }
 
 
+def reproduce_closed_vocab(out: Path) -> dict:
+    """Closed-vocabulary task addition on micro-vit, and the disentanglement error of micro-rn-l for contrast."""
+    from .closed_vocab import clip_disentanglement, closed_vocab_study, encoder_weights, pretrain_encoder
+    if not encoder_weights("micro-vit").is_file():
+        pretrain_encoder("micro-vit", steps=CLASSIFIER_PRETRAIN_STEPS, command=COMMAND)
+    d = out / "closed_vocab"
+    study = closed_vocab_study(d / "micro-vit")
+    clip_file = d / "micro-rn-l_disentanglement.json"
+    if not clip_file.is_file():
+        clip = clip_disentanglement((out / "micro-rn-l" / "digits", out / "micro-rn-l" / "counting"))
+        atomic_write_text(clip_file, json.dumps(clip, indent=2))
+    return study
+
+
+def reproduce_prompts(out: Path) -> list[dict]:
+    """CoOp vs ContCoOp trained on micro-rn-s ("old") and plugged into micro-rn-l ("upgraded")."""
+    from .prompts import update_study
+    path = out / "prompts" / "update.json"
+    if path.is_file():
+        return json.loads(path.read_text())["rows"]
+    rows = update_study("micro-rn-s", "micro-rn-l", list(PATCH_TASKS))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({"old": "micro-rn-s", "new": "micro-rn-l", "command": COMMAND,
+                                        "code_version": code_version(), "rows": rows}, indent=2))
+    return rows
+
+
 def reproduce(out: Path = CACHED_RESULTS, models: list[str] | None = None, tasks: list[str] | None = None) -> dict:
     models = models or list(EMBEDDED_MODELS)
     tasks = tasks or list(PATCH_TASKS)
@@ -102,6 +131,9 @@ def reproduce(out: Path = CACHED_RESULTS, models: list[str] | None = None, tasks
     for model_name in RELATIVES_MODELS:
         if model_name in models:
             reproduce_relatives(out, model_name)
+    if set(PROMPT_MODELS) <= set(models):
+        reproduce_prompts(out)
+        reproduce_closed_vocab(out)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     atomic_write_text(out / "summary.md", summary_markdown(summary))
     return summary

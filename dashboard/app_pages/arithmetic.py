@@ -1,0 +1,81 @@
+"""Task arithmetic: a coefficient slider per task vector, a merge method, live accuracies; the study's results."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import figures, state
+from paint_core.tasks import SUPPORTED_TASKS
+
+st.title("Task arithmetic: add, negate and merge task vectors")
+st.caption("theta = theta_zero-shot + merge(c_1 tau_1, ..., c_n tau_n), tau = fine-tuned minus zero-shot image "
+           "encoder. A negative coefficient forgets a task. TIES trims each vector to its top-k% entries and "
+           "elects signs; DARE drops entries at rate p and rescales the rest.")
+
+runs = state.available_runs()
+by_model: dict[str, dict[str, str]] = {}
+for label, path in runs.items():
+    model, _, task = label.rpartition("/")
+    by_model.setdefault(model, {})[task] = path
+if not by_model:
+    st.warning("No run found. Make some with `python -m paint_core finetune ...` or on the Models & runs page.")
+    st.stop()
+model = st.selectbox("Model", list(by_model), key="ta_model")
+available = by_model[model]
+default = [t for t in ("digits", "counting", "typographic") if t in available] or list(available)[:2]
+tasks = st.multiselect("Task vectors (one run each)", list(available), default=default, key="ta_tasks")
+if not tasks:
+    st.info("Choose at least one task vector.")
+    st.stop()
+paths = tuple(available[t] for t in tasks)
+eval_tasks = tuple(dict.fromkeys([*tasks, *[s for s in SUPPORTED_TASKS if s not in tasks]]))
+try:
+    session = state.session_edit(paths, eval_tasks)
+except (ValueError, FileNotFoundError, RuntimeError) as e:
+    st.error(f"Cannot combine these runs: {e}")
+    st.stop()
+
+left, right = st.columns([1, 2])
+with left:
+    method = st.selectbox("Merge method", ["sum", "mean", "ties", "dare"], key="ta_method")
+    params = {}
+    if method == "ties":
+        params["k"] = st.slider("k: percent of entries kept", 1, 100, 20, key="ta_k")
+    if method == "dare":
+        params["p"] = st.slider("p: drop rate", 0.0, 0.95, 0.5, step=0.05, key="ta_p")
+        params["seed"] = int(st.number_input("seed", 0, 10_000, 0, key="ta_seed"))
+    coefficients = {t: st.slider(f"coefficient of tau({t})", -1.5, 2.0, 0.3, step=0.1, key=f"ta_coef_{t}")
+                    for t in tasks}
+with right:
+    acc = session.accuracies(coefficients, method, **params)
+    st.subheader("Live accuracy (test subsample)")
+    cols = st.columns(len(acc))
+    for col, (t, a) in zip(cols, acc.items()):
+        role = "task vector" if t in tasks else "control"
+        n = len(session.eval_sets[t].labels)
+        col.metric(f"{t} ({role}, n={n})", f"{100 * a:.1f}%", f"{100 * (a - session.zero_shot[t]):+.1f} vs zero-shot")
+
+st.subheader("The study on the full splits (lambda chosen on val, test accuracy)")
+result = state.study("arithmetic", key="ta_study_model")
+if result:
+    ft = result.get("finetuned", {})
+    rows = [{"merge": name, "lambda": r["lambda"],
+             **{f"{t} %": round(100 * r["test"][t], 1) for t in result["tasks"]},
+             **{f"{s} %": round(100 * r["test"][s], 1) for s in result["supported"]},
+             "mean absolute %": round(100 * r["mean_absolute_test"], 1),
+             "mean normalized %": round(100 * r["mean_normalized_test"], 1)} for name, r in result["addition"].items()]
+    st.markdown("**Addition** (normalized = accuracy / the task's own fine-tuned accuracy: "
+                + ", ".join(f"{k} {100 * v:.1f}%" for k, v in ft.items() if k.endswith("/test")) + ")")
+    st.dataframe(pd.DataFrame(rows), key="ta_addition", hide_index=True)
+    if result["addition"]:
+        pick = st.selectbox("Lambda curve of", list(result["addition"]), key="ta_curve")
+        st.plotly_chart(figures.lambda_figure(pd.DataFrame(result["addition"][pick]["val_sweep"]), "normalized"),
+                        key="ta_lambda_chart")
+    neg = [{"forget": t, "lambda": r["lambda"], "chance %": round(100 * r["chance"], 1),
+            f"{t} zero-shot %": round(100 * r["zero_shot_test"][t], 1), f"{t} negated %": round(100 * r["test"][t], 1),
+            "control zero-shot %": round(100 * sum(r["zero_shot_test"][c] for c in r["control"]) / len(r["control"]), 1),
+            "control negated %": round(100 * sum(r["test"][c] for c in r["control"]) / len(r["control"]), 1)}
+           for t, r in result["negation"].items()]
+    if neg:
+        st.markdown("**Negation** (lambda: the lowest target accuracy keeping control >= 95% of zero-shot, on val)")
+        st.dataframe(pd.DataFrame(neg), key="ta_negation", hide_index=True)

@@ -1,0 +1,40 @@
+"""Multi-task patching (joint, sequential, parallel vs specialists) and broad transfer, from the studies' JSON."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import figures, state
+
+st.title("Multi-task patching and broad transfer")
+st.caption("PAINT section 5: patch several tasks into one model (joint fine-tune on the union, sequential "
+           "patches, or parallel fine-tunes averaged), each interpolated with alpha chosen on val. Section 6: "
+           "does patching one task help another whose classes it never saw?")
+
+tab_mt, tab_tr = st.tabs(["Multi-task", "Broad transfer"])
+with tab_mt:
+    result = state.study("multitask", key="mt_model")
+    if result and result.get("comparison"):
+        tasks, sup = result["tasks"], result["supported"]
+        rows = result["comparison"]
+        st.plotly_chart(figures.multitask_figure(rows, tasks, sup), key="mt_chart")
+        table = pd.DataFrame(rows)
+        for c in [*tasks, *sup, "patch_mean", "supported_mean", "vs_specialists"]:
+            table[c] = table[c].map(lambda v: None if v is None else round(100 * v, 1))
+        st.dataframe(table, key="mt_table", hide_index=True)
+        best = max((r for r in rows if not r["model"].startswith("specialist")), key=lambda r: r["patch_mean"], default=None)
+        if best:
+            st.markdown(f"Best multi-task model on the patch tasks (test): **{best['model']}**, mean "
+                        f"{100 * best['patch_mean']:.1f}% ({100 * best['vs_specialists']:+.1f} points vs the "
+                        f"specialists), supported {100 * best['supported_mean']:.1f}%.")
+with tab_tr:
+    result = state.study("transfer", key="tr_model")
+    if result:
+        rows = pd.DataFrame(result["rows"])
+        mode = st.radio("Patched model", ["finetuned", "chosen"], horizontal=True, key="tr_mode",
+                        format_func=lambda m: "fine-tuned (alpha 1)" if m == "finetuned" else "patched (alpha chosen on val)")
+        sub = rows[rows["mode"] == mode]
+        st.plotly_chart(figures.transfer_heatmap(sub), key="tr_heatmap")
+        st.caption("Cells marked ¤ share class names with the patch task (not a transfer test).")
+        disjoint = sub[sub["disjoint_classes"]].sort_values("change", ascending=False)
+        st.dataframe(disjoint.assign(change=lambda d: (100 * d["change"]).round(1)), key="tr_table", hide_index=True)
