@@ -8,7 +8,7 @@ import streamlit as st
 from PIL import Image
 
 from paint_core.images import ImageInputError, read_image
-from paint_core.live import LIVE_EVAL_N, EvalSet, PatchSession, build_eval_sets
+from paint_core.live import LIVE_EVAL_N, SLIDER_ALPHAS, EvalSet, PatchSession, PredictionStore, build_eval_sets
 from paint_core.runs import Run, load_run, read_sweep, select_run
 from paint_core.tasks import SUPPORTED_TASKS
 
@@ -47,12 +47,22 @@ def run_tasks(run: Run) -> tuple[str, ...]:
     return (run.meta["task"], *[s for s in supported if s != run.meta["task"]])
 
 
+@st.cache_resource(show_spinner=False)
+def shared_store(path: str) -> PredictionStore:
+    """Subsample predictions per slider position, shared by all sessions; a background thread with its own
+    model copy fills every position once (nearest to the chosen alpha first), so later moves are lookups."""
+    store = PredictionStore()
+    run = shared_run(path)
+    store.warm(run, shared_eval_sets(path, run_tasks(run)), SLIDER_ALPHAS, start=chosen_alpha(path) or 0.0)
+    return store
+
+
 def session_patch(path: str) -> PatchSession:
     """This browser session's own live model for the run at ``path`` (created once per session)."""
     key = f"patch_session::{path}"
     if key not in st.session_state:
         run = shared_run(path)
-        st.session_state[key] = PatchSession(run, shared_eval_sets(path, run_tasks(run)))
+        st.session_state[key] = PatchSession(run, shared_eval_sets(path, run_tasks(run)), shared_store(path))
     return st.session_state[key]
 
 

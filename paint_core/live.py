@@ -6,6 +6,8 @@ users) and re-interpolates it in place with ``Interpolator`` when the alpha chan
 from __future__ import annotations
 
 import copy
+import threading
+import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -22,6 +24,8 @@ from .tasks import get_task
 # Images per task that a slider move re-evaluates: 100 keeps a move under ~0.3 s on 2 cores for the
 # embedded model (benchmarks/slider.py) at 1-point resolution; the cached sweep has the full splits.
 LIVE_EVAL_N = 100
+SLIDER_STEP = 0.05
+SLIDER_ALPHAS = tuple(round(SLIDER_STEP * i, 2) for i in range(int(round(1 / SLIDER_STEP)) + 1))
 
 
 @dataclass(frozen=True)
@@ -45,14 +49,62 @@ def build_eval_sets(run: Run, tasks: Sequence[str], n: int = LIVE_EVAL_N, split:
     return out
 
 
-class PatchSession:
-    """One user's live patched model. ``set_alpha`` re-interpolates; ``accuracies`` evaluates the subsample."""
+class PredictionStore:
+    """Subsample predictions per alpha of one run, shared by every session (thread-safe).
 
-    def __init__(self, run: Run, eval_sets: dict[str, EvalSet]):
+    The subsample and the weights at an alpha never change, so a forward pass made by one session, or by
+    the background warm-up, serves every other session: a slider position computed once is a lookup after.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._probs: dict[float, dict[str, torch.Tensor]] = {}
+        self.warm_seconds: float | None = None  # how long the warm-up took, once it has finished
+
+    def get(self, alpha: float) -> dict[str, torch.Tensor] | None:
+        with self._lock:
+            return self._probs.get(round(float(alpha), 6))
+
+    def put(self, alpha: float, probs: dict[str, torch.Tensor]) -> None:
+        with self._lock:
+            self._probs.setdefault(round(float(alpha), 6), probs)
+
+    def alphas(self) -> list[float]:
+        with self._lock:
+            return sorted(self._probs)
+
+    def warm(self, run: Run, eval_sets: dict[str, EvalSet], alphas: Sequence[float],
+             start: float | None = None) -> threading.Thread:
+        """Fill the store for ``alphas`` in a daemon thread with its own model copy, nearest to ``start`` first."""
+        order = sorted(alphas, key=lambda a: abs(a - start)) if start is not None else list(alphas)
+
+        def work() -> None:
+            t0 = time.perf_counter()
+            model = copy.deepcopy(run.model)
+            interp = Interpolator(model, run.theta_zs, run.theta_ft)
+            for a in order:
+                if self.get(a) is None:
+                    interp.set_alpha(a)
+                    self.put(a, {t: predict(model, e.head, e.images) for t, e in eval_sets.items()})
+            self.warm_seconds = time.perf_counter() - t0
+
+        thread = threading.Thread(target=work, name="paint-warm-up", daemon=True)
+        thread.start()
+        return thread
+
+
+class PatchSession:
+    """One user's live patched model. ``set_alpha`` re-interpolates; ``accuracies`` evaluates the subsample.
+
+    With a shared ``store``, predictions another session (or the warm-up) already made are reused.
+    """
+
+    def __init__(self, run: Run, eval_sets: dict[str, EvalSet], store: PredictionStore | None = None):
         self.run = run
         self.model = copy.deepcopy(run.model)  # this session's own weights; run.model is never touched
         self.interpolator = Interpolator(self.model, run.theta_zs, run.theta_ft)
         self.eval_sets = eval_sets
+        self.store = store
         self._probs_by_alpha: dict[float, dict[str, torch.Tensor]] = {}
         self.interpolator.set_alpha(0.0)
         self.zero_shot_probs = self.probabilities()
@@ -70,7 +122,12 @@ class PatchSession:
         position costs nothing (a slider has few positions; the weights at an alpha never change)."""
         alpha = self.interpolator.alpha
         if alpha not in self._probs_by_alpha:
-            self._probs_by_alpha[alpha] = {t: predict(self.model, e.head, e.images) for t, e in self.eval_sets.items()}
+            shared = self.store.get(alpha) if self.store is not None else None
+            if shared is None:
+                shared = {t: predict(self.model, e.head, e.images) for t, e in self.eval_sets.items()}
+                if self.store is not None:
+                    self.store.put(alpha, shared)
+            self._probs_by_alpha[alpha] = shared
         return self._probs_by_alpha[alpha]
 
     def accuracies(self, probs: dict[str, torch.Tensor] | None = None) -> dict[str, float]:

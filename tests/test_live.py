@@ -25,3 +25,32 @@ def test_patch_session_is_private_and_remembers_alphas(two_states, random_micro_
     session.probabilities()
     session.set_alpha(0.6)
     assert session.probabilities() is first and len(calls) == 1  # 0.6 was remembered, 0.2 computed once
+
+
+def test_prediction_store_is_shared_and_warm_up_matches_direct_computation(two_states, random_micro_file, monkeypatch):
+    from paint_core.evaluation import predict
+    from paint_core.live import PredictionStore
+
+    zs, ft = two_states
+    model, preprocess, tok = load_model("micro-rn-s", random_micro_file)
+    run = Run(None, {"task": "t"}, model, preprocess, tok, zs, ft)
+    head = zero_shot_head(model, tok, ["a", "b", "c"], ["{}"])
+    images, labels = torch.randn(20, 3, 48, 48), torch.arange(20) % 3
+    sets = {"t": EvalSet("t", ("a", "b", "c"), images, labels, head)}
+    store = PredictionStore()
+    store.warm(run, sets, [0.0, 0.3, 1.0], start=0.3).join()
+    assert store.alphas() == [0.0, 0.3, 1.0] and store.warm_seconds is not None
+    ref, _, _ = load_model("micro-rn-s", random_micro_file)
+    ref.load_state_dict(interpolate(zs, ft, 0.3))
+    assert torch.allclose(store.get(0.3)["t"], predict(ref, head, images))
+    calls = []
+    monkeypatch.setattr("paint_core.live.predict", lambda *a, **k: calls.append(1) or torch.zeros(20, 3))
+    a, b = PatchSession(run, sets, store), PatchSession(run, sets, store)
+    assert len(calls) == 0  # zero-shot (alpha 0) came from the store
+    a.set_alpha(0.3)
+    assert a.probabilities() is store.get(0.3) and len(calls) == 0
+    b.set_alpha(0.7)  # not stored: b computes it once and shares it
+    b.probabilities()
+    a.set_alpha(0.7)
+    assert a.probabilities() is b.probabilities() and len(calls) == 1
+    assert all(torch.equal(model.state_dict()[k], zs[k]) for k in zs)

@@ -5,6 +5,7 @@ import streamlit as st
 
 from dashboard import figures, state
 from paint_core.frontier import frontier
+from paint_core.live import SLIDER_STEP
 from paint_core.tasks import get_task
 
 st.title("Patch: interpolate zero-shot and fine-tuned weights")
@@ -16,7 +17,7 @@ run = session.run
 path = str(run.path)
 patch_task = run.meta["task"]
 chosen = state.chosen_alpha(path)
-alpha = st.slider("alpha", 0.0, 1.0, value=float(chosen if chosen is not None else 0.0), step=0.05, key="alpha",
+alpha = st.slider("alpha", 0.0, 1.0, value=float(chosen if chosen is not None else 0.0), step=SLIDER_STEP, key="alpha",
                   help="0 = zero-shot, 1 = fine-tuned on the patch task")
 session.set_alpha(alpha)
 probs = session.probabilities()

@@ -1,0 +1,120 @@
+"""AppTest on the relatives' pages: displayed numbers against the studies' JSON and independent computations."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from paint_core import evaluate, load_run
+from paint_core.checkpoints import cast_like, load_checkpoint
+from paint_core.closed_vocab import add_vectors, create_encoder, head_accuracy, load_head
+from paint_core.evaluation import materialize, zero_shot_head
+from paint_core.live import LIVE_EVAL_N
+from paint_core.runs import run_task_vector
+from paint_core.tasks import get_task
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "dashboard" / "app.py")
+CACHED = ROOT / "cached_results"
+REL = CACHED / "micro-rn-l" / "relatives"
+pytestmark = pytest.mark.slow
+
+
+def _page(name: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    at.switch_page(f"app_pages/{name}.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _metric(at: AppTest, task: str) -> str:
+    return next(m.value for m in at.metric if m.label.startswith(f"{task} ("))
+
+
+def _spec(at: AppTest, i: int = 0) -> dict:
+    return json.loads(at.get("plotly_chart")[i].proto.spec)
+
+
+def test_multitask_page_shows_the_study():
+    result = json.loads((REL / "multitask.json").read_text())
+    at = _page("multitask")
+    table = at.dataframe[0].value
+    assert list(table["model"]) == [r["model"] for r in result["comparison"]]
+    digits = [round(100 * r["digits"], 1) for r in result["comparison"]]
+    assert table["digits"].tolist() == digits
+    assert len(_spec(at, 0)["data"]) == len(result["comparison"])
+    heat = _spec(at, 1)["data"][0]  # the transfer tab renders too (tabs are all rendered)
+    transfer = pd.DataFrame(json.loads((REL / "transfer.json").read_text())["rows"])
+    row = transfer[(transfer["mode"] == "finetuned")].iloc[0]
+    i, j = heat["y"].index(row.patch_task), heat["x"].index(row.eval_task)
+    assert heat["z"][i][j] == pytest.approx(100 * row.change)
+
+
+def test_wiseft_page_table_equals_the_study():
+    result = json.loads((REL / "wiseft.json").read_text())
+    at = _page("wiseft")
+    shift = result["shift_tasks"][1]
+    at.selectbox(key="wf_shift").set_value(shift).run()
+    table = at.dataframe[0].value.set_index("ensemble")
+    for name in ("weight", "output"):
+        assert table.loc[name, "best shifted %"] == pytest.approx(round(100 * result["summary_test"][shift][name]["best_shift"], 1))
+    names = [t["name"] for t in _spec(at)["data"]]
+    assert names[0].startswith("endpoints") and "weight-space ensemble" in names and "output-space ensemble" in names
+
+
+def test_task_arithmetic_sliders_match_an_independent_edit():
+    at = _page("arithmetic")
+    at.selectbox(key="ta_model").set_value("micro-rn-l").run()
+    at.multiselect(key="ta_tasks").set_value(["digits", "counting"]).run()
+    at.selectbox(key="ta_method").set_value("sum").run()
+    at.slider(key="ta_coef_digits").set_value(0.5).run()
+    at.slider(key="ta_coef_counting").set_value(-0.3).run()
+    assert not at.exception, at.exception
+    runs = [load_run(CACHED / "micro-rn-l" / t) for t in ("digits", "counting")]
+    tau = run_task_vector(runs[0]) * 0.5 + run_task_vector(runs[1]) * -0.3
+    model = runs[0].model
+    model.load_state_dict(tau.apply_to(runs[0].theta_zs))
+    for name in ("digits", "counting", "shapes"):
+        task = get_task(name)
+        head = zero_shot_head(model, runs[0].tokenizer, task.classnames, task.templates)
+        acc = evaluate(model, head, materialize(task.split("test", runs[0].preprocess), LIVE_EVAL_N))
+        assert _metric(at, name) == f"{100 * acc:.1f}%"
+
+
+def test_closed_vocab_slider_matches_an_independent_addition():
+    study_dir = CACHED / "closed_vocab" / "micro-vit"
+    study = json.loads((study_dir / "study.json").read_text())
+    at = _page("closed_vocab")
+    at.slider(key="cv_lambda").set_value(0.4).run()
+    encoder, preprocess = create_encoder("micro-vit")
+    pre = {k: v.clone() for k, v in encoder.state_dict().items()}
+    taus = []
+    for t in study["tasks"]:
+        ft = cast_like(load_checkpoint(study_dir / t / "encoder.safetensors")[0], pre)
+        taus.append({k: ft[k] - v for k, v in pre.items()})
+    encoder.load_state_dict(add_vectors(pre, taus, [0.4] * len(taus)))
+    for t in study["tasks"]:
+        x, y = materialize(get_task(t).split("test", preprocess), LIVE_EVAL_N).tensors
+        acc = head_accuracy(encoder, load_head(study_dir / t / "head.safetensors"), x, y)
+        assert _metric(at, t) == f"{100 * acc:.1f}%"
+    assert at.dataframe[0].value["linear probe %"].tolist() == [round(100 * study["probe_test"][t], 1) for t in study["tasks"]]
+    assert len(_spec(at)["data"][0]["z"]) == len(study["disentanglement"]["grid"])
+
+
+def test_prompts_page_means_equal_the_rows():
+    data = json.loads((CACHED / "prompts" / "update.json").read_text())
+    rows = pd.DataFrame(data["rows"])
+    at = _page("prompts")
+    at.selectbox(key="pr_task").set_value("digits").run()
+    at.selectbox(key="pr_shots").set_value(4).run()
+    sub = rows[(rows.task == "digits") & (rows.shots == 4)]
+    expected = (100 * sub.groupby("method")["accuracy"].mean()).round(1)
+    shown = at.dataframe[0].value["mean"]
+    for method, value in expected.items():
+        assert shown.loc[method] == pytest.approx(value)
+    bars = _spec(at)["data"][0]
+    assert bars["x"] == list(dict.fromkeys(sub["method"]))
