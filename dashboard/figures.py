@@ -104,7 +104,7 @@ def transfer_heatmap(rows: pd.DataFrame) -> go.Figure:
     piv, shared = piv.loc[idx, cols], shared.loc[idx, cols]
     text = [[f"{v:+.1f}" + ("" if shared.iloc[i, j] else " ¤") for j, v in enumerate(r)] for i, r in enumerate(piv.to_numpy())]
     lim = float(max(1.0, abs(piv.to_numpy()).max()))
-    fig = go.Figure(go.Heatmap(z=piv.to_numpy(), x=cols, y=idx, text=text, texttemplate="%{text}", zmin=-lim, zmax=lim,
+    fig = go.Figure(go.Heatmap(z=piv.to_numpy().tolist(), x=cols, y=idx, text=text, texttemplate="%{text}", zmin=-lim, zmax=lim,
                                colorscale="RdBu", colorbar={"title": "points"},
                                hovertemplate="patched on %{y}<br>evaluated on %{x}<br>change %{z:+.1f} points<extra></extra>"))
     fig.update_layout(xaxis_title="evaluated on", yaxis_title="patched on", margin={"t": 30})

@@ -5,6 +5,7 @@ users) and re-interpolates it in place with ``Interpolator`` when the alpha chan
 """
 from __future__ import annotations
 
+import atexit
 import copy
 import threading
 import time
@@ -83,6 +84,8 @@ class PredictionStore:
             model = copy.deepcopy(run.model)
             interp = Interpolator(model, run.theta_zs, run.theta_ft)
             for a in order:
+                if _SHUTTING_DOWN.is_set():
+                    return
                 if self.get(a) is None:
                     interp.set_alpha(a)
                     self.put(a, {t: predict(model, e.head, e.images) for t, e in eval_sets.items()})
@@ -90,7 +93,21 @@ class PredictionStore:
 
         thread = threading.Thread(target=work, name="paint-warm-up", daemon=True)
         thread.start()
+        _WARM_THREADS.append(thread)
         return thread
+
+
+# A daemon thread still inside torch when the interpreter exits aborts the process ("terminate called
+# without an active exception"): at exit, tell warm-ups to stop and wait for the current forward pass.
+_SHUTTING_DOWN = threading.Event()
+_WARM_THREADS: list[threading.Thread] = []
+
+
+@atexit.register
+def _stop_warm_ups() -> None:
+    _SHUTTING_DOWN.set()
+    for thread in _WARM_THREADS:
+        thread.join(timeout=30)
 
 
 class PatchSession:
