@@ -102,8 +102,12 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     models = args.models.split(",") if args.models else None
     if args.retrain:
+        from .closed_vocab import pretrain_encoder
+        from .reproduce import CLASSIFIER_PRETRAIN_STEPS
         for name in models or list(PRETRAIN_RECIPES):
             pretrain(name, WEIGHTS_DIR, PRETRAIN_RECIPES[name], command=f"python -m paint_core pretrain --model {name}")
+        pretrain_encoder("micro-vit", steps=CLASSIFIER_PRETRAIN_STEPS,
+                         command="python -m paint_core pretrain-classifier --model micro-vit")
     reproduce(Path(args.out) if args.out else CACHED_RESULTS, models, args.tasks.split(",") if args.tasks else None)
     print((Path(args.out) if args.out else CACHED_RESULTS).joinpath("summary.md").read_text())
     return 0
@@ -121,7 +125,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     from .models import list_models
     from .tasks import list_tasks
 
-    for title, entries in (("models", list_models()), ("tasks", list_tasks())):
+    from .closed_vocab import EMBEDDED_ENCODERS
+    encoders = {n: "closed-vocabulary image encoder (timm ViT, 48 px), supervised on the embedded world; "
+                   "any timm name works too" for n in EMBEDDED_ENCODERS}
+    for title, entries in (("models", list_models()), ("closed-vocabulary encoders", encoders), ("tasks", list_tasks())):
         print(f"{title}:")
         for name, desc in entries.items():
             print(f"  {name:16s} {desc}")

@@ -89,3 +89,16 @@ def test_negation_point_recomputes_exactly():
     run = load_run(RUNS / "digits")
     state = (-run_task_vector(run)).apply_to(run.theta_zs, r["lambda"])
     assert _accuracy(run, state, "digits") == r["test"]["digits"]
+
+
+def test_runs_of_different_zero_shot_models_are_refused(capsys):
+    from paint_core.cli import main
+    code = main(["arithmetic", "--runs", f"{RUNS / 'digits'},{RUNS.parent / 'micro-rn-s' / 'counting'}",
+                 "--supported", "shapes", "--out", "/tmp/never.json"])
+    err = capsys.readouterr().err
+    assert code == 2 and "not patched from the same zero-shot model" in err and "micro-rn-s" in err
+    assert main(["multitask", "--runs", "", "--supported", "shapes", "--out", "/tmp/never.json"]) == 2
+    assert "at least one run directory" in capsys.readouterr().err
+    assert main(["arithmetic", "--runs", str(RUNS / "digits"), "--supported", "shapes", "--merges", "ties",
+                 "--k", "0", "--out", "/tmp/never.json"]) == 2
+    assert "ties: k is the percent of entries kept, in (0, 100]" in capsys.readouterr().err
