@@ -200,6 +200,7 @@ def update_study(old: str, new: str, tasks: Sequence[str], shots: Sequence[int] 
     if w_old != w_new:
         raise ValueError(f"{old} has token width {w_old} and {new} has {w_new}: prompts cannot move between them")
     rows: list[dict] = []
+    bar = tqdm(total=len(tasks) * len(shots) * len(seeds), desc="prompts (task, shots, seed)")
     for task_name in tasks:
         task = get_task(task_name)
         data = {}
@@ -238,6 +239,8 @@ def update_study(old: str, new: str, tasks: Sequence[str], shots: Sequence[int] 
                                                                 fte_old, yte_old)
                 rows += [{"task": task_name, "shots": n_shots, "seed": seed, "method": m, "accuracy": result[m]}
                          for m in COMPARISON]
+                bar.update(1)
                 if on_row:
                     on_row(rows)
+    bar.close()
     return rows

@@ -1,0 +1,57 @@
+"""Shipped results of issue 7 (cached_results/closed_vocab, cached_results/prompts): recomputed independently."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from paint_core import evaluate, load_checkpoint, load_model
+from paint_core.checkpoints import cast_like
+from paint_core.closed_vocab import add_vectors, create_encoder, encoder_weights, head_accuracy, load_head
+from paint_core.evaluation import materialize, zero_shot_head
+from paint_core.prompts import COMPARISON
+from paint_core.tasks import get_task
+
+ROOT = Path(__file__).resolve().parent.parent
+CV = ROOT / "cached_results" / "closed_vocab" / "micro-vit"
+PROMPTS = ROOT / "cached_results" / "prompts" / "update.json"
+
+
+def test_micro_vit_weights_are_intact():
+    state, meta = load_checkpoint(encoder_weights("micro-vit"))  # verifies the sha256
+    encoder, _ = create_encoder("micro-vit")
+    assert meta["model"] == "micro-vit" and all(np.array_equal(encoder.state_dict()[k], v) for k, v in state.items())
+
+
+def test_closed_vocab_addition_recomputes_exactly():
+    study = json.loads((CV / "study.json").read_text())
+    encoder, preprocess = create_encoder("micro-vit")
+    pre = {k: v.clone() for k, v in encoder.state_dict().items()}
+    taus = [{k: cast_like(load_checkpoint(CV / t / "encoder.safetensors")[0], pre)[k] - v for k, v in pre.items()}
+            for t in study["tasks"]]
+    encoder.load_state_dict(add_vectors(pre, taus, [study["lambda"]] * len(taus)))
+    task = study["tasks"][0]
+    x, y = materialize(get_task(task).split("test", preprocess)).tensors
+    assert head_accuracy(encoder, load_head(CV / task / "head.safetensors"), x, y) == study["addition_test"][task]
+    # the chosen lambda is the best mean normalized accuracy on val
+    sweep = pd.DataFrame(study["lambda_sweep_val"])
+    assert study["lambda"] == float(sweep.loc[sweep["mean_normalized"].idxmax(), "lambda"])
+    xi = np.array(study["disentanglement"]["error"])
+    zero = study["disentanglement"]["grid"].index(0.0)
+    assert xi.shape == (7, 7) and xi[zero, zero] == 0.0  # no edit, no disagreement
+
+
+def test_prompt_study_is_complete_and_its_zero_shot_cell_recomputes():
+    data = json.loads(PROMPTS.read_text())
+    rows = pd.DataFrame(data["rows"])
+    assert set(rows["method"]) == set(COMPARISON)
+    assert len(rows) == rows["task"].nunique() * rows["shots"].nunique() * rows["seed"].nunique() * len(COMPARISON)
+    model, preprocess, tokenizer = load_model(data["new"])
+    task = get_task("digits")
+    head = zero_shot_head(model, tokenizer, task.classnames, task.templates)
+    acc = evaluate(model, head, materialize(task.split("test", preprocess)))
+    cell = rows[(rows.task == "digits") & (rows.method == "upgraded zero-shot")]["accuracy"]
+    assert cell.to_numpy() == pytest.approx(acc, abs=1e-6)
