@@ -204,7 +204,8 @@ def cmd_closed_vocab(args: argparse.Namespace) -> int:
         raise ValueError("--pretrained applies to timm models; micro-vit uses its shipped weights")
     create_encoder(args.model, args.pretrained)  # fail early on an unknown name or a bad checkpoint
     cfg = ClosedVocabConfig(finetune=FinetuneConfig(steps=args.steps, lr=args.lr, warmup=min(30, args.steps)))
-    r = closed_vocab_study(args.out, args.model, _csv(args.tasks), cfg, pretrained=args.pretrained)
+    r = closed_vocab_study(args.out, args.model, _csv(args.tasks), cfg, pretrained=args.pretrained,
+                           probe_n=args.probe_n, max_eval=args.max_eval, grid_n=args.grid_n)
     print(f"lambda {r['lambda']:g}: task addition mean normalized {100 * r['addition_mean_normalized']:.1f} "
           f"(absolute {100 * r['addition_mean_absolute']:.1f}); linear probe normalized "
           f"{100 * r['probe_mean_normalized']:.1f} (absolute {100 * r['probe_mean_absolute']:.1f})")
@@ -218,8 +219,9 @@ def cmd_prompts(args: argparse.Namespace) -> int:
 
     shots = [int(s) for s in _csv(args.shots)]
     rows = update_study(args.old, args.new, _csv(args.tasks), shots, [int(s) for s in _csv(args.seeds)],
-                        PromptConfig(steps=args.steps, n_ctx=args.n_ctx), old_pretrained=args.old_pretrained,
-                        new_pretrained=args.new_pretrained)
+                        PromptConfig(steps=args.steps, n_ctx=args.n_ctx), pool=args.pool,
+                        old_pretrained=args.old_pretrained, new_pretrained=args.new_pretrained,
+                        max_eval=args.max_eval)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(Path(args.out), json.dumps({"old": args.old, "new": args.new, "command": _command_line(),
                                                   "rows": rows}, indent=2))
@@ -350,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tasks", default="digits,counting,typographic")
     s.add_argument("--steps", type=int, default=300)
     s.add_argument("--lr", type=float, default=1e-4)
+    s.add_argument("--probe-n", type=int, default=2000, help="training images for the linear probe")
+    s.add_argument("--max-eval", type=int, default=None, help="evaluate on the first N images of each split")
+    s.add_argument("--grid-n", type=int, default=200, help="test images per task for the disentanglement map")
     s.add_argument("--out", required=True, help="directory for per-task heads/encoders and study.json")
     s.set_defaults(func=cmd_closed_vocab)
 
@@ -363,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", default="0,1,2")
     s.add_argument("--steps", type=int, default=200)
     s.add_argument("--n-ctx", type=int, default=4)
+    s.add_argument("--pool", type=int, default=600, help="training images the shots are drawn from")
+    s.add_argument("--max-eval", type=int, default=None, help="evaluate on the first N test images")
     s.add_argument("--out", required=True, help="JSON file to write")
     s.set_defaults(func=cmd_prompts)
 

@@ -240,7 +240,7 @@ def _atomic_json(path: Path, data: dict) -> None:
 
 
 def task_run(out: Path, name: str, task_name: str, cfg: ClosedVocabConfig, probe_n: int = 2000,
-             pretrained: str | None = None) -> dict:
+             pretrained: str | None = None, max_eval: int | None = None) -> dict:
     """Probe a head, then fine-tune the encoder under it; writes head/encoder safetensors + metrics (resumable)."""
     import json
     from .evaluation import materialize
@@ -255,7 +255,7 @@ def task_run(out: Path, name: str, task_name: str, cfg: ClosedVocabConfig, probe
     head = linear_probe_head(encode(encoder, probe.tensors[0]), probe.tensors[1], len(task.classnames),
                              cfg.probe_steps, cfg.probe_lr, cfg.finetune.seed)
     head_before = {k: v.clone() for k, v in head.state_dict().items()}
-    split = {s: materialize(task.split(s, preprocess)) for s in ("val", "test")}
+    split = {s: materialize(task.split(s, preprocess), max_eval) for s in ("val", "test")}
     metrics = {"task": task_name, "probe": {s: head_accuracy(encoder, head, *ds.tensors) for s, ds in split.items()}}
     state = finetune_encoder(encoder, head, task.split("train", preprocess), cfg.finetune)
     if any(not torch.equal(v, head.state_dict()[k]) for k, v in head_before.items()):
@@ -271,7 +271,8 @@ def task_run(out: Path, name: str, task_name: str, cfg: ClosedVocabConfig, probe
 
 def closed_vocab_study(out: str | Path, name: str = "micro-vit", tasks: Sequence[str] = ("digits", "counting", "typographic"),
                        cfg: ClosedVocabConfig = ClosedVocabConfig(), lambdas: Sequence[float] = LAMBDAS,
-                       grid: Sequence[float] = GRID, grid_n: int = 200, pretrained: str | None = None) -> dict:
+                       grid: Sequence[float] = GRID, grid_n: int = 200, pretrained: str | None = None,
+                       probe_n: int = 2000, max_eval: int | None = None) -> dict:
     """Per-task probes and fine-tunes, task addition with lambda on val, linear-probe baseline, and the
     disentanglement error of the first two tasks over ``grid`` x ``grid``. Writes ``out``/study.json."""
     from .evaluation import materialize
@@ -280,7 +281,7 @@ def closed_vocab_study(out: str | Path, name: str = "micro-vit", tasks: Sequence
     out = Path(out)
     if len(tasks) < 2:
         raise ValueError("task addition needs at least two tasks")
-    metrics = {t: task_run(out, name, t, cfg, pretrained=pretrained) for t in tasks}
+    metrics = {t: task_run(out, name, t, cfg, probe_n, pretrained, max_eval) for t in tasks}
     encoder, preprocess = create_encoder(name, pretrained)
     theta_pre = {k: v.clone() for k, v in encoder.state_dict().items()}
     heads = {t: load_head(out / t / "head.safetensors") for t in tasks}
@@ -288,7 +289,7 @@ def closed_vocab_study(out: str | Path, name: str = "micro-vit", tasks: Sequence
     for t in tasks:
         ft = cast_like(load_checkpoint(out / t / "encoder.safetensors")[0], theta_pre)
         taus.append({k: ft[k] - v if v.is_floating_point() else v for k, v in theta_pre.items()})
-    data = {(t, s): materialize(get_task(t).split(s, preprocess)).tensors for t in tasks for s in ("val", "test")}
+    data = {(t, s): materialize(get_task(t).split(s, preprocess), max_eval).tensors for t in tasks for s in ("val", "test")}
 
     def accuracies(state: StateDict, split: str) -> dict[str, float]:
         encoder.load_state_dict(state)

@@ -180,7 +180,7 @@ COMPARISON = ("upgraded zero-shot", "CoOp transferred", "ContCoOp transferred", 
 
 def update_study(old: str, new: str, tasks: Sequence[str], shots: Sequence[int] = (1, 4, 16),
                  seeds: Sequence[int] = (0, 1, 2), cfg: PromptConfig = PromptConfig(), pool: int = 600,
-                 old_pretrained: str | None = None, new_pretrained: str | None = None,
+                 old_pretrained: str | None = None, new_pretrained: str | None = None, max_eval: int | None = None,
                  on_row: Callable[[list[dict]], None] | None = None) -> list[dict]:
     """Train CoOp and ContCoOp prompts on ``old``, plug them into ``new`` unchanged, and retrain on ``new``.
 
@@ -206,7 +206,7 @@ def update_study(old: str, new: str, tasks: Sequence[str], shots: Sequence[int] 
         data = {}
         for key, (model, preprocess, tokenizer) in models.items():
             train = materialize(task.split("train", preprocess), pool)
-            test = materialize(task.split("test", preprocess))
+            test = materialize(task.split("test", preprocess), max_eval)
             head = zero_shot_head(model, tokenizer, task.classnames, task.templates)
             data[key] = (image_features(model, train.tensors[0]), train.tensors[1],
                          image_features(model, test.tensors[0]), test.tensors[1], head)
