@@ -161,7 +161,8 @@ def prompt_bars(rows: pd.DataFrame) -> go.Figure:
     fig = go.Figure(go.Bar(x=list(mean.index), y=mean.to_numpy(), error_y={"type": "data", "symmetric": False,
                                                                           "array": (hi - mean).to_numpy(),
                                                                           "arrayminus": (mean - lo).to_numpy()},
-                           text=[f"{v:.1f}" for v in mean], textposition="outside",
+                           text=[f"{v:.1f}" for v in mean], textposition="inside", insidetextanchor="start",
+                           marker={"color": ["#9aa5b1" if "old" in m else "#1f77b4" for m in mean.index]},
                            hovertemplate="%{x}: %{y:.1f}%<extra></extra>"))
     fig.update_layout(yaxis_title="test accuracy (%)", yaxis_range=[0, 105], margin={"t": 30})
     return fig

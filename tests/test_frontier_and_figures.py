@@ -46,3 +46,24 @@ def test_accuracy_vs_alpha_has_one_line_per_task():
     fig = figures.accuracy_vs_alpha_figure(_sweep(), "val", alpha=0.3)
     assert sorted(t.name for t in fig.data) == ["digits", "shapes"]
     assert fig.layout.shapes[0].x0 == 0.3
+
+
+def test_relatives_figures_carry_the_numbers():
+    import pandas as pd
+    from dashboard import figures as fg
+
+    rows = pd.DataFrame([{"patch_task": "a", "eval_task": e, "change": c, "disjoint_classes": d}
+                         for e, c, d in (("a", 0.4, False), ("b", -0.1, True))])
+    heat = fg.transfer_heatmap(rows).data[0]
+    assert list(heat.z[0]) == pytest.approx([40.0, -10.0]) and heat.text[0][0].endswith("¤") and heat.text[0][1] == "-10.0"
+    wf = pd.DataFrame([{"ensemble": e, "alpha": a, "task": t, "split": "test", "accuracy": acc}
+                       for e in ("weight", "output") for a, (i, s) in {0.0: (0.5, 0.3), 1.0: (0.9, 0.4)}.items()
+                       for t, acc in (("id", i), ("sh", s))])
+    fig = fg.wiseft_figure(wf, "id", "sh")
+    assert list(fig.data[0].x) == pytest.approx([50.0, 90.0]) and list(fig.data[0].y) == pytest.approx([30.0, 40.0])
+    bars = fg.prompt_bars(pd.DataFrame({"method": ["m", "m", "n"], "accuracy": [0.5, 0.7, 0.9]})).data[0]
+    assert list(bars.y) == pytest.approx([60.0, 90.0]) and list(bars.error_y.array) == pytest.approx([10.0, 0.0])
+    mt = fg.multitask_figure([{"model": "joint", "alpha": "0.6", "a": 0.9, "s": 1.0}], ["a"], ["s"])
+    assert list(mt.data[0].y) == pytest.approx([90.0, 100.0]) and mt.data[0].name == "joint (alpha 0.6)"
+    hm = fg.disentanglement_heatmap([[0.0, 0.5], [0.2, 1.0]], [0.0, 1.0], ["a", "b"], "t")
+    assert hm.data[0].z[1][1] == 1.0

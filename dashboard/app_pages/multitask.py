@@ -21,7 +21,8 @@ with tab_mt:
         table = pd.DataFrame(rows)
         for c in [*tasks, *sup, "patch_mean", "supported_mean", "vs_specialists"]:
             table[c] = table[c].map(lambda v: None if v is None else round(100 * v, 1))
-        st.dataframe(table, key="mt_table", hide_index=True)
+        st.dataframe(table.rename(columns={"patch_mean": "patch mean %", "supported_mean": "supported mean %",
+                                           "vs_specialists": "vs specialists (points)"}), key="mt_table", hide_index=True)
         best = max((r for r in rows if not r["model"].startswith("specialist")), key=lambda r: r["patch_mean"], default=None)
         if best:
             st.markdown(f"Best multi-task model on the patch tasks (test): **{best['model']}**, mean "

@@ -21,6 +21,10 @@ alpha = st.slider("alpha", 0.0, 1.0, value=float(chosen if chosen is not None el
                   help="0 = zero-shot, 1 = fine-tuned on the patch task")
 session.set_alpha(alpha)
 probs = session.probabilities()
+if session.store is not None:
+    ready = len(session.store.alphas())
+    st.caption(f"{ready} of {int(round(1 / SLIDER_STEP)) + 1} slider positions precomputed for this run (shared by all "
+               "sessions, filled in the background): a precomputed position updates in milliseconds.")
 acc = session.accuracies(probs)
 zs_acc = session.accuracies(session.zero_shot_probs)
 
