@@ -201,9 +201,13 @@ def session_addition(tasks: list[str]):
 
 
 def prompt_study() -> dict | None:
-    f = ROOT / "cached_results" / "prompts" / "update.json"
-    if not f.is_file():
-        st.info("No prompt study yet: `python -m paint_core reproduce` writes cached_results/prompts/update.json "
+    """A selector of the prompt studies (one per old -> upgraded pair) and the chosen one's JSON."""
+    files = sorted((ROOT / "cached_results" / "prompts").glob("update*.json"))
+    if not files:
+        st.info("No prompt study yet: `python -m paint_core reproduce` writes cached_results/prompts/update*.json "
                 "(or `python -m paint_core prompts --help`).")
         return None
-    return load_json(str(f), f.stat().st_mtime)
+    studies = {f: load_json(str(f), f.stat().st_mtime) for f in files}
+    pick = st.selectbox("Model update", files, key="pr_study",
+                        format_func=lambda f: f"{studies[f]['old']} -> {studies[f]['new']}")
+    return studies[pick]

@@ -68,8 +68,10 @@ def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_s
 
 def pretrain(model_name: str, out: str | Path, cfg: PretrainConfig = PretrainConfig(), save_every: int = 250,
              command: str | None = None, on_step: Callable[[int, float], None] | None = None,
-             storage_dtype: torch.dtype | None = torch.float16) -> Path:
-    """Train ``model_name`` from scratch; writes ``out/<model_name>.safetensors`` and returns its path.
+             storage_dtype: torch.dtype | None = torch.float16, init_from: str | Path | None = None,
+             out_name: str | None = None) -> Path:
+    """Train ``model_name`` from scratch (or continue from the weights file ``init_from``); writes
+    ``out/<out_name or model_name>.safetensors`` and returns its path.
 
     The weights are stored in ``storage_dtype`` (float16 by default: the shipped models are half the size;
     loading casts them back to float32, and every result is computed from the stored weights)."""
@@ -78,13 +80,17 @@ def pretrain(model_name: str, out: str | Path, cfg: PretrainConfig = PretrainCon
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=None)
+    if init_from is not None:
+        from .models import load_weights_file
+        load_weights_file(model, init_from)
+    out_name = out_name or model_name
     tokenizer = open_clip.get_tokenizer(model_name)
     image_size = model.visual.image_size if isinstance(model.visual.image_size, int) else model.visual.image_size[0]
     images, captions = build_corpus(cfg.corpus_size, cfg.seed, image_size)
     tokens = tokenizer(captions)
     mean, std = preprocess.transforms[-1].mean, preprocess.transforms[-1].std
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
-    state_path = out / f"{model_name}.train_state.pt"
+    state_path = out / f"{out_name}.train_state.pt"
     start, losses = 0, []
     if state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
@@ -116,9 +122,9 @@ def pretrain(model_name: str, out: str | Path, cfg: PretrainConfig = PretrainCon
         if (step + 1) % save_every == 0 and step + 1 < cfg.steps:
             _save_state(state_path, model, opt, step + 1, losses)
     model.eval()
-    weights = out / f"{model_name}.safetensors"
+    weights = out / f"{out_name}.safetensors"
     save_checkpoint(weights, model.state_dict(), {
-        "model": model_name, "pretrained": None, "kind": "embedded-pretrain", "config": asdict(cfg),
+        "model": model_name, "pretrained": None, "init_from": Path(init_from).name if init_from else None, "kind": "embedded-pretrain", "config": asdict(cfg),
         "corpus": asdict(corpus_mod.CorpusConfig()), "final_loss_mean50": float(np.mean(losses[-50:])),
         "loss_curve_every_100": [float(np.mean(losses[i:i + 100])) for i in range(0, len(losses), 100)],
         "command": command or " ".join(sys.argv)}, storage_dtype=storage_dtype)

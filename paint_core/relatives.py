@@ -45,6 +45,15 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
     return runs
 
 
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _where(path: str | Path) -> str:
+    """A run's path as recorded in results: relative to the repository when inside it (portable)."""
+    p = Path(path).resolve()
+    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p)
+
+
 def _read(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
@@ -134,6 +143,10 @@ def transfer_study(run_paths: Sequence[str | Path], eval_tasks: Sequence[str], o
     """Accuracy change on every eval task of each run's model, at alpha 1 and at the run's chosen alpha."""
     out = Path(out)
     runs = load_runs(run_paths)
+    sources = [_where(r.path) for r in runs]
+    done = _read(out)
+    if done.get("runs") == sources and done.get("eval_tasks") == list(eval_tasks) and done.get("max_eval") == max_eval:
+        return done  # finished before with the same inputs
     model = copy.deepcopy(runs[0].model)
     evals = _evals(runs[0], eval_tasks, max_eval, splits=("test",))
     tables = []
@@ -144,7 +157,8 @@ def transfer_study(run_paths: Sequence[str | Path], eval_tasks: Sequence[str], o
     table = pd.concat(tables, ignore_index=True)
     classes = {t: list(get_task(t).classnames) for t in {*table["patch_task"], *table["eval_task"]}}
     table["disjoint_classes"] = [not set(classes[a]) & set(classes[b]) for a, b in zip(table["patch_task"], table["eval_task"])]
-    result = {"model": runs[0].meta["model"], "eval_tasks": list(eval_tasks), "split": "test",
+    result = {"model": runs[0].meta["model"], "runs": sources, "eval_tasks": list(eval_tasks), "max_eval": max_eval,
+              "split": "test",
               "code_version": code_version(), "rows": table.to_dict("records")}
     _write(out, result)
     return result
@@ -157,11 +171,16 @@ def wiseft_study(run_path: str | Path, shift_tasks: Sequence[str], out: str | Pa
         raise ValueError("give at least one distribution-shifted task")
     out = Path(out)
     run = load_runs([run_path])[0]
+    done = _read(out)
+    if (done.get("run") == _where(run.path) and done.get("shift_tasks") == list(shift_tasks)
+            and done.get("alphas") == [float(a) for a in alphas] and done.get("max_eval") == max_eval):
+        return done  # finished before with the same inputs
     id_task = run.meta["task"]
     model = copy.deepcopy(run.model)
     evals = _evals(run, [id_task, *shift_tasks], max_eval)
     table = ensemble_sweep(model, run.theta_zs, run.theta_ft, evals, alphas)
-    result = {"model": run.meta["model"], "id_task": id_task, "shift_tasks": list(shift_tasks),
+    result = {"model": run.meta["model"], "run": _where(run.path), "alphas": [float(a) for a in alphas],
+              "max_eval": max_eval, "id_task": id_task, "shift_tasks": list(shift_tasks),
               "code_version": code_version(),
               "summary_test": {s: robustness_summary(table, id_task, s, "test") for s in shift_tasks},
               "rows": table.to_dict("records")}

@@ -37,6 +37,8 @@ TRANSFER_SOURCES = ("digits_low",)  # patched only for the broad-transfer study 
 RELATIVES_MODELS = ("micro-rn-l",)  # the embedded default; the relatives' studies take ~25 min per model
 PROMPT_MODELS = ("micro-rn-s", "micro-rn-l")  # the "old" and the "upgraded" model of the prompt study
 CLASSIFIER_PRETRAIN_STEPS = 2000
+CONTINUED_NAME = "micro-rn-s-continued"
+CONTINUED_RECIPE = PretrainConfig(steps=800, lr=5e-4, warmup=50, corpus_size=100_000, seed=1)
 SHIPPED_DTYPE = torch.float16  # shipped weights and cached fine-tunes: half the repository size
 
 
@@ -104,17 +106,34 @@ def reproduce_closed_vocab(out: Path) -> dict:
     return study
 
 
-def reproduce_prompts(out: Path) -> list[dict]:
-    """CoOp vs ContCoOp trained on micro-rn-s ("old") and plugged into micro-rn-l ("upgraded")."""
+def continued_model(out: Path) -> Path:
+    """micro-rn-s pretrained further on another corpus draw: an upgrade that shares the old model's init."""
+    from .models import embedded_weights
+    from .pretrain import pretrain
+    path = out / "prompts" / f"{CONTINUED_NAME}.safetensors"
+    if not path.is_file():
+        pretrain("micro-rn-s", path.parent, CONTINUED_RECIPE, command=COMMAND, init_from=embedded_weights("micro-rn-s"),
+                 out_name=CONTINUED_NAME)
+    return path
+
+
+def reproduce_prompts(out: Path) -> dict[str, list[dict]]:
+    """CoOp vs ContCoOp trained on micro-rn-s ("old") and plugged into two upgrades: micro-rn-l (pretrained
+    from another init) and micro-rn-s pretrained further (same init)."""
     from .prompts import update_study
-    path = out / "prompts" / "update.json"
-    if path.is_file():
-        return json.loads(path.read_text())["rows"]
-    rows = update_study("micro-rn-s", "micro-rn-l", list(PATCH_TASKS))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps({"old": "micro-rn-s", "new": "micro-rn-l", "command": COMMAND,
-                                        "code_version": code_version(), "rows": rows}, indent=2))
-    return rows
+    studies = {"update.json": ("micro-rn-l", None), "update_continued.json": ("micro-rn-s", continued_model)}
+    results = {}
+    for name, (new, weights) in studies.items():
+        path = out / "prompts" / name
+        if not path.is_file():
+            new_pretrained = str(weights(out)) if weights else None
+            rows = update_study("micro-rn-s", new, list(PATCH_TASKS), new_pretrained=new_pretrained)
+            label = f"{new} ({Path(new_pretrained).name})" if new_pretrained else new
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, json.dumps({"old": "micro-rn-s", "new": label, "command": COMMAND,
+                                                "code_version": code_version(), "rows": rows}, indent=2))
+        results[name] = json.loads(path.read_text())["rows"]
+    return results
 
 
 def reproduce(out: Path = CACHED_RESULTS, models: list[str] | None = None, tasks: list[str] | None = None) -> dict:
