@@ -106,7 +106,7 @@ def test_closed_vocab_slider_matches_an_independent_addition():
 
 
 def test_prompts_page_means_equal_the_rows():
-    data = json.loads((CACHED / "prompts" / "update.json").read_text())
+    data = json.loads((CACHED / "prompts" / "update.json").read_text())  # the first study, selected by default
     rows = pd.DataFrame(data["rows"])
     at = _page("prompts")
     at.selectbox(key="pr_task").set_value("digits").run()

@@ -17,7 +17,7 @@ from paint_core.tasks import get_task
 
 ROOT = Path(__file__).resolve().parent.parent
 CV = ROOT / "cached_results" / "closed_vocab" / "micro-vit"
-PROMPTS = ROOT / "cached_results" / "prompts" / "update.json"
+PROMPTS = ROOT / "cached_results" / "prompts"
 
 
 def test_micro_vit_weights_are_intact():
@@ -44,12 +44,14 @@ def test_closed_vocab_addition_recomputes_exactly():
     assert xi.shape == (7, 7) and xi[zero, zero] == 0.0  # no edit, no disagreement
 
 
-def test_prompt_study_is_complete_and_its_zero_shot_cell_recomputes():
-    data = json.loads(PROMPTS.read_text())
+@pytest.mark.parametrize("study", ["update.json", "update_continued.json"])
+def test_prompt_study_is_complete_and_its_zero_shot_cell_recomputes(study):
+    data = json.loads((PROMPTS / study).read_text())
     rows = pd.DataFrame(data["rows"])
     assert set(rows["method"]) == set(COMPARISON)
     assert len(rows) == rows["task"].nunique() * rows["shots"].nunique() * rows["seed"].nunique() * len(COMPARISON)
-    model, preprocess, tokenizer = load_model(data["new"])
+    new, _, weights = data["new"].partition(" (")
+    model, preprocess, tokenizer = load_model(new, str(PROMPTS / weights.rstrip(")")) if weights else None)
     task = get_task("digits")
     head = zero_shot_head(model, tokenizer, task.classnames, task.templates)
     acc = evaluate(model, head, materialize(task.split("test", preprocess)))
