@@ -34,7 +34,7 @@ PRETRAIN_RECIPES = {"micro-rn-s": PretrainConfig(steps=2500), "micro-rn-l": Pret
 FINETUNE_RECIPES = {task: FinetuneConfig() for task in PATCH_TASKS}
 COMMAND = "python -m paint_core reproduce"
 TRANSFER_SOURCES = ("digits_low",)  # patched only for the broad-transfer study (digits_high is its disjoint twin)
-RELATIVES_MODELS = ("micro-rn-l",)  # the embedded default; the relatives' studies take ~25 min per model
+RELATIVES_MODELS = ("micro-rn-l", "micro-rn-s")  # ~25 min per model (scale: compare the two)
 PROMPT_MODELS = ("micro-rn-s", "micro-rn-l")  # the "old" and the "upgraded" model of the prompt study
 CLASSIFIER_PRETRAIN_STEPS = 2000
 CONTINUED_NAME = "micro-rn-s-continued"
@@ -154,7 +154,7 @@ def reproduce(out: Path = CACHED_RESULTS, models: list[str] | None = None, tasks
         reproduce_prompts(out)
         reproduce_closed_vocab(out)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
-    atomic_write_text(out / "summary.md", summary_markdown(summary))
+    atomic_write_text(out / "summary.md", summary_markdown(summary) + relatives_markdown(out))
     return summary
 
 
@@ -212,3 +212,67 @@ def summary_markdown(summary: dict) -> str:
         lines.append(f"| {model_name} | " + " | ".join(_pct(d["zero_shot_test"].get(k, float("nan"))) for k in _diag_tasks(summary))
                      + f" | {_pct(t['object_rate'])} / {_pct(t['word_rate'])} / {_pct(t['control_object_rate'])} |")
     return "\n".join(lines) + "\n"
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
+def relatives_markdown(out: Path) -> str:
+    """The relatives' headline numbers, read back from their JSON files (whatever exists)."""
+    lines = []
+    for model_dir in sorted(p for p in out.glob("*/relatives") if p.is_dir()):
+        model = model_dir.parent.name
+        lines += ["", f"## Relatives on {model} (test %, choices on val)", ""]
+        mt = model_dir / "multitask.json"
+        if mt.is_file():
+            rows = json.loads(mt.read_text())["comparison"]
+            lines += ["| multi-task model | alpha | mean patch | supported | vs specialists (points) |", "|---|---|---|---|---|"]
+            lines += [f"| {r['model']} | {r['alpha']} | {_pct(r['patch_mean'])} | {_pct(r['supported_mean'])} | "
+                      + (f"{100 * r['vs_specialists']:+.1f} |" if r.get("vs_specialists") is not None else " |")
+                      for r in rows]
+        ar = model_dir / "arithmetic.json"
+        if ar.is_file():
+            a = json.loads(ar.read_text())
+            lines += ["", "| task addition | lambda | mean absolute | mean normalized |", "|---|---|---|---|"]
+            lines += [f"| {n} | {r['lambda']:g} | {_pct(r['mean_absolute_test'])} | {_pct(r['mean_normalized_test'])} |"
+                      for n, r in a["addition"].items()]
+            for t, r in a["negation"].items():
+                lines.append(f"\nNegating {t} (lambda {r['lambda']:g}): {t} {_pct(r['zero_shot_test'][t])} -> "
+                             f"{_pct(r['test'][t])} (chance {_pct(r['chance'])}), control "
+                             f"{_pct(_mean(r['zero_shot_test'][c] for c in r['control']))} -> "
+                             f"{_pct(_mean(r['test'][c] for c in r['control']))}.")
+        wf = model_dir / "wiseft.json"
+        if wf.is_file():
+            w = json.loads(wf.read_text())
+            lines += ["", f"| WiSE-FT shift ({w['id_task']} fine-tune) | zero-shot | fine-tuned | best weight-space (alpha) | "
+                      "best output-space (alpha) |", "|---|---|---|---|---|"]
+            for shift, s in w["summary_test"].items():
+                ws, os_ = s["weight"], s["output"]
+                lines.append(f"| {shift} | {_pct(ws['zero_shot']['shift'])} | {_pct(ws['finetuned']['shift'])} | "
+                             f"{_pct(ws['best_shift'])} ({ws['best_shift_alpha']:g}) | "
+                             f"{_pct(os_['best_shift'])} ({os_['best_shift_alpha']:g}) |")
+        tr = model_dir / "transfer.json"
+        if tr.is_file():
+            rows = [r for r in json.loads(tr.read_text())["rows"] if r["disjoint_classes"]]
+            best = {m: max((r for r in rows if r["mode"] == m), key=lambda r: r["change"], default=None)
+                    for m in ("finetuned", "chosen")}
+            lines.append("")
+            lines += [f"Broad transfer ({'alpha 1' if m == 'finetuned' else 'chosen alpha'}): best disjoint pair "
+                      f"{r['patch_task']} -> {r['eval_task']} {100 * r['change']:+.1f} points." for m, r in best.items() if r]
+    cv = out / "closed_vocab" / "micro-vit" / "study.json"
+    if cv.is_file():
+        c = json.loads(cv.read_text())
+        lines += ["", "## Closed-vocabulary task addition (micro-vit)", "",
+                  f"Lambda {c['lambda']:g}: mean normalized {_pct(c['addition_mean_normalized'])} (absolute "
+                  f"{_pct(c['addition_mean_absolute'])}); linear probe {_pct(c['probe_mean_normalized'])} "
+                  f"({_pct(c['probe_mean_absolute'])})."]
+    for f in sorted((out / "prompts").glob("update*.json")):
+        d = json.loads(f.read_text())
+        by = {}
+        for r in d["rows"]:
+            by.setdefault(r["method"], []).append(r["accuracy"])
+        lines += ["", f"## Prompts: {d['old']} -> {d['new']} (mean over tasks, shots, seeds)", "",
+                  "| " + " | ".join(by) + " |", "|" + "---|" * len(by), "| " + " | ".join(_pct(_mean(v)) for v in by.values()) + " |"]
+    return "\n".join(lines) + ("\n" if lines else "")
