@@ -102,3 +102,28 @@ def test_slider_moves_numbers_and_chart_in_a_real_browser(app_url):
     assert re.fullmatch(r"\d+\.\d%", start) and re.fullmatch(r"\d+\.\d%", end)
     assert start != end
     assert "alpha 0" in legend_start and "alpha 1" in legend_end
+
+
+def test_task_arithmetic_slider_redraws_live_in_a_real_browser(app_url):
+    """Negating the digits vector with its coefficient slider lowers the live digits accuracy on the page."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed for this test: apt-get install chromium (scripts/test.sh does it)"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1500})
+        page.goto(app_url + "/arithmetic", timeout=120_000)
+        page.locator('[data-testid="stMetric"]').filter(has_text="digits (").first.wait_for(timeout=180_000)
+        page.wait_for_timeout(1500)
+        before = _digits_metric(page)
+        slider = page.locator('[data-testid="stSlider"]').filter(has_text="coefficient of tau(digits)")
+        slider.locator('input[type="range"]').first.focus()
+        page.keyboard.press("Home")  # -1.5: forget digits
+        after = _wait_for_change(page, before)
+        page.wait_for_timeout(1500)
+        after = _digits_metric(page)
+        page.screenshot(path=str(ARTIFACTS / "dashboard_arithmetic.png"), full_page=True)
+        browser.close()
+    assert float(after.rstrip("%")) < float(before.rstrip("%")) - 20
