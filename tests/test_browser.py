@@ -5,6 +5,7 @@ Leaves a screenshot in test-artifacts/ for a human to look at.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -73,7 +74,9 @@ def _live_legend(page) -> str:
     return page.locator(".js-plotly-plot .legendtext").filter(has_text="live subsample").first.text_content()
 
 
-def test_slider_moves_numbers_and_chart_in_a_real_browser(app_url):
+@contextlib.contextmanager
+def _browser_page():
+    """A page of Debian's headless chromium (never a downloaded browser build); screenshots go to ARTIFACTS."""
     from playwright.sync_api import sync_playwright
 
     chromium = shutil.which("chromium")
@@ -81,7 +84,14 @@ def test_slider_moves_numbers_and_chart_in_a_real_browser(app_url):
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 1500})
+        try:
+            yield browser.new_page(viewport={"width": 1400, "height": 1500})
+        finally:
+            browser.close()
+
+
+def test_slider_moves_numbers_and_chart_in_a_real_browser(app_url):
+    with _browser_page() as page:
         page.goto(app_url, timeout=120_000)
         page.locator('[data-testid="stMetric"]').filter(has_text="digits (").first.wait_for(timeout=180_000)
         page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
@@ -98,7 +108,6 @@ def test_slider_moves_numbers_and_chart_in_a_real_browser(app_url):
         page.wait_for_timeout(1500)
         legend_end = _live_legend(page)
         page.screenshot(path=str(ARTIFACTS / "dashboard_patch.png"), full_page=True)
-        browser.close()
     assert re.fullmatch(r"\d+\.\d%", start) and re.fullmatch(r"\d+\.\d%", end)
     assert start != end
     assert "alpha 0" in legend_start and "alpha 1" in legend_end
@@ -106,14 +115,7 @@ def test_slider_moves_numbers_and_chart_in_a_real_browser(app_url):
 
 def test_task_arithmetic_slider_redraws_live_in_a_real_browser(app_url):
     """Negating the digits vector with its coefficient slider lowers the live digits accuracy on the page."""
-    from playwright.sync_api import sync_playwright
-
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is needed for this test: apt-get install chromium (scripts/test.sh does it)"
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 1500})
+    with _browser_page() as page:
         page.goto(app_url + "/arithmetic", timeout=120_000)
         page.locator('[data-testid="stMetric"]').filter(has_text="digits (").first.wait_for(timeout=180_000)
         page.wait_for_timeout(1500)
@@ -125,5 +127,4 @@ def test_task_arithmetic_slider_redraws_live_in_a_real_browser(app_url):
         page.wait_for_timeout(1500)
         after = _digits_metric(page)
         page.screenshot(path=str(ARTIFACTS / "dashboard_arithmetic.png"), full_page=True)
-        browser.close()
     assert float(after.rstrip("%")) < float(before.rstrip("%")) - 20
