@@ -102,3 +102,9 @@ def test_runs_of_different_zero_shot_models_are_refused(capsys):
     assert main(["arithmetic", "--runs", str(RUNS / "digits"), "--supported", "shapes", "--merges", "ties",
                  "--k", "0", "--out", "/tmp/never.json"]) == 2
     assert "ties: k is the percent of entries kept, in (0, 100]" in capsys.readouterr().err
+
+
+def test_summary_md_carries_the_relatives_as_stored():
+    from paint_core.reproduce import relatives_markdown
+    text = (ROOT / "cached_results" / "summary.md").read_text()
+    assert text.endswith(relatives_markdown(ROOT / "cached_results")) and "## Relatives on micro-rn-l" in text
