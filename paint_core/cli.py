@@ -203,7 +203,10 @@ def cmd_closed_vocab(args: argparse.Namespace) -> int:
     if args.pretrained is not None and args.model == "micro-vit":
         raise ValueError("--pretrained applies to timm models; micro-vit uses its shipped weights")
     create_encoder(args.model, args.pretrained)  # fail early on an unknown name or a bad checkpoint
-    cfg = ClosedVocabConfig(finetune=FinetuneConfig(steps=args.steps, lr=args.lr, warmup=min(30, args.steps)))
+    lrs = tuple(float(v) for v in _csv(args.lrs))
+    if not lrs:
+        raise ValueError("give at least one learning rate with --lrs")
+    cfg = ClosedVocabConfig(finetune=FinetuneConfig(steps=args.steps, lr=lrs[0], warmup=min(30, args.steps)), lrs=lrs)
     r = closed_vocab_study(args.out, args.model, _csv(args.tasks), cfg, pretrained=args.pretrained,
                            probe_n=args.probe_n, max_eval=args.max_eval, grid_n=args.grid_n)
     print(f"lambda {r['lambda']:g}: task addition mean normalized {100 * r['addition_mean_normalized']:.1f} "
@@ -351,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pretrained", default=None, help="timm: 'timm' (download), 'random', or a local file")
     s.add_argument("--tasks", default="digits,counting,typographic")
     s.add_argument("--steps", type=int, default=300)
-    s.add_argument("--lr", type=float, default=1e-4)
+    s.add_argument("--lrs", default="1e-4,3e-4,1e-3", help="fine-tuning learning rates tried; the best on val is kept")
     s.add_argument("--probe-n", type=int, default=2000, help="training images for the linear probe")
     s.add_argument("--max-eval", type=int, default=None, help="evaluate on the first N images of each split")
     s.add_argument("--grid-n", type=int, default=200, help="test images per task for the disentanglement map")

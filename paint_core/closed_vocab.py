@@ -10,7 +10,7 @@ Embedded default: ``micro-vit``, a timm VisionTransformer the project pretrains 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -98,6 +98,7 @@ class ClosedVocabConfig:
     probe_steps: int = 300
     probe_lr: float = 1e-2
     finetune: FinetuneConfig = FinetuneConfig(steps=300, lr=1e-4, warmup=30)
+    lrs: tuple[float, ...] = (1e-4, 3e-4, 1e-3)  # fine-tuning learning rates tried; the best on val is kept
 
 
 @torch.no_grad()
@@ -248,7 +249,9 @@ def task_run(out: Path, name: str, task_name: str, cfg: ClosedVocabConfig, probe
 
     d = out / task_name
     if (d / "metrics.json").is_file():
-        return json.loads((d / "metrics.json").read_text())
+        done = json.loads((d / "metrics.json").read_text())
+        if done.get("lrs") == list(cfg.lrs):
+            return done
     encoder, preprocess = create_encoder(name, pretrained)
     task = get_task(task_name)
     probe = materialize(task.split("train", preprocess), probe_n)
@@ -256,10 +259,20 @@ def task_run(out: Path, name: str, task_name: str, cfg: ClosedVocabConfig, probe
                              cfg.probe_steps, cfg.probe_lr, cfg.finetune.seed)
     head_before = {k: v.clone() for k, v in head.state_dict().items()}
     split = {s: materialize(task.split(s, preprocess), max_eval) for s in ("val", "test")}
-    metrics = {"task": task_name, "probe": {s: head_accuracy(encoder, head, *ds.tensors) for s, ds in split.items()}}
-    state = finetune_encoder(encoder, head, task.split("train", preprocess), cfg.finetune)
+    metrics = {"task": task_name, "lrs": list(cfg.lrs),
+               "probe": {s: head_accuracy(encoder, head, *ds.tensors) for s, ds in split.items()}}
+    theta_pre = {k: v.clone() for k, v in encoder.state_dict().items()}
+    search, best = {}, None
+    for lr in cfg.lrs:  # choose the fine-tuning learning rate on val (ties: the smaller lr)
+        encoder.load_state_dict(theta_pre)
+        state = finetune_encoder(encoder, head, task.split("train", preprocess), replace(cfg.finetune, lr=lr))
+        search[str(lr)] = head_accuracy(encoder, head, *split["val"].tensors)
+        if best is None or search[str(lr)] > search[str(best[0])]:
+            best = (lr, state)
     if any(not torch.equal(v, head.state_dict()[k]) for k, v in head_before.items()):
         raise RuntimeError("the head changed during encoder fine-tuning")
+    metrics["lr_search_val"], metrics["lr"] = search, best[0]
+    state = best[1]
     save_head(d / "head.safetensors", head, {"task": task_name, "model": name})
     save_checkpoint(d / "encoder.safetensors", state, {"task": task_name, "model": name}, storage_dtype=torch.float16)
     stored, _ = load_checkpoint(d / "encoder.safetensors")  # measure the weights as stored
@@ -312,7 +325,7 @@ def closed_vocab_study(out: str | Path, name: str = "micro-vit", tasks: Sequence
     xi = disentanglement_error(predict, theta_pre, (taus[0], taus[1]), (tasks[0], tasks[1]), grid)
     result = {
         "model": name, "tasks": list(tasks), "config": {"probe_steps": cfg.probe_steps, "probe_lr": cfg.probe_lr,
-                                                        "finetune": cfg.finetune.__dict__},
+                                                        "finetune": cfg.finetune.__dict__, "lrs": list(cfg.lrs)},
         "per_task": metrics, "lambda_sweep_val": sweep, "lambda": best,
         "addition_test": test, "finetuned_test": ft_test, "probe_test": probe_test,
         "addition_mean_absolute": float(np.mean(list(test.values()))),
