@@ -118,9 +118,13 @@ def uploaded_image(key: str) -> Image.Image | None:
 
 
 def relatives_dirs() -> dict[str, Path]:
-    """model -> its relatives/ folder with study results (written by reproduce or the CLI's --out)."""
-    root = ROOT / "cached_results"
-    return {p.parent.name: p for p in sorted(root.glob("*/relatives")) if p.is_dir()}
+    """label -> a relatives/ folder with study results: cached_results/<model>/relatives (reproduce) and
+    ./runs/**/relatives (where to point the CLI's --out for your own model, e.g. runs/ViT-B-32/relatives/)."""
+    found = {p.parent.name: p for p in sorted((ROOT / "cached_results").glob("*/relatives")) if p.is_dir()}
+    runs = Path.cwd() / "runs"
+    for p in sorted(runs.glob("**/relatives")) if runs.is_dir() else []:
+        found[f"runs/{p.parent.relative_to(runs)}"] = p
+    return found
 
 
 def study(name: str, key: str) -> dict | None:
@@ -129,7 +133,8 @@ def study(name: str, key: str) -> dict | None:
     found = {m: d / f"{name}.json" for m, d in dirs.items() if (d / f"{name}.json").is_file()}
     if not found:
         st.info(f"No {name} results yet. They are written by `python -m paint_core reproduce` into "
-                f"cached_results/<model>/relatives/{name}.json (or run `python -m paint_core {name} --help`).")
+                f"cached_results/<model>/relatives/{name}.json; for your own model run `python -m paint_core {name} "
+                f"... --out runs/<model>/relatives/{name}.json`.")
         return None
     model = st.selectbox("Model", list(found), key=key)
     try:
@@ -203,11 +208,17 @@ def session_addition(tasks: list[str]):
 def prompt_study() -> dict | None:
     """A selector of the prompt studies (one per old -> upgraded pair) and the chosen one's JSON."""
     files = sorted((ROOT / "cached_results" / "prompts").glob("update*.json"))
+    runs = Path.cwd() / "runs"
+    files += sorted(runs.glob("**/prompts/*.json")) if runs.is_dir() else []
     if not files:
         st.info("No prompt study yet: `python -m paint_core reproduce` writes cached_results/prompts/update*.json "
                 "(or `python -m paint_core prompts --help`).")
         return None
     studies = {f: load_json(str(f), f.stat().st_mtime) for f in files}
-    pick = st.selectbox("Model update", files, key="pr_study",
+    studies = {f: d for f, d in studies.items() if {"old", "new", "rows"} <= set(d)}  # not weights' sidecars
+    if not studies:
+        st.info("No prompt study found (a study JSON has 'old', 'new' and 'rows').")
+        return None
+    pick = st.selectbox("Model update", list(studies), key="pr_study",
                         format_func=lambda f: f"{studies[f]['old']} -> {studies[f]['new']}")
     return studies[pick]

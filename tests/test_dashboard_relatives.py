@@ -118,3 +118,21 @@ def test_prompts_page_means_equal_the_rows():
         assert shown.loc[method] == pytest.approx(value)
     bars = _spec(at)["data"][0]
     assert bars["x"] == list(dict.fromkeys(sub["method"]))
+
+
+def test_a_study_written_under_runs_is_listed(tmp_path, monkeypatch):
+    """A user's own study (CLI --out runs/<model>/relatives/...) shows on the page next to the shipped ones."""
+    import shutil
+    mine = tmp_path / "runs" / "my-model" / "relatives"
+    mine.mkdir(parents=True)
+    data = json.loads((REL / "wiseft.json").read_text())
+    data["shift_tasks"] = data["shift_tasks"][:1]
+    (mine / "wiseft.json").write_text(json.dumps(data))
+    shutil.copytree(CACHED / "prompts", tmp_path / "runs" / "my-model" / "prompts")
+    monkeypatch.chdir(tmp_path)
+    at = _page("wiseft")
+    assert "runs/my-model" in at.selectbox(key="wf_model").options
+    at.selectbox(key="wf_model").set_value("runs/my-model").run()
+    assert at.selectbox(key="wf_shift").options == data["shift_tasks"]
+    at.switch_page("app_pages/prompts.py").run()
+    assert len(at.selectbox(key="pr_study").options) == 4  # the two shipped studies and the two copies
