@@ -354,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pretrained", default=None, help="timm: 'timm' (download), 'random', or a local file")
     s.add_argument("--tasks", default="digits,counting,typographic")
     s.add_argument("--steps", type=int, default=300)
-    s.add_argument("--lrs", default="1e-4,3e-4,1e-3", help="fine-tuning learning rates tried; the best on val is kept")
+    s.add_argument("--lrs", default="1e-4,3e-4,1e-3,3e-3", help="fine-tuning learning rates tried; the best on val is kept")
     s.add_argument("--probe-n", type=int, default=2000, help="training images for the linear probe")
     s.add_argument("--max-eval", type=int, default=None, help="evaluate on the first N images of each split")
     s.add_argument("--grid-n", type=int, default=200, help="test images per task for the disentanglement map")

@@ -98,7 +98,7 @@ class ClosedVocabConfig:
     probe_steps: int = 300
     probe_lr: float = 1e-2
     finetune: FinetuneConfig = FinetuneConfig(steps=300, lr=1e-4, warmup=30)
-    lrs: tuple[float, ...] = (1e-4, 3e-4, 1e-3)  # fine-tuning learning rates tried; the best on val is kept
+    lrs: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3)  # fine-tuning learning rates tried; the best on val is kept
 
 
 @torch.no_grad()
