@@ -150,23 +150,15 @@ def load_json(path: str, mtime: float) -> dict:
     return json.loads(Path(path).read_text())
 
 
-@st.cache_resource(show_spinner="Loading the runs' task vectors...")
-def shared_runs(paths: tuple[str, ...]) -> list[Run]:
-    from paint_core.relatives import load_runs
-    return load_runs(paths)
-
-
-@st.cache_resource(show_spinner="Preparing the evaluation subsample...")
-def shared_edit_eval_sets(paths: tuple[str, ...], tasks: tuple[str, ...], n: int = EVAL_N) -> dict[str, EvalSet]:
-    return build_eval_sets(shared_runs(paths)[0], tasks, n)
-
-
 def session_edit(paths: tuple[str, ...], tasks: tuple[str, ...]):
-    """This browser session's own task-arithmetic model over the runs at ``paths``."""
+    """This browser session's own task-arithmetic model over the runs at ``paths`` (the runs and the
+    subsample are the shared, read-only ones the Patch page uses too)."""
     from paint_core.live import EditSession
+    from paint_core.relatives import check_same_zero_shot
     key = f"edit_session::{paths}"
     if key not in st.session_state:
-        st.session_state[key] = EditSession(shared_runs(paths), shared_edit_eval_sets(paths, tasks))
+        runs = check_same_zero_shot([shared_run(p) for p in paths])
+        st.session_state[key] = EditSession(runs, shared_eval_sets(paths[0], tasks))
     return st.session_state[key]
 
 

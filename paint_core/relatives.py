@@ -23,7 +23,7 @@ from .interpolation import interpolate
 from .multitask import patch_joint, patch_parallel, patch_sequential
 from .runs import Run, load_run, read_sweep, run_task_vector, select_run
 from .tasks import get_task
-from .transfer import transfer_matrix
+from .transfer import disjoint_classes, transfer_matrix
 from .version import code_version
 from .wiseft import ensemble_sweep, robustness_summary
 
@@ -37,7 +37,11 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
     """Load runs and check they were all patched from the same zero-shot model."""
     if not paths:
         raise ValueError("give at least one run directory")
-    runs = [load_run(p) for p in paths]
+    return check_same_zero_shot([load_run(p) for p in paths])
+
+
+def check_same_zero_shot(runs: list[Run]) -> list[Run]:
+    """``runs`` unchanged if they share one zero-shot model; otherwise a ValueError naming each run."""
     digests = {r.meta["provenance"].get("zeroshot_digest") for r in runs}
     if len(digests) > 1:
         names = ", ".join(f"{r.path} ({r.meta['model']}, {r.meta['pretrained']})" for r in runs)
@@ -156,7 +160,7 @@ def transfer_study(run_paths: Sequence[str | Path], eval_tasks: Sequence[str], o
         tables.append(transfer_matrix(model, runs[0].theta_zs, patched, evals).assign(mode=mode))
     table = pd.concat(tables, ignore_index=True)
     classes = {t: list(get_task(t).classnames) for t in {*table["patch_task"], *table["eval_task"]}}
-    table["disjoint_classes"] = [not set(classes[a]) & set(classes[b]) for a, b in zip(table["patch_task"], table["eval_task"])]
+    table["disjoint_classes"] = disjoint_classes(table, classes)
     result = {"model": runs[0].meta["model"], "runs": sources, "eval_tasks": list(eval_tasks), "max_eval": max_eval,
               "split": "test",
               "code_version": code_version(), "rows": table.to_dict("records")}

@@ -33,7 +33,6 @@ def transfer_matrix(model: torch.nn.Module, theta_zs: StateDict, patched: dict[s
     return pd.DataFrame(rows, columns=TRANSFER_COLUMNS)
 
 
-def disjoint_pairs(table: pd.DataFrame, classes: dict[str, Sequence[str]]) -> pd.DataFrame:
-    """The rows whose patch task and eval task share no class name (true transfer, not re-testing)."""
-    keep = [not set(classes[r.patch_task]) & set(classes[r.eval_task]) for r in table.itertuples()]
-    return table[keep]
+def disjoint_classes(table: pd.DataFrame, classes: dict[str, Sequence[str]]) -> list[bool]:
+    """Per row: do the patch task and the eval task share no class name (true transfer, not re-testing)?"""
+    return [not set(classes[a]) & set(classes[b]) for a, b in zip(table["patch_task"], table["eval_task"])]
