@@ -24,6 +24,7 @@ from torchvision import transforms
 from .checkpoints import CheckpointError, StateDict, cast_like, check_compatible, load_checkpoint, save_checkpoint
 from .finetune import FinetuneConfig, finetune_visual
 from .models import WEIGHTS_DIR
+from .task_vectors import TaskVector
 
 MICRO_VIT = {"img_size": 48, "patch_size": 8, "embed_dim": 128, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0}
 EMBEDDED_ENCODERS = {"micro-vit": MICRO_VIT}
@@ -140,8 +141,14 @@ def head_accuracy(encoder: nn.Module, head: nn.Linear, images: torch.Tensor, lab
     return float((head(encode(encoder, images)).argmax(-1) == labels).float().mean())
 
 
+def encoder_task_vectors(study_dir: str | Path, tasks: Sequence[str], theta_pre: StateDict) -> list[StateDict]:
+    """Each task's fine-tuned encoder (``study_dir``/<task>/encoder.safetensors) minus ``theta_pre``."""
+    return [TaskVector(theta_pre, cast_like(load_checkpoint(Path(study_dir) / t / "encoder.safetensors")[0],
+                                            theta_pre)).vector for t in tasks]
+
+
 def add_vectors(theta_pre: StateDict, taus: Sequence[StateDict], coefficients: Sequence[float]) -> StateDict:
-    """theta_pre + sum_i c_i * tau_i on floating-point tensors (integer buffers kept)."""
+    """theta_pre + sum_i c_i * tau_i on floating-point tensors (integer buffers kept; taus need only those)."""
     if len(taus) != len(coefficients):
         raise ValueError(f"{len(coefficients)} coefficients for {len(taus)} task vectors")
     out = {}
@@ -298,10 +305,7 @@ def closed_vocab_study(out: str | Path, name: str = "micro-vit", tasks: Sequence
     encoder, preprocess = create_encoder(name, pretrained)
     theta_pre = {k: v.clone() for k, v in encoder.state_dict().items()}
     heads = {t: load_head(out / t / "head.safetensors") for t in tasks}
-    taus = []
-    for t in tasks:
-        ft = cast_like(load_checkpoint(out / t / "encoder.safetensors")[0], theta_pre)
-        taus.append({k: ft[k] - v if v.is_floating_point() else v for k, v in theta_pre.items()})
+    taus = encoder_task_vectors(out, tasks, theta_pre)
     data = {(t, s): materialize(get_task(t).split(s, preprocess), max_eval).tensors for t in tasks for s in ("val", "test")}
 
     def accuracies(state: StateDict, split: str) -> dict[str, float]:
@@ -349,7 +353,7 @@ def clip_disentanglement(run_paths: tuple[str | Path, str | Path], grid: Sequenc
     model = runs[0].model
     theta_pre = runs[0].theta_zs
     tasks = tuple(r.meta["task"] for r in runs)
-    taus = tuple({k: r.theta_ft[k] - v if v.is_floating_point() else v for k, v in theta_pre.items()} for r in runs)
+    taus = tuple(TaskVector(theta_pre, r.theta_ft).vector for r in runs)
     data, heads = {}, {}
     for t in tasks:
         task = get_task(t)

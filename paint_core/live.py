@@ -50,6 +50,11 @@ def build_eval_sets(run: Run, tasks: Sequence[str], n: int = LIVE_EVAL_N, split:
     return out
 
 
+def subsample_accuracies(probs: dict[str, torch.Tensor], eval_sets: dict[str, EvalSet]) -> dict[str, float]:
+    """Exact accuracy (correct / n) per task of predicted probabilities on the evaluation subsamples."""
+    return {t: int((p.argmax(-1) == eval_sets[t].labels).sum()) / len(p) for t, p in probs.items()}
+
+
 class PredictionStore:
     """Subsample predictions per alpha of one run, shared by every session (thread-safe).
 
@@ -148,8 +153,7 @@ class PatchSession:
         return self._probs_by_alpha[alpha]
 
     def accuracies(self, probs: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
-        probs = probs or self.probabilities()
-        return {t: int((p.argmax(-1) == self.eval_sets[t].labels).sum()) / len(p) for t, p in probs.items()}
+        return subsample_accuracies(probs or self.probabilities(), self.eval_sets)
 
 
 def per_class_accuracy(probs: torch.Tensor, labels: torch.Tensor, classnames: Sequence[str]) -> pd.DataFrame:
@@ -226,8 +230,8 @@ class EditSession:
                tuple(sorted(params.items())))
         if key not in self._cache:
             self.model.load_state_dict(self.state(coefficients, method, **params))
-            self._cache[key] = {t: int((predict(self.model, e.head, e.images).argmax(-1) == e.labels).sum()) / len(e.labels)
-                                for t, e in self.eval_sets.items()}
+            probs = {t: predict(self.model, e.head, e.images) for t, e in self.eval_sets.items()}
+            self._cache[key] = subsample_accuracies(probs, self.eval_sets)
         return self._cache[key]
 
 
@@ -241,16 +245,12 @@ class AdditionSession:
                  pretrained: str | None = None):
         from pathlib import Path
 
-        from .checkpoints import cast_like, load_checkpoint
-        from .closed_vocab import create_encoder, load_head
+        from .closed_vocab import create_encoder, encoder_task_vectors, load_head
         self.tasks = list(tasks)
         self.encoder, preprocess = create_encoder(model, pretrained)
         self.theta_pre = {k: v.clone() for k, v in self.encoder.state_dict().items()}
         self.heads = {t: load_head(Path(study_dir) / t / "head.safetensors") for t in tasks}
-        self.taus = []
-        for t in tasks:
-            ft = cast_like(load_checkpoint(Path(study_dir) / t / "encoder.safetensors")[0], self.theta_pre)
-            self.taus.append({k: ft[k] - v if v.is_floating_point() else v for k, v in self.theta_pre.items()})
+        self.taus = encoder_task_vectors(study_dir, tasks, self.theta_pre)
         self.data = {t: materialize(get_task(t).split("test", preprocess), n).tensors for t in tasks}
         self._cache: dict[float, dict[str, float]] = {}
 
