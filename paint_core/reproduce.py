@@ -77,33 +77,30 @@ def ensure_run(out: Path, model_name: str, task: str) -> Path:
     return run_dir
 
 
-def reproduce_relatives(out: Path, model_name: str) -> dict:
-    """Multi-task patching, broad transfer, WiSE-FT and task arithmetic on one embedded model."""
+def reproduce_relatives(out: Path, model_name: str) -> None:
+    """Multi-task patching, broad transfer, WiSE-FT and task arithmetic on one embedded model (JSON files;
+    summary.md reads them back)."""
     from .relatives import arithmetic_study, multitask_study, transfer_study, wiseft_study
     rel = out / model_name / "relatives"
     patch_runs = [ensure_run(out, model_name, t) for t in PATCH_TASKS]
     transfer_runs = [*patch_runs, *(ensure_run(out, model_name, t) for t in TRANSFER_SOURCES)]
-    return {
-        "multitask": multitask_study(patch_runs, SUPPORTED_TASKS, rel / "multitask.json")["comparison"],
-        "transfer": transfer_study(transfer_runs, list(EMBEDDED_TASKS), rel / "transfer.json")["split"],
-        "wiseft": wiseft_study(out / model_name / "digits", list(DIGIT_SHIFTS), rel / "wiseft.json")["summary_test"],
-        "arithmetic": {k: v["mean_normalized_test"] for k, v in arithmetic_study(
-            patch_runs, SUPPORTED_TASKS, rel / "arithmetic.json", negate=["digits", "counting"])["addition"].items()},
-    }
+    multitask_study(patch_runs, SUPPORTED_TASKS, rel / "multitask.json")
+    transfer_study(transfer_runs, list(EMBEDDED_TASKS), rel / "transfer.json")
+    wiseft_study(out / model_name / "digits", list(DIGIT_SHIFTS), rel / "wiseft.json")
+    arithmetic_study(patch_runs, SUPPORTED_TASKS, rel / "arithmetic.json", negate=["digits", "counting"])
 
 
-def reproduce_closed_vocab(out: Path) -> dict:
+def reproduce_closed_vocab(out: Path) -> None:
     """Closed-vocabulary task addition on micro-vit, and the disentanglement error of micro-rn-l for contrast."""
     from .closed_vocab import clip_disentanglement, closed_vocab_study, encoder_weights, pretrain_encoder
     if not encoder_weights("micro-vit").is_file():
         pretrain_encoder("micro-vit", steps=CLASSIFIER_PRETRAIN_STEPS, command=COMMAND)
     d = out / "closed_vocab"
-    study = closed_vocab_study(d / "micro-vit")
+    closed_vocab_study(d / "micro-vit")
     clip_file = d / "micro-rn-l_disentanglement.json"
     if not clip_file.is_file():
         clip = clip_disentanglement((out / "micro-rn-l" / "digits", out / "micro-rn-l" / "counting"))
         atomic_write_text(clip_file, json.dumps(clip, indent=2))
-    return study
 
 
 def continued_model(out: Path) -> Path:
@@ -117,12 +114,11 @@ def continued_model(out: Path) -> Path:
     return path
 
 
-def reproduce_prompts(out: Path) -> dict[str, list[dict]]:
+def reproduce_prompts(out: Path) -> None:
     """CoOp vs ContCoOp trained on micro-rn-s ("old") and plugged into two upgrades: micro-rn-l (pretrained
     from another init) and micro-rn-s pretrained further (same init)."""
     from .prompts import update_study
     studies = {"update.json": ("micro-rn-l", None), "update_continued.json": ("micro-rn-s", continued_model)}
-    results = {}
     for name, (new, weights) in studies.items():
         path = out / "prompts" / name
         if not path.is_file():
@@ -132,8 +128,6 @@ def reproduce_prompts(out: Path) -> dict[str, list[dict]]:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(path, json.dumps({"old": "micro-rn-s", "new": label, "command": COMMAND,
                                                 "code_version": code_version(), "rows": rows}, indent=2))
-        results[name] = json.loads(path.read_text())["rows"]
-    return results
 
 
 def reproduce(out: Path = CACHED_RESULTS, models: list[str] | None = None, tasks: list[str] | None = None) -> dict:

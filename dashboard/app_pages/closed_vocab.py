@@ -23,7 +23,7 @@ for col, t in zip(cols, tasks):
     ft = study["finetuned_test"][t]
     col.metric(f"{t} (n={len(session.data[t][1])})", f"{100 * acc[t]:.1f}%",
                f"normalized {100 * acc[t] / ft:.1f}% of fine-tuned", delta_color="off")
-st.caption(f"Live on a test subsample; normalized = accuracy / the task's own fine-tuned accuracy on the full test split.")
+st.caption("Live on a test subsample; normalized = accuracy / the task's own fine-tuned accuracy on the full test split.")
 
 st.subheader("Task addition vs linear probing (full test split)")
 table = pd.DataFrame([{"task": t, "linear probe %": 100 * study["probe_test"][t],
