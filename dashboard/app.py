@@ -1,6 +1,7 @@
 """PAINT Explorer: the entry file is a picture frame (page config, navigation); pages are in app_pages/."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,12 @@ if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
 st.set_page_config(page_title="PAINT Explorer", layout="wide")
+if os.environ.get("PAINT_REQUIRE_LOGIN", "").strip() == "1" and not getattr(st.user, "is_logged_in", False):
+    # Streamlit's OIDC login, configured in .streamlit/secrets.toml ([auth]; see the README).
+    st.title("PAINT Explorer")
+    st.info("This dashboard asks you to log in first.")
+    st.button("Log in", on_click=st.login, key="login")
+    st.stop()
 PAGES = Path(__file__).resolve().parent / "app_pages"
 nav = st.navigation([
     st.Page(PAGES / "patch.py", title="Patch", icon=":material/tune:", default=True),

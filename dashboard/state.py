@@ -1,6 +1,9 @@
 """Shared, read-only heavy objects (st.cache_resource) and each session's own patched model."""
 from __future__ import annotations
 
+import os
+import threading
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -26,15 +29,36 @@ def available_runs() -> dict[str, str]:
     return found
 
 
-@st.cache_resource(show_spinner="Loading the run's model and endpoints...")
-def shared_run(path: str) -> Run:
-    """Read-only: shared by every session. Never mutate it; sessions copy the model."""
+def run_identity(path: str) -> str:
+    """Size, mtime and inode of a run's files: part of every cache key of a run, so a run directory that was
+    rewritten (another task, new weights, a new sweep) is loaded anew instead of served stale."""
+    parts = []
+    for name in ("run.json", "finetuned.safetensors", "finetuned.json"):
+        try:
+            s = os.stat(Path(path) / name)
+            parts.append(f"{name}:{s.st_size}:{s.st_mtime_ns}:{s.st_ino}")
+        except OSError:
+            parts.append(f"{name}:-")
+    return "|".join(parts)
+
+
+@st.cache_resource(show_spinner="Loading the run's model and endpoints...", max_entries=16)
+def _shared_run(path: str, identity: str) -> Run:
     return load_run(path)
 
 
-@st.cache_resource(show_spinner="Preparing the evaluation subsample...")
+def shared_run(path: str) -> Run:
+    """Read-only: shared by every session. Never mutate it; sessions copy the model."""
+    return _shared_run(path, run_identity(path))
+
+
+@st.cache_resource(show_spinner="Preparing the evaluation subsample...", max_entries=32)
+def _shared_eval_sets(path: str, identity: str, tasks: tuple[str, ...], n: int) -> dict[str, EvalSet]:
+    return build_eval_sets(_shared_run(path, identity), tasks, n)
+
+
 def shared_eval_sets(path: str, tasks: tuple[str, ...], n: int = EVAL_N) -> dict[str, EvalSet]:
-    return build_eval_sets(shared_run(path), tasks, n)
+    return _shared_eval_sets(path, run_identity(path), tasks, n)
 
 
 @st.cache_data(show_spinner=False)
@@ -47,23 +71,55 @@ def run_tasks(run: Run) -> tuple[str, ...]:
     return (run.meta["task"], *[s for s in supported if s != run.meta["task"]])
 
 
-@st.cache_resource(show_spinner=False)
 def shared_store(path: str) -> PredictionStore:
     """Subsample predictions per slider position, shared by all sessions; a background thread with its own
     model copy fills every position once (nearest to the chosen alpha first), so later moves are lookups."""
+    return _shared_store(path, run_identity(path))
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _shared_store(path: str, identity: str) -> PredictionStore:
     store = PredictionStore()
-    run = shared_run(path)
-    store.warm(run, shared_eval_sets(path, run_tasks(run)), SLIDER_ALPHAS, start=chosen_alpha(path) or 0.0)
+    run = _shared_run(path, identity)
+    store.warm(run, _shared_eval_sets(path, identity, run_tasks(run), EVAL_N), SLIDER_ALPHAS,
+               start=chosen_alpha(path) or 0.0)
     return store
 
 
 def session_patch(path: str) -> PatchSession:
     """This browser session's own live model for the run at ``path`` (created once per session)."""
-    key = f"patch_session::{path}"
+    key = f"patch_session::{path}::{run_identity(path)}"
     if key not in st.session_state:
+        for old in [k for k in st.session_state if str(k).startswith(f"patch_session::{path}::")]:
+            del st.session_state[old]  # the run was rewritten: drop this session's copy of the old one
         run = shared_run(path)
         st.session_state[key] = PatchSession(run, shared_eval_sets(path, run_tasks(run)), shared_store(path))
     return st.session_state[key]
+
+
+class JobSlots:
+    """Training jobs running on this server (shared by every session): at most ``limit`` at once."""
+
+    def __init__(self, limit: int):
+        self.limit, self.running, self.lock = limit, {}, threading.Lock()
+
+    def try_start(self, description: str) -> str | None:
+        """A job id if a slot is free; None if every slot is taken."""
+        with self.lock:
+            if len(self.running) >= self.limit:
+                return None
+            job = f"{time.time_ns()}"
+            self.running[job] = f"{description} (since {time.strftime('%H:%M:%S')})"
+            return job
+
+    def finish(self, job: str) -> None:
+        with self.lock:
+            self.running.pop(job, None)
+
+
+@st.cache_resource
+def job_slots(limit: int) -> JobSlots:
+    return JobSlots(limit)
 
 
 def chosen_alpha(path: str) -> float | None:
@@ -155,7 +211,7 @@ def session_edit(paths: tuple[str, ...], tasks: tuple[str, ...]):
     subsample are the shared, read-only ones the Patch page uses too)."""
     from paint_core.live import EditSession
     from paint_core.relatives import check_same_zero_shot
-    key = f"edit_session::{paths}"
+    key = f"edit_session::{paths}::{[run_identity(p) for p in paths]}"
     if key not in st.session_state:
         runs = check_same_zero_shot([shared_run(p) for p in paths])
         st.session_state[key] = EditSession(runs, shared_eval_sets(paths[0], tasks))

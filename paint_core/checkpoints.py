@@ -23,6 +23,7 @@ from .version import code_version
 
 StateDict = dict[str, torch.Tensor]
 SIDECAR_SCHEMA = 1
+SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 
 class CheckpointError(ValueError):
@@ -33,12 +34,44 @@ def sidecar_path(path: str | Path) -> Path:
     return Path(path).with_suffix(".json")
 
 
+_HASHES: dict[tuple, str] = {}
+
+
 def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """The file's sha256, remembered by (path, inode, size, mtime) so a file is hashed once per process."""
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _HASHES:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _HASHES[key] = h.hexdigest()
+    return _HASHES[key]
+
+
+def read_sidecar(path: str | Path, required: bool = False) -> dict:
+    """The sidecar of checkpoint ``path`` ({} if there is none and none is required).
+
+    A ``.json`` beside a checkpoint that is not valid JSON is an error naming it; one without a sha256 is
+    not a sidecar of ours (e.g. a model config) and is ignored unless a sidecar is required.
+    """
+    side = sidecar_path(path)
+    if not side.is_file():
+        if required:
+            raise CheckpointError(f"{path} has no sidecar {side.name} (it holds the sha256 that proves the "
+                                  "weights are intact); the file cannot be verified")
+        return {}
+    try:
+        meta = json.loads(side.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"the sidecar {side} of {Path(path).name} is not readable JSON ({e}); "
+                              "restore it or remove it") from e
+    if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
+        if required:
+            raise CheckpointError(f"the sidecar {side} of {Path(path).name} is malformed: it has no sha256")
+        return {}
+    return meta
 
 
 @contextmanager
@@ -91,17 +124,20 @@ def save_checkpoint(path: str | Path, state_dict: StateDict, meta: dict[str, Any
     return sidecar
 
 
-def load_checkpoint(path: str | Path, verify: bool = True) -> tuple[StateDict, dict]:
-    """Load a safetensors checkpoint and its sidecar (empty dict if none); check the sha256 if asked."""
+def load_checkpoint(path: str | Path, require_sidecar: bool = False) -> tuple[StateDict, dict]:
+    """Load a checkpoint and its sidecar (empty dict if none); a sidecar's sha256 is always checked.
+
+    ``require_sidecar``: the file is one this tool wrote (shipped weights, run directories), so a missing or
+    malformed sidecar is an error rather than an unverified load.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    meta: dict = {}
-    if sidecar_path(path).is_file():
-        meta = json.loads(sidecar_path(path).read_text())
-        if verify and meta.get("sha256") and meta["sha256"] != sha256_file(path):
-            raise CheckpointError(f"{path} does not match the sha256 in its sidecar: the file was changed or "
-                                  "corrupted after it was written")
+    shipped = SHIPPED_WEIGHTS in path.resolve().parents
+    meta = read_sidecar(path, required=require_sidecar or shipped)
+    if meta and meta["sha256"] != sha256_file(path):
+        raise CheckpointError(f"{path} does not match the sha256 in its sidecar: the file was changed or "
+                              "corrupted after it was written")
     if path.suffix == ".safetensors":
         try:
             return load_file(str(path)), meta
@@ -117,7 +153,7 @@ def load_state_dict_file(path: str | Path) -> StateDict:
     """
     path = Path(path)
     if path.suffix == ".safetensors":
-        return load_checkpoint(path, verify=False)[0]
+        return load_checkpoint(path)[0]
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

@@ -31,7 +31,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     cfg = FinetuneConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                          warmup=args.warmup, seed=args.seed, batchnorm_train=args.batchnorm_train)
     out = run_finetune(args.out, args.model, args.pretrained, args.task, cfg, _command_line(), args.data_root,
-                       download=args.download)
+                       download=args.download, overwrite=args.overwrite)
     print(f"wrote run {out}")
     return 0
 
@@ -40,9 +40,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .evaluation import parse_alphas
     from .runs import run_sweep
 
-    supported = [s for s in args.supported.split(",") if s]
-    table = run_sweep(args.run, supported, parse_alphas(args.alphas), splits=args.splits.split(","),
-                      max_eval=args.max_eval, batch_size=args.batch_size)
+    table = run_sweep(args.run, _csv(args.supported), parse_alphas(args.alphas), splits=_csv(args.splits),
+                      max_eval=args.max_eval, batch_size=args.batch_size, overwrite=args.overwrite,
+                      command=_command_line())
     print(table.pivot_table(index="alpha", columns=["split", "task"], values="accuracy").round(4).to_string())
     return 0
 
@@ -66,7 +66,8 @@ def cmd_select(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .runs import export_run
 
-    sidecar = export_run(args.run, args.alpha, args.out, allow_extrapolation=args.extrapolate)
+    sidecar = export_run(args.run, args.alpha, args.out, allow_extrapolation=args.extrapolate,
+                         overwrite=args.overwrite)
     print(f"wrote {args.out} (alpha {args.alpha:g}, sha256 {sidecar['sha256'][:12]}...)")
     return 0
 
@@ -74,6 +75,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from .checkpoints import map_to_model_keys, read_pickled_module, save_checkpoint
     from .models import create_architecture, load_model
+    from .writes import check_checkpoint_output
+
+    check_checkpoint_output(args.out, args.overwrite)
 
     model = load_model(args.model, args.base)[0] if args.base else create_architecture(args.model)
     target = model.state_dict()
@@ -139,6 +143,14 @@ def _csv(text: str | None) -> list[str]:
     return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
+def _study_out(out: str) -> str:
+    """A study's --out: not inside the shipped results, and not over a file that is not an earlier result."""
+    from .writes import check_json_output, refuse_shipped
+    refuse_shipped(out, "--out")
+    check_json_output(out)
+    return out
+
+
 def _merges(names: list[str], k: float, p: float, seed: int) -> dict[str, dict]:
     specs = {"sum": {}, "mean": {}, "ties": {"method": "ties", "k": k}, "dare": {"method": "dare", "p": p, "seed": seed}}
     unknown = [n for n in names if n not in specs]
@@ -150,7 +162,7 @@ def _merges(names: list[str], k: float, p: float, seed: int) -> dict[str, dict]:
 def cmd_multitask(args: argparse.Namespace) -> int:
     from .relatives import multitask_study
 
-    result = multitask_study(_csv(args.runs), _csv(args.supported), args.out, methods=_csv(args.methods),
+    result = multitask_study(_csv(args.runs), _csv(args.supported), _study_out(args.out), methods=_csv(args.methods),
                              max_eval=args.max_eval)
     for row in result["comparison"]:
         print(", ".join(f"{k} {100 * v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
@@ -160,7 +172,7 @@ def cmd_multitask(args: argparse.Namespace) -> int:
 def cmd_transfer(args: argparse.Namespace) -> int:
     from .relatives import transfer_study
 
-    result = transfer_study(_csv(args.runs), _csv(args.eval_tasks), args.out, max_eval=args.max_eval)
+    result = transfer_study(_csv(args.runs), _csv(args.eval_tasks), _study_out(args.out), max_eval=args.max_eval)
     for r in result["rows"]:
         print(f"{r['mode']:9s} {r['patch_task']} -> {r['eval_task']}: {100 * r['change']:+.1f}")
     return 0
@@ -169,7 +181,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 def cmd_wiseft(args: argparse.Namespace) -> int:
     from .relatives import wiseft_study
 
-    result = wiseft_study(args.run, _csv(args.shift), args.out, max_eval=args.max_eval)
+    result = wiseft_study(args.run, _csv(args.shift), _study_out(args.out), max_eval=args.max_eval)
     print(json.dumps(result["summary_test"], indent=2))
     return 0
 
@@ -177,7 +189,7 @@ def cmd_wiseft(args: argparse.Namespace) -> int:
 def cmd_arithmetic(args: argparse.Namespace) -> int:
     from .relatives import arithmetic_study
 
-    result = arithmetic_study(_csv(args.runs), _csv(args.supported), args.out, negate=_csv(args.negate),
+    result = arithmetic_study(_csv(args.runs), _csv(args.supported), _study_out(args.out), negate=_csv(args.negate),
                               merges=_merges(_csv(args.merges), args.k, args.p, args.seed), max_eval=args.max_eval)
     for name, r in result["addition"].items():
         print(f"add {name}: lambda {r['lambda']:g}, mean normalized test accuracy {100 * r['mean_normalized_test']:.1f}")
@@ -202,6 +214,8 @@ def cmd_closed_vocab(args: argparse.Namespace) -> int:
 
     if args.pretrained is not None and args.model == "micro-vit":
         raise ValueError("--pretrained applies to timm models; micro-vit uses its shipped weights")
+    from .writes import refuse_shipped
+    refuse_shipped(args.out, "--out")
     create_encoder(args.model, args.pretrained)  # fail early on an unknown name or a bad checkpoint
     lrs = tuple(float(v) for v in _csv(args.lrs))
     if not lrs:
@@ -220,6 +234,7 @@ def cmd_prompts(args: argparse.Namespace) -> int:
     from .checkpoints import atomic_write_text
     from .prompts import PromptConfig, update_study
 
+    _study_out(args.out)
     shots = [int(s) for s in _csv(args.shots)]
     rows = update_study(args.old, args.new, _csv(args.tasks), shots, [int(s) for s in _csv(args.seeds)],
                         PromptConfig(steps=args.steps, n_ctx=args.n_ctx), pool=args.pool,
@@ -263,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--warmup", type=int, default=30)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--batchnorm-train", action="store_true", help="let BatchNorm update its statistics")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing run at --out (atomically)")
     s.set_defaults(func=cmd_finetune)
 
     s = sub.add_parser("sweep", help="accuracy along alpha on the patch and supported tasks (resumable)")
@@ -272,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--splits", default="val,test")
     s.add_argument("--max-eval", type=int, default=None, help="evaluate on the first N images of each split")
     s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace a finished sweep that used other --supported / --max-eval settings")
     s.set_defaults(func=cmd_sweep)
 
     s = sub.add_parser("select", help="the alpha chosen on val (paper's rule) and the accuracies at it")
@@ -284,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--alpha", type=float, required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--extrapolate", action="store_true", help="allow alpha outside [0, 1]")
+    s.add_argument("--overwrite", action="store_true", help="replace an earlier export at --out")
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("convert", help="convert a pickled research-code checkpoint to safetensors, safely")
@@ -291,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True, help="open_clip model name the weights belong to")
     s.add_argument("--base", default=None, help="pretrained tag or file for keys the checkpoint lacks")
     s.add_argument("--out", required=True)
+    s.add_argument("--overwrite", action="store_true", help="replace an earlier conversion at --out")
     s.set_defaults(func=cmd_convert)
 
     s = sub.add_parser("reproduce", help="regenerate cached_results/ from the shipped models (resumable)")
@@ -386,6 +406,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, OSError, RuntimeError) as e:  # CheckpointError, WriteRefused, RunLocked among them
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -69,7 +69,8 @@ def ensure_run(out: Path, model_name: str, task: str) -> Path:
     run_dir = out / model_name / task
     cfg = FINETUNE_RECIPES.get(task, FinetuneConfig())
     if not run_is_finished(run_dir, cfg):
-        run_finetune(run_dir, model_name, None, task, cfg, command=COMMAND, storage_dtype=SHIPPED_DTYPE)
+        run_finetune(run_dir, model_name, None, task, cfg, command=COMMAND, storage_dtype=SHIPPED_DTYPE,
+                     overwrite=True)  # reproduce owns cached_results/: an unfinished run is redone
     df = read_sweep(run_dir)
     expected = len(ALPHAS) * (1 + len(SUPPORTED_TASKS)) * 2
     if len(df) < expected:

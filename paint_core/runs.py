@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -17,15 +18,17 @@ from typing import Callable, Sequence
 import pandas as pd
 import torch
 
-from .checkpoints import (CheckpointError, StateDict, atomic_write_text, cast_like, load_checkpoint,
-                          save_checkpoint)
+from .checkpoints import (CheckpointError, StateDict, atomic_write_bytes, atomic_write_text, cast_like,
+                          load_checkpoint, save_checkpoint, sha256_file)
 from .evaluation import SWEEP_COLUMNS, build_evals, select_alpha, sweep, zero_shot_head
 from .finetune import FinetuneConfig, finetune
-from .interpolation import Interpolator, interpolate
+from .interpolation import Interpolator, check_alpha, interpolate
 from .models import load_model
 from .task_vectors import TaskVector
-from .tasks import get_task
+from .tasks import SPLITS, get_task
 from .version import code_version
+from .writes import (WriteRefused, check_checkpoint_output, check_run_output, run_lock, staging_dir,
+                     swap_in)
 
 log = logging.getLogger(__name__)
 RUN_SCHEMA = 1
@@ -56,6 +59,71 @@ class Run:
         return read_sweep(self.path)
 
 
+@dataclass(frozen=True)
+class SweepSpec:
+    """What a sweep measures; validated before any file is touched."""
+    supported: tuple[str, ...]
+    alphas: tuple[float, ...]
+    splits: tuple[str, ...] = ("val", "test")
+    max_eval: int | None = None
+    batch_size: int = 256
+
+    def validate(self, data_root: str | None = None, download: bool = False) -> None:
+        if not self.supported:
+            raise ValueError("give at least one supported task (e.g. --supported shapes,colours)")
+        if not self.alphas:
+            raise ValueError("give at least one alpha (e.g. --alphas 0:1:0.1)")
+        for a in self.alphas:
+            check_alpha(a)
+        bad = [s for s in self.splits if s not in SPLITS]
+        if bad or not self.splits:
+            raise ValueError(f"splits must be among {', '.join(SPLITS)}, got {','.join(self.splits) or 'none'}")
+        if self.max_eval is not None and (isinstance(self.max_eval, bool) or int(self.max_eval) < 1):
+            raise ValueError(f"max_eval must be a positive number of images, got {self.max_eval}")
+        if int(self.batch_size) < 1:
+            raise ValueError(f"batch size must be positive, got {self.batch_size}")
+        for name in self.supported:
+            get_task(name, root=data_root, download=download)  # an unknown task fails here, before any write
+
+
+# ----------------------------------------------------------------------------------------- run.json
+_FIELDS: dict[str, tuple[tuple[type, ...], bool, str]] = {  # name -> (types, required, what it should be)
+    "schema": ((int,), True, "the integer 1"),
+    "model": ((str,), True, "a model name"),
+    "pretrained": ((str, type(None)), True, "a pretrained tag, a file, or null"),
+    "task": ((str,), True, "a task name"),
+    "config": ((dict,), True, "an object of fine-tuning settings"),
+    "provenance": ((dict,), True, "an object"),
+    "data_root": ((str, type(None)), False, "a folder or null"),
+    "download": ((bool,), False, "true or false"),
+    "supported": ((list,), False, "a list of task names"),
+    "max_eval": ((int, type(None)), False, "a positive integer or null"),
+    "finetuned_sha256": ((str,), False, "a sha256"),
+    "sweep_sha256": ((str, type(None)), False, "a sha256 or null"),
+}
+
+
+def validate_run_meta(meta: object, where: str) -> dict:
+    """run.json read through its schema: one clear message per bad field, never a traceback later."""
+    if not isinstance(meta, dict):
+        raise ValueError(f"{where} must hold a JSON object, got {type(meta).__name__}")
+    for name, (types, required, what) in _FIELDS.items():
+        if name not in meta:
+            if required:
+                raise ValueError(f"{where} is missing the field {name!r} ({what})")
+            continue
+        value = meta[name]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise ValueError(f"{where}: field {name!r} must be {what}, got {type(value).__name__} {value!r}")
+    if meta["schema"] != RUN_SCHEMA:
+        raise ValueError(f"{where} has schema {meta['schema']}; this code reads schema {RUN_SCHEMA}")
+    if not all(isinstance(t, str) and t for t in meta.get("supported", [])):
+        raise ValueError(f"{where}: field 'supported' must be a list of task names, got {meta['supported']!r}")
+    if meta.get("max_eval") is not None and meta["max_eval"] < 1:
+        raise ValueError(f"{where}: field 'max_eval' must be positive, got {meta['max_eval']}")
+    return meta
+
+
 def read_run_meta(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_dir():
@@ -64,10 +132,11 @@ def read_run_meta(path: str | Path) -> dict:
     if missing:
         raise FileNotFoundError(f"run directory {path} is missing: {', '.join(missing)} "
                                 "(a run is made by: python -m paint_core finetune ... --out DIR)")
-    meta = json.loads((path / "run.json").read_text())
-    if meta.get("schema") != RUN_SCHEMA:
-        raise ValueError(f"{path}/run.json has schema {meta.get('schema')}, this code reads schema {RUN_SCHEMA}")
-    return meta
+    try:
+        meta = json.loads((path / "run.json").read_text())
+    except ValueError as e:
+        raise ValueError(f"{path}/run.json is not valid JSON: {e}") from e
+    return validate_run_meta(meta, f"{path}/run.json")
 
 
 def write_run_meta(path: Path, meta: dict) -> None:
@@ -78,40 +147,75 @@ def read_sweep(path: str | Path) -> pd.DataFrame:
     f = Path(path) / "sweep.csv"
     if not f.is_file():
         return pd.DataFrame(columns=SWEEP_COLUMNS)
-    df = pd.read_csv(f)
+    try:
+        df = pd.read_csv(f)
+    except (ValueError, pd.errors.ParserError) as e:
+        raise ValueError(f"{f} is not a readable CSV: {e}") from e
     if list(df.columns) != SWEEP_COLUMNS:
         raise ValueError(f"{f} has columns {list(df.columns)}, expected {SWEEP_COLUMNS}")
     return df
+
+
+def check_sweep_matches(path: str | Path, meta: dict) -> None:
+    """run.json is written after sweep.csv and names its hash: a sweep cut between the two, or a file edited
+    by hand, is detected here instead of answering from a table the run.json does not describe."""
+    f = Path(path) / "sweep.csv"
+    expected = meta.get("sweep_sha256")
+    if expected is None:
+        return  # runs written before the manifest existed
+    actual = sha256_file(f) if f.is_file() else None
+    if actual != expected:
+        raise ValueError(f"{f} does not match {Path(path) / 'run.json'} (a sweep was interrupted while "
+                         "writing, or a file was edited); run the sweep again to repair it: "
+                         f"python -m paint_core sweep --run {path} --supported {','.join(meta.get('supported', []))}")
 
 
 def run_finetune(out: str | Path, model_name: str, pretrained: str | None, task_name: str,
                  cfg: FinetuneConfig = FinetuneConfig(), command: str = "", data_root: str | None = None,
                  on_step: Callable[[int, float], None] | None = None,
                  should_stop: Callable[[], bool] | None = None, storage_dtype: torch.dtype | None = None,
-                 download: bool = False) -> Path:
+                 download: bool = False, overwrite: bool = False, sweep_spec: SweepSpec | None = None,
+                 on_alpha: Callable[[pd.DataFrame], None] | None = None) -> Path:
     """Fine-tune ``model_name`` on ``task_name`` and write a run directory at ``out``.
 
+    Everything is checked before anything is written; the run is built in a hidden folder beside ``out``
+    (swept there too if ``sweep_spec`` is given) and swapped in whole, so ``out`` only ever holds a complete
+    run. An existing run is replaced only with ``overwrite``; any other existing folder is refused.
     ``storage_dtype`` (e.g. float16, used for the runs shipped in cached_results/) stores the fine-tuned
     encoder at that precision; every sweep and the dashboard read the stored weights, so they agree.
     """
-    out = Path(out)
+    out = check_run_output(out, overwrite)
+    if cfg.steps < 1 or cfg.batch_size < 1 or not cfg.lr > 0 or cfg.warmup < 0:
+        raise ValueError(f"fine-tuning needs steps >= 1, batch size >= 1, lr > 0 and warmup >= 0; got {cfg}")
     task = get_task(task_name, root=data_root, download=download)
+    if sweep_spec is not None:
+        sweep_spec.validate(data_root, download)
     model, preprocess, tokenizer = load_model(model_name, pretrained)
-    theta_zs = {k: v.clone() for k, v in model.state_dict().items()}
-    zs_digest = state_digest(theta_zs)
-    head = zero_shot_head(model, tokenizer, task.classnames, task.templates)
-    theta_ft = finetune(model, head, task.split("train", preprocess), cfg, on_step=on_step, should_stop=should_stop)
-    visual = {k: v for k, v in theta_ft.items() if k.startswith("visual.")}
-    out.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(out / "finetuned.safetensors", visual, {
-        "model": model_name, "pretrained": pretrained, "task": task_name, "alpha": 1.0, "contains": "visual",
-        "zeroshot_digest": zs_digest}, storage_dtype=storage_dtype)
-    write_run_meta(out, {
-        "schema": RUN_SCHEMA, "model": model_name, "pretrained": pretrained, "task": task_name,
-        "data_root": data_root, "download": download, "supported": [], "config": asdict(cfg),
-        "provenance": {"code_version": code_version(), "command": command, "seed": cfg.seed,
-                       "zeroshot_digest": zs_digest}})
-    (out / "sweep.csv").unlink(missing_ok=True)  # a new fine-tune invalidates any old sweep
+    with run_lock(out, command):
+        check_run_output(out, overwrite)  # another writer may have finished meanwhile
+        theta_zs = {k: v.clone() for k, v in model.state_dict().items()}
+        zs_digest = state_digest(theta_zs)
+        head = zero_shot_head(model, tokenizer, task.classnames, task.templates)
+        theta_ft = finetune(model, head, task.split("train", preprocess), cfg, on_step=on_step,
+                            should_stop=should_stop)
+        visual = {k: v for k, v in theta_ft.items() if k.startswith("visual.")}
+        staged = staging_dir(out)
+        try:
+            side = save_checkpoint(staged / "finetuned.safetensors", visual, {
+                "model": model_name, "pretrained": pretrained, "task": task_name, "alpha": 1.0,
+                "contains": "visual", "zeroshot_digest": zs_digest}, storage_dtype=storage_dtype)
+            write_run_meta(staged, {
+                "schema": RUN_SCHEMA, "model": model_name, "pretrained": pretrained, "task": task_name,
+                "data_root": data_root, "download": download, "supported": [], "config": asdict(cfg),
+                "finetuned_sha256": side["sha256"], "sweep_sha256": None,
+                "provenance": {"code_version": code_version(), "command": command, "seed": cfg.seed,
+                               "zeroshot_digest": zs_digest}})
+            if sweep_spec is not None:
+                _sweep_locked(staged, sweep_spec, overwrite=False, on_alpha=on_alpha)
+            swap_in(staged, out)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
     return out
 
 
@@ -125,7 +229,10 @@ def load_run(path: str | Path) -> Run:
     if expected and state_digest(theta_zs) != expected:
         raise CheckpointError(f"the zero-shot weights of {meta['model']} ({meta['pretrained']}) are not the ones "
                               f"run {path} was fine-tuned from; re-run the fine-tune")
-    ft_part, _ = load_checkpoint(path / "finetuned.safetensors")
+    ft_part, side = load_checkpoint(path / "finetuned.safetensors", require_sidecar=True)
+    if meta.get("finetuned_sha256") and side["sha256"] != meta["finetuned_sha256"]:
+        raise CheckpointError(f"{path}/finetuned.safetensors is not the file {path}/run.json describes (another "
+                              "fine-tune's weights, or a half-written run); re-run the fine-tune")
     ft_part = cast_like(ft_part, theta_zs)
     unknown = [k for k in ft_part if k not in theta_zs]
     if unknown:
@@ -143,29 +250,51 @@ def run_task_vector(run: Run) -> TaskVector:
 
 def run_sweep(path: str | Path, supported: Sequence[str], alphas: Sequence[float],
               splits: Sequence[str] = ("val", "test"), max_eval: int | None = None, batch_size: int = 256,
-              on_alpha: Callable[[pd.DataFrame], None] | None = None) -> pd.DataFrame:
-    """Sweep a run over ``alphas`` on the patch task and ``supported`` tasks; resumes from sweep.csv."""
-    run = load_run(path)
-    meta = run.meta
-    tasks = [meta["task"], *[s for s in supported if s != meta["task"]]]
-    if not supported:
-        raise ValueError("give at least one supported task (e.g. --supported shapes,colours)")
-    previous = read_sweep(path)
-    if len(previous) and (meta.get("supported") != list(supported) or meta.get("max_eval") != max_eval):
-        log.info("sweep settings changed: starting sweep.csv afresh")
+              on_alpha: Callable[[pd.DataFrame], None] | None = None, overwrite: bool = False,
+              command: str = "") -> pd.DataFrame:
+    """Sweep a run over ``alphas`` on the patch task and ``supported`` tasks; resumes from sweep.csv.
+
+    All inputs are checked first and a failed sweep changes no file. A finished sweep with other settings
+    (supported tasks, max_eval) is replaced only with ``overwrite``, and only once the new one has its first
+    alpha. One writer at a time (a lock beside the run directory).
+    """
+    spec = SweepSpec(tuple(supported), tuple(float(a) for a in alphas), tuple(splits), max_eval, batch_size)
+    meta = read_run_meta(path)
+    spec.validate(meta.get("data_root"), meta.get("download", False))
+    with run_lock(path, command):
+        return _sweep_locked(Path(path), spec, overwrite, on_alpha)
+
+
+def _sweep_locked(path: Path, spec: SweepSpec, overwrite: bool,
+                  on_alpha: Callable[[pd.DataFrame], None] | None) -> pd.DataFrame:
+    meta = read_run_meta(path)
+    try:
+        check_sweep_matches(path, meta)
+        previous = read_sweep(path)
+    except ValueError as e:
+        log.warning("%s: starting the sweep afresh", e)
+        previous = pd.DataFrame(columns=SWEEP_COLUMNS)
+    settings = {"supported": list(spec.supported), "max_eval": spec.max_eval}
+    if len(previous) and {k: meta.get(k) for k in settings} != settings:
+        if not overwrite:
+            raise WriteRefused(f"run {path} already has a sweep with supported {meta.get('supported')} and "
+                               f"max_eval {meta.get('max_eval')}; replacing it with supported {settings['supported']}"
+                               f" and max_eval {spec.max_eval} must be asked for (CLI: --overwrite)")
         previous = previous.iloc[0:0]
-    meta.update(supported=list(supported), max_eval=max_eval)
-    write_run_meta(Path(path), meta)
-    evals = build_evals(run.model, run.preprocess, run.tokenizer, tasks, splits, max_eval, meta.get("data_root"),
-                        meta.get("download", False))
+    run = load_run(path)
+    tasks = [meta["task"], *[s for s in spec.supported if s != meta["task"]]]
+    evals = build_evals(run.model, run.preprocess, run.tokenizer, tasks, spec.splits, spec.max_eval,
+                        meta.get("data_root"), meta.get("download", False))
     interp = Interpolator(run.model, run.theta_zs, run.theta_ft)
 
     def save(table: pd.DataFrame) -> None:
-        atomic_write_text(Path(path) / "sweep.csv", table[SWEEP_COLUMNS].to_csv(index=False))
+        data = table[SWEEP_COLUMNS].to_csv(index=False).encode()
+        atomic_write_bytes(path / "sweep.csv", data)
+        write_run_meta(path, {**meta, **settings, "sweep_sha256": hashlib.sha256(data).hexdigest()})  # last
         if on_alpha:
             on_alpha(table)
 
-    table = sweep(interp, evals, alphas, batch_size, done=previous, on_alpha=save)
+    table = sweep(interp, evals, spec.alphas, spec.batch_size, done=previous, on_alpha=save)
     save(table)
     return table
 
@@ -174,7 +303,12 @@ def select_run(path: str | Path) -> dict:
     meta = read_run_meta(path)
     if not meta.get("supported"):
         raise ValueError(f"run {path} has no sweep yet: python -m paint_core sweep --run {path} --supported ...")
+    check_sweep_matches(path, meta)
     df = read_sweep(path)
+    expected = {meta["task"], *meta["supported"]}
+    if set(df["task"]) != expected:
+        raise ValueError(f"{path}/sweep.csv has tasks {sorted(set(df['task']))} but run.json names "
+                         f"{sorted(expected)}; run the sweep again")
     choice = select_alpha(df, meta["task"], meta["supported"], split="val")
     test = df[(df["split"] == "test") & (df["alpha"] == choice["alpha"])]
     choice["test"] = {r.task: float(r.accuracy) for r in test.itertuples()}
@@ -183,8 +317,14 @@ def select_run(path: str | Path) -> dict:
     return choice
 
 
-def export_run(path: str | Path, alpha: float, out: str | Path, allow_extrapolation: bool = False) -> dict:
-    """Write the full model state at ``alpha`` as safetensors with a sidecar; returns the sidecar."""
+def export_run(path: str | Path, alpha: float, out: str | Path, allow_extrapolation: bool = False,
+               overwrite: bool = False) -> dict:
+    """Write the full model state at ``alpha`` as safetensors with a sidecar; returns the sidecar.
+
+    Never into the shipped weights or cached_results/, never over a file this tool did not write, and over
+    an earlier export only with ``overwrite``."""
+    check_alpha(alpha, allow_extrapolation)
+    check_checkpoint_output(out, overwrite)
     run = load_run(path)
     state = interpolate(run.theta_zs, run.theta_ft, alpha, allow_extrapolation)
     return save_checkpoint(out, state, {"model": run.meta["model"], "pretrained": run.meta["pretrained"],

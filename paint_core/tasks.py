@@ -9,6 +9,7 @@ Validation splits are carved from training data, never from test data.
 from __future__ import annotations
 
 import difflib
+import logging
 import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -22,6 +23,7 @@ from torch.utils.data import Dataset
 
 from . import world as w
 
+log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 Transform = Callable[[Image.Image], torch.Tensor]
 
@@ -251,15 +253,84 @@ def _readable_class(name: str) -> str:
     return name.replace("_", " ").strip()
 
 
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+FOLDER_MAX_DEPTH = 4          # folders below a class folder
+FOLDER_MAX_ENTRIES = 1_000_000  # directory entries looked at in one walk
+
+
+class FolderWalkError(ValueError):
+    """A folder that is not a dataset, or too big or too deep to walk."""
+
+
+class ImageFiles(Dataset):
+    """(PIL image, label) for ``samples``, the files a bounded walk found (torchvision's ImageFolder follows
+    symbolic links and walks without limit, which on a server means ``imagefolder:/`` fills the disk)."""
+
+    def __init__(self, classes: list[str], samples: list[tuple[str, int]]):
+        self.classes, self.samples = classes, samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        path, label = self.samples[i]
+        with Image.open(path) as img:
+            return img.convert("RGB"), label
+
+
+def scan_image_folder(root: str | Path, max_depth: int = FOLDER_MAX_DEPTH,
+                      max_entries: int = FOLDER_MAX_ENTRIES) -> ImageFiles:
+    """``root/<class>/**/<image>``, walked without following symbolic links, at most ``max_depth`` folders
+    below a class folder and ``max_entries`` entries in all; past either limit it stops with a clear error."""
+    import os
+    root = Path(root)
+    seen = 0
+
+    def entries(folder: Path) -> list[os.DirEntry]:
+        nonlocal seen
+        with os.scandir(folder) as it:
+            out = []
+            for e in it:
+                seen += 1
+                if seen > max_entries:
+                    raise FolderWalkError(f"imagefolder task: {root} has more than {max_entries:,} entries; "
+                                          "point it at the dataset's own folder")
+                out.append(e)
+        return sorted(out, key=lambda e: e.name)
+
+    classes = [e.name for e in entries(root) if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")]
+    samples: list[tuple[str, int]] = []
+    skipped_links = 0
+    for label, name in enumerate(classes):
+        stack = [(root / name, 0)]
+        while stack:
+            folder, depth = stack.pop()
+            for e in entries(folder):
+                if e.is_symlink():
+                    skipped_links += 1
+                elif e.is_dir(follow_symlinks=False):
+                    if depth + 1 > max_depth:
+                        raise FolderWalkError(f"imagefolder task: {root} is nested deeper than {max_depth} folders "
+                                              "below a class folder; point it at the dataset's own folder")
+                    stack.append((Path(e.path), depth + 1))
+                elif e.name.lower().endswith(IMAGE_EXTENSIONS):
+                    samples.append((e.path, label))
+    if skipped_links:
+        log.warning("imagefolder task: skipped %d symbolic links under %s (links are not followed)", skipped_links, root)
+    if classes and not samples:
+        raise FolderWalkError(f"imagefolder task: no images ({', '.join(IMAGE_EXTENSIONS)}) in the class folders "
+                              f"of {root}")
+    samples.sort()
+    return ImageFiles(classes, samples)
+
+
 def imagefolder_task(path: str, seed: int = 0) -> Task:
     """``path/{train,val,test}/<class>/*.png`` if present; otherwise one ``path/<class>/*`` folder, split 70/10/20."""
-    from torchvision.datasets import ImageFolder
-
     root = Path(path)
     if not root.is_dir():
         raise ValueError(f"imagefolder task: {root} is not a folder")
-    has_splits = (root / "train").is_dir()
-    base = ImageFolder(root / "train") if has_splits else ImageFolder(root)
+    has_splits = (root / "train").is_dir() and not (root / "train").is_symlink()
+    base = scan_image_folder(root / "train") if has_splits else scan_image_folder(root)
     if not base.classes:
         raise ValueError(f"imagefolder task: no class folders in {root}")
 
@@ -268,12 +339,14 @@ def imagefolder_task(path: str, seed: int = 0) -> Task:
             folder = root / "test"
             if not folder.is_dir():
                 raise ValueError(f"imagefolder task: {folder} is missing")
-            ds = ImageFolder(folder)
+            ds = scan_image_folder(folder)
             if ds.classes != base.classes:
                 raise ValueError(f"imagefolder task: classes of {folder} differ from {root / 'train'}")
             return _Subset(ds, np.arange(len(ds)), transform)
         if has_splits and (root / "val").is_dir() and split == "val":
-            ds = ImageFolder(root / "val")
+            ds = scan_image_folder(root / "val")
+            if ds.classes != base.classes:
+                raise ValueError(f"imagefolder task: classes of {root / 'val'} differ from {root / 'train'}")
             return _Subset(ds, np.arange(len(ds)), transform)
         if has_splits:  # carve val from train
             train, val = _carve(len(base), seed, (0.9, 0.1))
@@ -324,7 +397,12 @@ def torchvision_task(name: str, root: str | None, download: bool = False, seed: 
 
 
 def export_imagefolder(task_name: str, out: str | Path, limit: int | None = None) -> dict[str, int]:
-    """Write an embedded task as ``out/{train,val,test}/<class>/<i>.png``: try the real ImageFolder path on it."""
+    """Write an embedded task as ``out/{train,val,test}/<class>/<i>.png``: try the real ImageFolder path on it.
+
+    ``out`` must be new or empty: nothing already there is overwritten."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"{out} already exists and is not an empty folder; choose a new folder")
     task = get_task(task_name)
     counts = {}
     for split in SPLITS:

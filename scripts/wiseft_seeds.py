@@ -25,7 +25,8 @@ for model in ("micro-rn-s", "micro-rn-l"):
         else:
             run = OUT / f"{model}-digits-seed{seed}"
             if not (run / "finetuned.safetensors").is_file():
-                run_finetune(run, model, None, "digits", FinetuneConfig(seed=seed), command="scripts/wiseft_seeds.py")
+                run_finetune(run, model, None, "digits", FinetuneConfig(seed=seed), command="scripts/wiseft_seeds.py",
+                             overwrite=True)
         result = wiseft_study(run, list(DIGIT_SHIFTS), OUT / f"{model}-seed{seed}.json")
         for shift, s in result["summary_test"].items():
             w, o = s["weight"], s["output"]

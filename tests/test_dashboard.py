@@ -165,10 +165,10 @@ def test_models_page_finetunes_sweeps_and_exports(tmp_path, monkeypatch):
     assert (tmp_path / "runs/ui-run/sweep.csv").is_file()
     at.text_input(key="ex_run").set_value("runs/ui-run")
     at.number_input(key="ex_alpha").set_value(1.0)
-    at.text_input(key="ex_out").set_value("patched.safetensors")
+    at.text_input(key="ex_out").set_value("runs/patched.safetensors")
     at.button[1].click().run()
-    assert any("Wrote patched.safetensors" in s.value for s in at.success)
+    assert any("Wrote " in s.value and "patched.safetensors" in s.value for s in at.success)
     from paint_core import load_checkpoint
-    state, meta = load_checkpoint(tmp_path / "patched.safetensors")
+    state, meta = load_checkpoint(tmp_path / "runs/patched.safetensors")
     run = load_run(tmp_path / "runs/ui-run")
     assert meta["alpha"] == 1.0 and all(torch.equal(state[k], run.theta_ft[k]) for k in state)

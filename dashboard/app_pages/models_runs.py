@@ -1,68 +1,95 @@
-"""Models & runs: fine-tune and sweep any open_clip model on a task, and export weights at an alpha."""
+"""Models & runs: fine-tune and sweep a model on a task, and export weights at an alpha.
+
+Every typed value is checked against the server's policy (dashboard/policy.py) before any work: runs are
+written only under the write root, existing runs are replaced only when asked, and one job runs at a time.
+"""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import streamlit as st
 
+from dashboard.policy import check_finetune, policy
+from dashboard.state import job_slots
 from paint_core.evaluation import parse_alphas
 from paint_core.finetune import FinetuneConfig
-from paint_core.models import list_models
-from paint_core.runs import export_run, run_finetune, run_sweep
+from paint_core.runs import SweepSpec, export_run, run_finetune
 from paint_core.tasks import list_tasks
+from paint_core.writes import resolve_inside
 
 st.title("Models & runs")
-st.markdown("Embedded models: " + ", ".join(f"`{m}`" for m in list_models())
-            + ". Any open_clip model name works too, with a pretrained tag (downloads) or a local checkpoint file.")
+try:
+    server = policy()
+except ValueError as e:
+    st.error(f"The server's configuration is invalid: {e}")
+    st.stop()
+if server.read_only:
+    st.info("This dashboard is read-only: fine-tuning and export are switched off by its operator "
+            "(PAINT_READ_ONLY). Every other page works as usual; make runs with `python -m paint_core finetune`.")
+    st.stop()
+st.markdown("Models offered here: " + ", ".join(f"`{m}`" for m in server.models)
+            + f". Runs are written under `{server.write_root}`; at most {server.max_steps} steps per fine-tune "
+            f"and {server.max_jobs} job(s) at once on this server.")
 
 with st.form("finetune_form"):
     c1, c2, c3 = st.columns(3)
-    model = c1.text_input("open_clip model name", "micro-rn-s", key="mr_model")
-    pretrained = c1.text_input("pretrained tag or local file (empty: shipped/random)", "", key="mr_pretrained")
+    model = c1.text_input("model name", "micro-rn-s", key="mr_model")
+    pretrained = c1.text_input("pretrained tag or checkpoint file (empty: the shipped weights)", "",
+                               key="mr_pretrained")
     task = c2.text_input("patch task", "digits", key="mr_task", help=", ".join(list_tasks()) +
-                         ", torchvision:NAME or imagefolder:PATH")
+                         ", or imagefolder:PATH under a data folder")
     supported = c2.text_input("supported tasks (comma-separated)", "shapes,colours", key="mr_supported")
     out = c3.text_input("run directory", "runs/my-run", key="mr_out")
-    steps = c3.number_input("fine-tune steps", 1, 100_000, 300, key="mr_steps")
+    replace = c3.checkbox("replace the run already in this directory", False, key="mr_replace")
+    steps = c3.number_input("fine-tune steps", 1, server.max_steps, min(300, server.max_steps), key="mr_steps")
     lr = c3.number_input("learning rate", 1e-7, 1e-1, 3e-4, format="%.1e", key="mr_lr")
     alphas = c2.text_input("alphas", "0:1:0.1", key="mr_alphas")
-    max_eval = c1.number_input("images per split for the sweep", 10, 100_000, 300, key="mr_max_eval")
+    max_eval = c1.number_input("images per split for the sweep", 10, server.max_eval, min(300, server.max_eval),
+                               key="mr_max_eval")
     start = st.form_submit_button("Fine-tune and sweep")
 
 if start:
-    out_dir = Path(out)
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)  # a cancelled earlier attempt; the finished run is never touched
-    bar = st.progress(0.0, text="fine-tuning...")
-    st.caption("Press Stop (top right) or change a widget to cancel: the partial run is discarded, "
-               "an earlier finished run in the same directory stays as it was.")
+    slots = job_slots(server.max_jobs)
+    job = None
     try:
-        cfg = FinetuneConfig(steps=int(steps), lr=float(lr))
-        run_finetune(tmp, model, pretrained or None, task, cfg, command="dashboard: Models & runs",
-                     on_step=lambda i, loss: bar.progress(i / cfg.steps, text=f"fine-tune step {i}/{cfg.steps}, loss {loss:.3f}"))
-        grid = parse_alphas(alphas)
-        done = []
-        run_sweep(tmp, [s.strip() for s in supported.split(",") if s.strip()], grid, max_eval=int(max_eval),
-                  on_alpha=lambda t: (done.append(1), bar.progress(min(1.0, len(done) / len(grid)),
-                                                                   text=f"sweep: {len(done)}/{len(grid)} alphas")))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-        st.success(f"Run written to {out_dir}; open it on the Patch page.")
+        req = check_finetune(server, model, pretrained, task, supported, out, int(steps), int(max_eval))
+        spec = SweepSpec(req.supported, tuple(parse_alphas(alphas)), max_eval=req.max_eval)
+        job = slots.try_start(f"fine-tune of {req.model} on {req.task} into {req.out.name}")
+        if job is None:
+            raise RuntimeError("the server is already running its limit of training jobs ("
+                               + "; ".join(slots.running.values()) + "); try again when one finishes")
+        bar = st.progress(0.0, text="fine-tuning...")
+        st.caption("Press Stop (top right) or change a widget to cancel: nothing is written, and an earlier "
+                   "run in the same directory stays as it was.")
+        cfg = FinetuneConfig(steps=req.steps, lr=float(lr))
+        done: list[int] = []
+        run_finetune(req.out, req.model, req.pretrained, req.task, cfg, command="dashboard: Models & runs",
+                     overwrite=replace, sweep_spec=spec,
+                     on_step=lambda i, loss: bar.progress(min(1.0, i / cfg.steps),
+                                                          text=f"fine-tune step {i}/{cfg.steps}, loss {loss:.3f}"),
+                     on_alpha=lambda t: (done.append(1), bar.progress(
+                         min(1.0, len(done) / len(spec.alphas)),
+                         text=f"sweep: {min(len(done), len(spec.alphas))}/{len(spec.alphas)} alphas")))
+        st.success(f"Run written to {req.out}; open it on the Patch page.")
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:
-        st.error(f"Fine-tune failed: {e}")
+        st.error(f"Fine-tune refused or failed: {e}")
+    finally:
+        if job is not None:
+            slots.finish(job)
 
 st.subheader("Export patched weights")
 with st.form("export_form"):
     c1, c2, c3 = st.columns(3)
     run_dir = c1.text_input("run directory", "cached_results/micro-rn-l/digits", key="ex_run")
     alpha = c2.number_input("alpha", 0.0, 1.0, 0.5, 0.05, key="ex_alpha")
-    target = c3.text_input("output .safetensors", "patched.safetensors", key="ex_out")
+    target = c3.text_input("output .safetensors", "runs/patched.safetensors", key="ex_out")
+    overwrite = c3.checkbox("replace an earlier export with this name", False, key="ex_replace")
     go = st.form_submit_button("Export")
 if go:
     try:
-        side = export_run(run_dir, float(alpha), target)
-        st.success(f"Wrote {target} (sha256 {side['sha256'][:16]}..., sidecar {Path(target).with_suffix('.json')})")
+        source = resolve_inside(run_dir, server.read_roots, "run directory")
+        dest = resolve_inside(target, [server.write_root], "output")
+        side = export_run(source, float(alpha), dest, overwrite=overwrite)
+        st.success(f"Wrote {dest} (sha256 {side['sha256'][:16]}..., sidecar {Path(dest).with_suffix('.json').name})")
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:
-        st.error(f"Export failed: {e}")
+        st.error(f"Export refused or failed: {e}")

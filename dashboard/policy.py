@@ -1,0 +1,131 @@
+"""What the dashboard may touch on its server, from environment variables (read at each use).
+
+    PAINT_WRITE_ROOT     the only folder the dashboard writes in (default: ./runs)
+    PAINT_DATA_ROOTS     extra folders it may read (imagefolder tasks, checkpoint files), separated by ':'
+    PAINT_READ_ONLY      1: hide every write action (fine-tune, export)
+    PAINT_MODELS         model names a user may fine-tune (default: the embedded micro CLIPs)
+    PAINT_ALLOW_DOWNLOAD 1: allow open_clip pretrained tags and torchvision downloads (default: off)
+    PAINT_MAX_STEPS      most fine-tuning steps per job (default 2000)
+    PAINT_MAX_EVAL       most images per split in a sweep (default 2000)
+    PAINT_MAX_JOBS       training jobs at once on this server (default 1)
+
+Readable: cached_results/, the write root and the data roots. Every typed path is resolved (symbolic links
+too) and refused outside them, with a message that does not say whether the path exists.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from paint_core.models import EMBEDDED_MODELS
+from paint_core.tasks import list_tasks
+from paint_core.writes import CACHED_RESULTS_DIR, WriteRefused, resolve_inside
+
+
+@dataclass(frozen=True)
+class ServerPolicy:
+    write_root: Path
+    data_roots: tuple[Path, ...]
+    read_only: bool
+    models: tuple[str, ...]
+    allow_download: bool
+    max_steps: int
+    max_eval: int
+    max_jobs: int
+
+    @property
+    def read_roots(self) -> tuple[Path, ...]:
+        return (CACHED_RESULTS_DIR, self.write_root, *self.data_roots)
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    try:
+        return max(1, int(text)) if text else default
+    except ValueError:
+        raise ValueError(f"environment variable {name}={text!r} must be a whole number") from None
+
+
+def policy() -> ServerPolicy:
+    roots = [Path(p).expanduser().resolve() for p in os.environ.get("PAINT_DATA_ROOTS", "").split(os.pathsep)
+             if p.strip()]
+    models = [m.strip() for m in os.environ.get("PAINT_MODELS", "").split(",") if m.strip()]
+    return ServerPolicy(
+        write_root=Path(os.environ.get("PAINT_WRITE_ROOT") or Path.cwd() / "runs").expanduser().resolve(),
+        data_roots=tuple(roots), read_only=_flag("PAINT_READ_ONLY"),
+        models=tuple(models or EMBEDDED_MODELS), allow_download=_flag("PAINT_ALLOW_DOWNLOAD"),
+        max_steps=_int("PAINT_MAX_STEPS", 2000), max_eval=_int("PAINT_MAX_EVAL", 2000),
+        max_jobs=_int("PAINT_MAX_JOBS", 1))
+
+
+def _looks_like_path(text: str) -> bool:
+    return any(c in text for c in "/\\~") or text.startswith(".") or Path(text).suffix in {
+        ".safetensors", ".pt", ".pth", ".bin"}
+
+
+def check_pretrained(p: ServerPolicy, model: str, pretrained: str) -> str | None:
+    """None (shipped weights of an embedded model), a readable file, or a tag if downloads are on."""
+    pretrained = pretrained.strip()
+    if not pretrained:
+        if model not in EMBEDDED_MODELS:
+            raise WriteRefused(f"{model} has no shipped weights: give a pretrained tag or a checkpoint file "
+                               "(random weights are not offered here)")
+        return None
+    if _looks_like_path(pretrained):
+        return str(resolve_inside(pretrained, p.read_roots, "checkpoint file"))
+    if not p.allow_download:
+        raise WriteRefused(f"pretrained tag {pretrained!r} would download weights, which this server does not "
+                           "allow (PAINT_ALLOW_DOWNLOAD); give a checkpoint file under a data folder")
+    return pretrained
+
+
+def check_task(p: ServerPolicy, name: str) -> str:
+    """An embedded task, or ``imagefolder:`` a folder under the readable roots (resolved)."""
+    name = name.strip()
+    if name.startswith("imagefolder:"):
+        return "imagefolder:" + str(resolve_inside(name[len("imagefolder:"):], p.read_roots, "image folder"))
+    if name.startswith("torchvision:"):
+        raise WriteRefused("torchvision datasets are not offered on the dashboard (they need a data root and "
+                           "may download); use the CLI, or an imagefolder: task under a data folder")
+    if name not in list_tasks():
+        raise WriteRefused(f"unknown task {name!r}; choose from {', '.join(list_tasks())} or imagefolder:PATH")
+    return name
+
+
+@dataclass(frozen=True)
+class FinetuneRequest:
+    model: str
+    pretrained: str | None
+    task: str
+    supported: tuple[str, ...]
+    out: Path
+    steps: int
+    max_eval: int
+
+
+def check_finetune(p: ServerPolicy, model: str, pretrained: str, task: str, supported: str, out: str,
+                   steps: int, max_eval: int) -> FinetuneRequest:
+    """Everything the Models & runs form asks, checked against the server's policy before any work."""
+    if p.read_only:
+        raise WriteRefused("this dashboard is read-only (PAINT_READ_ONLY)")
+    model = model.strip()
+    if model not in p.models:
+        raise WriteRefused(f"model {model!r} is not offered on this server (allowed: {', '.join(p.models)}; "
+                           "the operator sets PAINT_MODELS)")
+    if not 1 <= int(steps) <= p.max_steps:
+        raise WriteRefused(f"fine-tune steps must be between 1 and {p.max_steps} on this server (PAINT_MAX_STEPS)")
+    if not 1 <= int(max_eval) <= p.max_eval:
+        raise WriteRefused(f"images per split must be between 1 and {p.max_eval} on this server (PAINT_MAX_EVAL)")
+    tasks = [check_task(p, s) for s in supported.split(",") if s.strip()]
+    if not tasks:
+        raise WriteRefused("give at least one supported task, e.g. shapes,colours")
+    out_dir = resolve_inside(out, [p.write_root], "run directory")
+    if out_dir == p.write_root:
+        raise WriteRefused(f"give a folder inside {p.write_root}, e.g. {p.write_root / 'my-run'}")
+    return FinetuneRequest(model, check_pretrained(p, model, pretrained), check_task(p, task), tuple(tasks),
+                           out_dir, int(steps), int(max_eval))

@@ -1,0 +1,217 @@
+"""Where the tool may write, and how: nothing a user types may destroy, overwrite or expose data.
+
+Every output goes to a new path or to something this tool made (a run directory, identified by its
+run.json; a checkpoint, identified by its sidecar). Replacing one is an explicit choice and is atomic:
+the new version is written beside, then swapped in. One writer per run directory (a lock file beside it).
+The shipped weights and cached_results/ are never written by ``export`` or the dashboard.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from .checkpoints import sha256_file, sidecar_path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SHIPPED_WEIGHTS_DIR = PACKAGE_DIR / "weights"
+CACHED_RESULTS_DIR = PACKAGE_DIR.parent / "cached_results"
+
+
+class WriteRefused(ValueError):
+    """A write that would destroy, overwrite or expose something the tool does not own."""
+
+
+class RunLocked(RuntimeError):
+    """Another process (or dashboard session) is writing this run directory."""
+
+
+def is_inside(path: str | Path, root: str | Path) -> bool:
+    """``path`` is ``root`` or below it, after resolving symlinks and ``..`` on both."""
+    p, r = Path(path).resolve(), Path(root).resolve()
+    return p == r or r in p.parents
+
+
+def resolve_inside(path: str | Path, roots: Sequence[str | Path], what: str) -> Path:
+    """``path`` resolved (symlinks too) if it lies under one of ``roots``; otherwise ``WriteRefused``.
+
+    The message is the same whether or not the path exists, so it reveals nothing about the server's files.
+    """
+    text = str(path).strip()
+    if not text:
+        raise WriteRefused(f"{what}: give a path")
+    resolved = Path(text).expanduser().resolve()
+    if not any(is_inside(resolved, r) for r in roots):
+        listed = ", ".join(str(Path(r)) for r in roots) or "(none configured)"
+        raise WriteRefused(f"{what} {text!r} is outside the folders this tool may use here: {listed}")
+    return resolved
+
+
+def refuse_shipped(path: str | Path, what: str) -> None:
+    """The shipped weights and cached_results/ are regenerated only by ``pretrain`` / ``reproduce``."""
+    for root in (SHIPPED_WEIGHTS_DIR, CACHED_RESULTS_DIR):
+        if is_inside(path, root):
+            raise WriteRefused(f"{what} {path} is inside {root.name}/, which holds shipped results; "
+                               "write somewhere else (e.g. runs/)")
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """A directory this tool made: it holds a run.json that parses as a JSON object with a schema."""
+    f = Path(path) / "run.json"
+    try:
+        meta = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "schema" in meta
+
+
+def check_run_output(out: str | Path, overwrite: bool) -> Path:
+    """Where a new run may be written: a new path, an empty folder, or (with ``overwrite``) an existing run."""
+    text = str(out).strip()
+    out = Path(text)
+    if text in ("", ".") or out.resolve() == Path(out.resolve().anchor):
+        raise WriteRefused(f"run directory {str(out)!r}: give a folder name such as runs/my-run")
+    if out.is_symlink():
+        raise WriteRefused(f"run directory {out} is a symbolic link; give the real folder")
+    if out.exists() and not out.is_dir():
+        raise WriteRefused(f"{out} is a file, not a run directory; choose another output folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not is_run_dir(out):
+            raise WriteRefused(f"{out} already exists and is not a run directory made by this tool (no valid "
+                               "run.json); refusing to replace it: choose a new output folder")
+        if not overwrite:
+            raise WriteRefused(f"{out} already holds a run; replacing it must be asked for "
+                               "(CLI: --overwrite; dashboard: the 'replace' box)")
+    return out
+
+
+def check_checkpoint_output(out: str | Path, overwrite: bool) -> Path:
+    """Where a checkpoint (.safetensors + .json sidecar) may be written without clobbering anything."""
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise WriteRefused(f"output {out.name!r} must end in .safetensors")
+    refuse_shipped(out, "output")
+    side = sidecar_path(out)
+    for p in (out, side):
+        if p.is_symlink() or (p.exists() and not p.is_file()):
+            raise WriteRefused(f"{p} exists and is not a plain file; choose another output")
+    if side.exists() and not out.exists():
+        raise WriteRefused(f"{side} exists and is not the sidecar of a checkpoint; writing {out.name} would "
+                           "replace it: choose another output name")
+    if out.exists():
+        try:
+            meta = json.loads(side.read_text())
+            ours = isinstance(meta, dict) and meta.get("sha256") == sha256_file(out)
+        except (OSError, ValueError):
+            ours = False
+        if not ours:
+            raise WriteRefused(f"{out} exists and was not written by this tool (no matching sidecar "
+                               f"{side.name}); refusing to overwrite it")
+        if not overwrite:
+            raise WriteRefused(f"{out} exists; replacing it must be asked for (CLI: --overwrite)")
+    return out
+
+
+def check_json_output(out: str | Path) -> Path:
+    """A study's JSON output: new, or an earlier result of the same kind (which the study resumes from)."""
+    out = Path(out)
+    if out.suffix != ".json":
+        raise WriteRefused(f"output {out.name!r} must end in .json")
+    if out.is_symlink() or (out.exists() and not out.is_file()):
+        raise WriteRefused(f"{out} exists and is not a plain file; choose another output")
+    if out.exists():
+        try:
+            ours = isinstance(json.loads(out.read_text()), dict)
+        except (OSError, ValueError):
+            ours = False
+        if not ours:
+            raise WriteRefused(f"{out} exists and is not a result this tool wrote; refusing to overwrite it")
+    return out
+
+
+# --------------------------------------------------------------------------------------------- locks
+def lock_path(run_dir: str | Path) -> Path:
+    """One lock per run directory, beside it (so it survives the directory being swapped)."""
+    run_dir = Path(run_dir).resolve()
+    return run_dir.parent / f".{run_dir.name}.lock"
+
+
+def _holder_alive(info: dict) -> bool:
+    if info.get("host") != socket.gethostname():
+        return True  # cannot tell across machines: assume the other writer is alive
+    try:
+        os.kill(int(info.get("pid", -1)), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def run_lock(run_dir: str | Path, command: str = "") -> Iterator[Path]:
+    """Hold the write lock of ``run_dir``; a second writer gets ``RunLocked`` naming the first one.
+
+    A lock left by a dead process on this machine is taken over (the process that wrote it is gone).
+    """
+    path = lock_path(run_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "command": command, "token": uuid.uuid4().hex}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                held = json.loads(path.read_text())
+            except (OSError, ValueError):
+                held = {}
+            if held and not _holder_alive(held):
+                path.unlink(missing_ok=True)  # stale: its writer died
+                continue
+            who = (f"process {held.get('pid')} on {held.get('host')} since {held.get('started')}"
+                   + (f" ({held['command']})" if held.get("command") else "")) if held else "another writer"
+            raise RunLocked(f"{Path(run_dir)} is being written by {who}; wait for it to finish "
+                            f"(if that process is gone, delete {path})") from None
+        with os.fdopen(fd, "w") as f:
+            json.dump(info, f)
+        break
+    else:
+        raise RunLocked(f"could not take the lock {path}")
+    try:
+        yield path
+    finally:
+        try:
+            if json.loads(path.read_text()).get("token") == info["token"]:
+                path.unlink()
+        except (OSError, ValueError):
+            pass
+
+
+# ------------------------------------------------------------------------------ atomic directories
+def staging_dir(final: str | Path) -> Path:
+    """A fresh, hidden folder beside ``final`` to write a new version in (unique per writer)."""
+    final = Path(final).resolve()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    path = final.parent / f".{final.name}.partial-{uuid.uuid4().hex[:8]}"
+    path.mkdir()
+    return path
+
+
+def swap_in(staged: str | Path, final: str | Path) -> None:
+    """Put the finished ``staged`` folder at ``final``; an older version there is removed only after the new
+    one is in place (if the process dies in between, the old one is left as ``.NAME.replaced-*``)."""
+    staged, final = Path(staged), Path(final)
+    old = None
+    if final.exists():
+        old = final.parent / f".{final.name}.replaced-{uuid.uuid4().hex[:8]}"
+        os.replace(final, old)
+    os.replace(staged, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,192 @@
+"""Issue 14, dashboard: typed paths stay inside the configured roots, nothing outside is read, written or
+revealed, existing runs are replaced only when asked, one job at a time, read-only mode, fresh caches."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from paint_core.finetune import FinetuneConfig
+from paint_core.runs import read_run_meta, run_finetune, run_sweep
+from paint_core.writes import CACHED_RESULTS_DIR, SHIPPED_WEIGHTS_DIR
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "dashboard" / "app.py")
+TINY = FinetuneConfig(steps=2, batch_size=8, warmup=1)
+pytestmark = pytest.mark.slow
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir")
+            for p in sorted(root.rglob("*"))}
+
+
+def models_page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    at.switch_page("app_pages/models_runs.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def submit_finetune(at: AppTest, steps: int = 2, **fields) -> AppTest:
+    values = {"mr_model": "micro-rn-s", "mr_task": "digits", "mr_out": "runs/new", "mr_alphas": "0,1",
+              "mr_pretrained": "", "mr_supported": "shapes,colours", **fields}
+    for key, value in values.items():
+        at.text_input(key=key).set_value(value)
+    at.number_input(key="mr_steps").set_value(steps)
+    at.number_input(key="mr_max_eval").set_value(20)
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.fixture()
+def server(tmp_path, monkeypatch) -> Path:
+    """A server started in ``tmp_path`` (write root tmp_path/runs) with a lab notebook beside it."""
+    monkeypatch.chdir(tmp_path)
+    for var in ("PAINT_WRITE_ROOT", "PAINT_DATA_ROOTS", "PAINT_READ_ONLY", "PAINT_MODELS", "PAINT_MAX_STEPS"):
+        monkeypatch.delenv(var, raising=False)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "experiments.md").write_text("the lab notebook")
+    (tmp_path / "runs").mkdir()
+    return tmp_path
+
+
+@pytest.mark.parametrize("out, message", [
+    ("docs", "outside the folders"), ("/etc", "outside the folders"), ("runs/../docs", "outside the folders"),
+    ("/", "outside the folders"), ("", "give a path"), ("runs", "give a folder inside"),
+])
+def test_finetune_output_outside_the_write_root_is_refused(server, out, message):
+    before = snapshot(server)
+    at = submit_finetune(models_page(), mr_out=out)
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert snapshot(server) == before
+
+
+def test_existing_folders_and_runs_are_kept(server):
+    (server / "runs" / "notes").mkdir()
+    (server / "runs" / "notes" / "a.txt").write_text("mine")
+    run_finetune(server / "runs" / "mine", "micro-rn-s", None, "digits", TINY)
+    before = snapshot(server)
+    at = submit_finetune(models_page(), mr_out="runs/notes")
+    assert any("not a run directory made by this tool" in e.value for e in at.error)
+    at = submit_finetune(models_page(), mr_out="runs/mine", mr_task="counting")
+    assert any("already holds a run" in e.value for e in at.error)
+    assert snapshot(server) == before
+    at = models_page()
+    at.checkbox(key="mr_replace").check()
+    at = submit_finetune(at, mr_out="runs/mine", mr_task="counting")
+    assert not at.error, [e.value for e in at.error]
+    assert read_run_meta(server / "runs" / "mine")["task"] == "counting"
+    assert sorted(p.name for p in (server / "runs").iterdir()) == ["mine", "notes"]  # nothing left beside
+
+
+def test_server_files_are_neither_read_nor_revealed(server):
+    before = snapshot(server)
+    messages = {}
+    for pretrained in ("/etc/passwd", "/etc/no-such-file-here"):
+        at = submit_finetune(models_page(), mr_pretrained=pretrained)
+        messages[pretrained] = [e.value.replace(pretrained, "PATH") for e in at.error]
+        assert any("outside the folders" in m for m in messages[pretrained])
+        assert not any("root:" in m for m in messages[pretrained])
+    assert messages["/etc/passwd"] == messages["/etc/no-such-file-here"]  # existence is not revealed
+    for task in ("imagefolder:/", "imagefolder:/etc", "imagefolder:../"):
+        at = submit_finetune(models_page(), mr_task=task)
+        assert [e.value for e in at.error] and all("outside the folders" in e.value for e in at.error)
+        assert not any("passwd" in e.value or "ssl" in e.value for e in at.error)
+    assert snapshot(server) == before
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"mr_model": "ViT-B-32"}, "not offered on this server"),
+    ({"mr_model": "micro-rn-s", "mr_pretrained": "laion2b_s34b_b79k"}, "does not allow"),
+    ({"mr_task": "torchvision:MNIST"}, "not offered on the dashboard"),
+    ({"mr_supported": "shapes,nope"}, "unknown task 'nope'"),
+])
+def test_expensive_or_unknown_requests_are_refused(server, fields, message):
+    before = snapshot(server)
+    at = submit_finetune(models_page(), **fields)
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert snapshot(server) == before
+
+
+def test_steps_are_capped_by_configuration(server, monkeypatch):
+    monkeypatch.setenv("PAINT_MAX_STEPS", "5")
+    at = models_page()
+    assert at.number_input(key="mr_steps").max == 5
+    at = submit_finetune(at, steps=5, mr_out="runs/capped")
+    assert not at.error and read_run_meta(server / "runs" / "capped")["config"]["steps"] == 5
+
+
+def test_one_training_job_per_server(server):
+    from dashboard.state import job_slots
+    slots = job_slots(1)
+    job = slots.try_start("someone's fine-tune")
+    try:
+        at = submit_finetune(models_page(), mr_out="runs/second")
+        assert any("already running its limit" in e.value and "someone's fine-tune" in e.value for e in at.error)
+        assert not (server / "runs" / "second").exists()
+    finally:
+        slots.finish(job)
+
+
+def test_export_stays_inside_the_write_root(server):
+    run_finetune(server / "runs" / "r", "micro-rn-s", None, "digits", TINY)
+    (server / "runs" / "settings.json").write_text('{"theme": "dark"}')
+    shipped = snapshot(SHIPPED_WEIGHTS_DIR)
+    before = snapshot(server)
+    for target, message in [(str(SHIPPED_WEIGHTS_DIR / "micro-rn-s.safetensors"), "outside the folders"),
+                            ("runs/settings.safetensors", "settings.json exists"),
+                            ("/tmp/anywhere/x.safetensors", "outside the folders"),
+                            ("runs/x.txt", "must end in .safetensors")]:
+        at = models_page()
+        at.text_input(key="ex_run").set_value("runs/r")
+        at.text_input(key="ex_out").set_value(target)
+        at.button[1].click().run()
+        assert any(message in e.value for e in at.error), (target, [e.value for e in at.error])
+    at = models_page()
+    at.text_input(key="ex_run").set_value("/etc")
+    at.text_input(key="ex_out").set_value("runs/p.safetensors")
+    at.button[1].click().run()
+    assert any("outside the folders" in e.value for e in at.error)
+    assert snapshot(server) == before and snapshot(SHIPPED_WEIGHTS_DIR) == shipped
+    assert not Path("/tmp/anywhere").exists()
+
+
+def test_read_only_mode_hides_every_write_action(server, monkeypatch):
+    monkeypatch.setenv("PAINT_READ_ONLY", "1")
+    at = models_page()
+    assert not at.button and not at.text_input
+    assert any("read-only" in i.value for i in at.info)
+
+
+def test_login_gate_shows_only_the_login_button(server, monkeypatch):
+    monkeypatch.setenv("PAINT_REQUIRE_LOGIN", "1")
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert [b.label for b in at.button] == ["Log in"] and not at.slider and not at.metric
+
+
+def test_rewritten_run_is_not_served_stale(server):
+    """runs/x rewritten from a digits run to a counting run: a new session gets the counting model."""
+    x = server / "runs" / "x"
+    run_finetune(x, "micro-rn-s", None, "digits", TINY)
+    run_sweep(x, ["shapes"], [0.0, 1.0], max_eval=20)
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    at.selectbox(key="patch_run").set_value("runs/x").run()
+    assert any(m.label.startswith("digits (") for m in at.metric)
+    run_finetune(x, "micro-rn-s", None, "counting", TINY, overwrite=True)
+    run_sweep(x, ["shapes"], [0.0, 1.0], max_eval=20)
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    at.selectbox(key="patch_run").set_value("runs/x").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    labels = [m.label for m in at.metric]
+    assert any(label.startswith("counting (") for label in labels) and not any(
+        label.startswith("digits (") for label in labels)
