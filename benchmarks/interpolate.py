@@ -8,10 +8,7 @@ Targets (issue 3): Interpolator within 2x of the copy and at least 5x faster tha
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, no install
 
 import argparse
 import statistics

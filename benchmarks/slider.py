@@ -12,10 +12,7 @@ Targets (issue 5): live under 0.3 s per move on 2 CPU cores and at least 5x fast
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, no install
 
 import argparse
 import statistics

@@ -2,14 +2,9 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import streamlit as st
-
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` from anywhere
-    sys.path.insert(0, str(ROOT))
 
 st.set_page_config(page_title="PAINT Explorer", layout="wide")
 if os.environ.get("PAINT_REQUIRE_LOGIN", "").strip() == "1" and not getattr(st.user, "is_logged_in", False):

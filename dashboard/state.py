@@ -12,6 +12,7 @@ from PIL import Image
 
 from paint_core.images import ImageInputError, read_image
 from paint_core.live import LIVE_EVAL_N, SLIDER_ALPHAS, EvalSet, PatchSession, PredictionStore, build_eval_sets
+from paint_core.results import read_results
 from paint_core.runs import Run, load_run, read_sweep, select_run
 from paint_core.tasks import SUPPORTED_TASKS
 
@@ -193,17 +194,27 @@ def study(name: str, key: str) -> dict | None:
                 f"... --out runs/<model>/relatives/{name}.json`.")
         return None
     model = st.selectbox("Model", list(found), key=key)
+    return results_doc(found[model], name)
+
+
+def results_doc(path: Path, kind: str) -> dict | None:
+    """A study's results document ({inputs, results, provenance}); a message instead if it cannot be read."""
     try:
-        return load_json(str(found[model]), found[model].stat().st_mtime)
-    except ValueError as e:
-        st.error(f"Cannot read {found[model]}: {e}")
+        stat = path.stat()
+        doc = load_results(str(path), kind, stat.st_mtime_ns, stat.st_size)
+    except (OSError, ValueError) as e:
+        st.error(f"Cannot read {path}: {e}")
         return None
+    if doc is None:
+        st.warning(f"{path} was written by an older version of PAINT Explorer; run the study again "
+                   "(or `python -m paint_core reproduce`) to regenerate it.")
+    return doc
 
 
 @st.cache_data(show_spinner=False)
-def load_json(path: str, mtime: float) -> dict:
-    import json
-    return json.loads(Path(path).read_text())
+def load_results(path: str, kind: str, mtime_ns: int, size: int) -> dict | None:
+    """Cached by the file's identity (mtime and size), so a rewritten file is read anew."""
+    return read_results(path, kind)
 
 
 def session_edit(paths: tuple[str, ...], tasks: tuple[str, ...]):
@@ -227,14 +238,16 @@ def closed_vocab_study() -> dict | None:
         st.info("No closed-vocabulary study yet: `python -m paint_core reproduce` writes "
                 "cached_results/closed_vocab/micro-vit/study.json (or `python -m paint_core closed-vocab --help`).")
         return None
-    return load_json(str(f), f.stat().st_mtime)
+    doc = results_doc(f, "closed-vocab")
+    return doc["results"] if doc else None
 
 
 def disentanglement_maps(study: dict) -> dict[str, dict]:
     maps = {f"{study['model']} (closed vocabulary)": study["disentanglement"]}
     for f in sorted(CLOSED_VOCAB.glob("*_disentanglement.json")):
-        d = load_json(str(f), f.stat().st_mtime)
-        maps[f"{d['model']} (open vocabulary)"] = d
+        doc = results_doc(f, "disentanglement")
+        if doc:
+            maps[f"{doc['results']['model']} (open vocabulary)"] = doc["results"]
     return maps
 
 
@@ -262,8 +275,14 @@ def prompt_study() -> dict | None:
         st.info("No prompt study yet: `python -m paint_core reproduce` writes cached_results/prompts/update*.json "
                 "(or `python -m paint_core prompts --help`).")
         return None
-    studies = {f: load_json(str(f), f.stat().st_mtime) for f in files}
-    studies = {f: d for f, d in studies.items() if {"old", "new", "rows"} <= set(d)}  # not weights' sidecars
+    studies = {}
+    for f in files:
+        try:
+            doc = load_results(str(f), "prompt-update", f.stat().st_mtime_ns, f.stat().st_size)
+        except (OSError, ValueError):
+            doc = None  # not a prompt study (e.g. a weights sidecar in the same folder)
+        if doc:
+            studies[f] = doc["results"]
     if not studies:
         st.info("No prompt study found (a study JSON has 'old', 'new' and 'rows').")
         return None

@@ -6,20 +6,26 @@ import json
 import logging
 import shlex
 import sys
+from dataclasses import MISSING, fields, replace
 from pathlib import Path
+from typing import Any
 
 
 def _command_line() -> str:
     return "python -m paint_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
+def _config(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
+    """A config dataclass from the options ``add_config_options`` added for it (other fields: ``fixed`` or defaults)."""
+    given = {f.name: getattr(args, f.name) for f in fields(cls) if f.name not in fixed and hasattr(args, f.name)}
+    return cls(**given, **fixed)
+
+
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from .models import WEIGHTS_DIR
     from .pretrain import PretrainConfig, pretrain
 
-    cfg = PretrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
-                         corpus_size=args.corpus_size, seed=args.seed)
-    path = pretrain(args.model, args.out or WEIGHTS_DIR, cfg, command=_command_line())
+    path = pretrain(args.model, args.out or WEIGHTS_DIR, _config(PretrainConfig, args), command=_command_line())
     print(f"wrote {path}")
     return 0
 
@@ -28,10 +34,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from .finetune import FinetuneConfig
     from .runs import run_finetune
 
-    cfg = FinetuneConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                         warmup=args.warmup, seed=args.seed, batchnorm_train=args.batchnorm_train)
-    out = run_finetune(args.out, args.model, args.pretrained, args.task, cfg, _command_line(), args.data_root,
-                       download=args.download, overwrite=args.overwrite)
+    out = run_finetune(args.out, args.model, args.pretrained, args.task, _config(FinetuneConfig, args),
+                       _command_line(), args.data_root, download=args.download, overwrite=args.overwrite)
     print(f"wrote run {out}")
     return 0
 
@@ -107,11 +111,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     models = args.models.split(",") if args.models else None
     if args.retrain:
         from .closed_vocab import pretrain_encoder
-        from .reproduce import CLASSIFIER_PRETRAIN_STEPS
         for name in models or list(PRETRAIN_RECIPES):
             pretrain(name, WEIGHTS_DIR, PRETRAIN_RECIPES[name], command=f"python -m paint_core pretrain --model {name}")
-        pretrain_encoder("micro-vit", steps=CLASSIFIER_PRETRAIN_STEPS,
-                         command="python -m paint_core pretrain-classifier --model micro-vit")
+        pretrain_encoder("micro-vit", command="python -m paint_core pretrain-classifier --model micro-vit")
     reproduce(Path(args.out) if args.out else CACHED_RESULTS, models, args.tasks.split(",") if args.tasks else None)
     print((Path(args.out) if args.out else CACHED_RESULTS).joinpath("summary.md").read_text())
     return 0
@@ -164,7 +166,7 @@ def cmd_multitask(args: argparse.Namespace) -> int:
 
     result = multitask_study(_csv(args.runs), _csv(args.supported), _study_out(args.out), methods=_csv(args.methods),
                              max_eval=args.max_eval)
-    for row in result["comparison"]:
+    for row in result["results"]["comparison"]:
         print(", ".join(f"{k} {100 * v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
     return 0
 
@@ -173,7 +175,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     from .relatives import transfer_study
 
     result = transfer_study(_csv(args.runs), _csv(args.eval_tasks), _study_out(args.out), max_eval=args.max_eval)
-    for r in result["rows"]:
+    for r in result["results"]["rows"]:
         print(f"{r['mode']:9s} {r['patch_task']} -> {r['eval_task']}: {100 * r['change']:+.1f}")
     return 0
 
@@ -182,7 +184,7 @@ def cmd_wiseft(args: argparse.Namespace) -> int:
     from .relatives import wiseft_study
 
     result = wiseft_study(args.run, _csv(args.shift), _study_out(args.out), max_eval=args.max_eval)
-    print(json.dumps(result["summary_test"], indent=2))
+    print(json.dumps(result["results"]["summary_test"], indent=2))
     return 0
 
 
@@ -191,26 +193,24 @@ def cmd_arithmetic(args: argparse.Namespace) -> int:
 
     result = arithmetic_study(_csv(args.runs), _csv(args.supported), _study_out(args.out), negate=_csv(args.negate),
                               merges=_merges(_csv(args.merges), args.k, args.p, args.seed), max_eval=args.max_eval)
-    for name, r in result["addition"].items():
+    for name, r in result["results"]["addition"].items():
         print(f"add {name}: lambda {r['lambda']:g}, mean normalized test accuracy {100 * r['mean_normalized_test']:.1f}")
-    for name, r in result["negation"].items():
+    for name, r in result["results"]["negation"].items():
         print(f"negate {name}: lambda {r['lambda']:g}, {name} {100 * r['test'][name]:.1f} "
               f"(zero-shot {100 * r['zero_shot_test'][name]:.1f})")
     return 0
 
 
 def cmd_pretrain_classifier(args: argparse.Namespace) -> int:
-    from .closed_vocab import pretrain_encoder
+    from .closed_vocab import EncoderPretrainConfig, pretrain_encoder
 
-    path = pretrain_encoder(args.model, args.out, args.steps, args.batch_size, args.lr, seed=args.seed,
-                            command=_command_line())
+    path = pretrain_encoder(args.model, args.out, _config(EncoderPretrainConfig, args), command=_command_line())
     print(f"wrote {path}")
     return 0
 
 
 def cmd_closed_vocab(args: argparse.Namespace) -> int:
     from .closed_vocab import ClosedVocabConfig, closed_vocab_study, create_encoder
-    from .finetune import FinetuneConfig
 
     if args.pretrained is not None and args.model == "micro-vit":
         raise ValueError("--pretrained applies to timm models; micro-vit uses its shipped weights")
@@ -220,9 +220,11 @@ def cmd_closed_vocab(args: argparse.Namespace) -> int:
     lrs = tuple(float(v) for v in _csv(args.lrs))
     if not lrs:
         raise ValueError("give at least one learning rate with --lrs")
-    cfg = ClosedVocabConfig(finetune=FinetuneConfig(steps=args.steps, lr=lrs[0], warmup=min(30, args.steps)), lrs=lrs)
+    base = ClosedVocabConfig()
+    cfg = ClosedVocabConfig(finetune=replace(base.finetune, steps=args.steps, lr=lrs[0],
+                                             warmup=min(base.finetune.warmup, args.steps)), lrs=lrs)
     r = closed_vocab_study(args.out, args.model, _csv(args.tasks), cfg, pretrained=args.pretrained,
-                           probe_n=args.probe_n, max_eval=args.max_eval, grid_n=args.grid_n)
+                           probe_n=args.probe_n, max_eval=args.max_eval, grid_n=args.grid_n)["results"]
     print(f"lambda {r['lambda']:g}: task addition mean normalized {100 * r['addition_mean_normalized']:.1f} "
           f"(absolute {100 * r['addition_mean_absolute']:.1f}); linear probe normalized "
           f"{100 * r['probe_mean_normalized']:.1f} (absolute {100 * r['probe_mean_absolute']:.1f})")
@@ -231,36 +233,62 @@ def cmd_closed_vocab(args: argparse.Namespace) -> int:
 
 def cmd_prompts(args: argparse.Namespace) -> int:
     import pandas as pd
-    from .checkpoints import atomic_write_text
-    from .prompts import PromptConfig, update_study
+    from .prompts import PromptConfig, update_study_file
 
     _study_out(args.out)
-    shots = [int(s) for s in _csv(args.shots)]
-    rows = update_study(args.old, args.new, _csv(args.tasks), shots, [int(s) for s in _csv(args.seeds)],
-                        PromptConfig(steps=args.steps, n_ctx=args.n_ctx), pool=args.pool,
-                        old_pretrained=args.old_pretrained, new_pretrained=args.new_pretrained,
-                        max_eval=args.max_eval)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(Path(args.out), json.dumps({"old": args.old, "new": args.new, "command": _command_line(),
-                                                  "rows": rows}, indent=2))
+    doc = update_study_file(args.out, args.old, args.new, _csv(args.tasks), [int(s) for s in _csv(args.shots)],
+                            [int(s) for s in _csv(args.seeds)], _config(PromptConfig, args, kind="coop"),
+                            pool=args.pool, old_pretrained=args.old_pretrained, new_pretrained=args.new_pretrained,
+                            max_eval=args.max_eval)
+    rows = doc["results"]["rows"]
     table = pd.DataFrame(rows).pivot_table(index=["task", "shots"], columns="method", values="accuracy") * 100
     print(table.round(1).to_string())
     return 0
 
 
+# What each config field means on the command line; the defaults and types come from the dataclasses.
+FIELD_HELP = {
+    "steps": "optimizer steps", "batch_size": "images per step", "lr": "peak learning rate (cosine schedule)",
+    "weight_decay": "AdamW weight decay on matrices and kernels", "warmup": "linear warm-up steps",
+    "grad_clip": "gradient-norm clip", "seed": "random seed (data order, initialisation)",
+    "batchnorm_train": "let BatchNorm update its running statistics while fine-tuning",
+    "corpus_size": "distinct (image, caption) pairs drawn from the procedural world",
+    "n_ctx": "learned context tokens in the prompt", "distill": "ContCoOp: weight of the pull towards the "
+    "zero-shot text features", "heads": "ContCoOp: attention heads",
+}
+
+
+def add_config_options(parser: argparse.ArgumentParser, cls: type, only: tuple[str, ...] | None = None) -> None:
+    """One ``--field`` option per field of the config dataclass ``cls``, its default taken from the dataclass."""
+    for f in fields(cls):
+        if only is not None and f.name not in only:
+            continue
+        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(default, bool):
+            parser.add_argument(flag, action="store_true", default=default, help=FIELD_HELP[f.name])
+        else:
+            parser.add_argument(flag, type=type(default), default=default,
+                                help=f"{FIELD_HELP[f.name]} (default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m paint_core", description="PAINT Explorer engine")
-    sub = p.add_subparsers(dest="command", required=True)
+    from .closed_vocab import ClosedVocabConfig, EncoderPretrainConfig
+    from .finetune import FinetuneConfig
+    from .pretrain import PretrainConfig
+    from .prompts import PromptConfig
+    from .version import __version__
+
+    p = argparse.ArgumentParser(prog="paint-core", description="PAINT Explorer engine (also: python -m paint_core)")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log more and show the traceback of an error")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    max_eval_help = "evaluate on the first N images of each split (default: all)"
 
     s = sub.add_parser("pretrain", help="train an embedded micro CLIP on the procedural world (resumable)")
     s.add_argument("--model", required=True, help="embedded model name, e.g. micro-rn-s")
     s.add_argument("--out", default=None, help="folder for the weights (default: the shipped weights folder)")
-    s.add_argument("--steps", type=int, default=2500)
-    s.add_argument("--batch-size", type=int, default=128)
-    s.add_argument("--lr", type=float, default=1e-3)
-    s.add_argument("--warmup", type=int, default=150)
-    s.add_argument("--corpus-size", type=int, default=200_000)
-    s.add_argument("--seed", type=int, default=0)
+    add_config_options(s, PretrainConfig)
     s.set_defaults(func=cmd_pretrain)
 
     s = sub.add_parser("finetune", help="fine-tune the image encoder on a task with the zero-shot head frozen")
@@ -271,45 +299,39 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-root", default=None, help="root folder for torchvision datasets")
     s.add_argument("--download", action="store_true",
                    help="let torchvision download this run's datasets into --data-root (needs internet)")
-    s.add_argument("--steps", type=int, default=300)
-    s.add_argument("--batch-size", type=int, default=64)
-    s.add_argument("--lr", type=float, default=3e-4)
-    s.add_argument("--weight-decay", type=float, default=0.1)
-    s.add_argument("--warmup", type=int, default=30)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--batchnorm-train", action="store_true", help="let BatchNorm update its statistics")
+    add_config_options(s, FinetuneConfig)
     s.add_argument("--overwrite", action="store_true", help="replace an existing run at --out (atomically)")
     s.set_defaults(func=cmd_finetune)
 
     s = sub.add_parser("sweep", help="accuracy along alpha on the patch and supported tasks (resumable)")
-    s.add_argument("--run", required=True)
+    s.add_argument("--run", required=True, help="run directory (made by finetune)")
     s.add_argument("--supported", required=True, help="comma-separated supported tasks")
-    s.add_argument("--alphas", default="0:1:0.1", help="start:stop:step or a comma list")
-    s.add_argument("--splits", default="val,test")
-    s.add_argument("--max-eval", type=int, default=None, help="evaluate on the first N images of each split")
-    s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("--alphas", default="0:1:0.1", help="start:stop:step or a comma list (default: %(default)s)")
+    s.add_argument("--splits", default="val,test", help="comma-separated splits (default: %(default)s)")
+    s.add_argument("--max-eval", type=int, default=None, help=max_eval_help)
+    s.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: %(default)s)")
     s.add_argument("--overwrite", action="store_true",
                    help="replace a finished sweep that used other --supported / --max-eval settings")
     s.set_defaults(func=cmd_sweep)
 
     s = sub.add_parser("select", help="the alpha chosen on val (paper's rule) and the accuracies at it")
-    s.add_argument("--run", required=True)
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--run", required=True, help="a swept run directory")
+    s.add_argument("--json", action="store_true", help="print the choice as JSON")
     s.set_defaults(func=cmd_select)
 
     s = sub.add_parser("export", help="write the patched weights at one alpha as safetensors")
-    s.add_argument("--run", required=True)
-    s.add_argument("--alpha", type=float, required=True)
-    s.add_argument("--out", required=True)
+    s.add_argument("--run", required=True, help="run directory")
+    s.add_argument("--alpha", type=float, required=True, help="0 is zero-shot, 1 is fine-tuned")
+    s.add_argument("--out", required=True, help="the .safetensors file to write (a .json sidecar goes beside it)")
     s.add_argument("--extrapolate", action="store_true", help="allow alpha outside [0, 1]")
     s.add_argument("--overwrite", action="store_true", help="replace an earlier export at --out")
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("convert", help="convert a pickled research-code checkpoint to safetensors, safely")
-    s.add_argument("checkpoint")
+    s.add_argument("checkpoint", help="the pickled checkpoint (.pt) to read; no code in it is run")
     s.add_argument("--model", required=True, help="open_clip model name the weights belong to")
     s.add_argument("--base", default=None, help="pretrained tag or file for keys the checkpoint lacks")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="the .safetensors file to write")
     s.add_argument("--overwrite", action="store_true", help="replace an earlier conversion at --out")
     s.set_defaults(func=cmd_convert)
 
@@ -321,76 +343,74 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_reproduce)
 
     s = sub.add_parser("export-task", help="write an embedded task as an ImageFolder (train/val/test)")
-    s.add_argument("task")
-    s.add_argument("--out", required=True)
+    s.add_argument("task", help="embedded task name (see: list)")
+    s.add_argument("--out", required=True, help="a new or empty folder")
     s.add_argument("--limit", type=int, default=None, help="at most this many images per split")
     s.set_defaults(func=cmd_export_task)
 
     s = sub.add_parser("multitask", help="patch several tasks at once: joint, sequential, parallel (resumable)")
     s.add_argument("--runs", required=True, help="comma-separated run directories, one per patch task")
     s.add_argument("--supported", required=True, help="comma-separated supported tasks")
-    s.add_argument("--methods", default="joint,sequential,parallel")
+    s.add_argument("--methods", default="joint,sequential,parallel", help="comma-separated (default: %(default)s)")
     s.add_argument("--out", required=True, help="JSON file to write")
-    s.add_argument("--max-eval", type=int, default=None)
+    s.add_argument("--max-eval", type=int, default=None, help=max_eval_help)
     s.set_defaults(func=cmd_multitask)
 
     s = sub.add_parser("transfer", help="accuracy change on other tasks of each patched run (broad transfer)")
     s.add_argument("--runs", required=True, help="comma-separated run directories")
     s.add_argument("--eval-tasks", required=True, help="comma-separated tasks to evaluate on")
     s.add_argument("--out", required=True, help="JSON file to write")
-    s.add_argument("--max-eval", type=int, default=None)
+    s.add_argument("--max-eval", type=int, default=None, help=max_eval_help)
     s.set_defaults(func=cmd_transfer)
 
     s = sub.add_parser("wiseft", help="weight- vs output-space ensembles on distribution-shifted tasks")
-    s.add_argument("--run", required=True)
+    s.add_argument("--run", required=True, help="run directory")
     s.add_argument("--shift", required=True, help="comma-separated shifted tasks, e.g. digits_rotated")
     s.add_argument("--out", required=True, help="JSON file to write")
-    s.add_argument("--max-eval", type=int, default=None)
+    s.add_argument("--max-eval", type=int, default=None, help=max_eval_help)
     s.set_defaults(func=cmd_wiseft)
 
     s = sub.add_parser("arithmetic", help="task addition (sum/mean/ties/dare) and negation (resumable)")
     s.add_argument("--runs", required=True, help="comma-separated run directories of one zero-shot model")
     s.add_argument("--supported", required=True, help="control tasks, comma-separated")
     s.add_argument("--negate", default="", help="tasks to forget, comma-separated")
-    s.add_argument("--merges", default="sum,mean,ties,dare")
-    s.add_argument("--k", type=float, default=20, help="TIES: percent of entries kept, in (0, 100]")
-    s.add_argument("--p", type=float, default=0.5, help="DARE: drop rate in [0, 1)")
-    s.add_argument("--seed", type=int, default=0, help="DARE: random seed")
+    s.add_argument("--merges", default="sum,mean,ties,dare", help="comma-separated (default: %(default)s)")
+    s.add_argument("--k", type=float, default=20, help="TIES: percent of entries kept, in (0, 100] (default: 20)")
+    s.add_argument("--p", type=float, default=0.5, help="DARE: drop rate in [0, 1) (default: 0.5)")
+    s.add_argument("--seed", type=int, default=0, help="DARE: random seed (default: 0)")
     s.add_argument("--out", required=True, help="JSON file to write")
-    s.add_argument("--max-eval", type=int, default=None)
+    s.add_argument("--max-eval", type=int, default=None, help=max_eval_help)
     s.set_defaults(func=cmd_arithmetic)
 
     s = sub.add_parser("pretrain-classifier", help="pretrain the closed-vocabulary micro-vit (supervised, ~7 min)")
-    s.add_argument("--model", default="micro-vit")
+    s.add_argument("--model", default="micro-vit", help="embedded encoder name (default: %(default)s)")
     s.add_argument("--out", default=None, help="weights file (default: the shipped one)")
-    s.add_argument("--steps", type=int, default=2000)
-    s.add_argument("--batch-size", type=int, default=128)
-    s.add_argument("--lr", type=float, default=1e-3)
-    s.add_argument("--seed", type=int, default=0)
+    add_config_options(s, EncoderPretrainConfig)
     s.set_defaults(func=cmd_pretrain_classifier)
 
+    cv = ClosedVocabConfig()
     s = sub.add_parser("closed-vocab", help="task addition for an encoder + linear heads (micro-vit or timm)")
-    s.add_argument("--model", default="micro-vit", help="micro-vit or any timm model name")
+    s.add_argument("--model", default="micro-vit", help="micro-vit or any timm model name (default: %(default)s)")
     s.add_argument("--pretrained", default=None, help="timm: 'timm' (download), 'random', or a local file")
-    s.add_argument("--tasks", default="digits,counting,typographic")
-    s.add_argument("--steps", type=int, default=300)
-    s.add_argument("--lrs", default="1e-4,3e-4,1e-3,3e-3", help="fine-tuning learning rates tried; the best on val is kept")
+    s.add_argument("--tasks", default="digits,counting,typographic", help="comma-separated (default: %(default)s)")
+    s.add_argument("--steps", type=int, default=cv.finetune.steps, help="fine-tuning steps (default: %(default)s)")
+    s.add_argument("--lrs", default=",".join(f"{v:g}" for v in cv.lrs),
+                   help="fine-tuning learning rates tried; the best on val is kept (default: %(default)s)")
     s.add_argument("--probe-n", type=int, default=2000, help="training images for the linear probe")
-    s.add_argument("--max-eval", type=int, default=None, help="evaluate on the first N images of each split")
+    s.add_argument("--max-eval", type=int, default=None, help=max_eval_help)
     s.add_argument("--grid-n", type=int, default=200, help="test images per task for the disentanglement map")
     s.add_argument("--out", required=True, help="directory for per-task heads/encoders and study.json")
     s.set_defaults(func=cmd_closed_vocab)
 
     s = sub.add_parser("prompts", help="CoOp vs ContCoOp learned on an old model, used on an upgraded one")
     s.add_argument("--old", required=True, help="open_clip model name of the old model")
-    s.add_argument("--old-pretrained", default=None)
+    s.add_argument("--old-pretrained", default=None, help="pretrained tag or file of the old model")
     s.add_argument("--new", required=True, help="open_clip model name of the upgraded model")
-    s.add_argument("--new-pretrained", default=None)
-    s.add_argument("--tasks", default="digits,counting,typographic")
-    s.add_argument("--shots", default="1,4,16")
-    s.add_argument("--seeds", default="0,1,2")
-    s.add_argument("--steps", type=int, default=200)
-    s.add_argument("--n-ctx", type=int, default=4)
+    s.add_argument("--new-pretrained", default=None, help="pretrained tag or file of the upgraded model")
+    s.add_argument("--tasks", default="digits,counting,typographic", help="comma-separated (default: %(default)s)")
+    s.add_argument("--shots", default="1,4,16", help="examples per class, comma-separated (default: %(default)s)")
+    s.add_argument("--seeds", default="0,1,2", help="comma-separated (default: %(default)s)")
+    add_config_options(s, PromptConfig, only=("n_ctx", "steps", "lr", "batch_size", "distill", "heads"))
     s.add_argument("--pool", type=int, default=600, help="training images the shots are drawn from")
     s.add_argument("--max-eval", type=int, default=None, help="evaluate on the first N test images")
     s.add_argument("--out", required=True, help="JSON file to write")
@@ -402,10 +422,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    """Exit 0 on success, 1 when the command fails (one clear line; the traceback with -v), 2 for bad usage."""
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("paint_core").setLevel(logging.INFO)
     try:
         return args.func(args)
-    except (ValueError, OSError, RuntimeError) as e:  # CheckpointError, WriteRefused, RunLocked among them
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing half-written was kept", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if args.verbose:
+            raise
+        kind = "" if isinstance(e, (ValueError, OSError, RuntimeError)) else f"{type(e).__name__}: "
+        print(f"error: {kind}{e}", file=sys.stderr)
+        return 1

@@ -10,7 +10,7 @@ Embedded default: ``micro-vit``, a timm VisionTransformer the project pretrains 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -202,22 +202,32 @@ def _draw_shape_colour(rng: np.random.Generator):
     return w.render_object(rng, w.SHAPES[s], list(w.COLOURS)[c], style), s * len(w.COLOURS) + c
 
 
-def pretrain_encoder(name: str = "micro-vit", out: str | Path | None = None, steps: int = 2000,
-                     batch_size: int = 128, lr: float = 1e-3, warmup: int = 100, seed: int = 0,
-                     command: str = "") -> Path:
+@dataclass(frozen=True)
+class EncoderPretrainConfig:
+    steps: int = 2000
+    batch_size: int = 128
+    lr: float = 1e-3
+    warmup: int = 100
+    weight_decay: float = 0.05
+    seed: int = 0
+
+
+def pretrain_encoder(name: str = "micro-vit", out: str | Path | None = None,
+                     cfg: EncoderPretrainConfig = EncoderPretrainConfig(), command: str = "") -> Path:
     """Supervised pretraining of an embedded encoder on shape x colour labels (42 classes); writes float16."""
     from . import world as w
     from .tasks import GeneratedSplit
     from .training import cosine_lr, param_groups
     from tqdm.auto import tqdm
 
+    steps, batch_size, lr, warmup, seed = cfg.steps, cfg.batch_size, cfg.lr, cfg.warmup, cfg.seed
     encoder, preprocess = create_encoder(name, "random")
     n_classes = len(w.SHAPES) * len(w.COLOURS)
     model = Classifier(encoder, nn.Linear(encoder.num_features, n_classes))
     data = GeneratedSplit(_draw_shape_colour, steps * batch_size, (4242, seed), preprocess)
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
     torch.manual_seed(seed)
-    opt = torch.optim.AdamW(param_groups(model, 0.05), lr=lr)
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=lr)
     model.train()
     bar = tqdm(loader, total=steps, desc=f"pretrain {name}")
     for step, (x, y) in enumerate(bar):
@@ -240,25 +250,25 @@ LAMBDAS = [round(0.1 * i, 1) for i in range(16)]
 GRID = [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0]
 
 
-def _atomic_json(path: Path, data: dict) -> None:
-    import json
-    from .checkpoints import atomic_write_text
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(data, indent=2))
+def _config_inputs(cfg: ClosedVocabConfig) -> dict:
+    return {"probe_steps": cfg.probe_steps, "probe_lr": cfg.probe_lr, "finetune": asdict(cfg.finetune),
+            "lrs": list(cfg.lrs)}
 
 
 def task_run(out: Path, name: str, task_name: str, cfg: ClosedVocabConfig, probe_n: int = 2000,
              pretrained: str | None = None, max_eval: int | None = None) -> dict:
-    """Probe a head, then fine-tune the encoder under it; writes head/encoder safetensors + metrics (resumable)."""
-    import json
+    """Probe a head, then fine-tune the encoder under it; writes head/encoder safetensors + metrics.json, and is
+    redone unless metrics.json was computed from the same inputs (every setting, not just the learning rates)."""
     from .evaluation import materialize
+    from .results import resume, write_results
     from .tasks import get_task
 
     d = out / task_name
-    if (d / "metrics.json").is_file():
-        done = json.loads((d / "metrics.json").read_text())
-        if done.get("lrs") == list(cfg.lrs):
-            return done
+    inputs = {"model": name, "pretrained": pretrained, "task": task_name, "config": _config_inputs(cfg),
+              "probe_n": probe_n, "max_eval": max_eval}
+    done = resume(d / "metrics.json", "closed-vocab-task", inputs)
+    if done:
+        return done
     encoder, preprocess = create_encoder(name, pretrained)
     task = get_task(task_name)
     probe = materialize(task.split("train", preprocess), probe_n)
@@ -285,8 +295,7 @@ def task_run(out: Path, name: str, task_name: str, cfg: ClosedVocabConfig, probe
     stored, _ = load_checkpoint(d / "encoder.safetensors")  # measure the weights as stored
     encoder.load_state_dict(cast_like(stored, encoder.state_dict()))
     metrics["finetuned"] = {s: head_accuracy(encoder, head, *ds.tensors) for s, ds in split.items()}
-    _atomic_json(d / "metrics.json", metrics)
-    return metrics
+    return write_results(d / "metrics.json", "closed-vocab-task", inputs, metrics)["results"]
 
 
 def closed_vocab_study(out: str | Path, name: str = "micro-vit", tasks: Sequence[str] = ("digits", "counting", "typographic"),
@@ -298,9 +307,16 @@ def closed_vocab_study(out: str | Path, name: str = "micro-vit", tasks: Sequence
     from .evaluation import materialize
     from .tasks import get_task
 
+    from .results import read_results, resume, write_results
+
     out = Path(out)
     if len(tasks) < 2:
         raise ValueError("task addition needs at least two tasks")
+    inputs = {"model": name, "pretrained": pretrained, "tasks": list(tasks), "config": _config_inputs(cfg),
+              "lambdas": [float(v) for v in lambdas], "grid": [float(v) for v in grid], "grid_n": grid_n,
+              "probe_n": probe_n, "max_eval": max_eval}
+    if resume(out / "study.json", "closed-vocab", inputs):
+        return read_results(out / "study.json", "closed-vocab")  # finished before from the same inputs
     metrics = {t: task_run(out, name, t, cfg, probe_n, pretrained, max_eval) for t in tasks}
     encoder, preprocess = create_encoder(name, pretrained)
     theta_pre = {k: v.clone() for k, v in encoder.state_dict().items()}
@@ -328,9 +344,7 @@ def closed_vocab_study(out: str | Path, name: str = "micro-vit", tasks: Sequence
 
     xi = disentanglement_error(predict, theta_pre, (taus[0], taus[1]), (tasks[0], tasks[1]), grid)
     result = {
-        "model": name, "tasks": list(tasks), "config": {"probe_steps": cfg.probe_steps, "probe_lr": cfg.probe_lr,
-                                                        "finetune": cfg.finetune.__dict__, "lrs": list(cfg.lrs)},
-        "per_task": metrics, "lambda_sweep_val": sweep, "lambda": best,
+        "model": name, "tasks": list(tasks), "per_task": metrics, "lambda_sweep_val": sweep, "lambda": best,
         "addition_test": test, "finetuned_test": ft_test, "probe_test": probe_test,
         "addition_mean_absolute": float(np.mean(list(test.values()))),
         "addition_mean_normalized": float(np.mean([test[t] / ft_test[t] for t in tasks])),
@@ -338,18 +352,22 @@ def closed_vocab_study(out: str | Path, name: str = "micro-vit", tasks: Sequence
         "probe_mean_normalized": float(np.mean([probe_test[t] / ft_test[t] for t in tasks])),
         "disentanglement": {"tasks": list(tasks[:2]), "grid": list(grid), "n_per_task": grid_n, "error": xi.tolist()},
     }
-    _atomic_json(out / "study.json", result)
-    return result
+    return write_results(out / "study.json", "closed-vocab", inputs, result)
 
 
-def clip_disentanglement(run_paths: tuple[str | Path, str | Path], grid: Sequence[float] = GRID,
+def clip_disentanglement(run_paths: tuple[str | Path, str | Path], out: str | Path, grid: Sequence[float] = GRID,
                          grid_n: int = 200) -> dict:
-    """The same disentanglement error for an open-vocabulary model, from two run directories."""
+    """The same disentanglement error for an open-vocabulary model, from two run directories; writes ``out``."""
     from .evaluation import materialize, zero_shot_head
     from .relatives import load_runs
+    from .results import read_results, resume, write_results
+    from .runs import run_inputs
     from .tasks import get_task
 
     runs = load_runs(list(run_paths))
+    inputs = {"runs": [run_inputs(r) for r in runs], "grid": [float(v) for v in grid], "grid_n": grid_n}
+    if resume(out, "disentanglement", inputs):
+        return read_results(out, "disentanglement")
     model = runs[0].model
     theta_pre = runs[0].theta_zs
     tasks = tuple(r.meta["task"] for r in runs)
@@ -367,5 +385,6 @@ def clip_disentanglement(run_paths: tuple[str | Path, str | Path], grid: Sequenc
 
     xi = disentanglement_error(predict, theta_pre, taus, tasks, grid)
     model.load_state_dict(theta_pre)
-    return {"model": runs[0].meta["model"], "tasks": list(tasks), "grid": list(grid), "n_per_task": grid_n,
-            "error": xi.tolist()}
+    return write_results(out, "disentanglement", inputs, {
+        "model": runs[0].meta["model"], "tasks": list(tasks), "grid": list(grid), "n_per_task": grid_n,
+        "error": xi.tolist()})

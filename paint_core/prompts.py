@@ -244,3 +244,27 @@ def update_study(old: str, new: str, tasks: Sequence[str], shots: Sequence[int] 
                     on_row(rows)
     bar.close()
     return rows
+
+
+def weights_input(name: str, pretrained: str | None) -> dict:
+    """A model as a study's input: its name, and its weights file's sha256 when it is a local file."""
+    from .checkpoints import sha256_file
+    from .runs import portable_path
+    if pretrained is not None and Path(pretrained).is_file():
+        return {"model": name, "pretrained": portable_path(pretrained), "sha256": sha256_file(pretrained)}
+    return {"model": name, "pretrained": pretrained}
+
+
+def update_study_file(out: str | Path, old: str, new: str, tasks: Sequence[str], shots: Sequence[int] = (1, 4, 16),
+                      seeds: Sequence[int] = (0, 1, 2), cfg: PromptConfig = PromptConfig(), pool: int = 600,
+                      old_pretrained: str | None = None, new_pretrained: str | None = None,
+                      max_eval: int | None = None, new_label: str | None = None) -> dict:
+    """``update_study`` written to ``out`` as a results file; reused if it was computed from the same inputs."""
+    from .results import read_results, resume, write_results
+    inputs = {"old": weights_input(old, old_pretrained), "new": weights_input(new, new_pretrained),
+              "tasks": list(tasks), "shots": list(shots), "seeds": list(seeds), "config": asdict(cfg),
+              "pool": pool, "max_eval": max_eval}
+    if resume(out, "prompt-update", inputs):
+        return read_results(out, "prompt-update")
+    rows = update_study(old, new, tasks, shots, seeds, cfg, pool, old_pretrained, new_pretrained, max_eval)
+    return write_results(out, "prompt-update", inputs, {"old": old, "new": new_label or new, "rows": rows})

@@ -1,13 +1,13 @@
 """The relatives of PAINT, run on run directories: multi-task patching, broad transfer, WiSE-FT, task arithmetic.
 
-Each study reads finished run directories (any open_clip model: they only need the same zero-shot model),
-writes one JSON file atomically, and skips work already written, so an interrupted study resumes.
+Each study reads finished run directories (any open_clip model: they only need the same zero-shot model) and
+writes one results file (``results.py``: inputs, results, provenance) after every finished piece; a re-run
+reuses only what was computed from the same inputs, so an interrupted study resumes and a changed one is redone.
 ``python -m paint_core reproduce`` runs all four on the embedded default into cached_results/<model>/relatives/.
 """
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -16,15 +16,14 @@ from typing import Sequence
 import pandas as pd
 
 from .arithmetic import LAMBDAS, choose_addition, choose_negation, edit_sweep, merged_vector, normalized
-from .checkpoints import atomic_write_text
 from .evaluation import build_evals, evaluate_all
 from .finetune import FinetuneConfig
 from .interpolation import interpolate
 from .multitask import patch_joint, patch_parallel, patch_sequential
-from .runs import Run, load_run, read_sweep, run_task_vector, select_run
+from .results import entry_is_current, read_results, resume, write_results
+from .runs import Run, load_run, read_sweep, run_inputs, run_task_vector, select_run
 from .tasks import get_task
 from .transfer import disjoint_classes, transfer_matrix
-from .version import code_version
 from .wiseft import ensemble_sweep, robustness_summary
 
 log = logging.getLogger(__name__)
@@ -49,24 +48,6 @@ def check_same_zero_shot(runs: list[Run]) -> list[Run]:
     return runs
 
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _where(path: str | Path) -> str:
-    """A run's path as recorded in results: relative to the repository when inside it (portable)."""
-    p = Path(path).resolve()
-    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p)
-
-
-def _read(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def _write(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(data, indent=2))
-
-
 def _evals(run: Run, tasks: Sequence[str], max_eval: int | None, splits=("val", "test")):
     return build_evals(run.model, run.preprocess, run.tokenizer, list(dict.fromkeys(tasks)), splits, max_eval,
                        run.meta.get("data_root"), run.meta.get("download", False))
@@ -89,10 +70,14 @@ def multitask_study(run_paths: Sequence[str | Path], supported: Sequence[str], o
     runs = load_runs(run_paths)
     tasks = [r.meta["task"] for r in runs]
     cfg = cfg or FinetuneConfig(**runs[0].meta["config"])
-    result = _read(out)
-    if result.get("tasks") != tasks or result.get("supported") != list(supported) or result.get("config") != asdict(cfg):
-        result = {"tasks": tasks, "supported": list(supported), "config": asdict(cfg), "methods": {},
-                  "specialists": {}, "model": runs[0].meta["model"], "code_version": code_version()}
+    inputs = {"runs": [run_inputs(r) for r in runs], "tasks": tasks, "supported": list(supported),
+              "config": asdict(cfg), "alphas": ALPHAS, "max_eval": max_eval}
+    result = {"model": runs[0].meta["model"], "methods": {}, "specialists": {}, **resume(out, "multitask", inputs)}
+    result.pop("comparison", None)
+
+    def save() -> None:
+        write_results(out, "multitask", inputs, result)
+
     model = copy.deepcopy(runs[0].model)
     theta_zs = runs[0].theta_zs
     evals = _evals(runs[0], [*tasks, *supported], max_eval)
@@ -101,7 +86,7 @@ def multitask_study(run_paths: Sequence[str | Path], supported: Sequence[str], o
         if t not in result["specialists"]:
             alpha = select_run(run.path)["alpha"]
             result["specialists"][t] = {"alpha": alpha, **_scores(model, interpolate(theta_zs, run.theta_ft, alpha), evals)}
-            _write(out, result)
+            save()
     heads = {t: evals[(t, "val")][1] for t in tasks}
     train = {t: get_task(t, root=r.meta.get("data_root")).split("train", r.preprocess) for t, r in zip(tasks, runs)}
     for method in methods:
@@ -119,15 +104,13 @@ def multitask_study(run_paths: Sequence[str | Path], supported: Sequence[str], o
         else:
             raise ValueError(f"unknown multi-task method {method!r}; choose from joint, sequential, parallel")
         result["methods"][method] = {**info, **_scores(model, state, evals)}
-        _write(out, result)
-    result["comparison"] = multitask_comparison(result)
-    _write(out, result)
-    return result
+        save()
+    result["comparison"] = multitask_comparison(result, tasks, list(supported))
+    return write_results(out, "multitask", inputs, result)
 
 
-def multitask_comparison(result: dict, split: str = "test") -> list[dict]:
+def multitask_comparison(result: dict, tasks: Sequence[str], sup: Sequence[str], split: str = "test") -> list[dict]:
     """One row per model (specialists, then each method): accuracy on every task and the means."""
-    tasks, sup = result["tasks"], result["supported"]
     rows = []
     for t, s in result["specialists"].items():
         rows.append({"model": f"specialist: {t}", "alpha": str(s["alpha"]), **s[split]})
@@ -147,10 +130,9 @@ def transfer_study(run_paths: Sequence[str | Path], eval_tasks: Sequence[str], o
     """Accuracy change on every eval task of each run's model, at alpha 1 and at the run's chosen alpha."""
     out = Path(out)
     runs = load_runs(run_paths)
-    sources = [_where(r.path) for r in runs]
-    done = _read(out)
-    if done.get("runs") == sources and done.get("eval_tasks") == list(eval_tasks) and done.get("max_eval") == max_eval:
-        return done  # finished before with the same inputs
+    inputs = {"runs": [run_inputs(r) for r in runs], "eval_tasks": list(eval_tasks), "max_eval": max_eval}
+    if resume(out, "transfer", inputs):
+        return read_results(out, "transfer")  # finished before from the same inputs
     model = copy.deepcopy(runs[0].model)
     evals = _evals(runs[0], eval_tasks, max_eval, splits=("test",))
     tables = []
@@ -161,11 +143,8 @@ def transfer_study(run_paths: Sequence[str | Path], eval_tasks: Sequence[str], o
     table = pd.concat(tables, ignore_index=True)
     classes = {t: list(get_task(t).classnames) for t in {*table["patch_task"], *table["eval_task"]}}
     table["disjoint_classes"] = disjoint_classes(table, classes)
-    result = {"model": runs[0].meta["model"], "runs": sources, "eval_tasks": list(eval_tasks), "max_eval": max_eval,
-              "split": "test",
-              "code_version": code_version(), "rows": table.to_dict("records")}
-    _write(out, result)
-    return result
+    return write_results(out, "transfer", inputs, {"model": runs[0].meta["model"], "split": "test",
+                                                   "rows": table.to_dict("records")})
 
 
 def wiseft_study(run_path: str | Path, shift_tasks: Sequence[str], out: str | Path, alphas: Sequence[float] = ALPHAS,
@@ -175,21 +154,18 @@ def wiseft_study(run_path: str | Path, shift_tasks: Sequence[str], out: str | Pa
         raise ValueError("give at least one distribution-shifted task")
     out = Path(out)
     run = load_runs([run_path])[0]
-    done = _read(out)
-    if (done.get("run") == _where(run.path) and done.get("shift_tasks") == list(shift_tasks)
-            and done.get("alphas") == [float(a) for a in alphas] and done.get("max_eval") == max_eval):
-        return done  # finished before with the same inputs
+    inputs = {"run": run_inputs(run), "shift_tasks": list(shift_tasks), "alphas": [float(a) for a in alphas],
+              "max_eval": max_eval}
+    if resume(out, "wiseft", inputs):
+        return read_results(out, "wiseft")  # finished before from the same inputs
     id_task = run.meta["task"]
     model = copy.deepcopy(run.model)
     evals = _evals(run, [id_task, *shift_tasks], max_eval)
     table = ensemble_sweep(model, run.theta_zs, run.theta_ft, evals, alphas)
-    result = {"model": run.meta["model"], "run": _where(run.path), "alphas": [float(a) for a in alphas],
-              "max_eval": max_eval, "id_task": id_task, "shift_tasks": list(shift_tasks),
-              "code_version": code_version(),
-              "summary_test": {s: robustness_summary(table, id_task, s, "test") for s in shift_tasks},
-              "rows": table.to_dict("records")}
-    _write(out, result)
-    return result
+    return write_results(out, "wiseft", inputs, {
+        "model": run.meta["model"], "id_task": id_task,
+        "summary_test": {s: robustness_summary(table, id_task, s, "test") for s in shift_tasks},
+        "rows": table.to_dict("records")})
 
 
 def arithmetic_study(run_paths: Sequence[str | Path], supported: Sequence[str], out: str | Path,
@@ -203,10 +179,13 @@ def arithmetic_study(run_paths: Sequence[str | Path], supported: Sequence[str], 
     vectors = [run_task_vector(r) for r in runs]
     model = copy.deepcopy(runs[0].model)
     theta_zs = runs[0].theta_zs
-    result = _read(out)
-    if result.get("tasks") != tasks or result.get("supported") != list(supported):
-        result = {"tasks": tasks, "supported": list(supported), "model": runs[0].meta["model"],
-                  "code_version": code_version(), "addition": {}, "negation": {}}
+    inputs = {"runs": [run_inputs(r) for r in runs], "tasks": tasks, "supported": list(supported),
+              "lambdas": [float(v) for v in lambdas], "max_eval": max_eval}
+    result = {"model": runs[0].meta["model"], "addition": {}, "negation": {}, **resume(out, "arithmetic", inputs)}
+
+    def save() -> None:
+        write_results(out, "arithmetic", inputs, result)
+
     finetuned = {}
     for r in runs:  # each task's own fine-tuned accuracy (alpha 1), the denominator of normalized accuracy
         sw = read_sweep(r.path)
@@ -215,7 +194,7 @@ def arithmetic_study(run_paths: Sequence[str | Path], supported: Sequence[str], 
     evals = _evals(runs[0], [*tasks, *supported], max_eval)
     val = {k: v for k, v in evals.items() if k[1] == "val"}
     for name, spec in merges.items():
-        if name in result["addition"]:
+        if entry_is_current(result["addition"].get(name), spec):  # same merge parameters, not just the name
             continue
         params = {k: v for k, v in spec.items() if k != "method"}
         tau = merged_vector(vectors, spec.get("method", name), **params)
@@ -225,12 +204,12 @@ def arithmetic_study(run_paths: Sequence[str | Path], supported: Sequence[str], 
         scores = _scores(model, tau.apply_to(theta_zs, lam), evals)
         test = scores["test"]
         result["addition"][name] = {
-            "lambda": lam, **scores,
+            "inputs": spec, "lambda": lam, **scores,
             "normalized_test": {t: test[t] / finetuned[(t, "test")] for t in tasks},
             "mean_normalized_test": sum(test[t] / finetuned[(t, "test")] for t in tasks) / len(tasks),
             "mean_absolute_test": sum(test[t] for t in tasks) / len(tasks),
             "val_sweep": normalized(table, ft_val).to_dict("records")}
-        _write(out, result)
+        save()
     for target in negate:
         if target in result["negation"]:
             continue
@@ -243,7 +222,6 @@ def arithmetic_study(run_paths: Sequence[str | Path], supported: Sequence[str], 
         result["negation"][target] = {
             "lambda": lam, "control": list(supported), "chance": 1 / len(get_task(target).classnames),
             "zero_shot_test": zs, **scores, "val_sweep": table.to_dict("records")}
-        _write(out, result)
+        save()
     result["finetuned"] = {f"{t}/{s}": a for (t, s), a in finetuned.items()}
-    _write(out, result)
-    return result
+    return write_results(out, "arithmetic", inputs, result)

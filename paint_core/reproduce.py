@@ -16,10 +16,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoints import atomic_write_text
+from .results import read_results, resume, write_results
 from .diagnostics import linear_probe, typographic_reading, zero_shot_accuracies
 from .finetune import FinetuneConfig
 from .frontier import chord_gap, frontier, frontier_area, gain_within_drift
-from .models import EMBEDDED_MODELS, load_model
+from .models import EMBEDDED_MODELS, embedded_weights, load_model
 from .pretrain import PretrainConfig
 from .runs import read_run_meta, read_sweep, run_finetune, run_sweep, select_run
 from .tasks import DIGIT_SHIFTS, EMBEDDED_TASKS, PATCH_TASKS, SUPPORTED_TASKS
@@ -36,25 +37,26 @@ COMMAND = "python -m paint_core reproduce"
 TRANSFER_SOURCES = ("digits_low",)  # patched only for the broad-transfer study (digits_high is its disjoint twin)
 RELATIVES_MODELS = ("micro-rn-l", "micro-rn-s")  # ~25 min per model (scale: compare the two)
 PROMPT_MODELS = ("micro-rn-s", "micro-rn-l")  # the "old" and the "upgraded" model of the prompt study
-CLASSIFIER_PRETRAIN_STEPS = 2000
 CONTINUED_NAME = "micro-rn-s-continued"
 CONTINUED_RECIPE = PretrainConfig(steps=800, lr=5e-4, warmup=50, corpus_size=100_000, seed=1)
 SHIPPED_DTYPE = torch.float16  # shipped weights and cached fine-tunes: half the repository size
 
 
 def diagnose(model_name: str, out: Path) -> dict:
+    """Zero-shot accuracies, linear probes and the reading probe of an embedded model (diagnostics.json)."""
+    from .prompts import weights_input
     path = out / model_name / "diagnostics.json"
-    if path.is_file():
-        return json.loads(path.read_text())
+    inputs = {"model": weights_input(model_name, str(embedded_weights(model_name))),
+              "zero_shot_tasks": list(EMBEDDED_TASKS), "probe_tasks": list(PATCH_TASKS)}
+    done = resume(path, "diagnostics", inputs)
+    if done:
+        return done
     model, preprocess, tokenizer = load_model(model_name)
-    result = {
-        "model": model_name, "command": COMMAND, "code_version": code_version(),
+    return write_results(path, "diagnostics", inputs, {
         "zero_shot_test": zero_shot_accuracies(model, preprocess, tokenizer, list(EMBEDDED_TASKS)),
         "linear_probe_test": {t: linear_probe(model, preprocess, t) for t in PATCH_TASKS},
         "typographic_reading": typographic_reading(model, preprocess, tokenizer),
-    }
-    atomic_write_text(path, json.dumps(result, indent=2))
-    return result
+    }, command=COMMAND)["results"]
 
 
 def run_is_finished(run_dir: Path, cfg: FinetuneConfig) -> bool:
@@ -95,18 +97,15 @@ def reproduce_closed_vocab(out: Path) -> None:
     """Closed-vocabulary task addition on micro-vit, and the disentanglement error of micro-rn-l for contrast."""
     from .closed_vocab import clip_disentanglement, closed_vocab_study, encoder_weights, pretrain_encoder
     if not encoder_weights("micro-vit").is_file():
-        pretrain_encoder("micro-vit", steps=CLASSIFIER_PRETRAIN_STEPS, command=COMMAND)
+        pretrain_encoder("micro-vit", command=COMMAND)
     d = out / "closed_vocab"
     closed_vocab_study(d / "micro-vit")
-    clip_file = d / "micro-rn-l_disentanglement.json"
-    if not clip_file.is_file():
-        clip = clip_disentanglement((out / "micro-rn-l" / "digits", out / "micro-rn-l" / "counting"))
-        atomic_write_text(clip_file, json.dumps(clip, indent=2))
+    clip_disentanglement((out / "micro-rn-l" / "digits", out / "micro-rn-l" / "counting"),
+                         d / "micro-rn-l_disentanglement.json")
 
 
 def continued_model(out: Path) -> Path:
     """micro-rn-s pretrained further on another corpus draw: an upgrade that shares the old model's init."""
-    from .models import embedded_weights
     from .pretrain import pretrain
     path = out / "prompts" / f"{CONTINUED_NAME}.safetensors"
     if not path.is_file():
@@ -118,17 +117,13 @@ def continued_model(out: Path) -> Path:
 def reproduce_prompts(out: Path) -> None:
     """CoOp vs ContCoOp trained on micro-rn-s ("old") and plugged into two upgrades: micro-rn-l (pretrained
     from another init) and micro-rn-s pretrained further (same init)."""
-    from .prompts import update_study
+    from .prompts import update_study_file
     studies = {"update.json": ("micro-rn-l", None), "update_continued.json": ("micro-rn-s", continued_model)}
     for name, (new, weights) in studies.items():
-        path = out / "prompts" / name
-        if not path.is_file():
-            new_pretrained = str(weights(out)) if weights else None
-            rows = update_study("micro-rn-s", new, list(PATCH_TASKS), new_pretrained=new_pretrained)
-            label = f"{new} ({Path(new_pretrained).name})" if new_pretrained else new
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(path, json.dumps({"old": "micro-rn-s", "new": label, "command": COMMAND,
-                                                "code_version": code_version(), "rows": rows}, indent=2))
+        new_pretrained = str(weights(out)) if weights else None
+        label = f"{new} ({Path(new_pretrained).name})" if new_pretrained else new
+        update_study_file(out / "prompts" / name, "micro-rn-s", new, list(PATCH_TASKS), new_pretrained=new_pretrained,
+                          new_label=label)
 
 
 def reproduce(out: Path = CACHED_RESULTS, models: list[str] | None = None, tasks: list[str] | None = None) -> dict:
@@ -181,7 +176,7 @@ def _diag_tasks(summary: dict) -> list[str]:
 
 def summary_markdown(summary: dict) -> str:
     sup = summary["supported"]
-    lines = [f"# cached_results summary", "",
+    lines = ["# cached_results summary", "",
              f"Written by `{summary['command']}` (code {summary['code_version']}); every number is a test-split "
              "accuracy in %, alpha chosen on val. Do not edit by hand.", "",
              "| model | patch task | zero-shot patch / supported | fine-tuned patch / supported | chosen alpha | "
@@ -214,6 +209,13 @@ def _mean(values) -> float:
     return sum(values) / len(values)
 
 
+def _results(path: Path, kind: str) -> dict:
+    doc = read_results(path, kind)
+    if doc is None:
+        raise ValueError(f"{path} is in an older format: run python -m paint_core reproduce to regenerate it")
+    return doc["results"]
+
+
 def relatives_markdown(out: Path) -> str:
     """The relatives' headline numbers, read back from their JSON files (whatever exists)."""
     lines = []
@@ -222,14 +224,14 @@ def relatives_markdown(out: Path) -> str:
         lines += ["", f"## Relatives on {model} (test %, choices on val)", ""]
         mt = model_dir / "multitask.json"
         if mt.is_file():
-            rows = json.loads(mt.read_text())["comparison"]
+            rows = _results(mt, "multitask")["comparison"]
             lines += ["| multi-task model | alpha | mean patch | supported | vs specialists (points) |", "|---|---|---|---|---|"]
             lines += [f"| {r['model']} | {r['alpha']} | {_pct(r['patch_mean'])} | {_pct(r['supported_mean'])} | "
                       + (f"{100 * r['vs_specialists']:+.1f} |" if r.get("vs_specialists") is not None else " |")
                       for r in rows]
         ar = model_dir / "arithmetic.json"
         if ar.is_file():
-            a = json.loads(ar.read_text())
+            a = _results(ar, "arithmetic")
             lines += ["", "| task addition | lambda | mean absolute | mean normalized |", "|---|---|---|---|"]
             lines += [f"| {n} | {r['lambda']:g} | {_pct(r['mean_absolute_test'])} | {_pct(r['mean_normalized_test'])} |"
                       for n, r in a["addition"].items()]
@@ -240,7 +242,7 @@ def relatives_markdown(out: Path) -> str:
                              f"{_pct(_mean(r['test'][c] for c in r['control']))}.")
         wf = model_dir / "wiseft.json"
         if wf.is_file():
-            w = json.loads(wf.read_text())
+            w = _results(wf, "wiseft")
             lines += ["", f"| WiSE-FT shift ({w['id_task']} fine-tune) | zero-shot | fine-tuned | best weight-space (alpha) | "
                       "best output-space (alpha) |", "|---|---|---|---|---|"]
             for shift, s in w["summary_test"].items():
@@ -250,7 +252,7 @@ def relatives_markdown(out: Path) -> str:
                              f"{_pct(os_['best_shift'])} ({os_['best_shift_alpha']:g}) |")
         tr = model_dir / "transfer.json"
         if tr.is_file():
-            rows = [r for r in json.loads(tr.read_text())["rows"] if r["disjoint_classes"]]
+            rows = [r for r in _results(tr, "transfer")["rows"] if r["disjoint_classes"]]
             best = {m: max((r for r in rows if r["mode"] == m), key=lambda r: r["change"], default=None)
                     for m in ("finetuned", "chosen")}
             lines.append("")
@@ -258,13 +260,13 @@ def relatives_markdown(out: Path) -> str:
                       f"{r['patch_task']} -> {r['eval_task']} {100 * r['change']:+.1f} points." for m, r in best.items() if r]
     cv = out / "closed_vocab" / "micro-vit" / "study.json"
     if cv.is_file():
-        c = json.loads(cv.read_text())
+        c = _results(cv, "closed-vocab")
         lines += ["", "## Closed-vocabulary task addition (micro-vit)", "",
                   f"Lambda {c['lambda']:g}: mean normalized {_pct(c['addition_mean_normalized'])} (absolute "
                   f"{_pct(c['addition_mean_absolute'])}); linear probe {_pct(c['probe_mean_normalized'])} "
                   f"({_pct(c['probe_mean_absolute'])})."]
     for f in sorted((out / "prompts").glob("update*.json")):
-        d = json.loads(f.read_text())
+        d = _results(f, "prompt-update")
         by = {}
         for r in d["rows"]:
             by.setdefault(r["method"], []).append(r["accuracy"])

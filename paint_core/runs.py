@@ -54,9 +54,7 @@ class Run:
     tokenizer: Callable
     theta_zs: StateDict
     theta_ft: StateDict
-
-    def sweep_table(self) -> pd.DataFrame:
-        return read_sweep(self.path)
+    weights_sha256: str = ""  # of finetuned.safetensors: identifies the run in a study's inputs
 
 
 @dataclass(frozen=True)
@@ -238,7 +236,22 @@ def load_run(path: str | Path) -> Run:
     if unknown:
         raise CheckpointError(f"{path}/finetuned.safetensors has key {unknown[0]!r} that the model does not have")
     theta_ft = {**theta_zs, **ft_part}
-    return Run(path, meta, model, preprocess, tokenizer, theta_zs, theta_ft)
+    return Run(path, meta, model, preprocess, tokenizer, theta_zs, theta_ft, side["sha256"])
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def portable_path(path: str | Path) -> str:
+    """A path as recorded in results: relative to the repository when inside it, so results move with it."""
+    p = Path(path).resolve()
+    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p)
+
+
+def run_inputs(run: Run) -> dict:
+    """A run as a study's input: where it is and the hash of its fine-tuned weights (a re-fine-tuned run with
+    the same path is a different input)."""
+    return {"path": portable_path(run.path), "weights_sha256": run.weights_sha256}
 
 
 def run_task_vector(run: Run) -> TaskVector:

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The README's first command: install the requirements, then open the dashboard on the embedded default.
+# The README's first command: install the package (editable, with the dashboard extras), then open the dashboard on the embedded default.
 # It listens on localhost only (PAINT_ADDRESS=0.0.0.0 to serve a network, behind authentication: see the
 # README) and browsers get error messages, never tracebacks (those go to this terminal).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install -q -r requirements.txt
+python3 -m pip install -q -e ".[dashboard]"
 exec python3 -m streamlit run dashboard/app.py --server.headless true --browser.gatherUsageStats false \
   --server.address "${PAINT_ADDRESS:-localhost}" --client.showErrorDetails none "$@"

@@ -1,6 +1,6 @@
 """Candidate shifts of the real digits: zero-shot vs fine-tuned (micro-rn-l/digits run), test split, 300 images.
 
-Run: PYTHONPATH=. python scripts/digit_shift_candidates.py  (docs/experiments.md has the numbers).
+Run: python scripts/digit_shift_candidates.py  (docs/experiments.md has the numbers).
 """
 import numpy as np, torch
 from PIL import Image, ImageFilter

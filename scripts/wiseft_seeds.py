@@ -5,10 +5,8 @@ Seed 0 is the shipped run in cached_results/; seeds 1 and 2 change the fine-tuni
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from paint_core.finetune import FinetuneConfig
 from paint_core.relatives import wiseft_study
@@ -28,7 +26,7 @@ for model in ("micro-rn-s", "micro-rn-l"):
                 run_finetune(run, model, None, "digits", FinetuneConfig(seed=seed), command="scripts/wiseft_seeds.py",
                              overwrite=True)
         result = wiseft_study(run, list(DIGIT_SHIFTS), OUT / f"{model}-seed{seed}.json")
-        for shift, s in result["summary_test"].items():
+        for shift, s in result["results"]["summary_test"].items():
             w, o = s["weight"], s["output"]
             print(f"{model} seed {seed} {shift:15s} zero-shot {100 * w['zero_shot']['shift']:5.1f}  fine-tuned "
                   f"{100 * w['finetuned']['shift']:5.1f}  weight best {100 * w['best_shift']:5.1f} (alpha "

@@ -35,12 +35,18 @@ def _metric(at: AppTest, task: str) -> str:
     return next(m.value for m in at.metric if m.label.startswith(f"{task} ("))
 
 
+def _flat(path: Path) -> dict:
+    """A study's inputs and results side by side (results.py keeps them apart in the file)."""
+    doc = json.loads(Path(path).read_text())
+    return {**doc["inputs"], **doc["results"]}
+
+
 def _spec(at: AppTest, i: int = 0) -> dict:
     return json.loads(at.get("plotly_chart")[i].proto.spec)
 
 
 def test_multitask_page_shows_the_study():
-    result = json.loads((REL / "multitask.json").read_text())
+    result = _flat(REL / "multitask.json")
     at = _page("multitask")
     table = at.dataframe[0].value
     assert list(table["model"]) == [r["model"] for r in result["comparison"]]
@@ -48,14 +54,14 @@ def test_multitask_page_shows_the_study():
     assert table["digits"].tolist() == digits
     assert len(_spec(at, 0)["data"]) == len(result["comparison"])
     heat = _spec(at, 1)["data"][0]  # the transfer tab renders too (tabs are all rendered)
-    transfer = pd.DataFrame(json.loads((REL / "transfer.json").read_text())["rows"])
+    transfer = pd.DataFrame(_flat(REL / "transfer.json")["rows"])
     row = transfer[(transfer["mode"] == "finetuned")].iloc[0]
     i, j = heat["y"].index(row.patch_task), heat["x"].index(row.eval_task)
     assert heat["z"][i][j] == pytest.approx(100 * row.change)
 
 
 def test_wiseft_page_table_equals_the_study():
-    result = json.loads((REL / "wiseft.json").read_text())
+    result = _flat(REL / "wiseft.json")
     at = _page("wiseft")
     shift = result["shift_tasks"][1]
     at.selectbox(key="wf_shift").set_value(shift).run()
@@ -87,7 +93,7 @@ def test_task_arithmetic_sliders_match_an_independent_edit():
 
 def test_closed_vocab_slider_matches_an_independent_addition():
     study_dir = CACHED / "closed_vocab" / "micro-vit"
-    study = json.loads((study_dir / "study.json").read_text())
+    study = _flat(study_dir / "study.json")
     at = _page("closed_vocab")
     at.slider(key="cv_lambda").set_value(0.4).run()
     encoder, preprocess = create_encoder("micro-vit")
@@ -106,7 +112,7 @@ def test_closed_vocab_slider_matches_an_independent_addition():
 
 
 def test_prompts_page_means_equal_the_rows():
-    data = json.loads((CACHED / "prompts" / "update.json").read_text())  # the first study, selected by default
+    data = _flat(CACHED / "prompts" / "update.json")  # the first study, selected by default
     rows = pd.DataFrame(data["rows"])
     at = _page("prompts")
     at.selectbox(key="pr_task").set_value("digits").run()
@@ -126,13 +132,13 @@ def test_a_study_written_under_runs_is_listed(tmp_path, monkeypatch):
     mine = tmp_path / "runs" / "my-model" / "relatives"
     mine.mkdir(parents=True)
     data = json.loads((REL / "wiseft.json").read_text())
-    data["shift_tasks"] = data["shift_tasks"][:1]
+    data["inputs"]["shift_tasks"] = data["inputs"]["shift_tasks"][:1]
     (mine / "wiseft.json").write_text(json.dumps(data))
     shutil.copytree(CACHED / "prompts", tmp_path / "runs" / "my-model" / "prompts")
     monkeypatch.chdir(tmp_path)
     at = _page("wiseft")
     assert "runs/my-model" in at.selectbox(key="wf_model").options
     at.selectbox(key="wf_model").set_value("runs/my-model").run()
-    assert at.selectbox(key="wf_shift").options == data["shift_tasks"]
+    assert at.selectbox(key="wf_shift").options == data["inputs"]["shift_tasks"]
     at.switch_page("app_pages/prompts.py").run()
     assert len(at.selectbox(key="pr_study").options) == 4  # the two shipped studies and the two copies

@@ -59,14 +59,14 @@ def run(template_run, tmp_path) -> Path:
 ])
 def test_failed_sweep_changes_nothing(run, argv, message, capsys):
     before = snapshot(run.parent)
-    assert main(["sweep", "--run", str(run), *argv]) == 2
+    assert main(["sweep", "--run", str(run), *argv]) == 1
     assert message in capsys.readouterr().err
     assert snapshot(run.parent) == before
 
 
 def test_sweep_with_other_settings_needs_overwrite_and_then_agrees(run, capsys):
     before = snapshot(run.parent)
-    assert main(["sweep", "--run", str(run), "--supported", "shapes", "--alphas", "0,1", "--max-eval", "20"]) == 2
+    assert main(["sweep", "--run", str(run), "--supported", "shapes", "--alphas", "0,1", "--max-eval", "20"]) == 1
     assert "--overwrite" in capsys.readouterr().err
     assert snapshot(run.parent) == before
     assert main(["sweep", "--run", str(run), "--supported", "shapes", "--alphas", "0,1", "--max-eval", "20",
@@ -110,7 +110,7 @@ def test_finetune_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     (docs / "experiments.md").write_text("the lab notebook")
     before = snapshot(tmp_path)
     assert main(["finetune", "--model", "micro-rn-s", "--task", "digits", "--out", str(docs), "--steps", "1",
-                 "--overwrite"]) == 2
+                 "--overwrite"]) == 1
     assert "not a run directory made by this tool" in capsys.readouterr().err
     assert snapshot(tmp_path) == before
 
@@ -124,7 +124,7 @@ def test_finetune_refuses_empty_or_root_output(out, tmp_path):
 def test_finetune_replaces_a_run_only_when_asked_and_atomically(run, capsys):
     before = snapshot(run.parent)
     assert main(["finetune", "--model", "micro-rn-s", "--task", "counting", "--out", str(run), "--steps", "2",
-                 "--batch-size", "8"]) == 2
+                 "--batch-size", "8"]) == 1
     assert "--overwrite" in capsys.readouterr().err
     assert snapshot(run.parent) == before
     assert main(["finetune", "--model", "micro-rn-s", "--task", "counting", "--out", str(run), "--steps", "2",
@@ -148,27 +148,27 @@ def test_interrupted_replacement_leaves_the_old_run(run):
 def test_export_never_writes_shipped_weights_or_foreign_files(run, tmp_path, capsys):
     shipped = SHIPPED_WEIGHTS_DIR / "micro-rn-s.safetensors"
     shipped_before = snapshot(SHIPPED_WEIGHTS_DIR)
-    assert main(["export", "--run", str(run), "--alpha", "0.5", "--out", str(shipped), "--overwrite"]) == 2
+    assert main(["export", "--run", str(run), "--alpha", "0.5", "--out", str(shipped), "--overwrite"]) == 1
     assert "shipped results" in capsys.readouterr().err
     assert main(["export", "--run", str(run), "--alpha", "0.5", "--out",
-                 str(CACHED_RESULTS_DIR / "new.safetensors")]) == 2
+                 str(CACHED_RESULTS_DIR / "new.safetensors")]) == 1
     assert snapshot(SHIPPED_WEIGHTS_DIR) == shipped_before and not (CACHED_RESULTS_DIR / "new.safetensors").exists()
 
     (tmp_path / "settings.json").write_text('{"theme": "dark"}')
     (tmp_path / "notes.safetensors").write_bytes(b"someone else's file")
     before = snapshot(tmp_path)
-    assert main(["export", "--run", str(run), "--alpha", "0.5", "--out", str(tmp_path / "settings.safetensors")]) == 2
+    assert main(["export", "--run", str(run), "--alpha", "0.5", "--out", str(tmp_path / "settings.safetensors")]) == 1
     assert "settings.json exists" in capsys.readouterr().err
     assert main(["export", "--run", str(run), "--alpha", "0.5", "--out", str(tmp_path / "notes.safetensors"),
-                 "--overwrite"]) == 2
+                 "--overwrite"]) == 1
     assert "not written by this tool" in capsys.readouterr().err
-    assert main(["export", "--run", str(run), "--alpha", "2", "--out", str(tmp_path / "new.safetensors")]) == 2
+    assert main(["export", "--run", str(run), "--alpha", "2", "--out", str(tmp_path / "new.safetensors")]) == 1
     assert snapshot(tmp_path) == before
 
     out = tmp_path / "patched.safetensors"
     assert main(["export", "--run", str(run), "--alpha", "0.5", "--out", str(out)]) == 0
     first = out.read_bytes()
-    assert main(["export", "--run", str(run), "--alpha", "1.0", "--out", str(out)]) == 2
+    assert main(["export", "--run", str(run), "--alpha", "1.0", "--out", str(out)]) == 1
     assert out.read_bytes() == first
     assert main(["export", "--run", str(run), "--alpha", "1.0", "--out", str(out), "--overwrite"]) == 0
     state, meta = load_checkpoint(out)
@@ -179,10 +179,10 @@ def test_study_outputs_refuse_foreign_files_and_shipped_results(run, tmp_path, c
     notes = tmp_path / "notes.json"
     notes.write_text("not json at all")
     before = snapshot(tmp_path)
-    assert main(["wiseft", "--run", str(run), "--shift", "digits_colour", "--out", str(notes), "--max-eval", "10"]) == 2
+    assert main(["wiseft", "--run", str(run), "--shift", "digits_colour", "--out", str(notes), "--max-eval", "10"]) == 1
     assert "not a result this tool wrote" in capsys.readouterr().err
     assert main(["wiseft", "--run", str(run), "--shift", "digits_colour", "--max-eval", "10",
-                 "--out", str(CACHED_RESULTS_DIR / "micro-rn-s" / "relatives" / "wiseft.json")]) == 2
+                 "--out", str(CACHED_RESULTS_DIR / "micro-rn-s" / "relatives" / "wiseft.json")]) == 1
     assert "shipped results" in capsys.readouterr().err
     assert snapshot(tmp_path) == before
 
@@ -191,12 +191,12 @@ def test_export_task_and_convert_refuse_existing_outputs(tmp_path, capsys):
     folder = tmp_path / "data"
     folder.mkdir()
     (folder / "keep.txt").write_text("x")
-    assert main(["export-task", "shapes", "--out", str(folder), "--limit", "2"]) == 2
+    assert main(["export-task", "shapes", "--out", str(folder), "--limit", "2"]) == 1
     assert "not an empty folder" in capsys.readouterr().err
     foreign = tmp_path / "model.safetensors"
     foreign.write_bytes(b"not ours")
     before = snapshot(tmp_path)
-    assert main(["convert", str(tmp_path / "old.pt"), "--model", "micro-rn-s", "--out", str(foreign)]) == 2
+    assert main(["convert", str(tmp_path / "old.pt"), "--model", "micro-rn-s", "--out", str(foreign)]) == 1
     assert "not written by this tool" in capsys.readouterr().err
     assert snapshot(tmp_path) == before
 
@@ -206,7 +206,7 @@ def test_second_writer_is_refused_with_the_first_named(run, capsys):
     before = snapshot(run)
     with run_lock(run, "python -m paint_core sweep --run x (the first writer)"):
         assert main(["sweep", "--run", str(run), "--supported", "shapes,colours", "--alphas", "0,0.5,1",
-                     "--max-eval", "20"]) == 2
+                     "--max-eval", "20"]) == 1
         err = capsys.readouterr().err
         assert f"process {os.getpid()}" in err and "the first writer" in err
         with pytest.raises(RunLocked):
@@ -236,7 +236,7 @@ def test_bit_flipped_pretrained_file_is_refused(random_micro_file, tmp_path, cap
     with pytest.raises(CheckpointError, match="sha256"):
         load_model("micro-rn-s", str(flipped))
     assert main(["finetune", "--model", "micro-rn-s", "--pretrained", str(flipped), "--task", "digits",
-                 "--out", str(tmp_path / "r"), "--steps", "1"]) == 2
+                 "--out", str(tmp_path / "r"), "--steps", "1"]) == 1
     assert "sha256" in capsys.readouterr().err and not (tmp_path / "r").exists()
 
 
@@ -317,10 +317,10 @@ def test_run_json_schema_errors_name_the_field(change, message):
 def test_hand_edited_run_json_is_a_clear_cli_error(run, capsys):
     meta = json.loads((run / "run.json").read_text())
     (run / "run.json").write_text(json.dumps({**meta, "supported": "shapes"}))
-    assert main(["select", "--run", str(run)]) == 2
+    assert main(["select", "--run", str(run)]) == 1
     assert "field 'supported' must be a list" in capsys.readouterr().err
     (run / "run.json").write_text("{broken")
-    assert main(["select", "--run", str(run)]) == 2
+    assert main(["select", "--run", str(run)]) == 1
     assert "not valid JSON" in capsys.readouterr().err
 
 

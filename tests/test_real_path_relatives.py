@@ -23,14 +23,14 @@ def test_closed_vocab_cli_on_a_random_timm_model(tmp_path):
     code = main(["closed-vocab", "--model", "test_vit", "--pretrained", "random", "--tasks", "digits,counting",
                  "--steps", "2", "--lrs", "1e-4,1e-3", "--probe-n", "32", "--max-eval", "16", "--grid-n", "8", "--out", str(out)])
     assert code == 0
-    study = json.loads((out / "study.json").read_text())
+    study = json.loads((out / "study.json").read_text())["results"]
     assert study["model"] == "test_vit" and set(study["per_task"]) == {"digits", "counting"}
     assert 0 <= study["addition_mean_absolute"] <= 1 and len(study["lambda_sweep_val"]) == 16
     search = study["per_task"]["digits"]["lr_search_val"]
     assert set(search) == {"0.0001", "0.001"} and study["per_task"]["digits"]["lr"] in (1e-4, 1e-3)
     assert search[str(study["per_task"]["digits"]["lr"])] == max(search.values())
     assert (out / "digits" / "encoder.safetensors").is_file() and (out / "counting" / "head.safetensors").is_file()
-    assert main(["closed-vocab", "--model", "vit_tiny_patch16_22", "--out", str(out)]) == 2  # unknown name
+    assert main(["closed-vocab", "--model", "vit_tiny_patch16_22", "--out", str(out)]) == 1  # unknown name
 
 
 def test_prompt_cli_between_two_random_open_clip_models(tmp_path, random_micro_file):
@@ -43,7 +43,7 @@ def test_prompt_cli_between_two_random_open_clip_models(tmp_path, random_micro_f
                  "--new-pretrained", str(large), "--tasks", "digits", "--shots", "1", "--seeds", "0", "--steps", "2",
                  "--pool", "40", "--max-eval", "30", "--out", str(out)])
     assert code == 0
-    rows = json.loads(out.read_text())["rows"]
+    rows = json.loads(out.read_text())["results"]["rows"]
     assert len(rows) == 8
     model, preprocess, tokenizer = load_model("micro-rn-l", str(large))
     task = get_task("digits")

@@ -27,7 +27,7 @@ def test_micro_vit_weights_are_intact():
 
 
 def test_closed_vocab_addition_recomputes_exactly():
-    study = json.loads((CV / "study.json").read_text())
+    study = json.loads((CV / "study.json").read_text())["results"]
     encoder, preprocess = create_encoder("micro-vit")
     pre = {k: v.clone() for k, v in encoder.state_dict().items()}
     taus = [{k: cast_like(load_checkpoint(CV / t / "encoder.safetensors")[0], pre)[k] - v for k, v in pre.items()}
@@ -46,7 +46,7 @@ def test_closed_vocab_addition_recomputes_exactly():
 
 @pytest.mark.parametrize("study", ["update.json", "update_continued.json"])
 def test_prompt_study_is_complete_and_its_zero_shot_cell_recomputes(study):
-    data = json.loads((PROMPTS / study).read_text())
+    data = json.loads((PROMPTS / study).read_text())["results"]
     rows = pd.DataFrame(data["rows"])
     assert set(rows["method"]) == set(COMPARISON)
     assert len(rows) == rows["task"].nunique() * rows["shots"].nunique() * rows["seed"].nunique() * len(COMPARISON)

@@ -23,7 +23,9 @@ REL = RUNS / "relatives"
 
 
 def _json(name: str) -> dict:
-    return json.loads((REL / f"{name}.json").read_text())
+    """A study's inputs and results side by side (results.py keeps them apart in the file)."""
+    doc = json.loads((REL / f"{name}.json").read_text())
+    return {**doc["inputs"], **doc["results"]}
 
 
 def _accuracy(run, state, task_name: str, split: str = "test") -> float:
@@ -96,11 +98,11 @@ def test_runs_of_different_zero_shot_models_are_refused(capsys):
     code = main(["arithmetic", "--runs", f"{RUNS / 'digits'},{RUNS.parent / 'micro-rn-s' / 'counting'}",
                  "--supported", "shapes", "--out", "/tmp/never.json"])
     err = capsys.readouterr().err
-    assert code == 2 and "not patched from the same zero-shot model" in err and "micro-rn-s" in err
-    assert main(["multitask", "--runs", "", "--supported", "shapes", "--out", "/tmp/never.json"]) == 2
+    assert code == 1 and "not patched from the same zero-shot model" in err and "micro-rn-s" in err
+    assert main(["multitask", "--runs", "", "--supported", "shapes", "--out", "/tmp/never.json"]) == 1
     assert "at least one run directory" in capsys.readouterr().err
     assert main(["arithmetic", "--runs", str(RUNS / "digits"), "--supported", "shapes", "--merges", "ties",
-                 "--k", "0", "--out", "/tmp/never.json"]) == 2
+                 "--k", "0", "--out", "/tmp/never.json"]) == 1
     assert "ties: k is the percent of entries kept, in (0, 100]" in capsys.readouterr().err
 
 

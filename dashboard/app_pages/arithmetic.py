@@ -56,12 +56,13 @@ with right:
         col.metric(f"{t} ({role}, n={n})", f"{100 * a:.1f}%", f"{100 * (a - session.zero_shot[t]):+.1f} vs zero-shot")
 
 st.subheader("The study on the full splits (lambda chosen on val, test accuracy)")
-result = state.study("arithmetic", key="ta_study_model")
-if result:
+doc = state.study("arithmetic", key="ta_study_model")
+if doc:
+    result, tasks, supported = doc["results"], doc["inputs"]["tasks"], doc["inputs"]["supported"]
     ft = result.get("finetuned", {})
     rows = [{"merge": name, "lambda": r["lambda"],
-             **{f"{t} %": round(100 * r["test"][t], 1) for t in result["tasks"]},
-             **{f"{s} %": round(100 * r["test"][s], 1) for s in result["supported"]},
+             **{f"{t} %": round(100 * r["test"][t], 1) for t in tasks},
+             **{f"{s} %": round(100 * r["test"][s], 1) for s in supported},
              "mean absolute %": round(100 * r["mean_absolute_test"], 1),
              "mean normalized %": round(100 * r["mean_normalized_test"], 1)} for name, r in result["addition"].items()]
     st.markdown("**Addition** (normalized = accuracy / the task's own fine-tuned accuracy: "

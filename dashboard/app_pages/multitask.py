@@ -13,10 +13,10 @@ st.caption("PAINT section 5: patch several tasks into one model (joint fine-tune
 
 tab_mt, tab_tr = st.tabs(["Multi-task", "Broad transfer"])
 with tab_mt:
-    result = state.study("multitask", key="mt_model")
-    if result and result.get("comparison"):
-        tasks, sup = result["tasks"], result["supported"]
-        rows = result["comparison"]
+    doc = state.study("multitask", key="mt_model")
+    if doc and doc["results"].get("comparison"):
+        tasks, sup = doc["inputs"]["tasks"], doc["inputs"]["supported"]
+        rows = doc["results"]["comparison"]
         st.plotly_chart(figures.multitask_figure(rows, tasks, sup), key="mt_chart")
         table = pd.DataFrame(rows)
         for c in [*tasks, *sup, "patch_mean", "supported_mean", "vs_specialists"]:
@@ -29,9 +29,9 @@ with tab_mt:
                         f"{100 * best['patch_mean']:.1f}% ({100 * best['vs_specialists']:+.1f} points vs the "
                         f"specialists), supported {100 * best['supported_mean']:.1f}%.")
 with tab_tr:
-    result = state.study("transfer", key="tr_model")
-    if result:
-        rows = pd.DataFrame(result["rows"])
+    doc = state.study("transfer", key="tr_model")
+    if doc:
+        rows = pd.DataFrame(doc["results"]["rows"])
         mode = st.radio("Patched model", ["finetuned", "chosen"], horizontal=True, key="tr_mode",
                         format_func=lambda m: "fine-tuned (alpha 1)" if m == "finetuned" else "patched (alpha chosen on val)")
         sub = rows[rows["mode"] == mode]

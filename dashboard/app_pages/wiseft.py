@@ -9,9 +9,10 @@ from dashboard import figures, state
 st.title("WiSE-FT: robustness to distribution shift")
 st.caption("The weight-space ensemble is PAINT's interpolation; the output-space ensemble mixes the two models' "
            "logits. Points above the dashed line joining the endpoints have effective robustness.")
-result = state.study("wiseft", key="wf_model")
-if result:
-    shift = st.selectbox("Shifted task", result["shift_tasks"], key="wf_shift")
+doc = state.study("wiseft", key="wf_model")
+if doc:
+    result = doc["results"]
+    shift = st.selectbox("Shifted task", doc["inputs"]["shift_tasks"], key="wf_shift")
     rows = pd.DataFrame(result["rows"])
     st.plotly_chart(figures.wiseft_figure(rows, result["id_task"], shift), key="wf_chart")
     summary = result["summary_test"][shift]
