@@ -20,7 +20,8 @@ from pathlib import Path
 
 from paint_core.models import EMBEDDED_MODELS
 from paint_core.tasks import list_tasks
-from paint_core.writes import CACHED_RESULTS_DIR, WriteRefused, resolve_inside
+from paint_core.paths import CACHED_RESULTS_DIR
+from paint_core.writes import WriteRefused, resolve_inside
 
 
 @dataclass(frozen=True)

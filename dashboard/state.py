@@ -12,18 +12,18 @@ from PIL import Image
 
 from paint_core.images import ImageInputError, read_image
 from paint_core.live import LIVE_EVAL_N, SLIDER_ALPHAS, EvalSet, PatchSession, PredictionStore, build_eval_sets
+from paint_core.paths import CACHED_RESULTS_DIR
 from paint_core.results import read_results
 from paint_core.runs import Run, load_run, read_sweep, select_run
 from paint_core.tasks import SUPPORTED_TASKS
 
-ROOT = Path(__file__).resolve().parent.parent
 EVAL_N = LIVE_EVAL_N
 
 
 def available_runs() -> dict[str, str]:
     """label -> run directory, from cached_results/ and ./runs (where the CLI writes by default)."""
     found = {}
-    for root in (ROOT / "cached_results", Path.cwd() / "runs"):  # cwd read now: the user may have moved
+    for root in (CACHED_RESULTS_DIR, Path.cwd() / "runs"):  # cwd read now: the user may have moved
         for meta in sorted(root.glob("**/run.json")) if root.is_dir() else []:
             label = str(meta.parent.relative_to(root))
             found[f"{label}" if root.name == "cached_results" else f"runs/{label}"] = str(meta.parent)
@@ -177,7 +177,7 @@ def uploaded_image(key: str) -> Image.Image | None:
 def relatives_dirs() -> dict[str, Path]:
     """label -> a relatives/ folder with study results: cached_results/<model>/relatives (reproduce) and
     ./runs/**/relatives (where to point the CLI's --out for your own model, e.g. runs/ViT-B-32/relatives/)."""
-    found = {p.parent.name: p for p in sorted((ROOT / "cached_results").glob("*/relatives")) if p.is_dir()}
+    found = {p.parent.name: p for p in sorted((CACHED_RESULTS_DIR).glob("*/relatives")) if p.is_dir()}
     runs = Path.cwd() / "runs"
     for p in sorted(runs.glob("**/relatives")) if runs.is_dir() else []:
         found[f"runs/{p.parent.relative_to(runs)}"] = p
@@ -229,7 +229,7 @@ def session_edit(paths: tuple[str, ...], tasks: tuple[str, ...]):
     return st.session_state[key]
 
 
-CLOSED_VOCAB = ROOT / "cached_results" / "closed_vocab"
+CLOSED_VOCAB = CACHED_RESULTS_DIR / "closed_vocab"
 
 
 def closed_vocab_study() -> dict | None:
@@ -268,7 +268,7 @@ def session_addition(tasks: list[str]):
 
 def prompt_study() -> dict | None:
     """A selector of the prompt studies (one per old -> upgraded pair) and the chosen one's JSON."""
-    files = sorted((ROOT / "cached_results" / "prompts").glob("update*.json"))
+    files = sorted((CACHED_RESULTS_DIR / "prompts").glob("update*.json"))
     runs = Path.cwd() / "runs"
     files += sorted(runs.glob("**/prompts/*.json")) if runs.is_dir() else []
     if not files:

@@ -5,11 +5,12 @@
     paint_core.Interpolator(model, theta_zs, theta_ft).set_alpha(0.4)
 """
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from .evaluation import evaluate, predict, select_alpha, sweep, zero_shot_head
+from .evaluation import evaluate, predict, sweep, zero_shot_head
 from .finetune import FinetuneConfig, finetune
 from .interpolation import Interpolator, interpolate
 from .models import list_models, load_model
 from .runs import Run, load_run
+from .selection import select_alpha
 from .task_vectors import TaskVector, merge
 from .tasks import Task, get_task, list_tasks
 from .version import __version__

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 
-from .checkpoints import StateDict
+from .state_dicts import StateDict
 from .evaluation import Evals, sweep
 from .interpolation import Interpolator
 from .task_vectors import TaskVector, merge
 
 LAMBDAS = [round(0.1 * i, 1) for i in range(21)]  # 0 .. 2: merged vectors often want lambda > 1 (mean, TIES)
-CONTROL_KEEP = 0.95
 
 
 def edit_sweep(model: torch.nn.Module, theta_zs: StateDict, tau: TaskVector, evals: Evals,
@@ -28,34 +26,6 @@ def edit_sweep(model: torch.nn.Module, theta_zs: StateDict, tau: TaskVector, eva
     edited = tau.apply_to(theta_zs, 1.0)
     table = sweep(Interpolator(model, theta_zs, edited, allow_extrapolation=True), evals, lambdas)
     return table.rename(columns={"alpha": "lambda"})
-
-
-def normalized(table: pd.DataFrame, finetuned: dict[str, float]) -> pd.DataFrame:
-    """Adds ``normalized`` = accuracy / the task's own fine-tuned accuracy (tasks absent from it: NaN)."""
-    out = table.copy()
-    out["normalized"] = [a / finetuned[t] if t in finetuned else np.nan for a, t in zip(out["accuracy"], out["task"])]
-    return out
-
-
-def choose_addition(table: pd.DataFrame, tasks: Sequence[str], finetuned: dict[str, float],
-                    split: str = "val") -> float:
-    """The lambda with the best mean normalized accuracy over ``tasks`` on ``split`` (ties: smaller lambda)."""
-    if split == "test":
-        raise ValueError("lambda is chosen on validation data, never on the test split")
-    sub = normalized(table[(table["split"] == split) & table["task"].isin(list(tasks))], finetuned)
-    score = sub.pivot_table(index="lambda", columns="task", values="normalized").sort_index().mean(axis=1)
-    return float(score.index[int(np.argmax(score.to_numpy()))])
-
-
-def choose_negation(table: pd.DataFrame, target: str, control: Sequence[str], split: str = "val",
-                    keep: float = CONTROL_KEEP) -> float:
-    """The lambda with the lowest target accuracy among those keeping control >= ``keep`` x zero-shot."""
-    if split == "test":
-        raise ValueError("lambda is chosen on validation data, never on the test split")
-    piv = table[table["split"] == split].pivot_table(index="lambda", columns="task", values="accuracy").sort_index()
-    ctrl = piv[list(control)].mean(axis=1)
-    ok = piv[ctrl >= keep * ctrl.loc[0.0]]
-    return float(ok[target].idxmin())
 
 
 def merged_vector(vectors: Sequence[TaskVector], method: str, coefficients: Sequence[float] | None = None,

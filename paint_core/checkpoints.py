@@ -19,11 +19,11 @@ from typing import Any, Iterator
 import torch
 from safetensors.torch import load_file, save_file
 
+from .paths import WEIGHTS_DIR
+from .state_dicts import StateDict
 from .version import code_version
 
-StateDict = dict[str, torch.Tensor]
 SIDECAR_SCHEMA = 1
-SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 
 class CheckpointError(ValueError):
@@ -133,7 +133,7 @@ def load_checkpoint(path: str | Path, require_sidecar: bool = False) -> tuple[St
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    shipped = SHIPPED_WEIGHTS in path.resolve().parents
+    shipped = WEIGHTS_DIR in path.resolve().parents
     meta = read_sidecar(path, required=require_sidecar or shipped)
     if meta and meta["sha256"] != sha256_file(path):
         raise CheckpointError(f"{path} does not match the sha256 in its sidecar: the file was changed or "
@@ -174,27 +174,6 @@ def _unwrap_state_dict(obj: Any, path: Path) -> StateDict:
     if obj and all(k.startswith("module.") for k in obj):
         obj = {k[len("module."):]: v for k, v in obj.items()}
     return obj
-
-
-def cast_like(state: StateDict, reference: StateDict) -> StateDict:
-    """Cast floating-point tensors of ``state`` to the dtype of the same key in ``reference`` (for checkpoints
-    stored in float16); keys absent from ``reference`` and integer tensors are left as they are."""
-    return {k: v.to(reference[k].dtype) if k in reference and v.is_floating_point()
-            and reference[k].is_floating_point() else v for k, v in state.items()}
-
-
-def check_compatible(reference: StateDict, other: StateDict, what: str = "state dicts") -> None:
-    """Raise ``ValueError`` naming the first key whose presence, shape or dtype differs."""
-    for key in sorted(set(reference) | set(other)):
-        if key not in other:
-            raise ValueError(f"{what} differ: key {key!r} is missing from the second one")
-        if key not in reference:
-            raise ValueError(f"{what} differ: key {key!r} is missing from the first one")
-        a, b = reference[key], other[key]
-        if a.shape != b.shape:
-            raise ValueError(f"{what} differ at {key!r}: shape {tuple(a.shape)} vs {tuple(b.shape)}")
-        if a.dtype != b.dtype:
-            raise ValueError(f"{what} differ at {key!r}: dtype {a.dtype} vs {b.dtype}")
 
 
 # ------------------------------------------------------------------------- converting pickled modules

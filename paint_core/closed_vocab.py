@@ -10,6 +10,7 @@ Embedded default: ``micro-vit``, a timm VisionTransformer the project pretrains 
 from __future__ import annotations
 
 import difflib
+import itertools
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -21,17 +22,15 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from torchvision import transforms
 
-from .checkpoints import CheckpointError, StateDict, cast_like, check_compatible, load_checkpoint, save_checkpoint
+from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from .state_dicts import StateDict, cast_like, check_compatible
 from .finetune import FinetuneConfig, finetune_visual
-from .models import WEIGHTS_DIR
-from .task_vectors import TaskVector
+from .models import embedded_weights
+from .task_vectors import TaskVector, apply_vectors
+from .training import cosine_lr, param_groups, train_loop
 
 MICRO_VIT = {"img_size": 48, "patch_size": 8, "embed_dim": 128, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0}
 EMBEDDED_ENCODERS = {"micro-vit": MICRO_VIT}
-
-
-def encoder_weights(name: str) -> Path:
-    return WEIGHTS_DIR / f"{name}.safetensors"
 
 
 def _micro_preprocess() -> Callable:
@@ -56,7 +55,7 @@ def _create_encoder(timm, name: str, pretrained: str | None) -> tuple[nn.Module,
         from timm.models.vision_transformer import VisionTransformer
         encoder, preprocess = VisionTransformer(**EMBEDDED_ENCODERS[name], num_classes=0), _micro_preprocess()
         if pretrained is None:
-            shipped = encoder_weights(name)
+            shipped = embedded_weights(name)
             if not shipped.is_file():
                 raise CheckpointError(f"{shipped} is missing: python -m paint_core pretrain-classifier --model {name}")
             pretrained = str(shipped)
@@ -102,10 +101,10 @@ class ClosedVocabConfig:
     lrs: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3)  # fine-tuning learning rates tried; the best on val is kept
 
 
-@torch.no_grad()
 def encode(encoder: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    encoder.eval()
-    return torch.cat([encoder(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+    """[N, D] features of an encoder without a text tower (the one batched forward pass)."""
+    from .evaluation import run_batches
+    return run_batches(encoder, images, encoder, batch_size)[0]
 
 
 def linear_probe_head(features: torch.Tensor, labels: torch.Tensor, n_classes: int, steps: int = 300,
@@ -116,11 +115,8 @@ def linear_probe_head(features: torch.Tensor, labels: torch.Tensor, n_classes: i
     torch.manual_seed(seed)
     head = nn.Linear(features.shape[1], n_classes)
     opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=1e-4)
-    for _ in range(steps):
-        loss = F.cross_entropy(head(features), labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    train_loop(itertools.repeat((features, labels)), lambda b: F.cross_entropy(head(b[0]), b[1]), opt, steps,
+               lambda step: lr, what="linear probe", progress=False)  # full batch, constant lr
     for p in head.parameters():
         p.requires_grad_(False)
     return head
@@ -141,24 +137,14 @@ def head_accuracy(encoder: nn.Module, head: nn.Linear, images: torch.Tensor, lab
     return float((head(encode(encoder, images)).argmax(-1) == labels).float().mean())
 
 
-def encoder_task_vectors(study_dir: str | Path, tasks: Sequence[str], theta_pre: StateDict) -> list[StateDict]:
+def encoder_task_vectors(study_dir: str | Path, tasks: Sequence[str], theta_pre: StateDict) -> list[TaskVector]:
     """Each task's fine-tuned encoder (``study_dir``/<task>/encoder.safetensors) minus ``theta_pre``."""
     return [TaskVector(theta_pre, cast_like(load_checkpoint(Path(study_dir) / t / "encoder.safetensors")[0],
-                                            theta_pre)).vector for t in tasks]
-
-
-def add_vectors(theta_pre: StateDict, taus: Sequence[StateDict], coefficients: Sequence[float]) -> StateDict:
-    """theta_pre + sum_i c_i * tau_i on floating-point tensors (integer buffers kept; taus need only those)."""
-    if len(taus) != len(coefficients):
-        raise ValueError(f"{len(coefficients)} coefficients for {len(taus)} task vectors")
-    out = {}
-    for k, v in theta_pre.items():
-        out[k] = v + sum(float(c) * t[k] for t, c in zip(taus, coefficients)) if v.is_floating_point() else v.clone()
-    return out
+                                            theta_pre)) for t in tasks]
 
 
 def disentanglement_error(predict: Callable[[StateDict, str], torch.Tensor], theta_pre: StateDict,
-                          taus: tuple[StateDict, StateDict], tasks: tuple[str, str],
+                          taus: tuple[TaskVector, TaskVector], tasks: tuple[str, str],
                           grid: Sequence[float]) -> np.ndarray:
     """xi(l1, l2) = sum over the two tasks t of the fraction of t's inputs whose prediction under the combined
     edit theta_pre + l1 tau_1 + l2 tau_2 differs from that under t's edit alone (theta_pre + l_t tau_t).
@@ -170,11 +156,11 @@ def disentanglement_error(predict: Callable[[StateDict, str], torch.Tensor], the
     for i, task in enumerate(tasks):
         for lam in grid:
             coef = [lam if j == i else 0.0 for j in range(2)]
-            single[(task, lam)] = predict(add_vectors(theta_pre, taus, coef), task)
+            single[(task, lam)] = predict(apply_vectors(theta_pre, taus, coef), task)
     out = np.zeros((len(grid), len(grid)))
     for a, l1 in enumerate(grid):
         for b, l2 in enumerate(grid):
-            state = add_vectors(theta_pre, taus, [l1, l2])
+            state = apply_vectors(theta_pre, taus, [l1, l2])
             out[a, b] = sum(float((predict(state, t) != single[(t, lam)]).float().mean())
                             for t, lam in zip(tasks, (l1, l2)))
     return out
@@ -217,8 +203,6 @@ def pretrain_encoder(name: str = "micro-vit", out: str | Path | None = None,
     """Supervised pretraining of an embedded encoder on shape x colour labels (42 classes); writes float16."""
     from . import world as w
     from .tasks import GeneratedSplit
-    from .training import cosine_lr, param_groups
-    from tqdm.auto import tqdm
 
     steps, batch_size, lr, warmup, seed = cfg.steps, cfg.batch_size, cfg.lr, cfg.warmup, cfg.seed
     encoder, preprocess = create_encoder(name, "random")
@@ -229,16 +213,9 @@ def pretrain_encoder(name: str = "micro-vit", out: str | Path | None = None,
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=lr)
     model.train()
-    bar = tqdm(loader, total=steps, desc=f"pretrain {name}")
-    for step, (x, y) in enumerate(bar):
-        for g in opt.param_groups:
-            g["lr"] = cosine_lr(step, steps, lr, warmup)
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-    path = Path(out) if out else encoder_weights(name)
+    train_loop(loader, lambda b: F.cross_entropy(model(b[0]), b[1]), opt, steps,
+               lambda step: cosine_lr(step, steps, lr, warmup), what=f"pretrain {name}")
+    path = Path(out) if out else embedded_weights(name)
     save_checkpoint(path, {k: v.detach() for k, v in encoder.state_dict().items()},
                     {"model": name, "pretrained_on": "embedded world, shape x colour (42 classes)", "steps": steps,
                      "batch_size": batch_size, "lr": lr, "seed": seed, "command": command}, storage_dtype=torch.float16)
@@ -330,11 +307,11 @@ def closed_vocab_study(out: str | Path, name: str = "micro-vit", tasks: Sequence
 
     sweep = []
     for lam in lambdas:
-        acc = accuracies(add_vectors(theta_pre, taus, [lam] * len(tasks)), "val")
+        acc = accuracies(apply_vectors(theta_pre, taus, [lam] * len(tasks)), "val")
         sweep.append({"lambda": lam, **acc,
                       "mean_normalized": float(np.mean([acc[t] / metrics[t]["finetuned"]["val"] for t in tasks]))})
     best = max(sweep, key=lambda r: (r["mean_normalized"], -r["lambda"]))["lambda"]
-    test = accuracies(add_vectors(theta_pre, taus, [best] * len(tasks)), "test")
+    test = accuracies(apply_vectors(theta_pre, taus, [best] * len(tasks)), "test")
     ft_test = {t: metrics[t]["finetuned"]["test"] for t in tasks}
     probe_test = {t: metrics[t]["probe"]["test"] for t in tasks}
 
@@ -371,7 +348,7 @@ def clip_disentanglement(run_paths: tuple[str | Path, str | Path], out: str | Pa
     model = runs[0].model
     theta_pre = runs[0].theta_zs
     tasks = tuple(r.meta["task"] for r in runs)
-    taus = tuple(TaskVector(theta_pre, r.theta_ft).vector for r in runs)
+    taus = tuple(TaskVector(theta_pre, r.theta_ft) for r in runs)
     data, heads = {}, {}
     for t in tasks:
         task = get_task(t)

@@ -30,12 +30,8 @@ class CorpusConfig:
     outline_share: float = 0.05     # objects drawn in the outline style (kept rare: it is the shifted style)
 
 
-def _pick(rng: np.random.Generator, options):
-    return options[int(rng.integers(0, len(options)))]
-
-
 def _object_caption(rng, shape: str, colour: str) -> str:
-    return _pick(rng, (f"a {colour} {shape}", f"a {shape}", f"{colour} {shape} drawing",
+    return w.pick(rng, (f"a {colour} {shape}", f"a {shape}", f"{colour} {shape} drawing",
                        f"a picture of a {colour} {shape}", f"a {colour} shape", f"{shape}", f"{colour}",
                        f"a {shape} in {colour}"))
 
@@ -43,24 +39,24 @@ def _object_caption(rng, shape: str, colour: str) -> str:
 def _count_caption(rng, cfg: CorpusConfig, count: int, shape: str | None, colour: str | None) -> str:
     if rng.random() < cfg.count_named:
         if rng.random() < cfg.count_wrong:
-            count = int(_pick(rng, [c for c in range(1, w.MAX_COUNT + 1) if c != count]))
+            count = int(w.pick(rng, [c for c in range(1, w.MAX_COUNT + 1) if c != count]))
         number = w.NUMBER_WORDS[count] if rng.random() < 0.7 else str(count)
         noun = f"{shape}s" if shape and count > 1 else (shape or ("objects" if count > 1 else "object"))
-        return _pick(rng, (f"{number} {noun}", f"there are {number} {noun}",
+        return w.pick(rng, (f"{number} {noun}", f"there are {number} {noun}",
                            f"{number} {colour or 'coloured'} {noun}", f"a group of {number} {noun}"))
     if shape:
-        return _pick(rng, (f"some {shape}s", f"{colour or 'coloured'} {shape}s", f"a few {shape}s"))
-    return _pick(rng, ("some shapes", "many coloured shapes", "a pattern of shapes", "mixed shapes"))
+        return w.pick(rng, (f"some {shape}s", f"{colour or 'coloured'} {shape}s", f"a few {shape}s"))
+    return w.pick(rng, ("some shapes", "many coloured shapes", "a pattern of shapes", "mixed shapes"))
 
 
 def _digit_caption(rng, cfg: CorpusConfig, digit: int) -> str:
     if rng.random() < cfg.digit_named:
         if rng.random() < cfg.digit_wrong:
-            digit = int(_pick(rng, [d for d in range(10) if d != digit]))
-        name = _pick(rng, (w.NUMBER_WORDS[digit], str(digit)))
-        return _pick(rng, (f"the number {name}", f"handwritten {name}", f"a blurry {name}",
+            digit = int(w.pick(rng, [d for d in range(10) if d != digit]))
+        name = w.pick(rng, (w.NUMBER_WORDS[digit], str(digit)))
+        return w.pick(rng, (f"the number {name}", f"handwritten {name}", f"a blurry {name}",
                            f"digit {name}", f"{name} written by hand", f"{name}"))
-    return _pick(rng, ("a blurry drawing", "a handwritten mark", "a small scan", "a pixelated sketch"))
+    return w.pick(rng, ("a blurry drawing", "a handwritten mark", "a small scan", "a pixelated sketch"))
 
 
 def sample_pair(rng: np.random.Generator, cfg: CorpusConfig = CorpusConfig(),
@@ -68,7 +64,7 @@ def sample_pair(rng: np.random.Generator, cfg: CorpusConfig = CorpusConfig(),
     """Draw one (image, caption) pair of the corpus."""
     kind = rng.choice(list(MIX), p=list(MIX.values()))
     if kind == "object":
-        shape, colour = _pick(rng, w.SHAPES), _pick(rng, tuple(w.COLOURS))
+        shape, colour = w.pick(rng, w.SHAPES), w.pick(rng, tuple(w.COLOURS))
         style = "outline" if rng.random() < cfg.outline_share else "filled"
         img = w.render_object(rng, shape, colour, style, size)
         cap = _object_caption(rng, shape, colour)
@@ -76,7 +72,7 @@ def sample_pair(rng: np.random.Generator, cfg: CorpusConfig = CorpusConfig(),
     if kind == "scene":
         count = int(rng.integers(1, w.MAX_COUNT + 1))
         if rng.random() < 0.5:
-            shape, colour = _pick(rng, w.SHAPES), _pick(rng, tuple(w.COLOURS))
+            shape, colour = w.pick(rng, w.SHAPES), w.pick(rng, tuple(w.COLOURS))
             img = w.render_count(rng, count, (shape,), (colour,), size)
         else:
             shapes = tuple(rng.choice(w.SHAPES, size=count))
@@ -88,14 +84,14 @@ def sample_pair(rng: np.random.Generator, cfg: CorpusConfig = CorpusConfig(),
         digit = int(rng.integers(0, 10))
         return w.render_digit_lookalike(rng, digit, size), _digit_caption(rng, cfg, digit)
     if kind == "word":
-        word = _pick(rng, READ_WORDS)
-        return w.render_word(rng, word, size), _pick(rng, (word, f"the word {word}", f"a sign that says {word}",
+        word = w.pick(rng, READ_WORDS)
+        return w.render_word(rng, word, size), w.pick(rng, (word, f"the word {word}", f"a sign that says {word}",
                                                            f"text: {word}", word))
-    shape, colour, word = _pick(rng, w.SHAPES), _pick(rng, tuple(w.COLOURS)), _pick(rng, READ_WORDS)
+    shape, colour, word = w.pick(rng, w.SHAPES), w.pick(rng, tuple(w.COLOURS)), w.pick(rng, READ_WORDS)
     img = w.render_object_with_word(rng, shape, colour, word, size)
     u = rng.random()
     if u < cfg.word_only_caption:
-        cap = _pick(rng, (word, f"the word {word}", f"a sign that says {word}"))
+        cap = w.pick(rng, (word, f"the word {word}", f"a sign that says {word}"))
     elif u < cfg.word_only_caption + 0.4:
         cap = f"a {colour} {shape} with the word {word}" if rng.random() < 0.5 else f"{word} written on a {shape}"
     else:

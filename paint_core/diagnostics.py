@@ -13,14 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from . import world as w
-from .evaluation import evaluate, materialize, zero_shot_head
+from .evaluation import evaluate, image_features, materialize, zero_shot_head
 from .tasks import get_task
-
-
-@torch.no_grad()
-def image_features(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    return torch.cat([F.normalize(model.encode_image(images[i:i + batch_size]), dim=-1)
-                      for i in range(0, len(images), batch_size)]).numpy()
 
 
 def linear_probe(model: torch.nn.Module, preprocess: Callable, task_name: str, n_train: int = 2000,
@@ -32,8 +26,8 @@ def linear_probe(model: torch.nn.Module, preprocess: Callable, task_name: str, n
     train = materialize(task.split("train", preprocess), n_train)
     test = materialize(task.split("test", preprocess), n_test)
     clf = LogisticRegression(max_iter=2000, C=10.0)
-    clf.fit(image_features(model, train.tensors[0]), train.tensors[1].numpy())
-    return float(clf.score(image_features(model, test.tensors[0]), test.tensors[1].numpy()))
+    clf.fit(image_features(model, train.tensors[0]).numpy(), train.tensors[1].numpy())
+    return float(clf.score(image_features(model, test.tensors[0]).numpy(), test.tensors[1].numpy()))
 
 
 @torch.no_grad()

@@ -1,10 +1,8 @@
 """Zero-shot heads, accuracy, the alpha sweep, and the paper's rule for choosing alpha."""
 from __future__ import annotations
 
-import logging
 from typing import Callable, Iterable, Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -13,7 +11,6 @@ from tqdm.auto import tqdm
 
 from .interpolation import Interpolator
 
-log = logging.getLogger(__name__)
 SWEEP_COLUMNS = ["alpha", "task", "split", "accuracy", "n"]
 
 
@@ -45,14 +42,32 @@ def logits(model: torch.nn.Module, head: torch.Tensor, images: torch.Tensor) -> 
 
 
 @torch.no_grad()
+def run_batches(fn: Callable[[torch.Tensor], torch.Tensor], data: torch.Tensor | Dataset, module: torch.nn.Module,
+                batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The one batched forward pass: ``fn`` over a tensor of inputs, or over a Dataset of (input, label), with
+    ``module`` in eval mode (its mode is restored after). Returns (outputs concatenated, labels or None)."""
+    was_training = module.training
+    module.eval()
+    try:
+        if isinstance(data, torch.Tensor):
+            return torch.cat([fn(data[i:i + batch_size]) for i in range(0, len(data), batch_size)]), None
+        outs, labels = [], []
+        for x, y in DataLoader(data, batch_size=batch_size, shuffle=False):
+            outs.append(fn(x))
+            labels.append(torch.as_tensor(y))
+        return torch.cat(outs), torch.cat(labels)
+    finally:
+        module.train(was_training)
+
+
 def predict(model: torch.nn.Module, head: torch.Tensor, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """[N, C] class probabilities for a tensor of preprocessed images."""
-    was_training = model.training
-    model.eval()
-    out = torch.cat([logits(model, head, images[i:i + batch_size]).softmax(-1)
-                     for i in range(0, len(images), batch_size)])
-    model.train(was_training)
-    return out
+    return run_batches(lambda x: logits(model, head, x).softmax(-1), images, model, batch_size)[0]
+
+
+def image_features(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """[N, D] normalized image embeddings of preprocessed ``images``."""
+    return run_batches(lambda x: F.normalize(model.encode_image(x), dim=-1), images, model, batch_size)[0]
 
 
 def materialize(dataset: Dataset, limit: int | None = None, batch_size: int = 256) -> TensorDataset:
@@ -73,13 +88,8 @@ def evaluate(model: torch.nn.Module, head: torch.Tensor, dataset: Dataset, batch
     """Top-1 accuracy in [0, 1] of ``model`` with classification ``head`` on ``dataset``."""
     if len(dataset) == 0:
         raise ValueError("cannot evaluate on an empty dataset")
-    was_training = model.training
-    model.eval()
-    correct = 0
-    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        correct += int((logits(model, head, x).argmax(-1) == y).sum())
-    model.train(was_training)
-    return correct / len(dataset)
+    out, labels = run_batches(lambda x: logits(model, head, x), dataset, model, batch_size)
+    return int((out.argmax(-1) == labels).sum()) / len(dataset)
 
 
 Evals = dict[tuple[str, str], tuple[Dataset, torch.Tensor]]
@@ -148,33 +158,3 @@ def sweep(interpolator: Interpolator, evals: Evals,
         if on_alpha:
             on_alpha(table)
     return table.sort_values(["alpha", "task", "split"]).reset_index(drop=True)
-
-
-def select_alpha(df: pd.DataFrame, patch: str | Sequence[str], supported: Sequence[str], split: str = "val") -> dict:
-    """The paper's rule: the alpha maximizing mean(patch accuracy, mean supported accuracy) on ``split``.
-
-    ``patch`` may be several tasks (multi-task patching): their mean accuracy is the patch accuracy.
-    Ties go to the smaller alpha. Choosing on the test split is refused: test data never picks alpha.
-    """
-    if split == "test":
-        raise ValueError("alpha is chosen on validation data, never on the test split")
-    if not supported:
-        raise ValueError("give at least one supported task")
-    patched = [patch] if isinstance(patch, str) else list(patch)
-    if not patched:
-        raise ValueError("give at least one patch task")
-    sub = df[df["split"] == split]
-    pivot = sub.pivot_table(index="alpha", columns="task", values="accuracy", aggfunc="mean")
-    missing = [t for t in [*patched, *supported] if t not in pivot.columns]
-    if missing:
-        raise ValueError(f"the sweep has no {split} rows for: {', '.join(missing)}")
-    pivot = pivot.dropna(subset=[*patched, *supported]).sort_index()
-    if pivot.empty:
-        raise ValueError("no alpha has results for every task")
-    sup = pivot[list(supported)].mean(axis=1)
-    pat = pivot[patched].mean(axis=1)
-    score = (pat + sup) / 2
-    best = float(score.index[int(np.argmax(score.to_numpy()))])  # argmax returns the first (smallest) on ties
-    return {"alpha": best, "split": split, "score": float(score[best]), "patch": patch,
-            "patch_accuracy": float(pat[best]), "supported_accuracy": float(sup[best]),
-            "per_task": {t: float(pivot.loc[best, t]) for t in [*patched, *supported]}}

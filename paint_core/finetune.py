@@ -1,20 +1,17 @@
 """Fine-tune the image encoder on a patch task with the zero-shot head frozen (PAINT's recipe)."""
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
-from .checkpoints import StateDict
+from .state_dicts import StateDict
 from .evaluation import logits
-from .training import cosine_lr, param_groups
+from .training import ProgressFn, cosine_lr, epochs, param_groups, train_loop
 
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,22 +37,21 @@ def set_batchnorm_eval(module: torch.nn.Module) -> int:
 
 
 def finetune(model: torch.nn.Module, head: torch.Tensor, train_set: Dataset, cfg: FinetuneConfig = FinetuneConfig(),
-             on_step: Callable[[int, float], None] | None = None, should_stop: Callable[[], bool] | None = None,
-             progress: bool = True) -> StateDict:
+             on_progress: ProgressFn | None = None, progress: bool = True) -> StateDict:
     """Train ``model.visual`` in place on ``train_set`` and return the model's full state dict (a copy).
 
     The head and the text tower never change: only image-encoder parameters reach the optimizer.
-    ``should_stop`` lets a UI cancel between steps (a ``RuntimeError`` is raised, nothing is returned).
+    ``on_progress`` hears of every step; raising from it cancels (nothing is returned).
     """
     head = head.detach()
     return finetune_visual(model, train_set, lambda batch: F.cross_entropy(logits(model, head, batch[0]), batch[1]),
-                           cfg, on_step, should_stop, progress)
+                           cfg, on_progress, progress)
 
 
 def finetune_visual(model: torch.nn.Module, train_set: Dataset, loss_fn: Callable[[list], torch.Tensor],
-                    cfg: FinetuneConfig = FinetuneConfig(), on_step: Callable[[int, float], None] | None = None,
-                    should_stop: Callable[[], bool] | None = None, progress: bool = True) -> StateDict:
-    """The training loop behind ``finetune``: ``loss_fn(batch)`` for any batch layout (e.g. multi-task)."""
+                    cfg: FinetuneConfig = FinetuneConfig(), on_progress: ProgressFn | None = None,
+                    progress: bool = True) -> StateDict:
+    """``finetune`` for any batch layout (multi-task, an encoder under a linear head): ``loss_fn(batch)``."""
     if len(train_set) == 0:
         raise ValueError("the training split is empty")
     torch.manual_seed(cfg.seed)
@@ -73,29 +69,10 @@ def finetune_visual(model: torch.nn.Module, train_set: Dataset, loss_fn: Callabl
     model.visual.train()
     if not cfg.batchnorm_train:
         set_batchnorm_eval(model.visual)
-    step = 0
-    bar = tqdm(total=cfg.steps, desc="finetune", disable=not progress)
     try:
-        while step < cfg.steps:
-            for batch in loader:
-                if step >= cfg.steps:
-                    break
-                if should_stop is not None and should_stop():
-                    raise RuntimeError(f"fine-tuning cancelled at step {step} of {cfg.steps}")
-                for g in opt.param_groups:
-                    g["lr"] = cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup)
-                loss = loss_fn(batch)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(visual, cfg.grad_clip)
-                opt.step()
-                step += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-                if on_step is not None:
-                    on_step(step, loss.item())
+        train_loop(epochs(loader), loss_fn, opt, cfg.steps, lambda step: cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup),
+                   clip=visual, grad_clip=cfg.grad_clip, on_progress=on_progress, what="finetune", progress=progress)
     finally:
-        bar.close()
         model.eval()
         for p in model.parameters():
             p.requires_grad_(False)

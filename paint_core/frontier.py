@@ -10,6 +10,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .selection import endpoints_line
+
 
 def frontier(df: pd.DataFrame, patch: str, supported: Sequence[str], split: str) -> pd.DataFrame:
     """Per alpha: ``patch`` accuracy, mean ``supported`` accuracy, and each task's accuracy (sorted by alpha)."""
@@ -26,10 +28,7 @@ def frontier(df: pd.DataFrame, patch: str, supported: Sequence[str], split: str)
 def chord_gap(f: pd.DataFrame) -> pd.Series:
     """Supported accuracy above the straight line from the zero-shot to the fine-tuned endpoint, per alpha."""
     p, s = f["patch"].to_numpy(), f["supported"].to_numpy()
-    if abs(p[-1] - p[0]) < 1e-12:
-        return pd.Series(np.zeros(len(p)), index=f.index)
-    line = s[0] + (s[-1] - s[0]) * (p - p[0]) / (p[-1] - p[0])
-    return pd.Series(s - line, index=f.index)
+    return pd.Series(s - endpoints_line(p, s), index=f.index)
 
 
 def frontier_area(f: pd.DataFrame) -> float:

@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from .checkpoints import StateDict, check_compatible
+from .state_dicts import StateDict, check_compatible
 
 
 def check_alpha(alpha: float, allow_extrapolation: bool = False) -> float:

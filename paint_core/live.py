@@ -255,9 +255,10 @@ class AdditionSession:
         self._cache: dict[float, dict[str, float]] = {}
 
     def accuracies(self, lam: float) -> dict[str, float]:
-        from .closed_vocab import add_vectors, head_accuracy
+        from .closed_vocab import head_accuracy
+        from .task_vectors import apply_vectors
         lam = round(float(lam), 4)
         if lam not in self._cache:
-            self.encoder.load_state_dict(add_vectors(self.theta_pre, self.taus, [lam] * len(self.taus)))
+            self.encoder.load_state_dict(apply_vectors(self.theta_pre, self.taus, [lam] * len(self.taus)))
             self._cache[lam] = {t: head_accuracy(self.encoder, self.heads[t], *self.data[t]) for t in self.tasks}
         return self._cache[lam]

@@ -14,19 +14,16 @@ from typing import Callable
 import open_clip
 import torch
 
-from .checkpoints import CheckpointError, cast_like, check_compatible, load_state_dict_file
+from .checkpoints import CheckpointError, load_state_dict_file
+from .paths import CONFIG_DIR, WEIGHTS_DIR
+from .state_dicts import cast_like, check_compatible
 
-log = logging.getLogger(__name__)
-PACKAGE_DIR = Path(__file__).resolve().parent
-CONFIG_DIR = PACKAGE_DIR / "model_configs"
-WEIGHTS_DIR = PACKAGE_DIR / "weights"
 
 # name -> what it is. The shipped weights are weights/<name>.safetensors (+ .json sidecar).
 EMBEDDED_MODELS: dict[str, str] = {
     "micro-rn-s": "micro CLIP, ModifiedResNet width 32 at 48 px, text width 128 (the small one)",
     "micro-rn-l": "micro CLIP, ModifiedResNet width 48 at 48 px, text width 128 (the large one, the default)",
 }
-DEFAULT_MODEL = "micro-rn-l"
 
 
 class _DropRandomInitWarning(logging.Filter):

@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from .checkpoints import StateDict
-from .evaluation import Evals, select_alpha, sweep
+from .state_dicts import StateDict, average_states
+from .evaluation import Evals, sweep
+from .selection import select_alpha
 from .finetune import FinetuneConfig, finetune, finetune_visual
 from .interpolation import Interpolator, interpolate
 
@@ -101,21 +102,6 @@ def patch_sequential(model: torch.nn.Module, theta_zs: StateDict, tasks: Sequenc
         choice["task"] = task
         stages.append(choice)
     return current, {"alphas": [s["alpha"] for s in stages], "stages": stages}
-
-
-def average_states(states: Sequence[StateDict]) -> StateDict:
-    """The element-wise mean of floating-point tensors (integer buffers must agree and are taken as is)."""
-    if not states:
-        raise ValueError("give at least one state")
-    out = {}
-    for k, v in states[0].items():
-        if v.is_floating_point():
-            out[k] = torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype)
-        else:
-            if any(not torch.equal(s[k], v) for s in states[1:]):
-                raise ValueError(f"integer buffer {k!r} differs between the fine-tuned models")
-            out[k] = v.clone()
-    return out
 
 
 def patch_parallel(model: torch.nn.Module, theta_zs: StateDict, tasks: Sequence[str],

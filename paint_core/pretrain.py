@@ -10,7 +10,6 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import open_clip
@@ -22,7 +21,7 @@ from tqdm.auto import tqdm
 from . import corpus as corpus_mod
 from .checkpoints import atomic_path, save_checkpoint
 from .models import register_embedded_configs
-from .training import cosine_lr, normalize_uint8, param_groups
+from .training import ProgressFn, cosine_lr, normalize_uint8, param_groups, train_loop
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +66,7 @@ def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_s
 
 
 def pretrain(model_name: str, out: str | Path, cfg: PretrainConfig = PretrainConfig(), save_every: int = 250,
-             command: str | None = None, on_step: Callable[[int, float], None] | None = None,
+             command: str | None = None, on_progress: ProgressFn | None = None,
              storage_dtype: torch.dtype | None = torch.float16, init_from: str | Path | None = None,
              out_name: str | None = None) -> Path:
     """Train ``model_name`` from scratch (or continue from the weights file ``init_from``); writes
@@ -101,26 +100,26 @@ def pretrain(model_name: str, out: str | Path, cfg: PretrainConfig = PretrainCon
     rng = np.random.default_rng(cfg.seed)
     order = np.concatenate([rng.permutation(len(images)) for _ in range(math.ceil(cfg.steps * cfg.batch_size / len(images)) + 1)])
     model.train()
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"pretrain {model_name}")
-    for step in bar:
-        idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-        for g in opt.param_groups:
-            g["lr"] = cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup)
-        x = normalize_uint8(torch.from_numpy(images[idx]), mean, std)
-        out_dict = model(x, tokens[idx])
-        loss = clip_loss(out_dict[0], out_dict[1], out_dict[2])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+
+    def batches():
+        for step in range(start, cfg.steps):
+            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            yield normalize_uint8(torch.from_numpy(images[idx]), mean, std), tokens[idx]
+
+    def loss_fn(batch) -> torch.Tensor:
+        image_features, text_features, logit_scale = model(*batch)[:3]
+        return clip_loss(image_features, text_features, logit_scale)
+
+    def after_step(step: int, loss: float) -> None:
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
-        if on_step:
-            on_step(step, losses[-1])
+        losses.append(loss)
         if (step + 1) % save_every == 0 and step + 1 < cfg.steps:
             _save_state(state_path, model, opt, step + 1, losses)
+
+    train_loop(batches(), loss_fn, opt, cfg.steps, lambda step: cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup),
+               clip=list(model.parameters()), grad_clip=1.0, after_step=after_step, start=start,
+               on_progress=on_progress, what=f"pretrain {model_name}")
     model.eval()
     weights = out / f"{out_name}.safetensors"
     save_checkpoint(weights, model.state_dict(), {

@@ -25,6 +25,7 @@ from open_clip.transformer import text_global_pool
 from tqdm.auto import tqdm
 
 from .checkpoints import load_checkpoint, save_checkpoint
+from .training import Progress, ProgressFn, cosine_lr, train_loop
 
 KINDS = ("coop", "contcoop")
 PLACEHOLDER = "X"
@@ -126,17 +127,20 @@ def train_prompt(model: nn.Module, tokenizer: Callable, classnames: Sequence[str
     scale = model.logit_scale.exp().detach()
     target = zero_shot_head.detach()
     model.eval()
-    for step in tqdm(range(cfg.steps), desc=f"{cfg.kind} prompt", disable=not progress):
-        for g in opt.param_groups:  # cosine schedule
-            g["lr"] = 0.5 * cfg.lr * (1 + np.cos(np.pi * step / cfg.steps))
-        idx = torch.randint(0, len(labels), (min(cfg.batch_size, len(labels)),), generator=gen)
+
+    def batches():
+        while True:  # a random few-shot batch per step
+            yield torch.randint(0, len(labels), (min(cfg.batch_size, len(labels)),), generator=gen)
+
+    def loss_fn(idx: torch.Tensor) -> torch.Tensor:
         text = learner.text_features(model, tokenizer, classnames)
         loss = F.cross_entropy(scale * image_features[idx] @ text.T, labels[idx])
         if cfg.kind == "contcoop" and cfg.distill:
             loss = loss + cfg.distill * (1 - (text * target).sum(-1)).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        return loss
+
+    train_loop(batches(), loss_fn, opt, cfg.steps, lambda step: cosine_lr(step, cfg.steps, cfg.lr, warmup=0),
+               what=f"{cfg.kind} prompt", progress=progress)
     learner.eval()
     return learner
 
@@ -160,13 +164,6 @@ def load_prompt(path: str | Path, model: nn.Module | None = None) -> PromptLearn
 
 # ------------------------------------------------------------------------------ the update study
 @torch.no_grad()
-def image_features(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    model.eval()
-    return torch.cat([F.normalize(model.encode_image(images[i:i + batch_size]), dim=-1)
-                      for i in range(0, len(images), batch_size)])
-
-
-@torch.no_grad()
 def prompt_accuracy(learner: PromptLearner | None, model: nn.Module, tokenizer: Callable, classnames: Sequence[str],
                     feats: torch.Tensor, labels: torch.Tensor, zero_shot_head: torch.Tensor | None = None) -> float:
     """Accuracy of the prompted text features (or of the zero-shot head when ``learner`` is None)."""
@@ -181,13 +178,13 @@ COMPARISON = ("upgraded zero-shot", "CoOp transferred", "ContCoOp transferred", 
 def update_study(old: str, new: str, tasks: Sequence[str], shots: Sequence[int] = (1, 4, 16),
                  seeds: Sequence[int] = (0, 1, 2), cfg: PromptConfig = PromptConfig(), pool: int = 600,
                  old_pretrained: str | None = None, new_pretrained: str | None = None, max_eval: int | None = None,
-                 on_row: Callable[[list[dict]], None] | None = None) -> list[dict]:
+                 on_progress: ProgressFn | None = None) -> list[dict]:
     """Train CoOp and ContCoOp prompts on ``old``, plug them into ``new`` unchanged, and retrain on ``new``.
 
     Few-shot examples come from the first ``pool`` training images of each task; accuracy is on the test split.
     Returns rows: task, shots, seed, method (see COMPARISON), accuracy.
     """
-    from .evaluation import materialize, zero_shot_head
+    from .evaluation import image_features, materialize, zero_shot_head
     from .models import load_model
     from .tasks import get_task
 
@@ -240,8 +237,8 @@ def update_study(old: str, new: str, tasks: Sequence[str], shots: Sequence[int] 
                 rows += [{"task": task_name, "shots": n_shots, "seed": seed, "method": m, "accuracy": result[m]}
                          for m in COMPARISON]
                 bar.update(1)
-                if on_row:
-                    on_row(rows)
+                if on_progress:
+                    on_progress(Progress(bar.n, bar.total, "prompts (task, shots, seed)"))
     bar.close()
     return rows
 

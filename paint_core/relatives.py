@@ -15,7 +15,8 @@ from typing import Sequence
 
 import pandas as pd
 
-from .arithmetic import LAMBDAS, choose_addition, choose_negation, edit_sweep, merged_vector, normalized
+from .arithmetic import LAMBDAS, edit_sweep, merged_vector
+from .selection import choose_addition, choose_negation, normalized
 from .evaluation import build_evals, evaluate_all
 from .finetune import FinetuneConfig
 from .interpolation import interpolate

@@ -8,7 +8,6 @@ fine-tunes are kept, sweeps continue from their sweep.csv.
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,12 +22,11 @@ from .frontier import chord_gap, frontier, frontier_area, gain_within_drift
 from .models import EMBEDDED_MODELS, embedded_weights, load_model
 from .pretrain import PretrainConfig
 from .runs import read_run_meta, read_sweep, run_finetune, run_sweep, select_run
+from .paths import CACHED_RESULTS_DIR
 from .tasks import DIGIT_SHIFTS, EMBEDDED_TASKS, PATCH_TASKS, SUPPORTED_TASKS
 from .version import code_version
 
-log = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parent.parent
-CACHED_RESULTS = ROOT / "cached_results"
+CACHED_RESULTS = CACHED_RESULTS_DIR
 ALPHAS = [round(0.1 * i, 1) for i in range(11)]
 # The recipes of the shipped weights and cached runs (see docs/experiments.md for why these).
 PRETRAIN_RECIPES = {"micro-rn-s": PretrainConfig(steps=2500), "micro-rn-l": PretrainConfig(steps=2500)}
@@ -95,8 +93,8 @@ def reproduce_relatives(out: Path, model_name: str) -> None:
 
 def reproduce_closed_vocab(out: Path) -> None:
     """Closed-vocabulary task addition on micro-vit, and the disentanglement error of micro-rn-l for contrast."""
-    from .closed_vocab import clip_disentanglement, closed_vocab_study, encoder_weights, pretrain_encoder
-    if not encoder_weights("micro-vit").is_file():
+    from .closed_vocab import clip_disentanglement, closed_vocab_study, pretrain_encoder
+    if not embedded_weights("micro-vit").is_file():
         pretrain_encoder("micro-vit", command=COMMAND)
     d = out / "closed_vocab"
     closed_vocab_study(d / "micro-vit")

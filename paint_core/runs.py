@@ -18,14 +18,18 @@ from typing import Callable, Sequence
 import pandas as pd
 import torch
 
-from .checkpoints import (CheckpointError, StateDict, atomic_write_bytes, atomic_write_text, cast_like,
-                          load_checkpoint, save_checkpoint, sha256_file)
-from .evaluation import SWEEP_COLUMNS, build_evals, select_alpha, sweep, zero_shot_head
+from .checkpoints import (CheckpointError, atomic_write_bytes, atomic_write_text, load_checkpoint,
+                          save_checkpoint, sha256_file)
+from .evaluation import SWEEP_COLUMNS, build_evals, sweep, zero_shot_head
 from .finetune import FinetuneConfig, finetune
 from .interpolation import Interpolator, check_alpha, interpolate
 from .models import load_model
 from .task_vectors import TaskVector
+from .paths import REPO_DIR
+from .selection import select_alpha
+from .state_dicts import StateDict, cast_like, state_digest
 from .tasks import SPLITS, get_task
+from .training import Progress, ProgressFn
 from .version import code_version
 from .writes import (WriteRefused, check_checkpoint_output, check_run_output, run_lock, staging_dir,
                      swap_in)
@@ -33,15 +37,6 @@ from .writes import (WriteRefused, check_checkpoint_output, check_run_output, ru
 log = logging.getLogger(__name__)
 RUN_SCHEMA = 1
 RUN_FILES = ("run.json", "finetuned.safetensors", "finetuned.json")
-
-
-def state_digest(state: StateDict) -> str:
-    """sha256 over keys and tensor bytes: identifies the zero-shot weights a run was patched from."""
-    h = hashlib.sha256()
-    for k in sorted(state):
-        h.update(k.encode())
-        h.update(state[k].detach().contiguous().cpu().numpy().tobytes())
-    return h.hexdigest()
 
 
 @dataclass
@@ -170,10 +165,8 @@ def check_sweep_matches(path: str | Path, meta: dict) -> None:
 
 def run_finetune(out: str | Path, model_name: str, pretrained: str | None, task_name: str,
                  cfg: FinetuneConfig = FinetuneConfig(), command: str = "", data_root: str | None = None,
-                 on_step: Callable[[int, float], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None, storage_dtype: torch.dtype | None = None,
-                 download: bool = False, overwrite: bool = False, sweep_spec: SweepSpec | None = None,
-                 on_alpha: Callable[[pd.DataFrame], None] | None = None) -> Path:
+                 on_progress: ProgressFn | None = None, storage_dtype: torch.dtype | None = None,
+                 download: bool = False, overwrite: bool = False, sweep_spec: SweepSpec | None = None) -> Path:
     """Fine-tune ``model_name`` on ``task_name`` and write a run directory at ``out``.
 
     Everything is checked before anything is written; the run is built in a hidden folder beside ``out``
@@ -194,8 +187,7 @@ def run_finetune(out: str | Path, model_name: str, pretrained: str | None, task_
         theta_zs = {k: v.clone() for k, v in model.state_dict().items()}
         zs_digest = state_digest(theta_zs)
         head = zero_shot_head(model, tokenizer, task.classnames, task.templates)
-        theta_ft = finetune(model, head, task.split("train", preprocess), cfg, on_step=on_step,
-                            should_stop=should_stop)
+        theta_ft = finetune(model, head, task.split("train", preprocess), cfg, on_progress=on_progress)
         visual = {k: v for k, v in theta_ft.items() if k.startswith("visual.")}
         staged = staging_dir(out)
         try:
@@ -209,7 +201,7 @@ def run_finetune(out: str | Path, model_name: str, pretrained: str | None, task_
                 "provenance": {"code_version": code_version(), "command": command, "seed": cfg.seed,
                                "zeroshot_digest": zs_digest}})
             if sweep_spec is not None:
-                _sweep_locked(staged, sweep_spec, overwrite=False, on_alpha=on_alpha)
+                _sweep_locked(staged, sweep_spec, overwrite=False, on_progress=on_progress)
             swap_in(staged, out)
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
@@ -239,13 +231,12 @@ def load_run(path: str | Path) -> Run:
     return Run(path, meta, model, preprocess, tokenizer, theta_zs, theta_ft, side["sha256"])
 
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 def portable_path(path: str | Path) -> str:
     """A path as recorded in results: relative to the repository when inside it, so results move with it."""
     p = Path(path).resolve()
-    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p)
+    return str(p.relative_to(REPO_DIR)) if p.is_relative_to(REPO_DIR) else str(p)
 
 
 def run_inputs(run: Run) -> dict:
@@ -263,7 +254,7 @@ def run_task_vector(run: Run) -> TaskVector:
 
 def run_sweep(path: str | Path, supported: Sequence[str], alphas: Sequence[float],
               splits: Sequence[str] = ("val", "test"), max_eval: int | None = None, batch_size: int = 256,
-              on_alpha: Callable[[pd.DataFrame], None] | None = None, overwrite: bool = False,
+              on_progress: ProgressFn | None = None, overwrite: bool = False,
               command: str = "") -> pd.DataFrame:
     """Sweep a run over ``alphas`` on the patch task and ``supported`` tasks; resumes from sweep.csv.
 
@@ -275,11 +266,11 @@ def run_sweep(path: str | Path, supported: Sequence[str], alphas: Sequence[float
     meta = read_run_meta(path)
     spec.validate(meta.get("data_root"), meta.get("download", False))
     with run_lock(path, command):
-        return _sweep_locked(Path(path), spec, overwrite, on_alpha)
+        return _sweep_locked(Path(path), spec, overwrite, on_progress)
 
 
 def _sweep_locked(path: Path, spec: SweepSpec, overwrite: bool,
-                  on_alpha: Callable[[pd.DataFrame], None] | None) -> pd.DataFrame:
+                  on_progress: ProgressFn | None) -> pd.DataFrame:
     meta = read_run_meta(path)
     try:
         check_sweep_matches(path, meta)
@@ -304,8 +295,8 @@ def _sweep_locked(path: Path, spec: SweepSpec, overwrite: bool,
         data = table[SWEEP_COLUMNS].to_csv(index=False).encode()
         atomic_write_bytes(path / "sweep.csv", data)
         write_run_meta(path, {**meta, **settings, "sweep_sha256": hashlib.sha256(data).hexdigest()})  # last
-        if on_alpha:
-            on_alpha(table)
+        if on_progress:
+            on_progress(Progress(table["alpha"].nunique(), len(set(spec.alphas) | set(table["alpha"])), "sweep"))
 
     table = sweep(interp, evals, spec.alphas, spec.batch_size, done=previous, on_alpha=save)
     save(table)

@@ -1,9 +1,11 @@
 """Task vectors (Ilharco et al. 2023): tau = theta_finetuned - theta_pretrained, with +, unary -, and * scalar."""
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
-from .checkpoints import StateDict, check_compatible
+from .state_dicts import StateDict, add_scaled, check_compatible, difference
 
 
 class TaskVector:
@@ -21,8 +23,7 @@ class TaskVector:
             return
         if pretrained is None or finetuned is None:
             raise ValueError("TaskVector needs pretrained and finetuned state dicts, or vector=")
-        check_compatible(pretrained, finetuned, "pretrained and finetuned state dicts")
-        self.vector = {k: finetuned[k] - p for k, p in pretrained.items() if p.is_floating_point()}
+        self.vector = difference(finetuned, pretrained)
 
     def _check(self, other: "TaskVector") -> None:
         if self.base and other.base and self.base != other.base:
@@ -56,21 +57,16 @@ class TaskVector:
 
     def apply_to(self, pretrained: StateDict, scale: float = 1.0) -> StateDict:
         """pretrained + scale * tau for every key of the vector; other tensors are copied unchanged."""
-        missing = [k for k in self.vector if k not in pretrained]
-        if missing:
-            raise ValueError(f"task vector key {missing[0]!r} is not in the pretrained state dict")
-        out = {}
-        for k, p in pretrained.items():
-            if k in self.vector:
-                if self.vector[k].shape != p.shape:
-                    raise ValueError(f"shape mismatch at {k!r}: {tuple(self.vector[k].shape)} vs {tuple(p.shape)}")
-                out[k] = p + scale * self.vector[k]
-            else:
-                out[k] = p.clone()
-        return out
+        return add_scaled(pretrained, [(scale, self.vector)])
 
-    def norm(self) -> float:
-        return float(torch.sqrt(sum((v.double() ** 2).sum() for v in self.vector.values())))
+
+def apply_vectors(pretrained: StateDict, vectors: Sequence[TaskVector], coefficients: Sequence[float]) -> StateDict:
+    """pretrained + sum_i c_i * tau_i, each vector with its own coefficient (vectors of one base model)."""
+    if len(vectors) != len(coefficients):
+        raise ValueError(f"{len(coefficients)} coefficients for {len(vectors)} task vectors")
+    for tv in vectors[1:]:
+        vectors[0]._check(tv)
+    return add_scaled(pretrained, [(float(c), tv.vector) for tv, c in zip(vectors, coefficients)])
 
 
 MERGE_METHODS = ("sum", "mean", "ties", "dare")

@@ -95,27 +95,23 @@ def _generated_task(name: str, classnames, templates, draw, description: str, ki
     return Task(name, tuple(classnames), tuple(templates), make, description, kind)
 
 
-def _pick(rng: np.random.Generator, options):
-    return options[int(rng.integers(0, len(options)))]
-
-
 def _draw_shape(style: str):
     def draw(rng):
         label = int(rng.integers(0, len(w.SHAPES)))
-        return w.render_object(rng, w.SHAPES[label], _pick(rng, tuple(w.COLOURS)), style), label
+        return w.render_object(rng, w.SHAPES[label], w.pick(rng, tuple(w.COLOURS)), style), label
     return draw
 
 
 def _draw_colour(rng):
     label = int(rng.integers(0, len(w.COLOURS)))
-    return w.render_object(rng, _pick(rng, w.SHAPES), list(w.COLOURS)[label]), label
+    return w.render_object(rng, w.pick(rng, w.SHAPES), list(w.COLOURS)[label]), label
 
 
 def _draw_count(rng):
     label = int(rng.integers(0, w.MAX_COUNT))
     count = label + 1
     if rng.random() < 0.5:
-        shapes, colours = (_pick(rng, w.SHAPES),), (_pick(rng, tuple(w.COLOURS)),)
+        shapes, colours = (w.pick(rng, w.SHAPES),), (w.pick(rng, tuple(w.COLOURS)),)
     else:
         shapes = tuple(rng.choice(w.SHAPES, size=count))
         colours = tuple(rng.choice(list(w.COLOURS), size=count))
@@ -124,8 +120,8 @@ def _draw_count(rng):
 
 def _draw_typographic(rng):
     label = int(rng.integers(0, len(w.SHAPES)))
-    word = _pick(rng, [s for s in w.SHAPES if s != w.SHAPES[label]])
-    return w.render_object_with_word(rng, w.SHAPES[label], _pick(rng, tuple(w.COLOURS)), word), label
+    word = w.pick(rng, [s for s in w.SHAPES if s != w.SHAPES[label]])
+    return w.render_object_with_word(rng, w.SHAPES[label], w.pick(rng, tuple(w.COLOURS)), word), label
 
 
 @lru_cache(maxsize=1)

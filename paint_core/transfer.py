@@ -6,7 +6,7 @@ from typing import Sequence
 import pandas as pd
 import torch
 
-from .checkpoints import StateDict
+from .state_dicts import StateDict
 from .evaluation import Evals, evaluate_all
 from .interpolation import interpolate
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import subprocess
 from functools import lru_cache
-from pathlib import Path
+
+from .paths import REPO_DIR
 
 __version__ = "0.1.0"
 
@@ -11,7 +12,7 @@ __version__ = "0.1.0"
 @lru_cache(maxsize=1)
 def code_version() -> str:
     """``0.1.0+<git sha>`` inside a git checkout (``-dirty`` if it has uncommitted changes), else ``0.1.0``."""
-    root = Path(__file__).resolve().parent.parent
+    root = REPO_DIR
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
                              text=True, timeout=5).stdout.strip()

@@ -14,9 +14,10 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from .checkpoints import StateDict
-from .evaluation import Evals, logits, sweep
+from .state_dicts import StateDict
+from .evaluation import Evals, logits, run_batches, sweep
 from .interpolation import Interpolator, check_alpha
+from .selection import endpoints_line
 
 ENSEMBLE_COLUMNS = ["ensemble", "alpha", "task", "split", "accuracy", "n"]
 
@@ -29,16 +30,10 @@ def output_ensemble(logits_zs: torch.Tensor, logits_ft: torch.Tensor, alpha: flo
     return (1 - alpha) * logits_zs + alpha * logits_ft
 
 
-@torch.no_grad()
 def all_logits(model: torch.nn.Module, head: torch.Tensor, dataset: Dataset,
                batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """[N, C] logits and [N] labels of a whole dataset."""
-    model.eval()
-    out, labels = [], []
-    for x, y in torch.utils.data.DataLoader(dataset, batch_size=batch_size):
-        out.append(logits(model, head, x))
-        labels.append(torch.as_tensor(y))
-    return torch.cat(out), torch.cat(labels)
+    return run_batches(lambda x: logits(model, head, x), dataset, model, batch_size)
 
 
 def ensemble_sweep(model: torch.nn.Module, theta_zs: StateDict, theta_ft: StateDict, evals: Evals,
@@ -68,8 +63,7 @@ def robustness_summary(table: pd.DataFrame, id_task: str, shift_task: str, split
         piv = df.pivot_table(index="alpha", columns="task", values="accuracy").sort_index()
         x, y = piv[id_task].to_numpy(), piv[shift_task].to_numpy()
         x0, y0, x1, y1 = x[0], y[0], x[-1], y[-1]
-        # the line through the two endpoints, read at each point's in-distribution accuracy
-        line = y0 + (y1 - y0) * (x - x0) / (x1 - x0) if x1 != x0 else np.full_like(y, max(y0, y1))
+        line = endpoints_line(x, y)  # read at each point's in-distribution accuracy
         best = int(np.argmax(y))
         out[name] = {
             "zero_shot": {"id": float(x0), "shift": float(y0)}, "finetuned": {"id": float(x1), "shift": float(y1)},

@@ -35,6 +35,11 @@ OTHER_WORDS = ("cat", "dog", "sun", "tree", "car", "book", "apple", "fish", "hat
 STYLES = ("filled", "outline")
 
 
+def pick(rng: np.random.Generator, options):
+    """One of ``options``, drawn with ``rng``."""
+    return options[int(rng.integers(0, len(options)))]
+
+
 def _check(name: str, value: str, choices) -> None:
     if value not in choices:
         raise ValueError(f"Unknown {name} {value!r}; choose from: {', '.join(choices)}")

@@ -18,10 +18,8 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from .checkpoints import sha256_file, sidecar_path
+from .paths import CACHED_RESULTS_DIR, WEIGHTS_DIR
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-SHIPPED_WEIGHTS_DIR = PACKAGE_DIR / "weights"
-CACHED_RESULTS_DIR = PACKAGE_DIR.parent / "cached_results"
 
 
 class WriteRefused(ValueError):
@@ -55,7 +53,7 @@ def resolve_inside(path: str | Path, roots: Sequence[str | Path], what: str) -> 
 
 def refuse_shipped(path: str | Path, what: str) -> None:
     """The shipped weights and cached_results/ are regenerated only by ``pretrain`` / ``reproduce``."""
-    for root in (SHIPPED_WEIGHTS_DIR, CACHED_RESULTS_DIR):
+    for root in (WEIGHTS_DIR, CACHED_RESULTS_DIR):
         if is_inside(path, root):
             raise WriteRefused(f"{what} {path} is inside {root.name}/, which holds shipped results; "
                                "write somewhere else (e.g. runs/)")

@@ -10,16 +10,16 @@ from pathlib import Path
 
 from paint_core.finetune import FinetuneConfig
 from paint_core.relatives import wiseft_study
+from paint_core.paths import CACHED_RESULTS_DIR
 from paint_core.runs import run_finetune
 from paint_core.tasks import DIGIT_SHIFTS
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "runs" / "wiseft-seeds"
+OUT = Path("runs") / "wiseft-seeds"  # run from the repository root
 
 for model in ("micro-rn-s", "micro-rn-l"):
     for seed in (0, 1, 2):
         if seed == 0:
-            run = ROOT / "cached_results" / model / "digits"
+            run = CACHED_RESULTS_DIR / model / "digits"
         else:
             run = OUT / f"{model}-digits-seed{seed}"
             if not (run / "finetuned.safetensors").is_file():

@@ -7,7 +7,8 @@ import torch
 from torch.utils.data import TensorDataset
 
 from paint_core.checkpoints import CheckpointError, save_checkpoint
-from paint_core.closed_vocab import (add_vectors, create_encoder, disentanglement_error, encode, finetune_encoder,
+from paint_core.task_vectors import TaskVector, apply_vectors
+from paint_core.closed_vocab import (create_encoder, disentanglement_error, encode, finetune_encoder,
                                      linear_probe_head)
 from paint_core.finetune import FinetuneConfig
 
@@ -47,18 +48,20 @@ def test_head_is_bit_identical_after_encoder_finetuning():
     assert any(not torch.equal(state[k], enc_before[k]) for k in enc_before)
 
 
-def test_add_vectors_by_hand():
+def test_apply_vectors_by_hand():
     pre = {"w": torch.tensor([1.0, 1.0]), "n": torch.tensor(3)}
-    taus = [{"w": torch.tensor([1.0, 0.0]), "n": torch.tensor(0)}, {"w": torch.tensor([0.0, 2.0]), "n": torch.tensor(0)}]
-    out = add_vectors(pre, taus, [0.5, -1.0])
+    taus = [TaskVector(vector={"w": torch.tensor([1.0, 0.0])}), TaskVector(vector={"w": torch.tensor([0.0, 2.0])})]
+    out = apply_vectors(pre, taus, [0.5, -1.0])
     assert torch.equal(out["w"], torch.tensor([1.5, -1.0])) and int(out["n"]) == 3
+    with pytest.raises(ValueError, match="2 coefficients for 1 task vectors"):
+        apply_vectors(pre, taus[:1], [1.0, 1.0])
 
 
 def test_disentanglement_error_by_hand():
     """A toy 'model': state w (2 numbers); task a predicts sign(w0 * x), task b predicts sign(w1 + w0 * x)."""
     xs = torch.tensor([-2.0, -0.5, 0.5, 2.0])
     pre = {"w": torch.tensor([1.0, 0.0])}
-    taus = ({"w": torch.tensor([-1.0, 0.0])}, {"w": torch.tensor([0.0, 1.0])})
+    taus = (TaskVector(vector={"w": torch.tensor([-1.0, 0.0])}), TaskVector(vector={"w": torch.tensor([0.0, 1.0])}))
 
     def predict(state, task):
         w0, w1 = state["w"]

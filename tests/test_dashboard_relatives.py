@@ -9,8 +9,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from paint_core import evaluate, load_run
-from paint_core.checkpoints import cast_like, load_checkpoint
-from paint_core.closed_vocab import add_vectors, create_encoder, head_accuracy, load_head
+from paint_core.checkpoints import load_checkpoint
+from paint_core.state_dicts import cast_like
+from paint_core.closed_vocab import create_encoder, head_accuracy, load_head
 from paint_core.evaluation import materialize, zero_shot_head
 from paint_core.live import LIVE_EVAL_N
 from paint_core.runs import run_task_vector
@@ -102,7 +103,7 @@ def test_closed_vocab_slider_matches_an_independent_addition():
     for t in study["tasks"]:
         ft = cast_like(load_checkpoint(study_dir / t / "encoder.safetensors")[0], pre)
         taus.append({k: ft[k] - v for k, v in pre.items()})
-    encoder.load_state_dict(add_vectors(pre, taus, [0.4] * len(taus)))
+    encoder.load_state_dict({k: v + sum(0.4 * t[k] for t in taus) for k, v in pre.items()})  # written out here
     for t in study["tasks"]:
         x, y = materialize(get_task(t).split("test", preprocess), LIVE_EVAL_N).tensors
         acc = head_accuracy(encoder, load_head(study_dir / t / "head.safetensors"), x, y)

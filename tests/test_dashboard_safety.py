@@ -3,8 +3,6 @@ revealed, existing runs are replaced only when asked, one job at a time, read-on
 from __future__ import annotations
 
 import hashlib
-import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from paint_core.finetune import FinetuneConfig
 from paint_core.runs import read_run_meta, run_finetune, run_sweep
-from paint_core.writes import CACHED_RESULTS_DIR, SHIPPED_WEIGHTS_DIR
+from paint_core.paths import WEIGHTS_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "dashboard" / "app.py")
@@ -138,9 +136,9 @@ def test_one_training_job_per_server(server):
 def test_export_stays_inside_the_write_root(server):
     run_finetune(server / "runs" / "r", "micro-rn-s", None, "digits", TINY)
     (server / "runs" / "settings.json").write_text('{"theme": "dark"}')
-    shipped = snapshot(SHIPPED_WEIGHTS_DIR)
+    shipped = snapshot(WEIGHTS_DIR)
     before = snapshot(server)
-    for target, message in [(str(SHIPPED_WEIGHTS_DIR / "micro-rn-s.safetensors"), "outside the folders"),
+    for target, message in [(str(WEIGHTS_DIR / "micro-rn-s.safetensors"), "outside the folders"),
                             ("runs/settings.safetensors", "settings.json exists"),
                             ("/tmp/anywhere/x.safetensors", "outside the folders"),
                             ("runs/x.txt", "must end in .safetensors")]:
@@ -154,7 +152,7 @@ def test_export_stays_inside_the_write_root(server):
     at.text_input(key="ex_out").set_value("runs/p.safetensors")
     at.button[1].click().run()
     assert any("outside the folders" in e.value for e in at.error)
-    assert snapshot(server) == before and snapshot(SHIPPED_WEIGHTS_DIR) == shipped
+    assert snapshot(server) == before and snapshot(WEIGHTS_DIR) == shipped
     assert not Path("/tmp/anywhere").exists()
 
 

@@ -20,8 +20,8 @@ from paint_core.finetune import FinetuneConfig
 from paint_core.models import load_model
 from paint_core.runs import read_run_meta, run_finetune, run_sweep, select_run, validate_run_meta
 from paint_core.tasks import FolderWalkError, get_task, scan_image_folder
-from paint_core.writes import (CACHED_RESULTS_DIR, SHIPPED_WEIGHTS_DIR, RunLocked, WriteRefused, lock_path,
-                               run_lock)
+from paint_core.paths import CACHED_RESULTS_DIR, WEIGHTS_DIR
+from paint_core.writes import RunLocked, WriteRefused, lock_path, run_lock
 from conftest import write_imagefolder
 
 TINY = FinetuneConfig(steps=2, batch_size=8, warmup=1)
@@ -137,22 +137,22 @@ def test_finetune_replaces_a_run_only_when_asked_and_atomically(run, capsys):
 def test_interrupted_replacement_leaves_the_old_run(run):
     before = snapshot(run.parent)
 
-    def interrupt(step: int, loss: float) -> None:
+    def interrupt(progress) -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_finetune(run, "micro-rn-s", None, "counting", TINY, overwrite=True, on_step=interrupt)
+        run_finetune(run, "micro-rn-s", None, "counting", TINY, overwrite=True, on_progress=interrupt)
     assert snapshot(run.parent) == before
 
 
 def test_export_never_writes_shipped_weights_or_foreign_files(run, tmp_path, capsys):
-    shipped = SHIPPED_WEIGHTS_DIR / "micro-rn-s.safetensors"
-    shipped_before = snapshot(SHIPPED_WEIGHTS_DIR)
+    shipped = WEIGHTS_DIR / "micro-rn-s.safetensors"
+    shipped_before = snapshot(WEIGHTS_DIR)
     assert main(["export", "--run", str(run), "--alpha", "0.5", "--out", str(shipped), "--overwrite"]) == 1
     assert "shipped results" in capsys.readouterr().err
     assert main(["export", "--run", str(run), "--alpha", "0.5", "--out",
                  str(CACHED_RESULTS_DIR / "new.safetensors")]) == 1
-    assert snapshot(SHIPPED_WEIGHTS_DIR) == shipped_before and not (CACHED_RESULTS_DIR / "new.safetensors").exists()
+    assert snapshot(WEIGHTS_DIR) == shipped_before and not (CACHED_RESULTS_DIR / "new.safetensors").exists()
 
     (tmp_path / "settings.json").write_text('{"theme": "dark"}')
     (tmp_path / "notes.safetensors").write_bytes(b"someone else's file")
@@ -245,8 +245,8 @@ def _fake_shipped(tmp_path, monkeypatch) -> Path:
     import paint_core.checkpoints as checkpoints
     import paint_core.models as models
     folder = tmp_path / "weights"
-    shutil.copytree(SHIPPED_WEIGHTS_DIR, folder)
-    monkeypatch.setattr(checkpoints, "SHIPPED_WEIGHTS", folder.resolve())
+    shutil.copytree(WEIGHTS_DIR, folder)
+    monkeypatch.setattr(checkpoints, "WEIGHTS_DIR", folder.resolve())
     monkeypatch.setattr(models, "WEIGHTS_DIR", folder)
     return folder
 

@@ -12,17 +12,17 @@ def test_pretrain_loss_goes_down_and_resumes(tmp_path):
     cfg = PretrainConfig(steps=40, batch_size=32, corpus_size=1200, warmup=5, lr=1e-3)
     seen = []
 
-    def killed_at_25(step, loss):
-        seen.append((step, loss))
-        if step == 25:
+    def killed_after_26(p):
+        seen.append((p.done, p.loss))
+        if p.done == 26:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        pretrain("micro-rn-s", tmp_path, cfg, save_every=10, on_step=killed_at_25)
+        pretrain("micro-rn-s", tmp_path, cfg, save_every=10, on_progress=killed_after_26)
     assert (tmp_path / "micro-rn-s.train_state.pt").is_file()
     resumed = []
-    path = pretrain("micro-rn-s", tmp_path, cfg, save_every=10, on_step=lambda s, l: resumed.append((s, l)))
-    assert resumed[0][0] == 20  # restarted from the last state written (step 20), not from 0
+    path = pretrain("micro-rn-s", tmp_path, cfg, save_every=10, on_progress=lambda p: resumed.append((p.done, p.loss)))
+    assert resumed[0][0] == 21  # restarted after the last state written (20 steps done), not from 0
     losses = [l for _, l in seen[:20]] + [l for _, l in resumed]
     assert len(losses) == 40
     assert np.mean(losses[-8:]) < np.mean(losses[:8]) - 0.3

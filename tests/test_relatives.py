@@ -8,10 +8,12 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from paint_core import TaskVector, load_model, merge
-from paint_core.arithmetic import choose_addition, choose_negation, edit_sweep, merged_vector
-from paint_core.evaluation import evaluate, select_alpha
+from paint_core.arithmetic import edit_sweep, merged_vector
+from paint_core.evaluation import evaluate
+from paint_core.selection import choose_addition, choose_negation, select_alpha
 from paint_core.interpolation import interpolate
-from paint_core.multitask import BalancedTasks, average_states, multitask_loss
+from paint_core.multitask import BalancedTasks, multitask_loss
+from paint_core.state_dicts import average_states
 from paint_core.transfer import transfer_matrix
 from paint_core.wiseft import all_logits, ensemble_sweep, output_ensemble, robustness_summary
 

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from paint_core import evaluate, load_checkpoint, load_model
-from paint_core.checkpoints import cast_like
-from paint_core.closed_vocab import add_vectors, create_encoder, encoder_weights, head_accuracy, load_head
+from paint_core.state_dicts import cast_like
+from paint_core.models import embedded_weights
+from paint_core.closed_vocab import create_encoder, head_accuracy, load_head
 from paint_core.evaluation import materialize, zero_shot_head
 from paint_core.prompts import COMPARISON
 from paint_core.tasks import get_task
@@ -21,7 +22,7 @@ PROMPTS = ROOT / "cached_results" / "prompts"
 
 
 def test_micro_vit_weights_are_intact():
-    state, meta = load_checkpoint(encoder_weights("micro-vit"))  # verifies the sha256
+    state, meta = load_checkpoint(embedded_weights("micro-vit"))  # verifies the sha256
     encoder, _ = create_encoder("micro-vit")
     assert meta["model"] == "micro-vit" and all(np.array_equal(encoder.state_dict()[k], v) for k, v in state.items())
 
@@ -32,7 +33,8 @@ def test_closed_vocab_addition_recomputes_exactly():
     pre = {k: v.clone() for k, v in encoder.state_dict().items()}
     taus = [{k: cast_like(load_checkpoint(CV / t / "encoder.safetensors")[0], pre)[k] - v for k, v in pre.items()}
             for t in study["tasks"]]
-    encoder.load_state_dict(add_vectors(pre, taus, [study["lambda"]] * len(taus)))
+    lam = study["lambda"]  # theta_pre + lambda * sum of the task vectors, written out here
+    encoder.load_state_dict({k: v + sum(lam * t[k] for t in taus) for k, v in pre.items()})
     task = study["tasks"][0]
     x, y = materialize(get_task(task).split("test", preprocess)).tensors
     assert head_accuracy(encoder, load_head(CV / task / "head.safetensors"), x, y) == study["addition_test"][task]

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from paint_core import evaluate, interpolate, load_run
-from paint_core.arithmetic import choose_addition, choose_negation
+from paint_core.selection import choose_addition, choose_negation
 from paint_core.evaluation import materialize, zero_shot_head
-from paint_core.multitask import average_states
+from paint_core.state_dicts import average_states
 from paint_core.runs import run_task_vector
 from paint_core.tasks import get_task
 from paint_core.wiseft import robustness_summary

@@ -15,6 +15,7 @@ from paint_core.evaluation import parse_alphas
 from paint_core.finetune import FinetuneConfig
 from paint_core.runs import SweepSpec, export_run, run_finetune
 from paint_core.tasks import list_tasks
+from paint_core.training import Progress
 from paint_core.writes import resolve_inside
 
 st.title("Models & runs")
@@ -62,14 +63,13 @@ if start:
         st.caption("Press Stop (top right) or change a widget to cancel: nothing is written, and an earlier "
                    "run in the same directory stays as it was.")
         cfg = FinetuneConfig(steps=req.steps, lr=float(lr))
-        done: list[int] = []
+
+        def report(p: Progress) -> None:
+            loss = f", loss {p.loss:.3f}" if p.loss is not None else ""
+            bar.progress(min(1.0, p.done / p.total), text=f"{p.what}: {p.done}/{p.total}{loss}")
+
         run_finetune(req.out, req.model, req.pretrained, req.task, cfg, command="dashboard: Models & runs",
-                     overwrite=replace, sweep_spec=spec,
-                     on_step=lambda i, loss: bar.progress(min(1.0, i / cfg.steps),
-                                                          text=f"fine-tune step {i}/{cfg.steps}, loss {loss:.3f}"),
-                     on_alpha=lambda t: (done.append(1), bar.progress(
-                         min(1.0, len(done) / len(spec.alphas)),
-                         text=f"sweep: {min(len(done), len(spec.alphas))}/{len(spec.alphas)} alphas")))
+                     overwrite=replace, sweep_spec=spec, on_progress=report)
         st.success(f"Run written to {req.out}; open it on the Patch page.")
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:
         st.error(f"Fine-tune refused or failed: {e}")
