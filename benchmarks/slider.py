@@ -19,9 +19,9 @@ import statistics
 import time
 
 from paint_core import interpolate, load_run
-from paint_core.live import LIVE_EVAL_N, SLIDER_ALPHAS, PatchSession, PredictionStore, build_eval_sets
-from paint_core.models import create_architecture
-from paint_core.evaluation import predict
+from paint_core.live.sessions import LIVE_EVAL_N, SLIDER_ALPHAS, PatchSession, PredictionStore, build_eval_sets
+from paint_core.models.clip import create_architecture
+from paint_core.engine.evaluation import predict
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from paint_core.frontier import chord_gap
+from paint_core.core.frontier import chord_gap
 
 
 def frontier_figure(f: pd.DataFrame, patch: str, alpha: float | None = None, chosen: float | None = None,

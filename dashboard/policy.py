@@ -18,10 +18,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from paint_core.models import EMBEDDED_MODELS
-from paint_core.tasks import list_tasks
-from paint_core.paths import CACHED_RESULTS_DIR
-from paint_core.writes import WriteRefused, resolve_inside
+from paint_core.models.clip import EMBEDDED_MODELS
+from paint_core.data.tasks import list_tasks
+from paint_core.io.paths import CACHED_RESULTS_DIR
+from paint_core.io.writes import WriteRefused, resolve_inside
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,13 @@ import streamlit as st
 
 from PIL import Image
 
-from paint_core.images import ImageInputError, read_image
-from paint_core.live import LIVE_EVAL_N, SLIDER_ALPHAS, EvalSet, PatchSession, PredictionStore, build_eval_sets
-from paint_core.paths import CACHED_RESULTS_DIR
-from paint_core.results import read_results
-from paint_core.runs import Run, load_run, read_sweep, select_run
-from paint_core.tasks import SUPPORTED_TASKS
+from paint_core.data.images import ImageInputError, read_image
+from paint_core.live.sessions import (LIVE_EVAL_N, SLIDER_ALPHAS, EvalSet, PatchSession, PredictionStore, build_eval_sets)
+from paint_core.io.paths import CACHED_RESULTS_DIR
+from paint_core.io.results import read_results
+from paint_core.studies.patch import Run, load_run, select_run
+from paint_core.io.run_dir import read_sweep
+from paint_core.data.tasks import SUPPORTED_TASKS
 
 EVAL_N = LIVE_EVAL_N
 
@@ -220,8 +221,8 @@ def load_results(path: str, kind: str, mtime_ns: int, size: int) -> dict | None:
 def session_edit(paths: tuple[str, ...], tasks: tuple[str, ...]):
     """This browser session's own task-arithmetic model over the runs at ``paths`` (the runs and the
     subsample are the shared, read-only ones the Patch page uses too)."""
-    from paint_core.live import EditSession
-    from paint_core.relatives import check_same_zero_shot
+    from paint_core.live.sessions import EditSession
+    from paint_core.studies.relatives import check_same_zero_shot
     key = f"edit_session::{paths}::{[run_identity(p) for p in paths]}"
     if key not in st.session_state:
         runs = check_same_zero_shot([shared_run(p) for p in paths])
@@ -253,7 +254,7 @@ def disentanglement_maps(study: dict) -> dict[str, dict]:
 
 @st.cache_resource(show_spinner="Loading the encoder, heads and task vectors...")
 def _addition_parts(tasks: tuple[str, ...]):
-    from paint_core.live import AdditionSession
+    from paint_core.live.sessions import AdditionSession
     return AdditionSession(str(CLOSED_VOCAB / "micro-vit"), tasks)
 
 

@@ -4,15 +4,15 @@
     head = paint_core.zero_shot_head(model, tokenizer, task.classnames, task.templates)
     paint_core.Interpolator(model, theta_zs, theta_ft).set_alpha(0.4)
 """
-from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from .evaluation import evaluate, predict, sweep, zero_shot_head
-from .finetune import FinetuneConfig, finetune
-from .interpolation import Interpolator, interpolate
-from .models import list_models, load_model
-from .runs import Run, load_run
-from .selection import select_alpha
-from .task_vectors import TaskVector, merge
-from .tasks import Task, get_task, list_tasks
+from .io.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from .engine.evaluation import evaluate, predict, sweep, zero_shot_head
+from .engine.finetune import FinetuneConfig, finetune
+from .core.interpolation import Interpolator, interpolate
+from .models.clip import list_models, load_model
+from .studies.patch import Run, load_run
+from .core.selection import select_alpha
+from .core.task_vectors import TaskVector, merge
+from .data.tasks import Task, get_task, list_tasks
 from .version import __version__
 
 __all__ = [

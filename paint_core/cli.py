@@ -22,8 +22,8 @@ def _config(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from .models import WEIGHTS_DIR
-    from .pretrain import PretrainConfig, pretrain
+    from .io.paths import WEIGHTS_DIR
+    from .engine.pretrain import PretrainConfig, pretrain
 
     path = pretrain(args.model, args.out or WEIGHTS_DIR, _config(PretrainConfig, args), command=_command_line())
     print(f"wrote {path}")
@@ -31,8 +31,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from .finetune import FinetuneConfig
-    from .runs import run_finetune
+    from .engine.finetune import FinetuneConfig
+    from .studies.patch import run_finetune
 
     out = run_finetune(args.out, args.model, args.pretrained, args.task, _config(FinetuneConfig, args),
                        _command_line(), args.data_root, download=args.download, overwrite=args.overwrite)
@@ -41,8 +41,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .evaluation import parse_alphas
-    from .runs import run_sweep
+    from .engine.evaluation import parse_alphas
+    from .studies.patch import run_sweep
 
     table = run_sweep(args.run, _csv(args.supported), parse_alphas(args.alphas), splits=_csv(args.splits),
                       max_eval=args.max_eval, batch_size=args.batch_size, overwrite=args.overwrite,
@@ -52,7 +52,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from .runs import select_run
+    from .studies.patch import select_run
 
     choice = select_run(args.run)
     if args.json:
@@ -68,7 +68,7 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .runs import export_run
+    from .studies.patch import export_run
 
     sidecar = export_run(args.run, args.alpha, args.out, allow_extrapolation=args.extrapolate,
                          overwrite=args.overwrite)
@@ -77,9 +77,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from .checkpoints import map_to_model_keys, read_pickled_module, save_checkpoint
-    from .models import create_architecture, load_model
-    from .writes import check_checkpoint_output
+    from .io.convert import map_to_model_keys, read_pickled_module
+    from .io.checkpoints import save_checkpoint
+    from .models.clip import create_architecture, load_model
+    from .io.writes import check_checkpoint_output
 
     check_checkpoint_output(args.out, args.overwrite)
 
@@ -104,13 +105,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from .models import WEIGHTS_DIR
-    from .pretrain import pretrain
-    from .reproduce import CACHED_RESULTS, PRETRAIN_RECIPES, reproduce
+    from .io.paths import WEIGHTS_DIR
+    from .engine.pretrain import pretrain
+    from .studies.reproduce import CACHED_RESULTS, PRETRAIN_RECIPES, reproduce
 
     models = args.models.split(",") if args.models else None
     if args.retrain:
-        from .closed_vocab import pretrain_encoder
+        from .engine.pretrain_encoder import pretrain_encoder
         for name in models or list(PRETRAIN_RECIPES):
             pretrain(name, WEIGHTS_DIR, PRETRAIN_RECIPES[name], command=f"python -m paint_core pretrain --model {name}")
         pretrain_encoder("micro-vit", command="python -m paint_core pretrain-classifier --model micro-vit")
@@ -120,7 +121,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_export_task(args: argparse.Namespace) -> int:
-    from .tasks import export_imagefolder
+    from .data.tasks import export_imagefolder
 
     counts = export_imagefolder(args.task, args.out, args.limit)
     print(f"wrote {args.out}: " + ", ".join(f"{s} {n}" for s, n in counts.items()) + f" images; use --task imagefolder:{args.out}")
@@ -128,10 +129,10 @@ def cmd_export_task(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .models import list_models
-    from .tasks import list_tasks
+    from .models.clip import list_models
+    from .data.tasks import list_tasks
 
-    from .closed_vocab import EMBEDDED_ENCODERS
+    from .models.encoders import EMBEDDED_ENCODERS
     encoders = {n: "closed-vocabulary image encoder (timm ViT, 48 px), supervised on the embedded world; "
                    "any timm name works too" for n in EMBEDDED_ENCODERS}
     for title, entries in (("models", list_models()), ("closed-vocabulary encoders", encoders), ("tasks", list_tasks())):
@@ -147,7 +148,7 @@ def _csv(text: str | None) -> list[str]:
 
 def _study_out(out: str) -> str:
     """A study's --out: not inside the shipped results, and not over a file that is not an earlier result."""
-    from .writes import check_json_output, refuse_shipped
+    from .io.writes import check_json_output, refuse_shipped
     refuse_shipped(out, "--out")
     check_json_output(out)
     return out
@@ -162,7 +163,7 @@ def _merges(names: list[str], k: float, p: float, seed: int) -> dict[str, dict]:
 
 
 def cmd_multitask(args: argparse.Namespace) -> int:
-    from .relatives import multitask_study
+    from .studies.relatives import multitask_study
 
     result = multitask_study(_csv(args.runs), _csv(args.supported), _study_out(args.out), methods=_csv(args.methods),
                              max_eval=args.max_eval)
@@ -172,7 +173,7 @@ def cmd_multitask(args: argparse.Namespace) -> int:
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
-    from .relatives import transfer_study
+    from .studies.relatives import transfer_study
 
     result = transfer_study(_csv(args.runs), _csv(args.eval_tasks), _study_out(args.out), max_eval=args.max_eval)
     for r in result["results"]["rows"]:
@@ -181,7 +182,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
 
 def cmd_wiseft(args: argparse.Namespace) -> int:
-    from .relatives import wiseft_study
+    from .studies.relatives import wiseft_study
 
     result = wiseft_study(args.run, _csv(args.shift), _study_out(args.out), max_eval=args.max_eval)
     print(json.dumps(result["results"]["summary_test"], indent=2))
@@ -189,7 +190,7 @@ def cmd_wiseft(args: argparse.Namespace) -> int:
 
 
 def cmd_arithmetic(args: argparse.Namespace) -> int:
-    from .relatives import arithmetic_study
+    from .studies.relatives import arithmetic_study
 
     result = arithmetic_study(_csv(args.runs), _csv(args.supported), _study_out(args.out), negate=_csv(args.negate),
                               merges=_merges(_csv(args.merges), args.k, args.p, args.seed), max_eval=args.max_eval)
@@ -202,7 +203,7 @@ def cmd_arithmetic(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain_classifier(args: argparse.Namespace) -> int:
-    from .closed_vocab import EncoderPretrainConfig, pretrain_encoder
+    from .engine.pretrain_encoder import EncoderPretrainConfig, pretrain_encoder
 
     path = pretrain_encoder(args.model, args.out, _config(EncoderPretrainConfig, args), command=_command_line())
     print(f"wrote {path}")
@@ -210,11 +211,12 @@ def cmd_pretrain_classifier(args: argparse.Namespace) -> int:
 
 
 def cmd_closed_vocab(args: argparse.Namespace) -> int:
-    from .closed_vocab import ClosedVocabConfig, closed_vocab_study, create_encoder
+    from .studies.closed_vocab import ClosedVocabConfig, closed_vocab_study
+    from .models.encoders import create_encoder
 
     if args.pretrained is not None and args.model == "micro-vit":
         raise ValueError("--pretrained applies to timm models; micro-vit uses its shipped weights")
-    from .writes import refuse_shipped
+    from .io.writes import refuse_shipped
     refuse_shipped(args.out, "--out")
     create_encoder(args.model, args.pretrained)  # fail early on an unknown name or a bad checkpoint
     lrs = tuple(float(v) for v in _csv(args.lrs))
@@ -233,7 +235,8 @@ def cmd_closed_vocab(args: argparse.Namespace) -> int:
 
 def cmd_prompts(args: argparse.Namespace) -> int:
     import pandas as pd
-    from .prompts import PromptConfig, update_study_file
+    from .engine.prompts import PromptConfig
+    from .studies.prompt_update import update_study_file
 
     _study_out(args.out)
     doc = update_study_file(args.out, args.old, args.new, _csv(args.tasks), [int(s) for s in _csv(args.shots)],
@@ -272,11 +275,20 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type, only: tuple[s
                                 help=f"{FIELD_HELP[f.name]} (default: %(default)s)")
 
 
+def add_study_output(parser: argparse.ArgumentParser) -> None:
+    """--out and --max-eval, as every study on run directories takes them."""
+    parser.add_argument("--out", required=True, help="results JSON file to write (an earlier one with equal inputs "
+                                                     "is resumed)")
+    parser.add_argument("--max-eval", type=int, default=None,
+                        help="evaluate on the first N images of each split (default: all)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from .closed_vocab import ClosedVocabConfig, EncoderPretrainConfig
-    from .finetune import FinetuneConfig
-    from .pretrain import PretrainConfig
-    from .prompts import PromptConfig
+    from .studies.closed_vocab import ClosedVocabConfig
+    from .engine.pretrain_encoder import EncoderPretrainConfig
+    from .engine.finetune import FinetuneConfig
+    from .engine.pretrain import PretrainConfig
+    from .engine.prompts import PromptConfig
     from .version import __version__
 
     p = argparse.ArgumentParser(prog="paint-core", description="PAINT Explorer engine (also: python -m paint_core)")
@@ -352,22 +364,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--runs", required=True, help="comma-separated run directories, one per patch task")
     s.add_argument("--supported", required=True, help="comma-separated supported tasks")
     s.add_argument("--methods", default="joint,sequential,parallel", help="comma-separated (default: %(default)s)")
-    s.add_argument("--out", required=True, help="JSON file to write")
-    s.add_argument("--max-eval", type=int, default=None, help=max_eval_help)
+    add_study_output(s)
     s.set_defaults(func=cmd_multitask)
 
     s = sub.add_parser("transfer", help="accuracy change on other tasks of each patched run (broad transfer)")
     s.add_argument("--runs", required=True, help="comma-separated run directories")
     s.add_argument("--eval-tasks", required=True, help="comma-separated tasks to evaluate on")
-    s.add_argument("--out", required=True, help="JSON file to write")
-    s.add_argument("--max-eval", type=int, default=None, help=max_eval_help)
+    add_study_output(s)
     s.set_defaults(func=cmd_transfer)
 
     s = sub.add_parser("wiseft", help="weight- vs output-space ensembles on distribution-shifted tasks")
     s.add_argument("--run", required=True, help="run directory")
     s.add_argument("--shift", required=True, help="comma-separated shifted tasks, e.g. digits_rotated")
-    s.add_argument("--out", required=True, help="JSON file to write")
-    s.add_argument("--max-eval", type=int, default=None, help=max_eval_help)
+    add_study_output(s)
     s.set_defaults(func=cmd_wiseft)
 
     s = sub.add_parser("arithmetic", help="task addition (sum/mean/ties/dare) and negation (resumable)")
@@ -378,8 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--k", type=float, default=20, help="TIES: percent of entries kept, in (0, 100] (default: 20)")
     s.add_argument("--p", type=float, default=0.5, help="DARE: drop rate in [0, 1) (default: 0.5)")
     s.add_argument("--seed", type=int, default=0, help="DARE: random seed (default: 0)")
-    s.add_argument("--out", required=True, help="JSON file to write")
-    s.add_argument("--max-eval", type=int, default=None, help=max_eval_help)
+    add_study_output(s)
     s.set_defaults(func=cmd_arithmetic)
 
     s = sub.add_parser("pretrain-classifier", help="pretrain the closed-vocabulary micro-vit (supervised, ~7 min)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import subprocess
 from functools import lru_cache
 
-from .paths import REPO_DIR
+from .io.paths import REPO_DIR
 
 __version__ = "0.1.0"
 

@@ -14,16 +14,18 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from paint_core.arithmetic import LAMBDAS as ARITH_LAMBDAS
-from paint_core.closed_vocab import GRID, LAMBDAS as CV_LAMBDAS, ClosedVocabConfig, _config_inputs
-from paint_core.finetune import FinetuneConfig
-from paint_core.models import embedded_weights
-from paint_core.prompts import PromptConfig, weights_input
-from paint_core.relatives import ALPHAS, MERGES, load_runs
-from paint_core.reproduce import CACHED_RESULTS as OUT, PATCH_TASKS, TRANSFER_SOURCES, continued_model
-from paint_core.results import RESULTS_SCHEMA, write_results
-from paint_core.runs import run_inputs
-from paint_core.tasks import DIGIT_SHIFTS, EMBEDDED_TASKS, SUPPORTED_TASKS
+from paint_core.studies.arithmetic import LAMBDAS as ARITH_LAMBDAS
+from paint_core.studies.closed_vocab import GRID, LAMBDAS as CV_LAMBDAS, ClosedVocabConfig, _config_inputs
+from paint_core.engine.finetune import FinetuneConfig
+from paint_core.models.clip import embedded_weights
+from paint_core.engine.prompts import PromptConfig
+from paint_core.studies.prompt_update import weights_input
+from paint_core.studies.relatives import ALPHAS, MERGES, load_runs
+from paint_core.studies.reproduce import CACHED_RESULTS as OUT, TRANSFER_SOURCES, continued_model
+from paint_core.data.tasks import PATCH_TASKS
+from paint_core.io.results import RESULTS_SCHEMA, write_results
+from paint_core.studies.patch import run_inputs
+from paint_core.data.tasks import DIGIT_SHIFTS, EMBEDDED_TASKS, SUPPORTED_TASKS
 
 COMMAND = "python scripts/migrate_results_v2.py (inputs of python -m paint_core reproduce)"
 

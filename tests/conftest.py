@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from paint_core.checkpoints import save_checkpoint
-from paint_core.models import register_embedded_configs
+from paint_core.io.checkpoints import save_checkpoint
+from paint_core.models.clip import register_embedded_configs
 
 
 @pytest.fixture(scope="session")

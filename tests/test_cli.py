@@ -11,10 +11,11 @@ from dataclasses import fields
 import pytest
 
 from paint_core.cli import build_parser, main
-from paint_core.closed_vocab import ClosedVocabConfig, EncoderPretrainConfig
-from paint_core.finetune import FinetuneConfig
-from paint_core.pretrain import PretrainConfig
-from paint_core.prompts import PromptConfig
+from paint_core.studies.closed_vocab import ClosedVocabConfig
+from paint_core.engine.pretrain_encoder import EncoderPretrainConfig
+from paint_core.engine.finetune import FinetuneConfig
+from paint_core.engine.pretrain import PretrainConfig
+from paint_core.engine.prompts import PromptConfig
 
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:

@@ -6,11 +6,12 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from paint_core.checkpoints import CheckpointError, save_checkpoint
-from paint_core.task_vectors import TaskVector, apply_vectors
-from paint_core.closed_vocab import (create_encoder, disentanglement_error, encode, finetune_encoder,
-                                     linear_probe_head)
-from paint_core.finetune import FinetuneConfig
+from paint_core.io.checkpoints import CheckpointError, save_checkpoint
+from paint_core.core.task_vectors import TaskVector, apply_vectors
+from paint_core.models.encoders import create_encoder
+from paint_core.studies.closed_vocab import disentanglement_error, finetune_encoder
+from paint_core.engine.probes import encode, linear_probe_head
+from paint_core.engine.finetune import FinetuneConfig
 
 
 def test_unknown_timm_name_lists_close_matches():

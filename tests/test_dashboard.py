@@ -12,10 +12,10 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from paint_core import evaluate, interpolate, load_run
-from paint_core.evaluation import materialize, zero_shot_head
-from paint_core.live import LIVE_EVAL_N, compare_predictions
-from paint_core.tasks import SHAPE_TEMPLATES, get_task
-from paint_core.world import SHAPES
+from paint_core.engine.evaluation import materialize, zero_shot_head
+from paint_core.live.sessions import LIVE_EVAL_N, compare_predictions
+from paint_core.data.tasks import SHAPE_TEMPLATES, get_task
+from paint_core.data.world import SHAPES
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "dashboard" / "app.py")
@@ -70,7 +70,7 @@ def test_two_sessions_never_see_each_others_weights():
 
 
 def _png_bytes(seed: int = 0) -> bytes:
-    from paint_core.world import render_object
+    from paint_core.data.world import render_object
     buf = io.BytesIO()
     render_object(np.random.default_rng(seed), "triangle", "red").resize((120, 120)).save(buf, "PNG")
     return buf.getvalue()
@@ -88,8 +88,8 @@ def test_typographic_upload_table_matches_engine():
     run = load_run(CACHED / "micro-rn-l/typographic")
     patched = load_run(CACHED / "micro-rn-l/typographic").model
     patched.load_state_dict(interpolate(run.theta_zs, run.theta_ft, 0.6))
-    from paint_core.images import read_image
-    from paint_core.world import write_word
+    from paint_core.data.images import read_image
+    from paint_core.data.world import write_word
     img = write_word(read_image(_png_bytes()), "star", "center", 0.22)
     expected = compare_predictions({"zero-shot": run.model, "patched (alpha 0.6)": patched}, run.preprocess,
                                    run.tokenizer, img, list(SHAPES), SHAPE_TEMPLATES, head_model=run.model)

@@ -9,13 +9,14 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from paint_core import evaluate, load_run
-from paint_core.checkpoints import load_checkpoint
-from paint_core.state_dicts import cast_like
-from paint_core.closed_vocab import create_encoder, head_accuracy, load_head
-from paint_core.evaluation import materialize, zero_shot_head
-from paint_core.live import LIVE_EVAL_N
-from paint_core.runs import run_task_vector
-from paint_core.tasks import get_task
+from paint_core.io.checkpoints import load_checkpoint
+from paint_core.core.state_dicts import cast_like
+from paint_core.models.encoders import create_encoder, load_head
+from paint_core.engine.probes import head_accuracy
+from paint_core.engine.evaluation import materialize, zero_shot_head
+from paint_core.live.sessions import LIVE_EVAL_N
+from paint_core.studies.patch import run_task_vector
+from paint_core.data.tasks import get_task
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "dashboard" / "app.py")

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from paint_core.finetune import FinetuneConfig
-from paint_core.runs import read_run_meta, run_finetune, run_sweep
-from paint_core.paths import WEIGHTS_DIR
+from paint_core.engine.finetune import FinetuneConfig
+from paint_core.io.run_dir import read_run_meta
+from paint_core.studies.patch import run_finetune, run_sweep
+from paint_core.io.paths import WEIGHTS_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "dashboard" / "app.py")

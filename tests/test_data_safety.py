@@ -14,14 +14,15 @@ import pytest
 import torch
 
 from paint_core import load_checkpoint, load_run
-from paint_core.checkpoints import CheckpointError, save_checkpoint
+from paint_core.io.checkpoints import CheckpointError, save_checkpoint
 from paint_core.cli import main
-from paint_core.finetune import FinetuneConfig
-from paint_core.models import load_model
-from paint_core.runs import read_run_meta, run_finetune, run_sweep, select_run, validate_run_meta
-from paint_core.tasks import FolderWalkError, get_task, scan_image_folder
-from paint_core.paths import CACHED_RESULTS_DIR, WEIGHTS_DIR
-from paint_core.writes import RunLocked, WriteRefused, lock_path, run_lock
+from paint_core.engine.finetune import FinetuneConfig
+from paint_core.models.clip import load_model
+from paint_core.io.run_dir import read_run_meta, validate_run_meta
+from paint_core.studies.patch import run_finetune, run_sweep, select_run
+from paint_core.data.tasks import FolderWalkError, get_task, scan_image_folder
+from paint_core.io.paths import CACHED_RESULTS_DIR, WEIGHTS_DIR
+from paint_core.io.writes import RunLocked, WriteRefused, lock_path, run_lock
 from conftest import write_imagefolder
 
 TINY = FinetuneConfig(steps=2, batch_size=8, warmup=1)
@@ -242,8 +243,8 @@ def test_bit_flipped_pretrained_file_is_refused(random_micro_file, tmp_path, cap
 
 def _fake_shipped(tmp_path, monkeypatch) -> Path:
     """A copy of the shipped weights folder that the loaders treat as the shipped one."""
-    import paint_core.checkpoints as checkpoints
-    import paint_core.models as models
+    import paint_core.io.checkpoints as checkpoints
+    import paint_core.models.clip as models
     folder = tmp_path / "weights"
     shutil.copytree(WEIGHTS_DIR, folder)
     monkeypatch.setattr(checkpoints, "WEIGHTS_DIR", folder.resolve())
@@ -277,7 +278,7 @@ def test_missing_or_malformed_shipped_sidecar_names_the_file(tmp_path, monkeypat
 
 
 def test_sha256_is_computed_once_per_file_version(tmp_path, monkeypatch):
-    import paint_core.checkpoints as checkpoints
+    import paint_core.io.checkpoints as checkpoints
     path = tmp_path / "w.safetensors"
     save_checkpoint(path, {"a": torch.zeros(3)})
     calls = []

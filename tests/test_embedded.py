@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 
 from paint_core import evaluate, interpolate, list_models, load_checkpoint, load_model, load_run
-from paint_core.evaluation import zero_shot_head
-from paint_core.models import embedded_weights
-from paint_core.reproduce import ALPHAS, run_summary
-from paint_core.runs import read_sweep
-from paint_core.tasks import PATCH_TASKS, SUPPORTED_TASKS, get_task
+from paint_core.engine.evaluation import zero_shot_head
+from paint_core.models.clip import embedded_weights
+from paint_core.studies.reproduce import ALPHAS, run_summary
+from paint_core.io.run_dir import read_sweep
+from paint_core.data.tasks import PATCH_TASKS, SUPPORTED_TASKS, get_task
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHED = ROOT / "cached_results"
@@ -64,7 +64,7 @@ def test_zero_shot_is_good_on_supported_and_half_knows_patch_tasks(name):
 
 def test_large_model_frontier_bends_as_in_the_paper():
     """Issue 4's targets on the larger model, recomputed from the cached sweeps (test split, choices on val)."""
-    from paint_core.frontier import chord_gap, frontier, gain_within_drift
+    from paint_core.core.frontier import chord_gap, frontier, gain_within_drift
     gains = {}
     for task in PATCH_TASKS:
         df = read_sweep(CACHED / "micro-rn-l" / task)

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from paint_core import Interpolator, evaluate, load_model, select_alpha, sweep, zero_shot_head
-from paint_core.evaluation import parse_alphas
+from paint_core.engine.evaluation import parse_alphas
 
 
 def _table(rows):

@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from dashboard import figures
-from paint_core.frontier import chord_gap, frontier, frontier_area, gain_within_drift
+from paint_core.core.frontier import chord_gap, frontier, frontier_area, gain_within_drift
 
 
 def _sweep():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from paint_core.images import ImageInputError, read_image
-from paint_core.live import parse_classnames
+from paint_core.data.images import ImageInputError, read_image
+from paint_core.live.sessions import parse_classnames
 
 
 def _png(size=(20, 10)) -> bytes:

@@ -1,8 +1,8 @@
 import torch
 
 from paint_core import Run, evaluate, interpolate, load_model
-from paint_core.evaluation import zero_shot_head
-from paint_core.live import EvalSet, PatchSession
+from paint_core.engine.evaluation import zero_shot_head
+from paint_core.live.sessions import EvalSet, PatchSession
 from torch.utils.data import TensorDataset
 
 
@@ -19,7 +19,7 @@ def test_patch_session_is_private_and_remembers_alphas(two_states, random_micro_
     assert session.accuracies()["t"] == evaluate(ref, head, TensorDataset(images, labels))
     assert all(torch.equal(model.state_dict()[k], zs[k]) for k in zs)  # the shared run's model is untouched
     calls = []
-    monkeypatch.setattr("paint_core.live.predict", lambda *a, **k: calls.append(1) or torch.zeros(30, 3))
+    monkeypatch.setattr("paint_core.live.sessions.predict", lambda *a, **k: calls.append(1) or torch.zeros(30, 3))
     first = session.probabilities()
     session.set_alpha(0.2)
     session.probabilities()
@@ -28,8 +28,8 @@ def test_patch_session_is_private_and_remembers_alphas(two_states, random_micro_
 
 
 def test_prediction_store_is_shared_and_warm_up_matches_direct_computation(two_states, random_micro_file, monkeypatch):
-    from paint_core.evaluation import predict
-    from paint_core.live import PredictionStore
+    from paint_core.engine.evaluation import predict
+    from paint_core.live.sessions import PredictionStore
 
     zs, ft = two_states
     model, preprocess, tok = load_model("micro-rn-s", random_micro_file)
@@ -44,7 +44,7 @@ def test_prediction_store_is_shared_and_warm_up_matches_direct_computation(two_s
     ref.load_state_dict(interpolate(zs, ft, 0.3))
     assert torch.allclose(store.get(0.3)["t"], predict(ref, head, images))
     calls = []
-    monkeypatch.setattr("paint_core.live.predict", lambda *a, **k: calls.append(1) or torch.zeros(20, 3))
+    monkeypatch.setattr("paint_core.live.sessions.predict", lambda *a, **k: calls.append(1) or torch.zeros(20, 3))
     a, b = PatchSession(run, sets, store), PatchSession(run, sets, store)
     assert len(calls) == 0  # zero-shot (alpha 0) came from the store
     a.set_alpha(0.3)

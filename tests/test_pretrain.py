@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from paint_core.pretrain import PretrainConfig, pretrain
+from paint_core.engine.pretrain import PretrainConfig, pretrain
 
 pytestmark = pytest.mark.slow
 

@@ -8,10 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from paint_core import load_model
-from paint_core.checkpoints import save_checkpoint
-from paint_core.models import register_embedded_configs
-from paint_core.prompts import (PromptConfig, PromptLearner, few_shot_indices, load_prompt, save_prompt,
-                                train_prompt)
+from paint_core.io.checkpoints import save_checkpoint
+from paint_core.models.clip import register_embedded_configs
+from paint_core.engine.prompts import (PromptConfig, PromptLearner, few_shot_indices, load_prompt, save_prompt, train_prompt)
 
 NAMES = ["one", "two", "three"]
 
@@ -106,13 +105,17 @@ def test_training_reduces_the_loss_and_leaves_the_model_untouched(micro):
         train_prompt(model, tokenizer, NAMES, feats[:0], labels[:0], head, PromptConfig(steps=1), progress=False)
 
 
-def test_update_study_refuses_different_widths(tmp_path, monkeypatch):
-    from paint_core import prompts
+def test_update_study_refuses_different_widths(tmp_path):
+    """A tiny open_clip config registered from tmp_path (as open_clip's own tests do): token width 64."""
+    import json
+    from paint_core.studies.prompt_update import update_study
+    config = {"embed_dim": 32, "vision_cfg": {"image_size": 48, "layers": [1, 1, 1, 1], "width": 16, "patch_size": None},
+              "text_cfg": {"context_length": 24, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1}}
+    (tmp_path / "tiny-text64.json").write_text(json.dumps(config))
+    open_clip.add_model_config(tmp_path / "tiny-text64.json")
     register_embedded_configs()
     torch.manual_seed(0)
-    vit = open_clip.create_model("ViT-B-32", pretrained=None)  # token width 512 vs the micro models' 128
-    path = tmp_path / "vitb32.safetensors"
-    save_checkpoint(path, vit.state_dict(), {"model": "ViT-B-32"})
-    with pytest.raises(ValueError, match="token width 512.*has 128"):
-        prompts.update_study("ViT-B-32", "micro-rn-l", ["digits"], old_pretrained=str(path),
-                             new_pretrained=None)
+    path = tmp_path / "tiny.safetensors"
+    save_checkpoint(path, open_clip.create_model("tiny-text64", pretrained=None).state_dict(), {"model": "tiny-text64"})
+    with pytest.raises(ValueError, match="token width 64.*has 128"):
+        update_study("tiny-text64", "micro-rn-l", ["digits"], old_pretrained=str(path), new_pretrained=None)

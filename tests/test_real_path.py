@@ -8,7 +8,7 @@ import torch
 
 from paint_core import load_checkpoint, load_model
 from paint_core.cli import main
-from paint_core.checkpoints import save_checkpoint
+from paint_core.io.checkpoints import save_checkpoint
 from conftest import write_imagefolder
 
 pytestmark = pytest.mark.slow

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from paint_core import evaluate, load_model
-from paint_core.checkpoints import save_checkpoint
+from paint_core.io.checkpoints import save_checkpoint
 from paint_core.cli import main
-from paint_core.evaluation import materialize, zero_shot_head
-from paint_core.models import register_embedded_configs
-from paint_core.tasks import get_task
+from paint_core.engine.evaluation import materialize, zero_shot_head
+from paint_core.models.clip import register_embedded_configs
+from paint_core.data.tasks import get_task
 
 pytestmark = pytest.mark.slow
 

@@ -8,14 +8,14 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from paint_core import TaskVector, load_model, merge
-from paint_core.arithmetic import edit_sweep, merged_vector
-from paint_core.evaluation import evaluate
-from paint_core.selection import choose_addition, choose_negation, select_alpha
-from paint_core.interpolation import interpolate
-from paint_core.multitask import BalancedTasks, multitask_loss
-from paint_core.state_dicts import average_states
-from paint_core.transfer import transfer_matrix
-from paint_core.wiseft import all_logits, ensemble_sweep, output_ensemble, robustness_summary
+from paint_core.studies.arithmetic import edit_sweep, merged_vector
+from paint_core.engine.evaluation import evaluate
+from paint_core.core.selection import choose_addition, choose_negation, select_alpha
+from paint_core.core.interpolation import interpolate
+from paint_core.studies.multitask import BalancedTasks, multitask_loss
+from paint_core.core.state_dicts import average_states
+from paint_core.studies.transfer import transfer_matrix
+from paint_core.studies.wiseft import all_logits, ensemble_sweep, output_ensemble, robustness_summary
 
 
 def test_output_ensemble_is_the_mix_of_two_logits():

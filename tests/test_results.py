@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-import paint_core.relatives as relatives
-from paint_core.finetune import FinetuneConfig
-from paint_core.results import RESULTS_SCHEMA, resume, write_results
-from paint_core.runs import run_finetune, run_sweep
+import paint_core.studies.relatives as relatives
+from paint_core.engine.finetune import FinetuneConfig
+from paint_core.io.results import RESULTS_SCHEMA, resume, write_results
+from paint_core.studies.patch import run_finetune, run_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHED = ROOT / "cached_results"
@@ -84,15 +84,15 @@ def test_refitted_run_at_the_same_path_is_a_new_input(two_runs, tmp_path):
 def test_shipped_studies_are_current_for_reproduce(tmp_path, monkeypatch):
     """The migrated cached_results hold exactly the inputs reproduce asks for: its study calls reuse all of
     them (every computation is disabled here), so `reproduce` would recompute nothing."""
-    from paint_core import closed_vocab, prompts
-    from paint_core.reproduce import PATCH_TASKS, SUPPORTED_TASKS, TRANSFER_SOURCES, continued_model, diagnose
-    from paint_core.tasks import DIGIT_SHIFTS, EMBEDDED_TASKS
+    from paint_core.data.tasks import DIGIT_SHIFTS, EMBEDDED_TASKS, PATCH_TASKS, SUPPORTED_TASKS
+    from paint_core.studies import closed_vocab, prompt_update
+    from paint_core.studies.reproduce import TRANSFER_SOURCES, continued_model, diagnose
 
     def no_work(*args, **kwargs):
         raise AssertionError("recomputed a shipped result")
     for module, name in [(relatives, "edit_sweep"), (relatives, "ensemble_sweep"), (relatives, "transfer_matrix"),
                          (relatives, "patch_joint"), (relatives, "patch_sequential"), (relatives, "patch_parallel"),
-                         (relatives, "_scores"), (prompts, "update_study"), (closed_vocab, "disentanglement_error"),
+                         (relatives, "_scores"), (prompt_update, "update_study"), (closed_vocab, "disentanglement_error"),
                          (closed_vocab, "create_encoder")]:
         monkeypatch.setattr(module, name, no_work)
     snapshot = {p: p.read_bytes() for p in CACHED.rglob("*.json")}
@@ -108,7 +108,7 @@ def test_shipped_studies_are_current_for_reproduce(tmp_path, monkeypatch):
     closed_vocab.closed_vocab_study(CACHED / "closed_vocab" / "micro-vit")
     closed_vocab.clip_disentanglement((CACHED / "micro-rn-l" / "digits", CACHED / "micro-rn-l" / "counting"),
                                       CACHED / "closed_vocab" / "micro-rn-l_disentanglement.json")
-    prompts.update_study_file(CACHED / "prompts" / "update.json", "micro-rn-s", "micro-rn-l", list(PATCH_TASKS))
-    prompts.update_study_file(CACHED / "prompts" / "update_continued.json", "micro-rn-s", "micro-rn-s",
+    prompt_update.update_study_file(CACHED / "prompts" / "update.json", "micro-rn-s", "micro-rn-l", list(PATCH_TASKS))
+    prompt_update.update_study_file(CACHED / "prompts" / "update_continued.json", "micro-rn-s", "micro-rn-s",
                               list(PATCH_TASKS), new_pretrained=str(continued_model(CACHED)))
     assert {p: p.read_bytes() for p in CACHED.rglob("*.json")} == snapshot  # nothing rewritten

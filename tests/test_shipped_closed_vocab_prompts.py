@@ -9,12 +9,13 @@ import pandas as pd
 import pytest
 
 from paint_core import evaluate, load_checkpoint, load_model
-from paint_core.state_dicts import cast_like
-from paint_core.models import embedded_weights
-from paint_core.closed_vocab import create_encoder, head_accuracy, load_head
-from paint_core.evaluation import materialize, zero_shot_head
-from paint_core.prompts import COMPARISON
-from paint_core.tasks import get_task
+from paint_core.core.state_dicts import cast_like
+from paint_core.models.clip import embedded_weights
+from paint_core.models.encoders import create_encoder, load_head
+from paint_core.engine.probes import head_accuracy
+from paint_core.engine.evaluation import materialize, zero_shot_head
+from paint_core.studies.prompt_update import COMPARISON
+from paint_core.data.tasks import get_task
 
 ROOT = Path(__file__).resolve().parent.parent
 CV = ROOT / "cached_results" / "closed_vocab" / "micro-vit"

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from paint_core import evaluate, interpolate, load_run
-from paint_core.selection import choose_addition, choose_negation
-from paint_core.evaluation import materialize, zero_shot_head
-from paint_core.state_dicts import average_states
-from paint_core.runs import run_task_vector
-from paint_core.tasks import get_task
-from paint_core.wiseft import robustness_summary
+from paint_core.core.selection import choose_addition, choose_negation
+from paint_core.engine.evaluation import materialize, zero_shot_head
+from paint_core.core.state_dicts import average_states
+from paint_core.studies.patch import run_task_vector
+from paint_core.data.tasks import get_task
+from paint_core.studies.wiseft import robustness_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "cached_results" / "micro-rn-l"
@@ -107,6 +107,6 @@ def test_runs_of_different_zero_shot_models_are_refused(capsys):
 
 
 def test_summary_md_carries_the_relatives_as_stored():
-    from paint_core.reproduce import relatives_markdown
+    from paint_core.studies.reproduce import relatives_markdown
     text = (ROOT / "cached_results" / "summary.md").read_text()
     assert text.endswith(relatives_markdown(ROOT / "cached_results")) and "## Relatives on micro-rn-l" in text

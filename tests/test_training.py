@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from paint_core.finetune import FinetuneConfig, finetune_visual, set_batchnorm_eval
-from paint_core.training import Progress, cosine_lr, epochs, param_groups, train_loop
+from paint_core.engine.finetune import FinetuneConfig, finetune_visual, set_batchnorm_eval
+from paint_core.engine.training import Progress, cosine_lr, epochs, param_groups, train_loop
 
 
 def test_train_loop_contract():
@@ -79,7 +79,7 @@ def _finetune_by_hand(model, train_set, loss_fn, cfg: FinetuneConfig):
 
 
 def test_finetune_through_the_loop_equals_the_loop_by_hand(random_micro_file):
-    from paint_core.models import load_model
+    from paint_core.models.clip import load_model
     cfg = FinetuneConfig(steps=7, batch_size=4, warmup=2, lr=1e-3)  # 7 steps over 3 batches: crosses epochs
     g = torch.Generator().manual_seed(3)
     data = TensorDataset(torch.randn(12, 3, 48, 48, generator=g), torch.randint(0, 5, (12,), generator=g))

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import figures, state
-from paint_core.tasks import SUPPORTED_TASKS
+from paint_core.data.tasks import SUPPORTED_TASKS
 
 st.title("Task arithmetic: add, negate and merge task vectors")
 st.caption("theta = theta_zero-shot + merge(c_1 tau_1, ..., c_n tau_n), tau = fine-tuned minus zero-shot image "

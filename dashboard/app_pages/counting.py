@@ -6,9 +6,9 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import figures, state
-from paint_core import world
-from paint_core.live import compare_predictions, per_class_accuracy
-from paint_core.tasks import get_task
+from paint_core.data import world
+from paint_core.live.sessions import compare_predictions, per_class_accuracy
+from paint_core.data.tasks import get_task
 
 st.title("Counting")
 session = state.open_session(default_task="counting", key="count_run")

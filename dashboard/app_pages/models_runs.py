@@ -11,12 +11,12 @@ import streamlit as st
 
 from dashboard.policy import check_finetune, policy
 from dashboard.state import job_slots
-from paint_core.evaluation import parse_alphas
-from paint_core.finetune import FinetuneConfig
-from paint_core.runs import SweepSpec, export_run, run_finetune
-from paint_core.tasks import list_tasks
-from paint_core.training import Progress
-from paint_core.writes import resolve_inside
+from paint_core.engine.evaluation import parse_alphas
+from paint_core.engine.finetune import FinetuneConfig
+from paint_core.studies.patch import SweepSpec, export_run, run_finetune
+from paint_core.data.tasks import list_tasks
+from paint_core.engine.training import Progress
+from paint_core.io.writes import resolve_inside
 
 st.title("Models & runs")
 try:

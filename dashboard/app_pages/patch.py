@@ -4,9 +4,9 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import figures, state
-from paint_core.frontier import frontier
-from paint_core.live import SLIDER_STEP
-from paint_core.tasks import get_task
+from paint_core.core.frontier import frontier
+from paint_core.live.sessions import SLIDER_STEP
+from paint_core.data.tasks import get_task
 
 st.title("Patch: interpolate zero-shot and fine-tuned weights")
 st.caption("theta(alpha) = (1 - alpha) * theta_zero-shot + alpha * theta_fine-tuned. The slider re-interpolates "

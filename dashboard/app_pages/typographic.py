@@ -5,9 +5,9 @@ import numpy as np
 import streamlit as st
 
 from dashboard import figures, state
-from paint_core import world
-from paint_core.live import compare_predictions, parse_classnames
-from paint_core.tasks import SHAPE_TEMPLATES
+from paint_core.data import world
+from paint_core.live.sessions import compare_predictions, parse_classnames
+from paint_core.data.tasks import SHAPE_TEMPLATES
 
 st.title("Typographic attack")
 st.caption("A word written on an object can fool CLIP. Compose an object or upload a photo, write a word on it, "

@@ -1,14 +1,8 @@
-"""The run directory: the unit the CLI, the dashboard and cached_results/ share.
-
-    run.json                 what was done: model, pretrained, task, supported tasks, hyper-parameters,
-                             seed, code version, command (config and provenance as separate fields)
-    finetuned.safetensors    the fine-tuned image encoder (``visual.*``; the rest equals zero-shot) + sidecar
-    sweep.csv                alpha, task, split, accuracy, n (rewritten atomically after every alpha)
-"""
+"""PAINT on a run directory: fine-tune (written atomically, locked), sweep alpha (resumable), select
+alpha on val, export the patched weights. The CLI's finetune / sweep / select / export and the dashboard use it."""
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 from dataclasses import asdict, dataclass
@@ -18,25 +12,24 @@ from typing import Callable, Sequence
 import pandas as pd
 import torch
 
-from .checkpoints import (CheckpointError, atomic_write_bytes, atomic_write_text, load_checkpoint,
-                          save_checkpoint, sha256_file)
-from .evaluation import SWEEP_COLUMNS, build_evals, sweep, zero_shot_head
-from .finetune import FinetuneConfig, finetune
-from .interpolation import Interpolator, check_alpha, interpolate
-from .models import load_model
-from .task_vectors import TaskVector
-from .paths import REPO_DIR
-from .selection import select_alpha
-from .state_dicts import StateDict, cast_like, state_digest
-from .tasks import SPLITS, get_task
-from .training import Progress, ProgressFn
-from .version import code_version
-from .writes import (WriteRefused, check_checkpoint_output, check_run_output, run_lock, staging_dir,
-                     swap_in)
+from ..core.interpolation import Interpolator, check_alpha, interpolate
+from ..core.selection import select_alpha
+from ..core.state_dicts import StateDict, cast_like, state_digest
+from ..core.task_vectors import TaskVector
+from ..data.tasks import SPLITS, get_task
+from ..engine.evaluation import build_evals, sweep, zero_shot_head
+from ..engine.finetune import FinetuneConfig, finetune
+from ..engine.training import Progress, ProgressFn
+from ..io.atomic import atomic_write_bytes
+from ..io.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from ..io.run_dir import (RUN_SCHEMA, SWEEP_COLUMNS, check_sweep_matches, portable_path, read_run_meta, read_sweep,
+                          write_run_meta)
+from ..io.writes import WriteRefused, check_checkpoint_output, check_run_output, run_lock, staging_dir, swap_in
+from ..models.clip import load_model
+from ..version import code_version
+
 
 log = logging.getLogger(__name__)
-RUN_SCHEMA = 1
-RUN_FILES = ("run.json", "finetuned.safetensors", "finetuned.json")
 
 
 @dataclass
@@ -77,90 +70,6 @@ class SweepSpec:
             raise ValueError(f"batch size must be positive, got {self.batch_size}")
         for name in self.supported:
             get_task(name, root=data_root, download=download)  # an unknown task fails here, before any write
-
-
-# ----------------------------------------------------------------------------------------- run.json
-_FIELDS: dict[str, tuple[tuple[type, ...], bool, str]] = {  # name -> (types, required, what it should be)
-    "schema": ((int,), True, "the integer 1"),
-    "model": ((str,), True, "a model name"),
-    "pretrained": ((str, type(None)), True, "a pretrained tag, a file, or null"),
-    "task": ((str,), True, "a task name"),
-    "config": ((dict,), True, "an object of fine-tuning settings"),
-    "provenance": ((dict,), True, "an object"),
-    "data_root": ((str, type(None)), False, "a folder or null"),
-    "download": ((bool,), False, "true or false"),
-    "supported": ((list,), False, "a list of task names"),
-    "max_eval": ((int, type(None)), False, "a positive integer or null"),
-    "finetuned_sha256": ((str,), False, "a sha256"),
-    "sweep_sha256": ((str, type(None)), False, "a sha256 or null"),
-}
-
-
-def validate_run_meta(meta: object, where: str) -> dict:
-    """run.json read through its schema: one clear message per bad field, never a traceback later."""
-    if not isinstance(meta, dict):
-        raise ValueError(f"{where} must hold a JSON object, got {type(meta).__name__}")
-    for name, (types, required, what) in _FIELDS.items():
-        if name not in meta:
-            if required:
-                raise ValueError(f"{where} is missing the field {name!r} ({what})")
-            continue
-        value = meta[name]
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            raise ValueError(f"{where}: field {name!r} must be {what}, got {type(value).__name__} {value!r}")
-    if meta["schema"] != RUN_SCHEMA:
-        raise ValueError(f"{where} has schema {meta['schema']}; this code reads schema {RUN_SCHEMA}")
-    if not all(isinstance(t, str) and t for t in meta.get("supported", [])):
-        raise ValueError(f"{where}: field 'supported' must be a list of task names, got {meta['supported']!r}")
-    if meta.get("max_eval") is not None and meta["max_eval"] < 1:
-        raise ValueError(f"{where}: field 'max_eval' must be positive, got {meta['max_eval']}")
-    return meta
-
-
-def read_run_meta(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"run directory not found: {path}")
-    missing = [f for f in RUN_FILES if not (path / f).is_file()]
-    if missing:
-        raise FileNotFoundError(f"run directory {path} is missing: {', '.join(missing)} "
-                                "(a run is made by: python -m paint_core finetune ... --out DIR)")
-    try:
-        meta = json.loads((path / "run.json").read_text())
-    except ValueError as e:
-        raise ValueError(f"{path}/run.json is not valid JSON: {e}") from e
-    return validate_run_meta(meta, f"{path}/run.json")
-
-
-def write_run_meta(path: Path, meta: dict) -> None:
-    atomic_write_text(path / "run.json", json.dumps(meta, indent=2, sort_keys=True))
-
-
-def read_sweep(path: str | Path) -> pd.DataFrame:
-    f = Path(path) / "sweep.csv"
-    if not f.is_file():
-        return pd.DataFrame(columns=SWEEP_COLUMNS)
-    try:
-        df = pd.read_csv(f)
-    except (ValueError, pd.errors.ParserError) as e:
-        raise ValueError(f"{f} is not a readable CSV: {e}") from e
-    if list(df.columns) != SWEEP_COLUMNS:
-        raise ValueError(f"{f} has columns {list(df.columns)}, expected {SWEEP_COLUMNS}")
-    return df
-
-
-def check_sweep_matches(path: str | Path, meta: dict) -> None:
-    """run.json is written after sweep.csv and names its hash: a sweep cut between the two, or a file edited
-    by hand, is detected here instead of answering from a table the run.json does not describe."""
-    f = Path(path) / "sweep.csv"
-    expected = meta.get("sweep_sha256")
-    if expected is None:
-        return  # runs written before the manifest existed
-    actual = sha256_file(f) if f.is_file() else None
-    if actual != expected:
-        raise ValueError(f"{f} does not match {Path(path) / 'run.json'} (a sweep was interrupted while "
-                         "writing, or a file was edited); run the sweep again to repair it: "
-                         f"python -m paint_core sweep --run {path} --supported {','.join(meta.get('supported', []))}")
 
 
 def run_finetune(out: str | Path, model_name: str, pretrained: str | None, task_name: str,
@@ -229,14 +138,6 @@ def load_run(path: str | Path) -> Run:
         raise CheckpointError(f"{path}/finetuned.safetensors has key {unknown[0]!r} that the model does not have")
     theta_ft = {**theta_zs, **ft_part}
     return Run(path, meta, model, preprocess, tokenizer, theta_zs, theta_ft, side["sha256"])
-
-
-
-
-def portable_path(path: str | Path) -> str:
-    """A path as recorded in results: relative to the repository when inside it, so results move with it."""
-    p = Path(path).resolve()
-    return str(p.relative_to(REPO_DIR)) if p.is_relative_to(REPO_DIR) else str(p)
 
 
 def run_inputs(run: Run) -> dict:

@@ -12,22 +12,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import world as w
-from .evaluation import evaluate, image_features, materialize, zero_shot_head
-from .tasks import get_task
-
-
-def linear_probe(model: torch.nn.Module, preprocess: Callable, task_name: str, n_train: int = 2000,
-                 n_test: int | None = None) -> float:
-    """Test accuracy of a logistic regression on frozen image features (train split -> test split)."""
-    from sklearn.linear_model import LogisticRegression
-
-    task = get_task(task_name)
-    train = materialize(task.split("train", preprocess), n_train)
-    test = materialize(task.split("test", preprocess), n_test)
-    clf = LogisticRegression(max_iter=2000, C=10.0)
-    clf.fit(image_features(model, train.tensors[0]).numpy(), train.tensors[1].numpy())
-    return float(clf.score(image_features(model, test.tensors[0]).numpy(), test.tensors[1].numpy()))
+from ..data import world as w
+from ..engine.evaluation import evaluate, materialize, zero_shot_head
+from ..data.tasks import get_task
 
 
 @torch.no_grad()

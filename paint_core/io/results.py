@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .checkpoints import atomic_write_text
-from .version import code_version
+from .atomic import atomic_write_text
+from ..version import code_version
 
 log = logging.getLogger(__name__)
 RESULTS_SCHEMA = 2

@@ -18,9 +18,10 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import corpus as corpus_mod
-from .checkpoints import atomic_path, save_checkpoint
-from .models import register_embedded_configs
+from ..data import corpus as corpus_mod
+from ..io.atomic import atomic_path
+from ..io.checkpoints import save_checkpoint
+from ..models.clip import register_embedded_configs
 from .training import ProgressFn, cosine_lr, normalize_uint8, param_groups, train_loop
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def pretrain(model_name: str, out: str | Path, cfg: PretrainConfig = PretrainCon
     out.mkdir(parents=True, exist_ok=True)
     model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=None)
     if init_from is not None:
-        from .models import load_weights_file
+        from ..models.clip import load_weights_file
         load_weights_file(model, init_from)
     out_name = out_name or model_name
     tokenizer = open_clip.get_tokenizer(model_name)

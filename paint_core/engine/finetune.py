@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from .state_dicts import StateDict
+from ..core.state_dicts import StateDict
 from .evaluation import logits
 from .training import ProgressFn, cosine_lr, epochs, param_groups, train_loop
 

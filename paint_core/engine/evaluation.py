@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
-from .interpolation import Interpolator
+from ..core.interpolation import Interpolator
+from ..io.run_dir import SWEEP_COLUMNS
 
-SWEEP_COLUMNS = ["alpha", "task", "split", "accuracy", "n"]
 
 
 @torch.no_grad()
@@ -99,7 +99,7 @@ def build_evals(model: torch.nn.Module, preprocess: Callable, tokenizer: Callabl
                 splits: Sequence[str] = ("val", "test"), max_eval: int | None = None, data_root: str | None = None,
                 download: bool = False) -> Evals:
     """(task, split) -> (preprocessed split, the task's zero-shot head): what ``sweep`` and the relatives score."""
-    from .tasks import get_task  # tasks imports nothing from here; kept local to keep this module light
+    from ..data.tasks import get_task
     evals = {}
     for name in tasks:
         task = get_task(name, root=data_root, download=download)

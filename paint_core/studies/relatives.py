@@ -16,14 +16,15 @@ from typing import Sequence
 import pandas as pd
 
 from .arithmetic import LAMBDAS, edit_sweep, merged_vector
-from .selection import choose_addition, choose_negation, normalized
-from .evaluation import build_evals, evaluate_all
-from .finetune import FinetuneConfig
-from .interpolation import interpolate
+from ..core.selection import choose_addition, choose_negation, normalized
+from ..engine.evaluation import build_evals, evaluate_all
+from ..engine.finetune import FinetuneConfig
+from ..core.interpolation import interpolate
 from .multitask import patch_joint, patch_parallel, patch_sequential
-from .results import entry_is_current, read_results, resume, write_results
-from .runs import Run, load_run, read_sweep, run_inputs, run_task_vector, select_run
-from .tasks import get_task
+from ..io.results import entry_is_current, read_results, resume, write_results
+from .patch import Run, load_run, run_inputs, run_task_vector, select_run
+from ..io.run_dir import read_sweep
+from ..data.tasks import get_task
 from .transfer import disjoint_classes, transfer_matrix
 from .wiseft import ensemble_sweep, robustness_summary
 

@@ -16,10 +16,10 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from .evaluation import materialize, predict, zero_shot_head
-from .interpolation import Interpolator
-from .runs import Run
-from .tasks import get_task
+from ..engine.evaluation import materialize, predict, zero_shot_head
+from ..core.interpolation import Interpolator
+from ..studies.patch import Run
+from ..data.tasks import get_task
 
 
 # Images per task that a slider move re-evaluates: 100 keeps a move under ~0.3 s on 2 cores for the
@@ -207,7 +207,7 @@ class EditSession:
     """
 
     def __init__(self, runs: Sequence[Run], eval_sets: dict[str, EvalSet]):
-        from .runs import run_task_vector
+        from ..studies.patch import run_task_vector
         if not runs:
             raise ValueError("give at least one run (one task vector each)")
         self.runs = list(runs)
@@ -219,7 +219,7 @@ class EditSession:
         self.zero_shot = self.accuracies({t: 0.0 for t in self.vectors}, "sum")
 
     def state(self, coefficients: dict[str, float], method: str = "sum", **params) -> dict[str, torch.Tensor]:
-        from .arithmetic import merged_vector
+        from ..studies.arithmetic import merged_vector
         names = list(self.vectors)
         tau = merged_vector([self.vectors[n] for n in names], method, [coefficients.get(n, 0.0) for n in names],
                             **params)
@@ -245,7 +245,8 @@ class AdditionSession:
                  pretrained: str | None = None):
         from pathlib import Path
 
-        from .closed_vocab import create_encoder, encoder_task_vectors, load_head
+        from ..models.encoders import create_encoder, load_head
+        from ..studies.closed_vocab import encoder_task_vectors
         self.tasks = list(tasks)
         self.encoder, preprocess = create_encoder(model, pretrained)
         self.theta_pre = {k: v.clone() for k, v in self.encoder.state_dict().items()}
@@ -255,8 +256,8 @@ class AdditionSession:
         self._cache: dict[float, dict[str, float]] = {}
 
     def accuracies(self, lam: float) -> dict[str, float]:
-        from .closed_vocab import head_accuracy
-        from .task_vectors import apply_vectors
+        from ..engine.probes import head_accuracy
+        from ..core.task_vectors import apply_vectors
         lam = round(float(lam), 4)
         if lam not in self._cache:
             self.encoder.load_state_dict(apply_vectors(self.theta_pre, self.taus, [lam] * len(self.taus)))

@@ -14,9 +14,9 @@ from typing import Callable
 import open_clip
 import torch
 
-from .checkpoints import CheckpointError, load_state_dict_file
-from .paths import CONFIG_DIR, WEIGHTS_DIR
-from .state_dicts import cast_like, check_compatible
+from ..io.checkpoints import CheckpointError, load_state_dict_file
+from ..io.paths import CONFIG_DIR, WEIGHTS_DIR
+from ..core.state_dicts import cast_like, check_compatible
 
 
 # name -> what it is. The shipped weights are weights/<name>.safetensors (+ .json sidecar).

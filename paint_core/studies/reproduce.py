@@ -14,17 +14,19 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoints import atomic_write_text
-from .results import read_results, resume, write_results
-from .diagnostics import linear_probe, typographic_reading, zero_shot_accuracies
-from .finetune import FinetuneConfig
-from .frontier import chord_gap, frontier, frontier_area, gain_within_drift
-from .models import EMBEDDED_MODELS, embedded_weights, load_model
-from .pretrain import PretrainConfig
-from .runs import read_run_meta, read_sweep, run_finetune, run_sweep, select_run
-from .paths import CACHED_RESULTS_DIR
-from .tasks import DIGIT_SHIFTS, EMBEDDED_TASKS, PATCH_TASKS, SUPPORTED_TASKS
-from .version import code_version
+from ..io.atomic import atomic_write_text
+from ..io.results import read_results, resume, write_results
+from ..engine.probes import linear_probe
+from .diagnostics import typographic_reading, zero_shot_accuracies
+from ..engine.finetune import FinetuneConfig
+from ..core.frontier import chord_gap, frontier, frontier_area, gain_within_drift
+from ..models.clip import EMBEDDED_MODELS, embedded_weights, load_model
+from ..engine.pretrain import PretrainConfig
+from ..io.run_dir import read_run_meta, read_sweep
+from .patch import run_finetune, run_sweep, select_run
+from ..io.paths import CACHED_RESULTS_DIR
+from ..data.tasks import DIGIT_SHIFTS, EMBEDDED_TASKS, PATCH_TASKS, SUPPORTED_TASKS
+from ..version import code_version
 
 CACHED_RESULTS = CACHED_RESULTS_DIR
 ALPHAS = [round(0.1 * i, 1) for i in range(11)]
@@ -42,7 +44,7 @@ SHIPPED_DTYPE = torch.float16  # shipped weights and cached fine-tunes: half the
 
 def diagnose(model_name: str, out: Path) -> dict:
     """Zero-shot accuracies, linear probes and the reading probe of an embedded model (diagnostics.json)."""
-    from .prompts import weights_input
+    from .prompt_update import weights_input
     path = out / model_name / "diagnostics.json"
     inputs = {"model": weights_input(model_name, str(embedded_weights(model_name))),
               "zero_shot_tasks": list(EMBEDDED_TASKS), "probe_tasks": list(PATCH_TASKS)}
@@ -93,7 +95,8 @@ def reproduce_relatives(out: Path, model_name: str) -> None:
 
 def reproduce_closed_vocab(out: Path) -> None:
     """Closed-vocabulary task addition on micro-vit, and the disentanglement error of micro-rn-l for contrast."""
-    from .closed_vocab import clip_disentanglement, closed_vocab_study, pretrain_encoder
+    from .closed_vocab import clip_disentanglement, closed_vocab_study
+    from ..engine.pretrain_encoder import pretrain_encoder
     if not embedded_weights("micro-vit").is_file():
         pretrain_encoder("micro-vit", command=COMMAND)
     d = out / "closed_vocab"
@@ -104,7 +107,7 @@ def reproduce_closed_vocab(out: Path) -> None:
 
 def continued_model(out: Path) -> Path:
     """micro-rn-s pretrained further on another corpus draw: an upgrade that shares the old model's init."""
-    from .pretrain import pretrain
+    from ..engine.pretrain import pretrain
     path = out / "prompts" / f"{CONTINUED_NAME}.safetensors"
     if not path.is_file():
         pretrain("micro-rn-s", path.parent, CONTINUED_RECIPE, command=COMMAND, init_from=embedded_weights("micro-rn-s"),
@@ -115,7 +118,7 @@ def continued_model(out: Path) -> Path:
 def reproduce_prompts(out: Path) -> None:
     """CoOp vs ContCoOp trained on micro-rn-s ("old") and plugged into two upgrades: micro-rn-l (pretrained
     from another init) and micro-rn-s pretrained further (same init)."""
-    from .prompts import update_study_file
+    from .prompt_update import update_study_file
     studies = {"update.json": ("micro-rn-l", None), "update_continued.json": ("micro-rn-s", continued_model)}
     for name, (new, weights) in studies.items():
         new_pretrained = str(weights(out)) if weights else None

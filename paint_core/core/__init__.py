@@ -1,0 +1,1 @@
+"""Pure tensor and table math: state-dict algebra, interpolation, task vectors and merges, selection rules."""

@@ -1,0 +1,1 @@
+"""The engine: evaluation (one forward pass), the one training loop, fine-tuning, pretraining, probes, prompts."""

@@ -1,0 +1,1 @@
+"""Files: checkpoints and sidecars, conversion of research pickles, run directories, results files, safe writes."""

@@ -1,0 +1,1 @@
+"""Live sessions for the dashboard: shared prediction stores and per-session editable models."""

@@ -1,0 +1,1 @@
+"""Models: open_clip loading with the embedded configs and weights, closed-vocabulary encoders."""

@@ -1,0 +1,95 @@
+"""Closed-vocabulary image encoders: the embedded micro-vit (a timm ViT) or any timm model, and the linear
+heads put on them (saved as safetensors with sidecars)."""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+from torchvision import transforms
+
+from ..core.state_dicts import cast_like, check_compatible
+from ..io.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from .clip import embedded_weights
+
+
+MICRO_VIT = {"img_size": 48, "patch_size": 8, "embed_dim": 128, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0}
+
+
+EMBEDDED_ENCODERS = {"micro-vit": MICRO_VIT}
+
+
+def _micro_preprocess() -> Callable:
+    return transforms.Compose([transforms.Resize(48, interpolation=transforms.InterpolationMode.BICUBIC),
+                               transforms.ToTensor(), transforms.Normalize((0.5,) * 3, (0.5,) * 3)])
+
+
+def create_encoder(name: str = "micro-vit", pretrained: str | None = None) -> tuple[nn.Module, Callable]:
+    """An image encoder without a head (``num_classes=0``) and its preprocess.
+
+    ``pretrained``: None = the shipped weights (embedded) or random (timm), "timm" = timm's own pretrained
+    weights (needs internet), "random" = random init, or a path to a local checkpoint.
+    """
+    import timm
+    with torch.random.fork_rng():
+        torch.manual_seed(0)  # a random init is the same at every call: task vectors must share their base
+        return _create_encoder(timm, name, pretrained)
+
+
+def _create_encoder(timm, name: str, pretrained: str | None) -> tuple[nn.Module, Callable]:
+    if name in EMBEDDED_ENCODERS:
+        from timm.models.vision_transformer import VisionTransformer
+        encoder, preprocess = VisionTransformer(**EMBEDDED_ENCODERS[name], num_classes=0), _micro_preprocess()
+        if pretrained is None:
+            shipped = embedded_weights(name)
+            if not shipped.is_file():
+                raise CheckpointError(f"{shipped} is missing: python -m paint_core pretrain-classifier --model {name}")
+            pretrained = str(shipped)
+    else:
+        known = timm.list_models()
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
+            hint = f" Close matches: {', '.join(close)}." if close else ""
+            raise ValueError(f"Unknown timm model {name!r}.{hint} See timm.list_models() for every name.")
+        encoder = timm.create_model(name, pretrained=pretrained == "timm", num_classes=0)
+        cfg = timm.data.resolve_data_config({}, model=encoder)
+        preprocess = timm.data.create_transform(**cfg)
+    if pretrained not in (None, "timm", "random"):
+        state, _ = load_checkpoint(pretrained) if str(pretrained).endswith(".safetensors") else (
+            torch.load(pretrained, map_location="cpu", weights_only=True), None)
+        expected = encoder.state_dict()
+        state = cast_like({k.removeprefix("visual."): v for k, v in state.items()}, expected)
+        try:
+            check_compatible(expected, state, f"encoder {name} and checkpoint {Path(pretrained).name}")
+        except ValueError as e:
+            raise CheckpointError(str(e)) from e
+        encoder.load_state_dict(state)
+    return encoder.eval(), preprocess
+
+
+class Classifier(nn.Module):
+    """Encoder (as ``visual``, so the fine-tuning loop of open_clip models applies unchanged) + linear head."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Linear):
+        super().__init__()
+        self.visual = encoder
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.visual(x))
+
+
+def save_head(path: str | Path, head: nn.Linear, meta: dict) -> dict:
+    return save_checkpoint(path, {k: v.detach() for k, v in head.state_dict().items()}, meta)
+
+
+def load_head(path: str | Path) -> nn.Linear:
+    state, _ = load_checkpoint(path)
+    out_f, in_f = state["weight"].shape
+    head = nn.Linear(in_f, out_f)
+    head.load_state_dict(state)
+    for p in head.parameters():
+        p.requires_grad_(False)
+    return head
