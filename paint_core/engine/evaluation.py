@@ -1,4 +1,4 @@
-"""Zero-shot heads, accuracy, the alpha sweep, and the paper's rule for choosing alpha."""
+"""Zero-shot heads, the one batched forward pass, accuracy, and the alpha sweep."""
 from __future__ import annotations
 
 from typing import Callable, Iterable, Sequence

@@ -1,4 +1,4 @@
-"""Checkpoints: safetensors state dicts with a JSON sidecar, safe loading, and the converter for pickled modules.
+"""Checkpoints: safetensors state dicts with a JSON sidecar (provenance and sha256), verified on load.
 
 A sidecar ``weights.json`` beside ``weights.safetensors`` holds the provenance (model name, pretrained tag,
 task, alpha, code version) and the sha256 of the weights file, so a checkpoint says what it is and
