@@ -158,7 +158,8 @@ def _merges(names: list[str], k: float, p: float, seed: int) -> dict[str, dict]:
     specs = {"sum": {}, "mean": {}, "ties": {"method": "ties", "k": k}, "dare": {"method": "dare", "p": p, "seed": seed}}
     unknown = [n for n in names if n not in specs]
     if unknown:
-        raise ValueError(f"unknown merge method {unknown[0]!r}; choose from: {', '.join(specs)}")
+        from .core.names import unknown_name
+        raise unknown_name("merge method", unknown[0], specs)
     return {n: specs[n] for n in names}
 
 

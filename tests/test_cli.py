@@ -59,6 +59,7 @@ def test_failure_is_one_line_exit_1_usage_is_exit_2(tmp_path, capsys):
         main(["-v", "select", "--run", str(tmp_path / "nope")])
 
 
+@pytest.mark.slow  # two fresh interpreters importing torch
 def test_console_script_is_python_m_paint_core():
     exe = shutil.which("paint-core")
     assert exe, "pip install -e . installs the paint-core console script"

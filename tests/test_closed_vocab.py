@@ -15,7 +15,7 @@ from paint_core.engine.finetune import FinetuneConfig
 
 
 def test_unknown_timm_name_lists_close_matches():
-    with pytest.raises(ValueError, match="Close matches: vit_tiny_patch16_224"):
+    with pytest.raises(ValueError, match="Did you mean: vit_tiny_patch16_224"):
         create_encoder("vit_tiny_patch16_22")
 
 

@@ -11,6 +11,7 @@ from paint_core.studies.reproduce import ALPHAS, run_summary
 from paint_core.io.run_dir import read_sweep
 from paint_core.data.tasks import PATCH_TASKS, SUPPORTED_TASKS, get_task
 
+pytestmark = pytest.mark.golden  # tests of the shipped results, apart from tests of the code
 ROOT = Path(__file__).resolve().parent.parent
 CACHED = ROOT / "cached_results"
 

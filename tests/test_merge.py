@@ -38,7 +38,7 @@ def test_dare_drops_and_rescales_reproducibly():
 
 
 def test_merge_errors():
-    with pytest.raises(ValueError, match="choose from: sum, mean, ties, dare"):
+    with pytest.raises(ValueError, match="Choose from: sum, mean, ties, dare"):
         merge([_tv(w=[1.0])], "average")
     with pytest.raises(ValueError, match="at least one"):
         merge([], "sum")

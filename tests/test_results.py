@@ -81,6 +81,7 @@ def test_refitted_run_at_the_same_path_is_a_new_input(two_runs, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.golden
 def test_shipped_studies_are_current_for_reproduce(tmp_path, monkeypatch):
     """The migrated cached_results hold exactly the inputs reproduce asks for: its study calls reuse all of
     them (every computation is disabled here), so `reproduce` would recompute nothing."""

@@ -17,6 +17,7 @@ from paint_core.engine.evaluation import materialize, zero_shot_head
 from paint_core.studies.prompt_update import COMPARISON
 from paint_core.data.tasks import get_task
 
+pytestmark = pytest.mark.golden  # tests of the shipped results, apart from tests of the code
 ROOT = Path(__file__).resolve().parent.parent
 CV = ROOT / "cached_results" / "closed_vocab" / "micro-vit"
 PROMPTS = ROOT / "cached_results" / "prompts"

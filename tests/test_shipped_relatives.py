@@ -17,6 +17,7 @@ from paint_core.studies.patch import run_task_vector
 from paint_core.data.tasks import get_task
 from paint_core.studies.wiseft import robustness_summary
 
+pytestmark = pytest.mark.golden  # tests of the shipped results, apart from tests of the code
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "cached_results" / "micro-rn-l"
 REL = RUNS / "relatives"

@@ -16,7 +16,7 @@ def test_world_is_deterministic():
 
 def test_generator_rejects_nonsense():
     rng = np.random.default_rng(0)
-    with pytest.raises(ValueError, match="Unknown colour 'mauve'; choose from: red"):
+    with pytest.raises(ValueError, match="Unknown colour 'mauve'. Choose from: red"):
         world.render_object(rng, "circle", "mauve")
     with pytest.raises(ValueError, match="count must be between 1 and 6"):
         world.render_count(rng, 0, ("circle",), ("red",))
@@ -53,14 +53,14 @@ def test_digits_splits_are_disjoint_and_cover_sklearn():
 
 
 def test_unknown_task_lists_choices():
-    with pytest.raises(ValueError, match="Did you mean digits"):
+    with pytest.raises(ValueError, match="Did you mean: digits"):
         get_task("digts")
 
 
 def test_torchvision_task_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="needs a data root"):
         get_task("torchvision:MNIST")
-    with pytest.raises(ValueError, match="did you mean CIFAR10"):
+    with pytest.raises(ValueError, match="Did you mean: CIFAR10"):
         get_task("torchvision:CIFR10", root=str(tmp_path))
     with pytest.raises(ValueError, match="not readable under .*add --download"):
         get_task("torchvision:MNIST", root=str(tmp_path))

@@ -5,6 +5,7 @@ from typing import Sequence
 
 import torch
 
+from .names import unknown_name
 from .state_dicts import StateDict, add_scaled, check_compatible, difference
 
 
@@ -92,7 +93,7 @@ def merge(task_vectors: list[TaskVector], method: str = "sum", **params) -> Task
     if not task_vectors:
         raise ValueError("merge needs at least one task vector")
     if method not in MERGE_METHODS:
-        raise ValueError(f"Unknown merge method {method!r}; choose from: {', '.join(MERGE_METHODS)}")
+        raise unknown_name("merge method", method, MERGE_METHODS)
     for tv in task_vectors[1:]:
         task_vectors[0]._check(tv)
     keys = list(task_vectors[0].vector)

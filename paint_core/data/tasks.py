@@ -8,7 +8,6 @@ Validation splits are carved from training data, never from test data.
 """
 from __future__ import annotations
 
-import difflib
 import logging
 import zlib
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..core.names import unknown_name
 from . import world as w
 
 log = logging.getLogger(__name__)
@@ -219,10 +219,7 @@ def get_task(name: str, root: str | None = None, download: bool = False) -> Task
         return imagefolder_task(name[len("imagefolder:"):])
     if name.startswith("torchvision:"):
         return torchvision_task(name[len("torchvision:"):], root, download)
-    close = difflib.get_close_matches(name, list(EMBEDDED_TASKS), n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise ValueError(f"Unknown task {name!r}.{hint} Choose from: {', '.join(EMBEDDED_TASKS)}, "
-                     "or torchvision:<DatasetName>, or imagefolder:<path>")
+    raise unknown_name("task", name, EMBEDDED_TASKS, more=", torchvision:<DatasetName> or imagefolder:<path>")
 
 
 # ------------------------------------------------------------------------------------ real data
@@ -359,9 +356,8 @@ def torchvision_task(name: str, root: str | None, download: bool = False, seed: 
     import torchvision.datasets as tvd
 
     if not hasattr(tvd, name):
-        choices = [n for n in dir(tvd) if n[0].isupper()]
-        close = difflib.get_close_matches(name, choices, n=5)
-        raise ValueError(f"Unknown torchvision dataset {name!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+        raise unknown_name("torchvision dataset", name, [n for n in dir(tvd) if n[0].isupper()], listed=[],
+                           more=" Choose from the classes of torchvision.datasets")
     if root is None:
         raise ValueError(f"torchvision:{name} needs a data root (--data-root DIR); add --download to fetch it there")
     cls = getattr(tvd, name)

@@ -16,6 +16,8 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from ..core.names import unknown_name
+
 WORLD_SIZE = 64
 
 SHAPES = ("circle", "square", "triangle", "star", "cross", "diamond")
@@ -42,7 +44,7 @@ def pick(rng: np.random.Generator, options):
 
 def _check(name: str, value: str, choices) -> None:
     if value not in choices:
-        raise ValueError(f"Unknown {name} {value!r}; choose from: {', '.join(choices)}")
+        raise unknown_name(name, value, choices)
 
 
 @lru_cache(maxsize=64)

@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from open_clip.transformer import text_global_pool
 
+from ..core.names import unknown_name
 from ..io.checkpoints import load_checkpoint, save_checkpoint
 from .training import cosine_lr, train_loop
 
@@ -52,7 +53,7 @@ class PromptLearner(nn.Module):
     def __init__(self, width: int, cfg: PromptConfig = PromptConfig()):
         super().__init__()
         if cfg.kind not in KINDS:
-            raise ValueError(f"unknown prompt kind {cfg.kind!r}; choose from: {', '.join(KINDS)}")
+            raise unknown_name("prompt kind", cfg.kind, KINDS)
         self.cfg = cfg
         self.width = width
         g = torch.Generator().manual_seed(cfg.seed)

@@ -5,7 +5,6 @@ Embedded models are ordinary open_clip JSON configs (``model_configs/``) with we
 """
 from __future__ import annotations
 
-import difflib
 import logging
 from functools import lru_cache
 from pathlib import Path
@@ -15,6 +14,7 @@ import open_clip
 import torch
 
 from ..io.checkpoints import CheckpointError, load_state_dict_file
+from ..core.names import unknown_name
 from ..io.paths import CONFIG_DIR, WEIGHTS_DIR
 from ..core.state_dicts import cast_like, check_compatible
 
@@ -52,10 +52,8 @@ def embedded_weights(name: str) -> Path:
 def _unknown_model(name: str) -> ValueError:
     register_embedded_configs()
     choices = sorted(set(open_clip.list_models()) | set(EMBEDDED_MODELS))
-    close = difflib.get_close_matches(name, choices, n=5, cutoff=0.5)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    return ValueError(f"Unknown model {name!r}.{hint} Embedded models: {', '.join(EMBEDDED_MODELS)}; "
-                      f"any name from open_clip.list_models() works too ({len(choices)} in all).")
+    return unknown_name("model", name, choices, listed=EMBEDDED_MODELS,
+                        more=f", or any name from open_clip.list_models() ({len(choices)} in all)")
 
 
 def create_architecture(name: str) -> torch.nn.Module:

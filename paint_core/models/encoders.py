@@ -2,7 +2,6 @@
 heads put on them (saved as safetensors with sidecars)."""
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Callable
 
@@ -10,6 +9,7 @@ import torch
 import torch.nn as nn
 from torchvision import transforms
 
+from ..core.names import unknown_name
 from ..core.state_dicts import cast_like, check_compatible
 from ..io.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .clip import embedded_weights
@@ -50,9 +50,8 @@ def _create_encoder(timm, name: str, pretrained: str | None) -> tuple[nn.Module,
     else:
         known = timm.list_models()
         if name not in known:
-            close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
-            hint = f" Close matches: {', '.join(close)}." if close else ""
-            raise ValueError(f"Unknown timm model {name!r}.{hint} See timm.list_models() for every name.")
+            raise unknown_name("timm model", name, known, listed=EMBEDDED_ENCODERS,
+                               more=", or any name from timm.list_models()")
         encoder = timm.create_model(name, pretrained=pretrained == "timm", num_classes=0)
         cfg = timm.data.resolve_data_config({}, model=encoder)
         preprocess = timm.data.create_transform(**cfg)

@@ -15,6 +15,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from ..core.names import unknown_name
 from .arithmetic import LAMBDAS, edit_sweep, merged_vector
 from ..core.selection import choose_addition, choose_negation, normalized
 from ..engine.evaluation import build_evals, evaluate_all
@@ -104,7 +105,7 @@ def multitask_study(run_paths: Sequence[str | Path], supported: Sequence[str], o
             state, info = patch_parallel(model, theta_zs, tasks, {r.meta["task"]: r.theta_ft for r in runs},
                                          evals, supported, ALPHAS)
         else:
-            raise ValueError(f"unknown multi-task method {method!r}; choose from joint, sequential, parallel")
+            raise unknown_name("multi-task method", method, ("joint", "sequential", "parallel"))
         result["methods"][method] = {**info, **_scores(model, state, evals)}
         save()
     result["comparison"] = multitask_comparison(result, tasks, list(supported))
