@@ -77,30 +77,30 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from .io.convert import map_to_model_keys, read_pickled_module
     from .io.checkpoints import save_checkpoint
-    from .models.clip import create_architecture, load_model
     from .io.writes import check_checkpoint_output
+    from .models.convert import convert_checkpoint
 
     check_checkpoint_output(args.out, args.overwrite)
+    c = convert_checkpoint(args.checkpoint, args.model, args.base)
+    save_checkpoint(args.out, c.state, {"model": args.model, "pretrained": args.base, "converted_from": args.checkpoint,
+                                        "unmatched_keys": c.unmatched_keys, "keys_from_base": c.keys_from_base,
+                                        "activation": c.activation})
+    print(f"wrote {args.out}: {c.converted} tensors converted, {len(c.keys_from_base)} from base, "
+          f"{len(c.unmatched_keys)} ignored" + (f" (e.g. {c.unmatched_keys[0]})" if c.unmatched_keys else "")
+          + (f"; activation {c.activation}, as {args.model} has" if c.activation else ""))
+    return 0
 
-    model = load_model(args.model, args.base)[0] if args.base else create_architecture(args.model)
-    target = model.state_dict()
-    mapped, unmatched = map_to_model_keys(read_pickled_module(args.checkpoint), set(target))
-    if not mapped:
-        raise ValueError(f"no tensor of {args.checkpoint} maps onto {args.model}'s keys")
-    missing = sorted(set(target) - set(mapped))
-    if missing and not args.base:
-        raise ValueError(f"{len(missing)} keys of {args.model} are not in the checkpoint (first: {missing[0]!r}); "
-                         "pass --base TAG_OR_FILE to take them from that model")
-    for k in mapped:
-        if mapped[k].shape != target[k].shape:
-            raise ValueError(f"shape mismatch at {k!r}: {tuple(mapped[k].shape)} vs {tuple(target[k].shape)}")
-    state = {**target, **{k: v.to(target[k].dtype) for k, v in mapped.items()}}
-    save_checkpoint(args.out, state, {"model": args.model, "pretrained": args.base, "converted_from": args.checkpoint,
-                                      "unmatched_keys": unmatched, "keys_from_base": missing})
-    print(f"wrote {args.out}: {len(mapped)} tensors converted, {len(missing)} from base, {len(unmatched)} ignored"
-          + (f" (e.g. {unmatched[0]})" if unmatched else ""))
+
+def cmd_import_run(args: argparse.Namespace) -> int:
+    from .engine.evaluation import parse_alphas
+    from .studies.patch import SweepSpec, import_run
+
+    spec = SweepSpec(tuple(_csv(args.supported)), tuple(parse_alphas(args.alphas)), max_eval=args.max_eval) \
+        if args.supported else None
+    out = import_run(args.out, args.model, args.zeroshot, args.finetuned, args.task, base=args.base,
+                     command=_command_line(), data_root=args.data_root, overwrite=args.overwrite, sweep_spec=spec)
+    print(f"wrote run {out}" + ("" if spec else f"; sweep it with: paint-core sweep --run {out} --supported ..."))
     return 0
 
 
@@ -347,6 +347,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="the .safetensors file to write")
     s.add_argument("--overwrite", action="store_true", help="replace an earlier conversion at --out")
     s.set_defaults(func=cmd_convert)
+
+    s = sub.add_parser("import-run", help="a run directory from an existing experiment's zero-shot and fine-tuned "
+                                          "checkpoints (PAINT, task_vectors, or state dicts; converted safely)")
+    s.add_argument("--zeroshot", required=True, help="the zero-shot checkpoint (.pt pickle or .safetensors)")
+    s.add_argument("--finetuned", required=True, help="the fine-tuned checkpoint of the same model")
+    s.add_argument("--model", required=True, help="open_clip model name the weights belong to (e.g. ViT-B-32-quickgelu)")
+    s.add_argument("--task", required=True, help="the task it was fine-tuned on (embedded, torchvision:NAME, imagefolder:PATH)")
+    s.add_argument("--base", default=None, help="pretrained tag or file for keys the zero-shot checkpoint lacks")
+    s.add_argument("--supported", default=None, help="sweep at once on these comma-separated supported tasks")
+    s.add_argument("--alphas", default="0:1:0.1", help="alphas of that sweep (default: %(default)s)")
+    s.add_argument("--max-eval", type=int, default=None, help="evaluate on the first N images of each split")
+    s.add_argument("--data-root", default=None, help="root folder for torchvision datasets")
+    s.add_argument("--out", required=True, help="run directory to write")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing run at --out (atomically)")
+    s.set_defaults(func=cmd_import_run)
 
     s = sub.add_parser("reproduce", help="regenerate cached_results/ from the shipped models (resumable)")
     s.add_argument("--out", default=None, help="default: the repository's cached_results/")

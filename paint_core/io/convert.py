@@ -1,8 +1,8 @@
-"""Converting research-code checkpoints (pickled whole modules) to state dicts, without running any
-code: a restricted unpickler that imports nothing it does not know and turns module classes into inert stubs."""
+"""Converting research-code checkpoints (pickled whole modules) to state dicts, without running any code:
+the file is read by ``safe_pickle`` (never torch.load), module objects arrive as inert stand-ins whose
+parameters and buffers are collected here, and their keys are mapped onto a model's."""
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -10,90 +10,73 @@ import torch
 
 from ..core.state_dicts import StateDict
 from .checkpoints import CheckpointError, _unwrap_state_dict
-
-
-# ------------------------------------------------------------------------- converting pickled modules
-_ALLOWED_GLOBALS = {
-    ("collections", "OrderedDict"), ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_parameter"),
-    ("torch._utils", "_rebuild_parameter_with_state"), ("torch", "Size"), ("torch", "device"),
-    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "slice"), ("builtins", "object"),
-    ("copyreg", "_reconstructor"), ("torch.nn.parameter", "Parameter"),
-}
-
-
-# Globals that exist to run code: a pickle naming one is refused outright. Any other unknown global is
-# never imported either: it becomes an inert stub (a module class keeps its state, a callable does nothing).
-_REFUSED_MODULES = {"os", "posix", "nt", "subprocess", "sys", "builtins", "__builtin__", "shutil", "socket",
-                    "importlib", "pickle", "_pickle", "marshal", "types", "runpy", "codecs", "ctypes", "pty",
-                    "webbrowser", "urllib", "http", "requests", "multiprocessing", "threading", "signal",
-                    "functools", "operator", "code", "pdb", "tempfile", "io", "pathlib", "glob", "platform"}
-
-
-class _Stub:
-    """Stands in for any pickled module class: keeps its state, runs nothing."""
-
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def __setstate__(self, state):
-        if isinstance(state, tuple) and len(state) == 2:  # (dict, slots)
-            state = {**(state[0] or {}), **(state[1] or {})}
-        if isinstance(state, dict):
-            self.__dict__.update(state)
-
-
-def _is_safe_torch_global(module: str, name: str) -> bool:
-    return module == "torch" and (name.endswith("Storage") or name in {
-        "float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool"})
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        module = "builtins" if module == "__builtin__" else module  # protocol-2 pickles use the Python 2 name
-        if (module, name) in _ALLOWED_GLOBALS or _is_safe_torch_global(module, name):
-            return super().find_class(module, name)
-        if module.split(".")[0] in _REFUSED_MODULES or (module == "torch" and not name[0].isupper()):
-            raise pickle.UnpicklingError(f"refused to load global {module}.{name}: it is not a tensor or a "
-                                         "module class, and calling it could run code; nothing was run")
-        return type(name, (_Stub,), {"__module__": "paint_core.stub." + module})
-
-
-class _RestrictedPickleModule:
-    """Passed to ``torch.load(pickle_module=...)``: torch's storage handling, our find_class."""
-    Unpickler = _RestrictedUnpickler
-    UnpicklingError = pickle.UnpicklingError
-    load = staticmethod(lambda f, **kw: _RestrictedUnpickler(f, **kw).load())
-    __name__ = "paint_core_restricted_pickle"
+from .safe_pickle import UnsafePickleError, read_objects
 
 
 def _flatten_stub(obj: Any, prefix: str = "") -> StateDict:
+    """The parameters and persistent buffers of a stand-in module and its children, by their dotted names."""
     out: StateDict = {}
     d = getattr(obj, "__dict__", {})
     skip = set(d.get("_non_persistent_buffers_set", ()) or ())
-    for k, v in (d.get("_parameters") or {}).items():
-        if v is not None:
-            out[prefix + k] = v.detach() if isinstance(v, torch.Tensor) else v
-    for k, v in (d.get("_buffers") or {}).items():
-        if v is not None and k not in skip:
-            out[prefix + k] = v
+    tensors = [*(d.get("_parameters") or {}).items(), *((k, v) for k, v in (d.get("_buffers") or {}).items()
+                                                         if k not in skip)]
+    for k, v in tensors:
+        if v is None:
+            continue
+        if not isinstance(v, torch.Tensor):
+            raise CheckpointError(f"{prefix}{k} is a {type(v).__name__}, not a tensor")
+        out[prefix + k] = v.detach()
     for k, v in (d.get("_modules") or {}).items():
         if v is not None:
             out.update(_flatten_stub(v, f"{prefix}{k}."))
     return out
 
 
-def read_pickled_module(path: str | Path) -> StateDict:
-    """The tensors of a pickled whole module (research-code checkpoints), without running any code."""
+def activation_of(obj: Any) -> str | None:
+    """"quick_gelu" if the pickled module tree holds a QuickGELU (OpenAI CLIP), "gelu" if it holds only GELU,
+    None if it names neither (a state dict carries no classes)."""
+    names, stack, seen = set(), [obj], set()
+    while stack:
+        o = stack.pop()
+        if id(o) in seen:
+            continue
+        seen.add(id(o))
+        names.add(type(o).__name__)
+        stack.extend(v for v in (getattr(o, "__dict__", {}).get("_modules") or {}).values() if v is not None)
+    return "quick_gelu" if "QuickGELU" in names else "gelu" if "GELU" in names else None
+
+
+def read_checkpoint(path: str | Path) -> tuple[StateDict, str | None]:
+    """(tensors, activation) of a research-code checkpoint; see ``read_pickled_module`` and ``activation_of``."""
+    obj = _read(path)
+    return _tensors(obj, path), None if isinstance(obj, dict) else activation_of(obj)
+
+
+def _read(path: str | Path) -> Any:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_RestrictedPickleModule)
-    except pickle.UnpicklingError as e:
+        return read_objects(path)
+    except UnsafePickleError as e:
         raise CheckpointError(f"{path}: {e}") from e
+    except OSError as e:
+        raise CheckpointError(f"{path} cannot be read: {e}") from e
+
+
+def read_pickled_module(path: str | Path) -> StateDict:
+    """The tensors of a research-code checkpoint (a pickled whole module or a state dict; torch's zip or
+    legacy format, or a plain pickle.dump), read by ``safe_pickle``: torch.load never sees the file."""
+    return _tensors(_read(path), path)
+
+
+def _tensors(obj: Any, path: str | Path) -> StateDict:
     if isinstance(obj, dict):
         return _unwrap_state_dict(obj, Path(path))
-    state = _flatten_stub(obj)
+    try:
+        state = _flatten_stub(obj)
+    except RecursionError:
+        raise CheckpointError(f"{path} nests modules too deeply to be a model") from None
     if not state:
         raise CheckpointError(f"{path} holds no module parameters")
-    return {k: torch.as_tensor(v) for k, v in state.items()}
+    return state
 
 
 def map_to_model_keys(source: StateDict, target_keys: set[str]) -> tuple[StateDict, list[str]]:

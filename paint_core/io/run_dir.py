@@ -37,6 +37,7 @@ _FIELDS: dict[str, tuple[tuple[type, ...], bool, str]] = {  # name -> (types, re
     "max_eval": ((int, type(None)), False, "a positive integer or null"),
     "finetuned_sha256": ((str,), False, "a sha256"),
     "sweep_sha256": ((str, type(None)), False, "a sha256 or null"),
+    "zeroshot_file": ((str,), False, "a file name inside the run directory"),
 }
 
 
@@ -56,6 +57,9 @@ def validate_run_meta(meta: object, where: str) -> dict:
         raise ValueError(f"{where} has schema {meta['schema']}; this code reads schema {RUN_SCHEMA}")
     if not all(isinstance(t, str) and t for t in meta.get("supported", [])):
         raise ValueError(f"{where}: field 'supported' must be a list of task names, got {meta['supported']!r}")
+    if "zeroshot_file" in meta and Path(meta["zeroshot_file"]).name != meta["zeroshot_file"]:
+        raise ValueError(f"{where}: field 'zeroshot_file' must name a file inside the run directory, "
+                         f"got {meta['zeroshot_file']!r}")
     if meta.get("max_eval") is not None and meta["max_eval"] < 1:
         raise ValueError(f"{where}: field 'max_eval' must be positive, got {meta['max_eval']}")
     return meta

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import pandas as pd
 import torch
@@ -72,6 +73,24 @@ class SweepSpec:
             get_task(name, root=data_root, download=download)  # an unknown task fails here, before any write
 
 
+@contextmanager
+def _new_run(out: Path, overwrite: bool, command: str, sweep_spec: SweepSpec | None,
+             on_progress: ProgressFn | None) -> Iterator[Path]:
+    """Hold ``out``'s lock and give a hidden folder beside it to build the run in; then sweep it if asked and
+    swap it in whole. On any failure (or interruption) the folder is removed and ``out`` is as it was."""
+    with run_lock(out, command):
+        check_run_output(out, overwrite)  # another writer may have finished meanwhile
+        staged = staging_dir(out)
+        try:
+            yield staged
+            if sweep_spec is not None:
+                _sweep_locked(staged, sweep_spec, overwrite=False, on_progress=on_progress)
+            swap_in(staged, out)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+
+
 def run_finetune(out: str | Path, model_name: str, pretrained: str | None, task_name: str,
                  cfg: FinetuneConfig = FinetuneConfig(), command: str = "", data_root: str | None = None,
                  on_progress: ProgressFn | None = None, storage_dtype: torch.dtype | None = None,
@@ -91,30 +110,69 @@ def run_finetune(out: str | Path, model_name: str, pretrained: str | None, task_
     if sweep_spec is not None:
         sweep_spec.validate(data_root, download)
     model, preprocess, tokenizer = load_model(model_name, pretrained)
-    with run_lock(out, command):
-        check_run_output(out, overwrite)  # another writer may have finished meanwhile
+    with _new_run(out, overwrite, command, sweep_spec, on_progress) as staged:
         theta_zs = {k: v.clone() for k, v in model.state_dict().items()}
         zs_digest = state_digest(theta_zs)
         head = zero_shot_head(model, tokenizer, task.classnames, task.templates)
         theta_ft = finetune(model, head, task.split("train", preprocess), cfg, on_progress=on_progress)
         visual = {k: v for k, v in theta_ft.items() if k.startswith("visual.")}
-        staged = staging_dir(out)
-        try:
-            side = save_checkpoint(staged / "finetuned.safetensors", visual, {
-                "model": model_name, "pretrained": pretrained, "task": task_name, "alpha": 1.0,
-                "contains": "visual", "zeroshot_digest": zs_digest}, storage_dtype=storage_dtype)
-            write_run_meta(staged, {
-                "schema": RUN_SCHEMA, "model": model_name, "pretrained": pretrained, "task": task_name,
-                "data_root": data_root, "download": download, "supported": [], "config": asdict(cfg),
-                "finetuned_sha256": side["sha256"], "sweep_sha256": None,
-                "provenance": {"code_version": code_version(), "command": command, "seed": cfg.seed,
-                               "zeroshot_digest": zs_digest}})
-            if sweep_spec is not None:
-                _sweep_locked(staged, sweep_spec, overwrite=False, on_progress=on_progress)
-            swap_in(staged, out)
-        except BaseException:
-            shutil.rmtree(staged, ignore_errors=True)
-            raise
+        side = save_checkpoint(staged / "finetuned.safetensors", visual, {
+            "model": model_name, "pretrained": pretrained, "task": task_name, "alpha": 1.0,
+            "contains": "visual", "zeroshot_digest": zs_digest}, storage_dtype=storage_dtype)
+        write_run_meta(staged, {
+            "schema": RUN_SCHEMA, "model": model_name, "pretrained": pretrained, "task": task_name,
+            "data_root": data_root, "download": download, "supported": [], "config": asdict(cfg),
+            "finetuned_sha256": side["sha256"], "sweep_sha256": None,
+            "provenance": {"code_version": code_version(), "command": command, "seed": cfg.seed,
+                           "zeroshot_digest": zs_digest}})
+    return out
+
+
+def _endpoint_state(path: str | Path, model_name: str, base: str | None) -> StateDict:
+    """A full state dict of ``model_name`` from a weights file: safetensors through load_model (verified), any
+    pickle (a research checkpoint, a torch.save) through the safe converter (nothing in it runs)."""
+    if Path(path).suffix == ".safetensors":
+        return load_model(model_name, str(path))[0].state_dict()
+    from ..models.convert import convert_checkpoint
+    return convert_checkpoint(path, model_name, base).state
+
+
+def import_run(out: str | Path, model_name: str, zeroshot: str | Path, finetuned: str | Path, task_name: str,
+               base: str | None = None, command: str = "", data_root: str | None = None, overwrite: bool = False,
+               sweep_spec: SweepSpec | None = None, on_progress: ProgressFn | None = None) -> Path:
+    """A run directory from an existing experiment's zero-shot and fine-tuned checkpoints (PAINT's, task_vectors',
+    or any state dict), so sweep, select, export, the studies and the dashboard work on it.
+
+    The zero-shot model is stored in the run (zeroshot.safetensors); keys the fine-tuned file lacks come from
+    it, and a fine-tuned file that changes anything outside the image encoder is refused (PAINT patches only
+    the image encoder). Written like a fine-tune: checked first, built beside ``out``, swapped in whole."""
+    out = check_run_output(out, overwrite)
+    get_task(task_name, root=data_root)
+    if sweep_spec is not None:
+        sweep_spec.validate(data_root)
+    for f in (zeroshot, finetuned):
+        if not Path(f).is_file():
+            raise FileNotFoundError(f"checkpoint not found: {f}")
+    theta_zs = _endpoint_state(zeroshot, model_name, base)
+    with _new_run(out, overwrite, command, sweep_spec, on_progress) as staged:
+        zs_file = staged / "zeroshot.safetensors"
+        save_checkpoint(zs_file, theta_zs, {"model": model_name, "imported_from": str(zeroshot), "alpha": 0.0})
+        theta_ft = _endpoint_state(finetuned, model_name, str(zs_file))
+        outside = [k for k in theta_zs if not k.startswith("visual.") and not torch.equal(theta_ft[k], theta_zs[k])]
+        if outside:
+            raise ValueError(f"{finetuned} changes weights outside the image encoder (first: {outside[0]!r}); "
+                             "PAINT patches the image encoder only, with the zero-shot text head frozen")
+        zs_digest = state_digest(load_model(model_name, str(zs_file))[0].state_dict())
+        visual = {k: v for k, v in theta_ft.items() if k.startswith("visual.")}
+        side = save_checkpoint(staged / "finetuned.safetensors", visual, {
+            "model": model_name, "task": task_name, "alpha": 1.0, "contains": "visual",
+            "imported_from": str(finetuned), "zeroshot_digest": zs_digest})
+        write_run_meta(staged, {
+            "schema": RUN_SCHEMA, "model": model_name, "pretrained": base, "task": task_name,
+            "zeroshot_file": zs_file.name, "data_root": data_root, "download": False, "supported": [],
+            "config": {"imported": True}, "finetuned_sha256": side["sha256"], "sweep_sha256": None,
+            "provenance": {"code_version": code_version(), "command": command, "zeroshot_digest": zs_digest,
+                           "imported_from": {"zeroshot": str(zeroshot), "finetuned": str(finetuned)}}})
     return out
 
 
@@ -122,7 +180,8 @@ def load_run(path: str | Path) -> Run:
     """Load a run directory's model and endpoints; refuses if the zero-shot weights are not the ones patched."""
     path = Path(path)
     meta = read_run_meta(path)
-    model, preprocess, tokenizer = load_model(meta["model"], meta["pretrained"])
+    zeroshot = str(path / meta["zeroshot_file"]) if meta.get("zeroshot_file") else meta["pretrained"]
+    model, preprocess, tokenizer = load_model(meta["model"], zeroshot)
     theta_zs = {k: v.clone() for k, v in model.state_dict().items()}
     expected = meta["provenance"].get("zeroshot_digest")
     if expected and state_digest(theta_zs) != expected:

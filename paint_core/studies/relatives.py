@@ -72,7 +72,8 @@ def multitask_study(run_paths: Sequence[str | Path], supported: Sequence[str], o
     out = Path(out)
     runs = load_runs(run_paths)
     tasks = [r.meta["task"] for r in runs]
-    cfg = cfg or FinetuneConfig(**runs[0].meta["config"])
+    known = {f for f in FinetuneConfig.__dataclass_fields__}  # an imported run has no fine-tuning config
+    cfg = cfg or FinetuneConfig(**{k: v for k, v in runs[0].meta["config"].items() if k in known})
     inputs = {"runs": [run_inputs(r) for r in runs], "tasks": tasks, "supported": list(supported),
               "config": asdict(cfg), "alphas": ALPHAS, "max_eval": max_eval}
     result = {"model": runs[0].meta["model"], "methods": {}, "specialists": {}, **resume(out, "multitask", inputs)}
