@@ -86,10 +86,12 @@ def check_pretrained(p: ServerPolicy, model: str, pretrained: str) -> str | None
 
 
 def check_task(p: ServerPolicy, name: str) -> str:
-    """An embedded task, or ``imagefolder:`` a folder under the readable roots (resolved)."""
+    """An embedded task, or ``imagefolder:`` / ``typographic:`` a folder under the readable roots (resolved)."""
     name = name.strip()
-    if name.startswith("imagefolder:"):
-        return "imagefolder:" + str(resolve_inside(name[len("imagefolder:"):], p.read_roots, "image folder"))
+    for prefix in ("imagefolder:", "typographic:", "typographic-split:"):
+        if name.startswith(prefix):
+            path, sep, option = name[len(prefix):].partition("?")
+            return prefix + str(resolve_inside(path, p.read_roots, "image folder")) + sep + option
     if name.startswith("torchvision:"):
         raise WriteRefused("torchvision datasets are not offered on the dashboard (they need a data root and "
                            "may download); use the CLI, or an imagefolder: task under a data folder")

@@ -104,6 +104,21 @@ def cmd_import_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_attack(args: argparse.Namespace) -> int:
+    from .engine.evaluation import parse_alphas
+    from .studies.typographic import attack_sweep
+
+    rows = attack_sweep(args.run, args.task, parse_alphas(args.alphas), max_eval=args.max_eval)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'alpha':>6} {'accuracy':>9} {'attack success':>15}   (n images, n attacked)")
+    for r in rows:
+        success = "-" if r["attack_success"] is None else f"{100 * r['attack_success']:.1f}%"
+        print(f"{r['alpha']:>6g} {100 * r['accuracy']:>8.1f}% {success:>15}   ({r['n']}, {r['n_attacked']})")
+    return 0
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .io.paths import WEIGHTS_DIR
     from .engine.pretrain import pretrain
@@ -362,6 +377,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="run directory to write")
     s.add_argument("--overwrite", action="store_true", help="replace an existing run at --out (atomically)")
     s.set_defaults(func=cmd_import_run)
+
+    s = sub.add_parser("attack", help="accuracy and typographic attack-success rate of a run along alpha")
+    s.add_argument("--run", required=True, help="run directory")
+    s.add_argument("--task", required=True, help="typographic:PATH (PAINT's label=<class>_text=<word>.png files)")
+    s.add_argument("--alphas", default="0:1:0.25", help="start:stop:step or a comma list (default: %(default)s)")
+    s.add_argument("--max-eval", type=int, default=None, help="score the first N images (default: all)")
+    s.add_argument("--json", action="store_true", help="print the rows as JSON")
+    s.set_defaults(func=cmd_attack)
 
     s = sub.add_parser("reproduce", help="regenerate cached_results/ from the shipped models (resumable)")
     s.add_argument("--out", default=None, help="default: the repository's cached_results/")

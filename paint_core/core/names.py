@@ -12,6 +12,9 @@ def unknown_name(kind: str, name: str, choices: Iterable[str], listed: Iterable[
     there are thousands, e.g. timm's models; ``more`` says where the rest are)."""
     choices = list(choices)
     close = difflib.get_close_matches(str(name), choices, n=5, cutoff=0.5)
+    if not close:  # "cifr10" is close to "CIFAR10" once case is set aside
+        folded = {c.lower(): c for c in choices}
+        close = [folded[c] for c in difflib.get_close_matches(str(name).lower(), list(folded), n=5, cutoff=0.5)]
     shown = list(listed) if listed is not None else choices
     return ValueError(f"Unknown {kind} {name!r}." + (f" Did you mean: {', '.join(close)}?" if close else "")
                       + (f" Choose from: {', '.join(shown)}" if shown else "") + more + ".")

@@ -8,7 +8,9 @@ Validation splits are carved from training data, never from test data.
 """
 from __future__ import annotations
 
+import inspect
 import logging
+import re
 import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -44,6 +46,8 @@ class Task:
     make_split: Callable[[str, Transform | None], Dataset] = field(repr=False)
     description: str = ""
     kind: str = "supported"      # embedded world role: "supported", "patch", "shift", "transfer" (or "user")
+    # per split, the class index of the word written on each image (-1: not a class); typographic data only
+    written_class: Callable[[str], np.ndarray] | None = field(default=None, repr=False)
 
     def split(self, name: str, transform: Transform | None = None) -> Dataset:
         if name not in SPLITS:
@@ -219,7 +223,12 @@ def get_task(name: str, root: str | None = None, download: bool = False) -> Task
         return imagefolder_task(name[len("imagefolder:"):])
     if name.startswith("torchvision:"):
         return torchvision_task(name[len("torchvision:"):], root, download)
-    raise unknown_name("task", name, EMBEDDED_TASKS, more=", torchvision:<DatasetName> or imagefolder:<path>")
+    for prefix, carve in (("typographic:", False), ("typographic-split:", True)):
+        if name.startswith(prefix):
+            from .typographic import typographic_task
+            return typographic_task(name[len(prefix):], carve=carve)
+    raise unknown_name("task", name, EMBEDDED_TASKS,
+                       more=", torchvision:<DatasetName>, imagefolder:<path> or typographic:<path>")
 
 
 # ------------------------------------------------------------------------------------ real data
@@ -324,8 +333,14 @@ def imagefolder_task(path: str, seed: int = 0) -> Task:
         raise ValueError(f"imagefolder task: {root} is not a folder")
     has_splits = (root / "train").is_dir() and not (root / "train").is_symlink()
     base = scan_image_folder(root / "train") if has_splits else scan_image_folder(root)
+    from .typographic import looks_typographic
+    hint = (f"; its files are named like PAINT's typographic data: use typographic:{path}"
+            if looks_typographic(root) or any(looks_typographic(root / c) for c in base.classes) else "")
     if not base.classes:
-        raise ValueError(f"imagefolder task: no class folders in {root}")
+        raise ValueError(f"imagefolder task: no class folders in {root}{hint}")
+    if len(base.classes) < 2:
+        raise ValueError(f"imagefolder task: {root} resolves to a single class ({base.classes[0]!r}), so every "
+                         f"image would be counted correct{hint}")
 
     def make(split: str, transform: Transform | None) -> Dataset:
         if has_splits and split == "test":
@@ -351,40 +366,73 @@ def imagefolder_task(path: str, seed: int = 0) -> Task:
     return Task(f"imagefolder:{path}", classes, GENERIC_TEMPLATES, make, f"ImageFolder at {path}", "user")
 
 
-def torchvision_task(name: str, root: str | None, download: bool = False, seed: int = 0) -> Task:
-    """A torchvision dataset; val is carved (10%) from its training split."""
+def torchvision_dataset_class(name: str) -> type:
+    """The torchvision dataset class named ``name``, in any letter case (``mnist`` is MNIST)."""
     import torchvision.datasets as tvd
+    known = {n.lower(): n for n in dir(tvd)
+             if isinstance(getattr(tvd, n), type) and issubclass(getattr(tvd, n), Dataset)}
+    if name.lower() not in known:
+        raise unknown_name("torchvision dataset", name, sorted(known.values()), listed=[],
+                           more=" Choose from the dataset classes of torchvision.datasets")
+    return getattr(tvd, known[name.lower()])
 
-    if not hasattr(tvd, name):
-        raise unknown_name("torchvision dataset", name, [n for n in dir(tvd) if n[0].isupper()], listed=[],
-                           more=" Choose from the classes of torchvision.datasets")
+
+def _torchvision_classname(c: object) -> str:
+    """A class name as a prompt wants it: MNIST's "0 - zero" is "0", EuroSAT's "AnnualCrop" is "annual crop"."""
+    text = str(c)
+    if re.match(r"^\d+ - ", text):
+        text = text.split(" - ")[0]
+    text = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", text)
+    return _readable_class(text).lower()
+
+
+def torchvision_task(name: str, root: str | None, download: bool = False, seed: int = 0) -> Task:
+    """A torchvision dataset, with deterministic splits:
+
+    - datasets with ``train=`` or ``split=`` (MNIST, CIFAR, SVHN, GTSRB, Food101, ...): their test set is the
+      test split, and val is 10% carved from their training set (as PAINT does);
+    - datasets with one set only (EuroSAT, SUN397, Caltech101, ...): 70/10/20 carved with ``seed``.
+    """
+    cls = torchvision_dataset_class(name)
+    name = cls.__name__
     if root is None:
         raise ValueError(f"torchvision:{name} needs a data root (--data-root DIR); add --download to fetch it there")
-    cls = getattr(tvd, name)
+    params = inspect.signature(cls.__init__).parameters
+    options = {"download": download} if "download" in params else {}
 
-    @lru_cache(maxsize=2)
-    def load(train: bool):
+    @lru_cache(maxsize=3)
+    def load(part: str):
         try:
-            try:
-                return cls(root, train=train, download=download)
-            except TypeError:
-                return cls(root, split="train" if train else "test", download=download)
+            if "train" in params:
+                return cls(root, train=part == "train", **options)
+            if "split" in params:
+                try:
+                    return cls(root, split=part, **options)
+                except ValueError:
+                    if part != "train":
+                        raise
+                    return cls(root, split="trainval", **options)  # OxfordIIITPet names its training set so
+            return cls(root, **options)
         except RuntimeError as e:  # torchvision: "Dataset not found or corrupted"
             hint = "" if download else " (add --download to fetch it there)"
             raise ValueError(f"torchvision:{name} is not readable under {root}: {e}{hint}") from e
 
-    def make(split: str, transform: Transform | None) -> Dataset:
-        if split == "test":
-            ds = load(False)
-            return _Subset(ds, np.arange(len(ds)), transform)
-        ds = load(True)
-        train, val = _carve(len(ds), seed, (0.9, 0.1))
-        return _Subset(ds, {"train": train, "val": val}[split], transform)
+    has_test = "train" in params or "split" in params
 
-    classes = getattr(load(True), "classes", None)
+    def make(split: str, transform: Transform | None) -> Dataset:
+        if has_test and split == "test":
+            ds = load("test")
+            return _Subset(ds, np.arange(len(ds)), transform)
+        if has_test:
+            train, val = _carve(len(load("train")), seed, (0.9, 0.1))
+            return _Subset(load("train"), {"train": train, "val": val}[split], transform)
+        parts = dict(zip(SPLITS, _carve(len(load("all")), seed, (0.7, 0.1, 0.2))))
+        return _Subset(load("all"), parts[split], transform)
+
+    classes = getattr(load("train" if has_test else "all"), "classes", None)
     if not classes:
         raise ValueError(f"torchvision:{name} has no .classes list; use an imagefolder task instead")
-    return Task(f"torchvision:{name}", tuple(_readable_class(str(c)) for c in classes), GENERIC_TEMPLATES, make,
+    return Task(f"torchvision:{name}", tuple(_torchvision_classname(c) for c in classes), GENERIC_TEMPLATES, make,
                 f"torchvision {name} at {root}", "user")
 
 

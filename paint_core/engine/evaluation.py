@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -158,3 +159,17 @@ def sweep(interpolator: Interpolator, evals: Evals,
         if on_alpha:
             on_alpha(table)
     return table.sort_values(["alpha", "task", "split"]).reset_index(drop=True)
+
+
+def attack_scores(model: torch.nn.Module, head: torch.Tensor, dataset: Dataset, written: Sequence[int],
+                  batch_size: int = 256) -> dict:
+    """Accuracy, and the attack-success rate of typographic images: among the attacked images (the written word
+    is a class other than the label), the share classified as the written word. ``written[i]`` is -1 when
+    image i's word is not a class."""
+    out, labels = run_batches(lambda x: logits(model, head, x), dataset, model, batch_size)
+    pred, words = out.argmax(-1), torch.as_tensor(np.asarray(written), dtype=torch.long)
+    if len(words) != len(labels):
+        raise ValueError(f"{len(words)} written words for {len(labels)} images")
+    attacked = (words >= 0) & (words != labels)
+    return {"accuracy": float((pred == labels).float().mean()), "n": len(labels), "n_attacked": int(attacked.sum()),
+            "attack_success": float((pred[attacked] == words[attacked]).float().mean()) if attacked.any() else None}
