@@ -164,7 +164,7 @@ def test_models_page_finetunes_sweeps_and_exports(tmp_path, monkeypatch):
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert (tmp_path / "runs/ui-run/sweep.csv").is_file()
     at.text_input(key="ex_run").set_value("runs/ui-run")
-    at.number_input(key="ex_alpha").set_value(1.0)
+    at.text_input(key="ex_alpha").set_value("1.0")
     at.text_input(key="ex_out").set_value("runs/patched.safetensors")
     at.button[1].click().run()
     assert any("Wrote " in s.value and "patched.safetensors" in s.value for s in at.success)
@@ -172,3 +172,13 @@ def test_models_page_finetunes_sweeps_and_exports(tmp_path, monkeypatch):
     state, meta = load_checkpoint(tmp_path / "runs/patched.safetensors")
     run = load_run(tmp_path / "runs/ui-run")
     assert meta["alpha"] == 1.0 and all(torch.equal(state[k], run.theta_ft[k]) for k in state)
+    download = at.get("download_button")
+    assert len(download) == 1 and "Download the weights" in str(download[0].proto)
+    # an empty alpha exports at the alpha the run chose on val, and says which
+    from paint_core.studies.patch import select_run
+    chosen = select_run(tmp_path / "runs/ui-run")["alpha"]
+    at.text_input(key="ex_alpha").set_value("")
+    at.text_input(key="ex_out").set_value("runs/chosen.safetensors")
+    at.button[1].click().run()
+    assert any(f"at alpha {chosen:g}" in s.value for s in at.success)
+    assert load_checkpoint(tmp_path / "runs/chosen.safetensors")[1]["alpha"] == chosen

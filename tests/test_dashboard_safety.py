@@ -189,3 +189,9 @@ def test_rewritten_run_is_not_served_stale(server):
     labels = [m.label for m in at.metric]
     assert any(label.startswith("counting (") for label in labels) and not any(
         label.startswith("digits (") for label in labels)
+
+
+def test_learning_rate_plus_is_a_small_step(server):
+    """Streamlit's default float step (0.01) made "+" jump from 3e-4 to 1e-2."""
+    lr = models_page().number_input(key="mr_lr")
+    assert lr.step == pytest.approx(1e-5) and lr.value == pytest.approx(3e-4)

@@ -13,10 +13,12 @@ from dashboard.policy import check_finetune, policy
 from dashboard.state import job_slots
 from paint_core.engine.evaluation import parse_alphas
 from paint_core.engine.finetune import FinetuneConfig
-from paint_core.studies.patch import SweepSpec, export_run, run_finetune
+from paint_core.studies.patch import SweepSpec, export_run, run_finetune, select_run
 from paint_core.data.tasks import list_tasks
 from paint_core.engine.training import Progress
-from paint_core.io.writes import resolve_inside
+from paint_core.io.writes import check_checkpoint_output, resolve_inside
+
+DOWNLOAD_LIMIT = 200 * 2**20  # bytes a browser download may carry from this page
 
 st.title("Models & runs")
 try:
@@ -43,7 +45,7 @@ with st.form("finetune_form"):
     out = c3.text_input("run directory", "runs/my-run", key="mr_out")
     replace = c3.checkbox("replace the run already in this directory", False, key="mr_replace")
     steps = c3.number_input("fine-tune steps", 1, server.max_steps, min(300, server.max_steps), key="mr_steps")
-    lr = c3.number_input("learning rate", 1e-7, 1e-1, 3e-4, format="%.1e", key="mr_lr")
+    lr = c3.number_input("learning rate", 1e-7, 1e-1, 3e-4, step=1e-5, format="%.1e", key="mr_lr")
     alphas = c2.text_input("alphas", "0:1:0.1", key="mr_alphas")
     max_eval = c1.number_input("images per split for the sweep", 10, server.max_eval, min(300, server.max_eval),
                                key="mr_max_eval")
@@ -81,15 +83,27 @@ st.subheader("Export patched weights")
 with st.form("export_form"):
     c1, c2, c3 = st.columns(3)
     run_dir = c1.text_input("run directory", "cached_results/micro-rn-l/digits", key="ex_run")
-    alpha = c2.number_input("alpha", 0.0, 1.0, 0.5, 0.05, key="ex_alpha")
+    alpha_text = c2.text_input("alpha (empty: the alpha the run chose on val)", "", key="ex_alpha")
     target = c3.text_input("output .safetensors", "runs/patched.safetensors", key="ex_out")
     overwrite = c3.checkbox("replace an earlier export with this name", False, key="ex_replace")
     go = st.form_submit_button("Export")
 if go:
     try:
         source = resolve_inside(run_dir, server.read_roots, "run directory")
-        dest = resolve_inside(target, [server.write_root], "output")
-        side = export_run(source, float(alpha), dest, overwrite=overwrite)
-        st.success(f"Wrote {dest} (sha256 {side['sha256'][:16]}..., sidecar {Path(dest).with_suffix('.json').name})")
+        dest = check_checkpoint_output(resolve_inside(target, [server.write_root], "output"), overwrite)
+        try:
+            alpha = float(alpha_text) if alpha_text.strip() else select_run(source)["alpha"]
+        except ValueError as e:
+            raise ValueError(f"alpha {alpha_text!r}: give a number in [0, 1], or leave it empty once the run is "
+                             f"swept ({e})") from None
+        side = export_run(source, alpha, dest, overwrite=overwrite)
+        st.success(f"Wrote {dest} at alpha {alpha:g} (sha256 {side['sha256'][:16]}..., sidecar "
+                   f"{Path(dest).with_suffix('.json').name})")
+        if dest.stat().st_size <= DOWNLOAD_LIMIT:
+            st.download_button("Download the weights", dest.read_bytes(), file_name=dest.name,
+                               mime="application/octet-stream", key="ex_download")
+        else:
+            st.caption(f"{dest.stat().st_size / 2**20:.0f} MB: too large to send through the page; fetch it from "
+                       "the server's write folder.")
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:
         st.error(f"Export refused or failed: {e}")
