@@ -13,10 +13,10 @@ from dashboard.policy import check_finetune, policy
 from dashboard.state import job_slots
 from paint_core.engine.evaluation import parse_alphas
 from paint_core.engine.finetune import FinetuneConfig
-from paint_core.studies.patch import SweepSpec, export_run, run_finetune, select_run
+from paint_core.studies.patch import SweepSpec, export_run, run_finetune
 from paint_core.data.tasks import list_tasks
 from paint_core.engine.training import Progress
-from paint_core.io.writes import check_checkpoint_output, resolve_inside
+from paint_core.io.writes import resolve_inside
 
 DOWNLOAD_LIMIT = 200 * 2**20  # bytes a browser download may carry from this page
 
@@ -90,14 +90,14 @@ with st.form("export_form"):
 if go:
     try:
         source = resolve_inside(run_dir, server.read_roots, "run directory")
-        dest = check_checkpoint_output(resolve_inside(target, [server.write_root], "output"), overwrite)
+        dest = resolve_inside(target, [server.write_root], "output")
         try:
-            alpha = float(alpha_text) if alpha_text.strip() else select_run(source)["alpha"]
-        except ValueError as e:
-            raise ValueError(f"alpha {alpha_text!r}: give a number in [0, 1], or leave it empty once the run is "
-                             f"swept ({e})") from None
+            alpha = float(alpha_text) if alpha_text.strip() else None
+        except ValueError:
+            raise ValueError(f"alpha {alpha_text!r}: give a number in [0, 1], or leave it empty for the alpha "
+                             "the run chose on val") from None
         side = export_run(source, alpha, dest, overwrite=overwrite)
-        st.success(f"Wrote {dest} at alpha {alpha:g} (sha256 {side['sha256'][:16]}..., sidecar "
+        st.success(f"Wrote {dest} at alpha {side['alpha']:g} (sha256 {side['sha256'][:16]}..., sidecar "
                    f"{Path(dest).with_suffix('.json').name})")
         if dest.stat().st_size <= DOWNLOAD_LIMIT:
             st.download_button("Download the weights", dest.read_bytes(), file_name=dest.name,

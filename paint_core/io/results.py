@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write_text
 from ..version import code_version
+from .atomic import atomic_write_text
+
 
 log = logging.getLogger(__name__)
 RESULTS_SCHEMA = 2
@@ -55,17 +56,23 @@ def read_results(path: str | Path, kind: str) -> dict | None:
     return doc
 
 
-def resume(path: str | Path, kind: str, inputs: dict) -> dict:
-    """The stored results at ``path`` if they were computed from ``inputs``; otherwise an empty dict."""
+def finished(path: str | Path, kind: str, inputs: dict) -> dict | None:
+    """The stored document at ``path`` if it was computed from ``inputs``; otherwise None."""
     doc = read_results(path, kind)
     if doc is None:
-        return {}
+        return None
     if doc.get("inputs") != canonical(inputs):
         changed = sorted(k for k in {*doc.get("inputs", {}), *canonical(inputs)}
                          if doc.get("inputs", {}).get(k) != canonical(inputs).get(k))
         log.info("%s: inputs changed (%s): recomputing", path, ", ".join(changed))
-        return {}
-    return doc["results"]
+        return None
+    return doc
+
+
+def resume(path: str | Path, kind: str, inputs: dict) -> dict:
+    """The stored results at ``path`` if they were computed from ``inputs``; otherwise an empty dict."""
+    doc = finished(path, kind, inputs)
+    return doc["results"] if doc else {}
 
 
 def entry_is_current(entry: dict | None, inputs: dict) -> bool:

@@ -17,9 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from .checkpoints import sha256_file, sidecar_path
+from .checkpoints import CheckpointError, read_sidecar, sha256_file, sidecar_path
 from .paths import CACHED_RESULTS_DIR, WEIGHTS_DIR
-
 
 
 class WriteRefused(ValueError):
@@ -104,9 +103,8 @@ def check_checkpoint_output(out: str | Path, overwrite: bool) -> Path:
                            "replace it: choose another output name")
     if out.exists():
         try:
-            meta = json.loads(side.read_text())
-            ours = isinstance(meta, dict) and meta.get("sha256") == sha256_file(out)
-        except (OSError, ValueError):
+            ours = read_sidecar(out).get("sha256") == sha256_file(out)
+        except (CheckpointError, OSError):
             ours = False
         if not ours:
             raise WriteRefused(f"{out} exists and was not written by this tool (no matching sidecar "

@@ -19,11 +19,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from ..io.checkpoints import load_checkpoint, save_checkpoint
 from ..core.state_dicts import StateDict, cast_like
-from ..engine.finetune import FinetuneConfig, finetune_visual
 from ..core.task_vectors import TaskVector, apply_vectors
+from ..engine.finetune import FinetuneConfig, finetune_visual
 from ..engine.probes import encode, head_accuracy, linear_probe_head
+from ..io.checkpoints import load_checkpoint, save_checkpoint
+from ..io.results import finished, resume, write_results
 from ..models.encoders import Classifier, create_encoder, load_head, save_head
 
 
@@ -89,7 +90,6 @@ def task_run(out: Path, name: str, task_name: str, cfg: ClosedVocabConfig, probe
     """Probe a head, then fine-tune the encoder under it; writes head/encoder safetensors + metrics.json, and is
     redone unless metrics.json was computed from the same inputs (every setting, not just the learning rates)."""
     from ..engine.evaluation import materialize
-    from ..io.results import resume, write_results
     from ..data.tasks import get_task
 
     d = out / task_name
@@ -136,7 +136,6 @@ def closed_vocab_study(out: str | Path, name: str = "micro-vit", tasks: Sequence
     from ..engine.evaluation import materialize
     from ..data.tasks import get_task
 
-    from ..io.results import read_results, resume, write_results
 
     out = Path(out)
     if len(tasks) < 2:
@@ -144,8 +143,9 @@ def closed_vocab_study(out: str | Path, name: str = "micro-vit", tasks: Sequence
     inputs = {"model": name, "pretrained": pretrained, "tasks": list(tasks), "config": _config_inputs(cfg),
               "lambdas": [float(v) for v in lambdas], "grid": [float(v) for v in grid], "grid_n": grid_n,
               "probe_n": probe_n, "max_eval": max_eval}
-    if resume(out / "study.json", "closed-vocab", inputs):
-        return read_results(out / "study.json", "closed-vocab")  # finished before from the same inputs
+    done = finished(out / "study.json", "closed-vocab", inputs)
+    if done:
+        return done  # computed before from the same inputs
     metrics = {t: task_run(out, name, t, cfg, probe_n, pretrained, max_eval) for t in tasks}
     encoder, preprocess = create_encoder(name, pretrained)
     theta_pre = {k: v.clone() for k, v in encoder.state_dict().items()}
@@ -189,14 +189,14 @@ def clip_disentanglement(run_paths: tuple[str | Path, str | Path], out: str | Pa
     """The same disentanglement error for an open-vocabulary model, from two run directories; writes ``out``."""
     from ..engine.evaluation import materialize, zero_shot_head
     from .relatives import load_runs
-    from ..io.results import read_results, resume, write_results
     from .patch import run_inputs
     from ..data.tasks import get_task
 
     runs = load_runs(list(run_paths))
     inputs = {"runs": [run_inputs(r) for r in runs], "grid": [float(v) for v in grid], "grid_n": grid_n}
-    if resume(out, "disentanglement", inputs):
-        return read_results(out, "disentanglement")
+    done = finished(out, "disentanglement", inputs)
+    if done:
+        return done  # computed before from the same inputs
     model = runs[0].model
     theta_pre = runs[0].theta_zs
     tasks = tuple(r.meta["task"] for r in runs)

@@ -281,14 +281,18 @@ def select_run(path: str | Path) -> dict:
     return choice
 
 
-def export_run(path: str | Path, alpha: float, out: str | Path, allow_extrapolation: bool = False,
+def export_run(path: str | Path, alpha: float | None, out: str | Path, allow_extrapolation: bool = False,
                overwrite: bool = False) -> dict:
-    """Write the full model state at ``alpha`` as safetensors with a sidecar; returns the sidecar.
+    """Write the full model state at ``alpha`` (None: the alpha the run chose on val) as safetensors with a
+    sidecar; returns the sidecar, which names the alpha.
 
     Never into the shipped weights or cached_results/, never over a file this tool did not write, and over
     an earlier export only with ``overwrite``."""
-    check_alpha(alpha, allow_extrapolation)
+    if alpha is not None:
+        check_alpha(alpha, allow_extrapolation)
     check_checkpoint_output(out, overwrite)
+    if alpha is None:
+        alpha = select_run(path)["alpha"]
     run = load_run(path)
     state = interpolate(run.theta_zs, run.theta_ft, alpha, allow_extrapolation)
     return save_checkpoint(out, state, {"model": run.meta["model"], "pretrained": run.meta["pretrained"],

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from ..engine.prompts import PromptConfig, few_shot_indices, prompt_accuracy, token_width, train_prompt
 from ..engine.training import Progress, ProgressFn
+from ..io.results import finished, write_results
 
 
 COMPARISON = ("upgraded zero-shot", "CoOp transferred", "ContCoOp transferred", "CoOp retrained",
@@ -99,11 +100,11 @@ def update_study_file(out: str | Path, old: str, new: str, tasks: Sequence[str],
                       old_pretrained: str | None = None, new_pretrained: str | None = None,
                       max_eval: int | None = None, new_label: str | None = None) -> dict:
     """``update_study`` written to ``out`` as a results file; reused if it was computed from the same inputs."""
-    from ..io.results import read_results, resume, write_results
     inputs = {"old": weights_input(old, old_pretrained), "new": weights_input(new, new_pretrained),
               "tasks": list(tasks), "shots": list(shots), "seeds": list(seeds), "config": asdict(cfg),
               "pool": pool, "max_eval": max_eval}
-    if resume(out, "prompt-update", inputs):
-        return read_results(out, "prompt-update")
+    done = finished(out, "prompt-update", inputs)
+    if done:
+        return done  # computed before from the same inputs
     rows = update_study(old, new, tasks, shots, seeds, cfg, pool, old_pretrained, new_pretrained, max_eval)
     return write_results(out, "prompt-update", inputs, {"old": old, "new": new_label or new, "rows": rows})

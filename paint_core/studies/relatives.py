@@ -15,19 +15,20 @@ from typing import Sequence
 
 import pandas as pd
 
+from ..core.interpolation import interpolate
 from ..core.names import unknown_name
-from .arithmetic import LAMBDAS, edit_sweep, merged_vector
 from ..core.selection import choose_addition, choose_negation, normalized
+from ..data.tasks import get_task
 from ..engine.evaluation import build_evals, evaluate_all
 from ..engine.finetune import FinetuneConfig
-from ..core.interpolation import interpolate
-from .multitask import patch_joint, patch_parallel, patch_sequential
-from ..io.results import entry_is_current, read_results, resume, write_results
-from .patch import Run, load_run, run_inputs, run_task_vector, select_run
+from ..io.results import entry_is_current, finished, resume, write_results
 from ..io.run_dir import read_sweep
-from ..data.tasks import get_task
+from .arithmetic import LAMBDAS, edit_sweep, merged_vector
+from .multitask import patch_joint, patch_parallel, patch_sequential
+from .patch import Run, load_run, run_inputs, run_task_vector, select_run
 from .transfer import disjoint_classes, transfer_matrix
 from .wiseft import ensemble_sweep, robustness_summary
+
 
 log = logging.getLogger(__name__)
 ALPHAS = [round(0.1 * i, 1) for i in range(11)]
@@ -135,8 +136,9 @@ def transfer_study(run_paths: Sequence[str | Path], eval_tasks: Sequence[str], o
     out = Path(out)
     runs = load_runs(run_paths)
     inputs = {"runs": [run_inputs(r) for r in runs], "eval_tasks": list(eval_tasks), "max_eval": max_eval}
-    if resume(out, "transfer", inputs):
-        return read_results(out, "transfer")  # finished before from the same inputs
+    done = finished(out, "transfer", inputs)
+    if done:
+        return done  # computed before from the same inputs
     model = copy.deepcopy(runs[0].model)
     evals = _evals(runs[0], eval_tasks, max_eval, splits=("test",))
     tables = []
@@ -160,8 +162,9 @@ def wiseft_study(run_path: str | Path, shift_tasks: Sequence[str], out: str | Pa
     run = load_runs([run_path])[0]
     inputs = {"run": run_inputs(run), "shift_tasks": list(shift_tasks), "alphas": [float(a) for a in alphas],
               "max_eval": max_eval}
-    if resume(out, "wiseft", inputs):
-        return read_results(out, "wiseft")  # finished before from the same inputs
+    done = finished(out, "wiseft", inputs)
+    if done:
+        return done  # computed before from the same inputs
     id_task = run.meta["task"]
     model = copy.deepcopy(run.model)
     evals = _evals(run, [id_task, *shift_tasks], max_eval)
