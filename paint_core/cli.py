@@ -1,7 +1,6 @@
 """Command line: ``python -m paint_core COMMAND ...``. argparse lives here and nowhere else."""
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shlex
@@ -9,6 +8,8 @@ import sys
 from dataclasses import MISSING, fields, replace
 from pathlib import Path
 from typing import Any
+
+import argparse
 
 
 def _command_line() -> str:

@@ -6,6 +6,7 @@ from functools import lru_cache
 
 from .io.paths import REPO_DIR
 
+
 __version__ = "0.1.0"
 
 

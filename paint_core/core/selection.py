@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+
 CONTROL_KEEP = 0.95
 
 

@@ -10,6 +10,7 @@ from typing import Sequence
 
 import torch
 
+
 StateDict = dict[str, torch.Tensor]
 
 

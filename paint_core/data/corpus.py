@@ -14,6 +14,7 @@ from PIL import Image
 
 from . import world as w
 
+
 # Share of each kind of image in the corpus.
 MIX = {"object": 0.26, "scene": 0.22, "digit": 0.20, "word": 0.14, "object_word": 0.18}
 READ_WORDS = w.SHAPES + tuple(w.COLOURS) + w.NUMBER_WORDS[1:7] + w.OTHER_WORDS

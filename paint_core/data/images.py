@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import io
 import warnings
-
 from PIL import Image, UnidentifiedImageError
+
 
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
 MAX_PIXELS = 40_000_000          # well below 100 MP; Pillow's own bomb check is 89 MP

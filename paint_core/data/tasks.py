@@ -8,7 +8,6 @@ Validation splits are carved from training data, never from test data.
 """
 from __future__ import annotations
 
-import inspect
 import logging
 import re
 import zlib
@@ -17,13 +16,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
+import inspect
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..core.names import unknown_name
 from . import world as w
+from ..core.names import unknown_name
+
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")

@@ -17,6 +17,7 @@ import numpy as np
 from .tasks import (FOLDER_MAX_ENTRIES, GENERIC_TEMPLATES, SPLITS, ImageFiles, Task, Transform, _carve,
                     _readable_class, _Subset)
 
+
 FILENAME = re.compile(r"^label=(?P<label>.+?)_text=(?P<text>.+)\.(?:png|jpe?g|webp|bmp)$", re.IGNORECASE)
 
 

@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from ..core.names import unknown_name
 
+
 WORLD_SIZE = 64
 
 SHAPES = ("circle", "square", "triangle", "star", "cross", "diamond")

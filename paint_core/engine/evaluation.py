@@ -14,7 +14,6 @@ from ..core.interpolation import Interpolator
 from ..io.run_dir import SWEEP_COLUMNS
 
 
-
 @torch.no_grad()
 def zero_shot_head(model: torch.nn.Module, tokenizer: Callable, classnames: Sequence[str],
                    templates: Sequence[str]) -> torch.Tensor:

@@ -13,7 +13,6 @@ from .evaluation import logits
 from .training import ProgressFn, cosine_lr, epochs, param_groups, train_loop
 
 
-
 @dataclass(frozen=True)
 class FinetuneConfig:
     steps: int = 300

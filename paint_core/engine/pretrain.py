@@ -24,6 +24,7 @@ from ..io.checkpoints import save_checkpoint
 from ..models.clip import register_embedded_configs
 from .training import ProgressFn, cosine_lr, normalize_uint8, param_groups, train_loop
 
+
 log = logging.getLogger(__name__)
 
 

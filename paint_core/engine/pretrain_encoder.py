@@ -9,10 +9,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .training import cosine_lr, param_groups, train_loop
 from ..io.checkpoints import save_checkpoint
 from ..models.clip import embedded_weights
 from ..models.encoders import Classifier, create_encoder
+from .training import cosine_lr, param_groups, train_loop
 
 
 # ------------------------------------------------------------------------------ pretraining

@@ -27,6 +27,7 @@ from ..core.names import unknown_name
 from ..io.checkpoints import load_checkpoint, save_checkpoint
 from .training import cosine_lr, train_loop
 
+
 KINDS = ("coop", "contcoop")
 PLACEHOLDER = "X"
 

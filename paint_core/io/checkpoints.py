@@ -17,10 +17,11 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from .paths import WEIGHTS_DIR
 from ..core.state_dicts import StateDict
 from ..version import code_version
 from .atomic import atomic_path, atomic_write_text
+from .paths import WEIGHTS_DIR
+
 
 SIDECAR_SCHEMA = 1
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # paint_core/
 CONFIG_DIR = PACKAGE_DIR / "model_configs"
 WEIGHTS_DIR = PACKAGE_DIR / "weights"

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .checkpoints import sha256_file
 from .atomic import atomic_write_text
+from .checkpoints import sha256_file
 from .paths import REPO_DIR
+
 
 log = logging.getLogger(__name__)
 RUN_SCHEMA = 1

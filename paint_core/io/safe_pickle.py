@@ -9,14 +9,15 @@ storages inside the file, and TorchScript archives (whose loading runs their cod
 """
 from __future__ import annotations
 
-import io
 import pickle
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import io
 import torch
+
 
 LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
 STORAGE_DTYPES = {

@@ -5,21 +5,21 @@ users) and re-interpolates it in place with ``Interpolator`` when the alpha chan
 """
 from __future__ import annotations
 
-import atexit
 import copy
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import atexit
 import pandas as pd
 import torch
 from PIL import Image
 
-from ..engine.evaluation import materialize, predict, zero_shot_head
 from ..core.interpolation import Interpolator
-from ..studies.patch import Run
 from ..data.tasks import get_task
+from ..engine.evaluation import materialize, predict, zero_shot_head
+from ..studies.patch import Run
 
 
 # Images per task that a slider move re-evaluates: 100 keeps a move under ~0.3 s on 2 cores for the

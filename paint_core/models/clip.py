@@ -13,10 +13,10 @@ from typing import Callable
 import open_clip
 import torch
 
-from ..io.checkpoints import CheckpointError, load_state_dict_file
 from ..core.names import unknown_name
-from ..io.paths import CONFIG_DIR, WEIGHTS_DIR
 from ..core.state_dicts import cast_like, check_compatible
+from ..io.checkpoints import CheckpointError, load_state_dict_file
+from ..io.paths import CONFIG_DIR, WEIGHTS_DIR
 
 
 # name -> what it is. The shipped weights are weights/<name>.safetensors (+ .json sidecar).

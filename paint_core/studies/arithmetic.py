@@ -12,10 +12,11 @@ from typing import Sequence
 import pandas as pd
 import torch
 
-from ..core.state_dicts import StateDict
-from ..engine.evaluation import Evals, sweep
 from ..core.interpolation import Interpolator
+from ..core.state_dicts import StateDict
 from ..core.task_vectors import TaskVector, merge
+from ..engine.evaluation import Evals, sweep
+
 
 LAMBDAS = [round(0.1 * i, 1) for i in range(21)]  # 0 .. 2: merged vectors often want lambda > 1 (mean, TIES)
 

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from ..data import world as w
-from ..engine.evaluation import evaluate, materialize, zero_shot_head
 from ..data.tasks import get_task
+from ..engine.evaluation import evaluate, materialize, zero_shot_head
 
 
 @torch.no_grad()

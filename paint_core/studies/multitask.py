@@ -16,11 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from ..core.interpolation import Interpolator, interpolate
+from ..core.selection import select_alpha
 from ..core.state_dicts import StateDict, average_states
 from ..engine.evaluation import Evals, sweep
-from ..core.selection import select_alpha
 from ..engine.finetune import FinetuneConfig, finetune, finetune_visual
-from ..core.interpolation import Interpolator, interpolate
+
 
 METHODS = ("joint", "sequential", "parallel")
 

@@ -14,19 +14,20 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..io.atomic import atomic_write_text
-from ..io.results import read_results, resume, write_results
-from ..engine.probes import linear_probe
-from .diagnostics import typographic_reading, zero_shot_accuracies
-from ..engine.finetune import FinetuneConfig
 from ..core.frontier import chord_gap, frontier, frontier_area, gain_within_drift
-from ..models.clip import EMBEDDED_MODELS, embedded_weights, load_model
-from ..engine.pretrain import PretrainConfig
-from ..io.run_dir import read_run_meta, read_sweep
-from .patch import run_finetune, run_sweep, select_run
-from ..io.paths import CACHED_RESULTS_DIR
 from ..data.tasks import DIGIT_SHIFTS, EMBEDDED_TASKS, PATCH_TASKS, SUPPORTED_TASKS
+from ..engine.finetune import FinetuneConfig
+from ..engine.pretrain import PretrainConfig
+from ..engine.probes import linear_probe
+from ..io.atomic import atomic_write_text
+from ..io.paths import CACHED_RESULTS_DIR
+from ..io.results import read_results, resume, write_results
+from ..io.run_dir import read_run_meta, read_sweep
+from ..models.clip import EMBEDDED_MODELS, embedded_weights, load_model
 from ..version import code_version
+from .diagnostics import typographic_reading, zero_shot_accuracies
+from .patch import run_finetune, run_sweep, select_run
+
 
 CACHED_RESULTS = CACHED_RESULTS_DIR
 ALPHAS = [round(0.1 * i, 1) for i in range(11)]

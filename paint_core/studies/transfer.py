@@ -6,9 +6,10 @@ from typing import Sequence
 import pandas as pd
 import torch
 
+from ..core.interpolation import interpolate
 from ..core.state_dicts import StateDict
 from ..engine.evaluation import Evals, evaluate_all
-from ..core.interpolation import interpolate
+
 
 TRANSFER_COLUMNS = ["patch_task", "eval_task", "alpha", "zero_shot", "patched", "change"]
 

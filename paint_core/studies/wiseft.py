@@ -14,10 +14,11 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from ..core.state_dicts import StateDict
-from ..engine.evaluation import Evals, logits, run_batches, sweep
 from ..core.interpolation import Interpolator, check_alpha
 from ..core.selection import endpoints_line
+from ..core.state_dicts import StateDict
+from ..engine.evaluation import Evals, logits, run_batches, sweep
+
 
 ENSEMBLE_COLUMNS = ["ensemble", "alpha", "task", "split", "accuracy", "n"]
 
