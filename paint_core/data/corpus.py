@@ -29,6 +29,20 @@ class CorpusConfig:
     digit_wrong: float = 0.1
     word_only_caption: float = 0.35  # object+word images captioned by the word alone
     outline_share: float = 0.05     # objects drawn in the outline style (kept rare: it is the shifted style)
+    object_word_share: float = 0.18  # share of objects with a word on them (the other kinds keep their ratios)
+    word_font_min: int = 11         # font size range of words written on objects, in 64 px world pixels
+    word_font_max: int = 15
+
+
+def corpus_mix(cfg: CorpusConfig) -> dict[str, float]:
+    """Share of each kind of image: ``MIX`` with the object+word share set by ``cfg`` (others rescaled)."""
+    if not 0 <= cfg.object_word_share < 1:
+        raise ValueError(f"object_word_share must be in [0, 1), got {cfg.object_word_share}")
+    if cfg.object_word_share == MIX["object_word"]:
+        return dict(MIX)  # exactly the shipped corpus, bit for bit
+    rest = 1 - MIX["object_word"]
+    mix = {k: v / rest * (1 - cfg.object_word_share) for k, v in MIX.items() if k != "object_word"}
+    return {**mix, "object_word": cfg.object_word_share}
 
 
 def _object_caption(rng, shape: str, colour: str) -> str:
@@ -63,7 +77,8 @@ def _digit_caption(rng, cfg: CorpusConfig, digit: int) -> str:
 def sample_pair(rng: np.random.Generator, cfg: CorpusConfig = CorpusConfig(),
                 size: int = w.WORLD_SIZE) -> tuple[Image.Image, str]:
     """Draw one (image, caption) pair of the corpus."""
-    kind = rng.choice(list(MIX), p=list(MIX.values()))
+    mix = corpus_mix(cfg)
+    kind = rng.choice(list(mix), p=list(mix.values()))
     if kind == "object":
         shape, colour = w.pick(rng, w.SHAPES), w.pick(rng, tuple(w.COLOURS))
         style = "outline" if rng.random() < cfg.outline_share else "filled"
@@ -89,7 +104,9 @@ def sample_pair(rng: np.random.Generator, cfg: CorpusConfig = CorpusConfig(),
         return w.render_word(rng, word, size), w.pick(rng, (word, f"the word {word}", f"a sign that says {word}",
                                                            f"text: {word}", word))
     shape, colour, word = w.pick(rng, w.SHAPES), w.pick(rng, tuple(w.COLOURS)), w.pick(rng, READ_WORDS)
-    img = w.render_object_with_word(rng, shape, colour, word, size)
+    font = None if (cfg.word_font_min, cfg.word_font_max) == (11, 15) else \
+        int(rng.integers(cfg.word_font_min, cfg.word_font_max + 1))
+    img = w.render_object_with_word(rng, shape, colour, word, size, font_size=font)
     u = rng.random()
     if u < cfg.word_only_caption:
         cap = w.pick(rng, (word, f"the word {word}", f"a sign that says {word}"))

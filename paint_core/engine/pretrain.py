@@ -19,10 +19,12 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..data import corpus as corpus_mod
+from ..data.decoded import normalize_uint8
 from ..io.atomic import atomic_path
 from ..io.checkpoints import save_checkpoint
 from ..models.clip import register_embedded_configs
-from .training import ProgressFn, cosine_lr, normalize_uint8, param_groups, train_loop
+from ..runtime import current_runtime
+from .training import ProgressFn, cosine_lr, param_groups, train_loop
 
 
 log = logging.getLogger(__name__)
@@ -39,18 +41,18 @@ class PretrainConfig:
     seed: int = 0
 
 
-def _corpus_chunk(args: tuple[int, int, int]) -> tuple[np.ndarray, list[str]]:
-    n, seed, size = args
-    images, captions = corpus_mod.make_corpus(n, seed)
+def _corpus_chunk(args: tuple[int, int, int, corpus_mod.CorpusConfig]) -> tuple[np.ndarray, list[str]]:
+    n, seed, size, cfg = args
+    images, captions = corpus_mod.make_corpus(n, seed, cfg)
     if size != images.shape[1]:
         images = np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BICUBIC)) for im in images])
     return images, captions
 
 
-def build_corpus(n: int, seed: int, image_size: int, workers: int = 2, chunk: int = 5000
-                 ) -> tuple[np.ndarray, list[str]]:
+def build_corpus(n: int, seed: int, image_size: int, workers: int = 2, chunk: int = 5000,
+                 cfg: corpus_mod.CorpusConfig = corpus_mod.CorpusConfig()) -> tuple[np.ndarray, list[str]]:
     """The corpus at the model's resolution, generated in ``workers`` processes (deterministic per chunk)."""
-    jobs = [(min(chunk, n - i), seed * 1_000_003 + i // chunk, image_size) for i in range(0, n, chunk)]
+    jobs = [(min(chunk, n - i), seed * 1_000_003 + i // chunk, image_size, cfg) for i in range(0, n, chunk)]
     images, captions = [], []
     with ProcessPoolExecutor(workers) as pool, tqdm(total=n, desc="corpus", unit="img") as bar:
         for ims, caps in pool.map(_corpus_chunk, jobs):
@@ -63,14 +65,14 @@ def build_corpus(n: int, seed: int, image_size: int, workers: int = 2, chunk: in
 def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
     """Symmetric InfoNCE over a batch whose i-th image and i-th caption belong together."""
     logits = logit_scale * image_features @ text_features.T
-    labels = torch.arange(len(logits))
+    labels = torch.arange(len(logits), device=logits.device)
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
 
 def pretrain(model_name: str, out: str | Path, cfg: PretrainConfig = PretrainConfig(), save_every: int = 250,
              command: str | None = None, on_progress: ProgressFn | None = None,
              storage_dtype: torch.dtype | None = torch.float16, init_from: str | Path | None = None,
-             out_name: str | None = None) -> Path:
+             out_name: str | None = None, corpus: corpus_mod.CorpusConfig = corpus_mod.CorpusConfig()) -> Path:
     """Train ``model_name`` from scratch (or continue from the weights file ``init_from``); writes
     ``out/<out_name or model_name>.safetensors`` and returns its path.
 
@@ -84,10 +86,12 @@ def pretrain(model_name: str, out: str | Path, cfg: PretrainConfig = PretrainCon
     if init_from is not None:
         from ..models.clip import load_weights_file
         load_weights_file(model, init_from)
+    model.to(current_runtime().torch_device)
     out_name = out_name or model_name
     tokenizer = open_clip.get_tokenizer(model_name)
     image_size = model.visual.image_size if isinstance(model.visual.image_size, int) else model.visual.image_size[0]
-    images, captions = build_corpus(cfg.corpus_size, cfg.seed, image_size)
+    corpus_mod.corpus_mix(corpus)  # a bad share fails before the corpus is built
+    images, captions = build_corpus(cfg.corpus_size, cfg.seed, image_size, cfg=corpus)
     tokens = tokenizer(captions)
     mean, std = preprocess.transforms[-1].mean, preprocess.transforms[-1].std
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
@@ -95,6 +99,10 @@ def pretrain(model_name: str, out: str | Path, cfg: PretrainConfig = PretrainCon
     start, losses = 0, []
     if state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
+        recipe = {"config": asdict(cfg), "corpus": asdict(corpus)}
+        if state.get("recipe", recipe) != recipe:
+            raise ValueError(f"{state_path} is a pretraining with another recipe ({state['recipe']}); "
+                             "delete it or use another --name")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start, losses = int(state["step"]), list(state["losses"])
@@ -117,7 +125,7 @@ def pretrain(model_name: str, out: str | Path, cfg: PretrainConfig = PretrainCon
             model.logit_scale.clamp_(0, math.log(100))
         losses.append(loss)
         if (step + 1) % save_every == 0 and step + 1 < cfg.steps:
-            _save_state(state_path, model, opt, step + 1, losses)
+            _save_state(state_path, model, opt, step + 1, losses, {"config": asdict(cfg), "corpus": asdict(corpus)})
 
     train_loop(batches(), loss_fn, opt, cfg.steps, lambda step: cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup),
                clip=list(model.parameters()), grad_clip=1.0, after_step=after_step, start=start,
@@ -126,13 +134,14 @@ def pretrain(model_name: str, out: str | Path, cfg: PretrainConfig = PretrainCon
     weights = out / f"{out_name}.safetensors"
     save_checkpoint(weights, model.state_dict(), {
         "model": model_name, "pretrained": None, "init_from": Path(init_from).name if init_from else None, "kind": "embedded-pretrain", "config": asdict(cfg),
-        "corpus": asdict(corpus_mod.CorpusConfig()), "final_loss_mean50": float(np.mean(losses[-50:])),
+        "corpus": asdict(corpus), "final_loss_mean50": float(np.mean(losses[-50:])),
         "loss_curve_every_100": [float(np.mean(losses[i:i + 100])) for i in range(0, len(losses), 100)],
         "command": command or " ".join(sys.argv)}, storage_dtype=storage_dtype)
     state_path.unlink(missing_ok=True)
     return weights
 
 
-def _save_state(path: Path, model, opt, step: int, losses: list[float]) -> None:
+def _save_state(path: Path, model, opt, step: int, losses: list[float], recipe: dict) -> None:
     with atomic_path(path) as tmp:
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "losses": losses}, tmp)
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "losses": losses,
+                    "recipe": recipe}, tmp)
