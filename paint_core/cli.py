@@ -1,8 +1,10 @@
 """Command line: ``python -m paint_core COMMAND ...``. argparse lives here and nowhere else."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import shlex
 import sys
 from dataclasses import MISSING, fields, replace
@@ -24,9 +26,11 @@ def _config(cls: type, args: argparse.Namespace, **fixed: Any) -> Any:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from .io.paths import WEIGHTS_DIR
+    from .data.corpus import CorpusConfig
     from .engine.pretrain import PretrainConfig, pretrain
 
-    path = pretrain(args.model, args.out or WEIGHTS_DIR, _config(PretrainConfig, args), command=_command_line())
+    path = pretrain(args.model, args.out or WEIGHTS_DIR, _config(PretrainConfig, args), command=_command_line(),
+                    corpus=_config(CorpusConfig, args), out_name=args.name, init_from=args.init_from)
     print(f"wrote {path}")
     return 0
 
@@ -273,6 +277,14 @@ FIELD_HELP = {
     "grad_clip": "gradient-norm clip", "seed": "random seed (data order, initialisation)",
     "batchnorm_train": "let BatchNorm update its running statistics while fine-tuning",
     "corpus_size": "distinct (image, caption) pairs drawn from the procedural world",
+    "count_named": "share of multi-object scenes whose caption names the count",
+    "count_wrong": "share of named counts that are wrong", "digit_named": "share of digit captions naming the number",
+    "digit_wrong": "share of named digits that are wrong",
+    "word_only_caption": "share of object+word images captioned by the written word alone",
+    "outline_share": "share of objects drawn in outline style",
+    "object_word_share": "share of corpus images that are objects with a word written on them",
+    "word_font_min": "smallest font size of words on objects (64 px world)",
+    "word_font_max": "largest font size of words on objects (64 px world)",
     "n_ctx": "learned context tokens in the prompt", "distill": "ContCoOp: weight of the pull towards the "
     "zero-shot text features", "heads": "ContCoOp: attention heads",
 }
@@ -292,6 +304,25 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type, only: tuple[s
                                 help=f"{FIELD_HELP[f.name]} (default: %(default)s)")
 
 
+DISTRIBUTED_COMMANDS = ("finetune", "sweep")
+
+
+def add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    """--device, --precision and --workers: where the command computes (``paint_core.runtime``)."""
+    from .runtime import PRECISIONS
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps (default: %(default)s)")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                        help="fp32, amp (float16 autocast + gradient scaler) or amp_bf16 (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="DataLoader processes decoding images (default: %(default)s, decode in the main process)")
+    parser.add_argument("--accum-steps", type=int, default=1,
+                        help="micro-batches per step whose gradients accumulate: the same update in less memory "
+                             "(default: %(default)s)")
+    parser.add_argument("--grad-checkpointing", action="store_true",
+                        help="recompute activations in the backward pass (ViT towers): less memory, slower")
+
+
 def add_study_output(parser: argparse.ArgumentParser) -> None:
     """--out and --max-eval, as every study on run directories takes them."""
     parser.add_argument("--out", required=True, help="results JSON file to write (an earlier one with equal inputs "
@@ -306,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .engine.finetune import FinetuneConfig
     from .engine.pretrain import PretrainConfig
     from .engine.prompts import PromptConfig
+    from .data.corpus import CorpusConfig
     from .version import __version__
 
     p = argparse.ArgumentParser(prog="paint-core", description="PAINT Explorer engine (also: python -m paint_core)")
@@ -317,7 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("pretrain", help="train an embedded micro CLIP on the procedural world (resumable)")
     s.add_argument("--model", required=True, help="embedded model name, e.g. micro-rn-s")
     s.add_argument("--out", default=None, help="folder for the weights (default: the shipped weights folder)")
+    s.add_argument("--name", default=None, help="file name of the weights, without suffix (default: the model name)")
+    s.add_argument("--init-from", default=None, help="continue from this weights file instead of from scratch")
     add_config_options(s, PretrainConfig)
+    add_config_options(s, CorpusConfig)
+    add_runtime_options(s)
     s.set_defaults(func=cmd_pretrain)
 
     s = sub.add_parser("finetune", help="fine-tune the image encoder on a task with the zero-shot head frozen")
@@ -330,10 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let torchvision download this run's datasets into --data-root (needs internet)")
     add_config_options(s, FinetuneConfig)
     s.add_argument("--overwrite", action="store_true", help="replace an existing run at --out (atomically)")
+    add_runtime_options(s)
     s.set_defaults(func=cmd_finetune)
 
     s = sub.add_parser("sweep", help="accuracy along alpha on the patch and supported tasks (resumable)")
-    s.add_argument("--run", required=True, help="run directory (made by finetune)")
+    s.add_argument("--run-dir", "--run", dest="run", required=True, help="run directory (made by finetune)")
     s.add_argument("--supported", required=True, help="comma-separated supported tasks")
     s.add_argument("--alphas", default="0:1:0.1", help="start:stop:step or a comma list (default: %(default)s)")
     s.add_argument("--splits", default="val,test", help="comma-separated splits (default: %(default)s)")
@@ -341,15 +378,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: %(default)s)")
     s.add_argument("--overwrite", action="store_true",
                    help="replace a finished sweep that used other --supported / --max-eval settings")
+    add_runtime_options(s)
     s.set_defaults(func=cmd_sweep)
 
     s = sub.add_parser("select", help="the alpha chosen on val (paper's rule) and the accuracies at it")
-    s.add_argument("--run", required=True, help="a swept run directory")
+    s.add_argument("--run-dir", "--run", dest="run", required=True, help="a swept run directory")
     s.add_argument("--json", action="store_true", help="print the choice as JSON")
     s.set_defaults(func=cmd_select)
 
     s = sub.add_parser("export", help="write the patched weights at one alpha as safetensors")
-    s.add_argument("--run", required=True, help="run directory")
+    s.add_argument("--run-dir", "--run", dest="run", required=True, help="run directory")
     s.add_argument("--alpha", type=float, required=True, help="0 is zero-shot, 1 is fine-tuned")
     s.add_argument("--out", required=True, help="the .safetensors file to write (a .json sidecar goes beside it)")
     s.add_argument("--extrapolate", action="store_true", help="allow alpha outside [0, 1]")
@@ -377,14 +415,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-root", default=None, help="root folder for torchvision datasets")
     s.add_argument("--out", required=True, help="run directory to write")
     s.add_argument("--overwrite", action="store_true", help="replace an existing run at --out (atomically)")
+    add_runtime_options(s)
     s.set_defaults(func=cmd_import_run)
 
     s = sub.add_parser("attack", help="accuracy and typographic attack-success rate of a run along alpha")
-    s.add_argument("--run", required=True, help="run directory")
+    s.add_argument("--run-dir", "--run", dest="run", required=True, help="run directory")
     s.add_argument("--task", required=True, help="typographic:PATH (PAINT's label=<class>_text=<word>.png files)")
     s.add_argument("--alphas", default="0:1:0.25", help="start:stop:step or a comma list (default: %(default)s)")
     s.add_argument("--max-eval", type=int, default=None, help="score the first N images (default: all)")
     s.add_argument("--json", action="store_true", help="print the rows as JSON")
+    add_runtime_options(s)
     s.set_defaults(func=cmd_attack)
 
     s = sub.add_parser("reproduce", help="regenerate cached_results/ from the shipped models (resumable)")
@@ -392,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--models", default=None, help="comma-separated embedded models (default: all)")
     s.add_argument("--tasks", default=None, help="comma-separated patch tasks (default: all)")
     s.add_argument("--retrain", action="store_true", help="pretrain the embedded models again first (about 1 h)")
+    add_runtime_options(s)
     s.set_defaults(func=cmd_reproduce)
 
     s = sub.add_parser("export-task", help="write an embedded task as an ImageFolder (train/val/test)")
@@ -405,18 +446,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--supported", required=True, help="comma-separated supported tasks")
     s.add_argument("--methods", default="joint,sequential,parallel", help="comma-separated (default: %(default)s)")
     add_study_output(s)
+    add_runtime_options(s)
     s.set_defaults(func=cmd_multitask)
 
     s = sub.add_parser("transfer", help="accuracy change on other tasks of each patched run (broad transfer)")
     s.add_argument("--runs", required=True, help="comma-separated run directories")
     s.add_argument("--eval-tasks", required=True, help="comma-separated tasks to evaluate on")
     add_study_output(s)
+    add_runtime_options(s)
     s.set_defaults(func=cmd_transfer)
 
     s = sub.add_parser("wiseft", help="weight- vs output-space ensembles on distribution-shifted tasks")
-    s.add_argument("--run", required=True, help="run directory")
+    s.add_argument("--run-dir", "--run", dest="run", required=True, help="run directory")
     s.add_argument("--shift", required=True, help="comma-separated shifted tasks, e.g. digits_rotated")
     add_study_output(s)
+    add_runtime_options(s)
     s.set_defaults(func=cmd_wiseft)
 
     s = sub.add_parser("arithmetic", help="task addition (sum/mean/ties/dare) and negation (resumable)")
@@ -428,12 +472,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--p", type=float, default=0.5, help="DARE: drop rate in [0, 1) (default: 0.5)")
     s.add_argument("--seed", type=int, default=0, help="DARE: random seed (default: 0)")
     add_study_output(s)
+    add_runtime_options(s)
     s.set_defaults(func=cmd_arithmetic)
 
     s = sub.add_parser("pretrain-classifier", help="pretrain the closed-vocabulary micro-vit (supervised, ~7 min)")
     s.add_argument("--model", default="micro-vit", help="embedded encoder name (default: %(default)s)")
     s.add_argument("--out", default=None, help="weights file (default: the shipped one)")
     add_config_options(s, EncoderPretrainConfig)
+    add_runtime_options(s)
     s.set_defaults(func=cmd_pretrain_classifier)
 
     cv = ClosedVocabConfig()
@@ -448,6 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-eval", type=int, default=None, help=max_eval_help)
     s.add_argument("--grid-n", type=int, default=200, help="test images per task for the disentanglement map")
     s.add_argument("--out", required=True, help="directory for per-task heads/encoders and study.json")
+    add_runtime_options(s)
     s.set_defaults(func=cmd_closed_vocab)
 
     s = sub.add_parser("prompts", help="CoOp vs ContCoOp learned on an old model, used on an upgraded one")
@@ -462,11 +509,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pool", type=int, default=600, help="training images the shots are drawn from")
     s.add_argument("--max-eval", type=int, default=None, help="evaluate on the first N test images")
     s.add_argument("--out", required=True, help="JSON file to write")
+    add_runtime_options(s)
     s.set_defaults(func=cmd_prompts)
 
     s = sub.add_parser("list", help="list embedded models and tasks")
     s.set_defaults(func=cmd_list)
     return p
+
+
+def _run_with_runtime(args: argparse.Namespace) -> int:
+    """The command inside its runtime; under torchrun (WORLD_SIZE > 1) after joining the process group."""
+    from .engine import distributed
+    from .runtime import make_runtime, use_runtime
+
+    if distributed.launched_by_torchrun() and args.command not in DISTRIBUTED_COMMANDS:
+        raise ValueError(f"{args.command} runs in one process; under torchrun: {', '.join(DISTRIBUTED_COMMANDS)}")
+    runtime = make_runtime(args.device, args.precision, args.workers, args.accum_steps, args.grad_checkpointing)
+    joined = distributed.init_from_env(runtime.device)
+    try:
+        with use_runtime(runtime), contextlib.ExitStack() as quiet:
+            if not distributed.is_main():  # one report per command, from rank 0
+                quiet.enter_context(contextlib.redirect_stdout(open(os.devnull, "w")))
+            return args.func(args)
+    finally:
+        if joined:
+            distributed.shutdown()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -476,7 +543,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("paint_core").setLevel(logging.INFO)
     try:
-        return args.func(args)
+        if not hasattr(args, "device"):
+            return args.func(args)
+        return _run_with_runtime(args)
     except KeyboardInterrupt:
         print("interrupted: nothing half-written was kept", file=sys.stderr)
         return 130

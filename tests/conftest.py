@@ -11,6 +11,20 @@ from paint_core.io.checkpoints import save_checkpoint
 from paint_core.models.clip import register_embedded_configs
 
 
+@pytest.fixture(scope="session", autouse=True)
+def decode_cache(tmp_path_factory):
+    """The decoded-split cache of this test session, never the user's (subprocesses inherit it)."""
+    import os
+    path = tmp_path_factory.mktemp("decoded")
+    old = os.environ.get("PAINT_CACHE_DIR")
+    os.environ["PAINT_CACHE_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("PAINT_CACHE_DIR", None)
+    else:
+        os.environ["PAINT_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def random_micro_file(tmp_path_factory) -> str:
     register_embedded_configs()

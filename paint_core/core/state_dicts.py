@@ -29,10 +29,14 @@ def check_compatible(reference: StateDict, other: StateDict, what: str = "state 
 
 
 def cast_like(state: StateDict, reference: StateDict) -> StateDict:
-    """Cast floating-point tensors of ``state`` to the dtype of the same key in ``reference`` (for checkpoints
-    stored in float16); keys absent from ``reference`` and integer tensors are left as they are."""
-    return {k: v.to(reference[k].dtype) if k in reference and v.is_floating_point()
-            and reference[k].is_floating_point() else v for k, v in state.items()}
+    """Tensors of ``state`` on the device of the same key in ``reference``, floating-point ones also in its dtype
+    (for checkpoints stored in float16, or read to the CPU for a model on a GPU); keys absent from
+    ``reference`` are left as they are, integer tensors keep their dtype."""
+    def like(v: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        if v.is_floating_point() and ref.is_floating_point():
+            return v.to(device=ref.device, dtype=ref.dtype)
+        return v.to(ref.device)
+    return {k: like(v, reference[k]) if k in reference else v for k, v in state.items()}
 
 
 def state_digest(state: StateDict) -> str:

@@ -1,7 +1,7 @@
 """Zero-shot heads, the one batched forward pass, accuracy, and the alpha sweep."""
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -11,7 +11,10 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 from ..core.interpolation import Interpolator
+from ..data.decoded import DecodedSplit, decoded_split, iter_decoded
 from ..io.run_dir import SWEEP_COLUMNS
+from ..runtime import autocast, current_runtime, module_device
+from . import distributed
 
 
 @torch.no_grad()
@@ -38,24 +41,49 @@ def zero_shot_head(model: torch.nn.Module, tokenizer: Callable, classnames: Sequ
 def logits(model: torch.nn.Module, head: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     """[N, C] scaled cosine logits of preprocessed ``images`` against ``head``."""
     feats = F.normalize(model.encode_image(images), dim=-1)
-    return model.logit_scale.exp() * feats @ head.T
+    return model.logit_scale.exp() * feats @ head.T.to(feats.dtype)
+
+
+def _batches(data: torch.Tensor | Dataset, batch_size: int, device: torch.device,
+             shard: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """(model input on ``device``, labels on the CPU or None) batch by batch. ``shard``: this process's share
+    under torchrun, whole batches k with k % world == rank, so each image meets the same batch as in one process."""
+    world, rank = (distributed.world_size(), distributed.rank()) if shard else (1, 0)
+    rt = current_runtime()
+    pin = device.type == "cuda"
+    if isinstance(data, torch.Tensor):
+        for k, i in enumerate(range(0, len(data), batch_size)):
+            if k % world == rank:
+                yield data[i:i + batch_size].to(device, non_blocking=True), None
+    elif isinstance(data, DecodedSplit):
+        total = (len(data) + batch_size - 1) // batch_size
+        for images, labels in iter_decoded(data, batch_size, range(rank, total, world), rt.workers, pin):
+            yield data.normalize(images.to(device, non_blocking=True)), labels
+    else:
+        loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=rt.workers, pin_memory=pin)
+        for k, (x, y) in enumerate(loader):
+            if k % world == rank:
+                yield x.to(device, non_blocking=True), torch.as_tensor(y)
 
 
 @torch.no_grad()
 def run_batches(fn: Callable[[torch.Tensor], torch.Tensor], data: torch.Tensor | Dataset, module: torch.nn.Module,
                 batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The one batched forward pass: ``fn`` over a tensor of inputs, or over a Dataset of (input, label), with
-    ``module`` in eval mode (its mode is restored after). Returns (outputs concatenated, labels or None)."""
+    """The one batched forward pass: ``fn`` over a tensor of inputs, a Dataset of (input, label) or a decoded
+    split, on ``module``'s device under the runtime's autocast, with ``module`` in eval mode (its mode is
+    restored after). Returns (outputs as float32 on the CPU, labels or None)."""
     was_training = module.training
     module.eval()
     try:
-        if isinstance(data, torch.Tensor):
-            return torch.cat([fn(data[i:i + batch_size]) for i in range(0, len(data), batch_size)]), None
         outs, labels = [], []
-        for x, y in DataLoader(data, batch_size=batch_size, shuffle=False):
-            outs.append(fn(x))
-            labels.append(torch.as_tensor(y))
-        return torch.cat(outs), torch.cat(labels)
+        for x, y in _batches(data, batch_size, module_device(module)):
+            with autocast():
+                outs.append(fn(x).float().cpu())
+            if y is not None:
+                labels.append(y)
+        if not outs:
+            raise ValueError("no inputs to run")
+        return torch.cat(outs), (torch.cat(labels) if labels else None)
     finally:
         module.train(was_training)
 
@@ -71,7 +99,8 @@ def image_features(model: torch.nn.Module, images: torch.Tensor, batch_size: int
 
 
 def materialize(dataset: Dataset, limit: int | None = None, batch_size: int = 256) -> TensorDataset:
-    """Preprocess a split once into tensors (first ``limit`` items), so a sweep does not redo it per alpha."""
+    """Preprocess a small split once into tensors in memory (first ``limit`` items): for live subsamples and
+    probes. Whole splits go through ``decode_split`` (bounded memory, decoded once, on disk)."""
     n = len(dataset) if limit is None else min(limit, len(dataset))
     xs, ys = [], []
     for i in range(n):
@@ -85,11 +114,46 @@ def materialize(dataset: Dataset, limit: int | None = None, batch_size: int = 25
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, head: torch.Tensor, dataset: Dataset, batch_size: int = 256) -> float:
-    """Top-1 accuracy in [0, 1] of ``model`` with classification ``head`` on ``dataset``."""
+    """Top-1 accuracy in [0, 1] of ``model`` with classification ``head`` on ``dataset``. Under torchrun each
+    process scores its share of the batches and the counts are added: exactly the one-process accuracy."""
     if len(dataset) == 0:
         raise ValueError("cannot evaluate on an empty dataset")
-    out, labels = run_batches(lambda x: logits(model, head, x), dataset, model, batch_size)
-    return int((out.argmax(-1) == labels).sum()) / len(dataset)
+    was_training = model.training
+    model.eval()
+    correct = seen = 0
+    try:
+        for x, y in _batches(dataset, batch_size, module_device(model), shard=True):
+            with autocast():
+                pred = logits(model, head, x).argmax(-1).cpu()
+            correct += int((pred == y).sum())
+            seen += len(y)
+    finally:
+        model.train(was_training)
+    correct, seen = distributed.sum_counts([correct, seen], module_device(model))
+    if seen != len(dataset):
+        raise RuntimeError(f"scored {seen} of {len(dataset)} images")
+    return correct / seen
+
+
+def decode_split(task, split: str, preprocess: Callable, limit: int | None = None) -> Dataset:
+    """A task's split ready for repeated scoring: decoded once to uint8 at the input size, on disk (reused across
+    alphas, runs and processes; under torchrun rank 0 decodes and the others wait), else the plain split."""
+    from ..version import code_version
+    rt = current_runtime()
+
+    def build(progress: bool) -> Dataset | None:
+        return decoded_split(lambda t: task.split(split, t), f"{task.name}/{split}", preprocess, limit,
+                             rt.workers, progress, code_version())
+
+    if distributed.world_size() > 1:
+        if distributed.is_main():
+            build(True)
+        distributed.barrier()
+    decoded = build(distributed.is_main())
+    if decoded is not None:
+        return decoded
+    ds = task.split(split, preprocess)
+    return ds if limit is None or limit >= len(ds) else torch.utils.data.Subset(ds, range(limit))
 
 
 Evals = dict[tuple[str, str], tuple[Dataset, torch.Tensor]]
@@ -98,14 +162,15 @@ Evals = dict[tuple[str, str], tuple[Dataset, torch.Tensor]]
 def build_evals(model: torch.nn.Module, preprocess: Callable, tokenizer: Callable, tasks: Sequence[str],
                 splits: Sequence[str] = ("val", "test"), max_eval: int | None = None, data_root: str | None = None,
                 download: bool = False) -> Evals:
-    """(task, split) -> (preprocessed split, the task's zero-shot head): what ``sweep`` and the relatives score."""
+    """(task, split) -> (the split decoded once, the task's zero-shot head): what ``sweep`` and the relatives
+    score, in bounded memory whatever the splits' sizes."""
     from ..data.tasks import get_task
     evals = {}
     for name in tasks:
         task = get_task(name, root=data_root, download=download)
         head = zero_shot_head(model, tokenizer, task.classnames, task.templates)
         for split in splits:
-            evals[(name, split)] = (materialize(task.split(split, preprocess), max_eval), head)
+            evals[(name, split)] = (decode_split(task, split, preprocess, max_eval), head)
     return evals
 
 

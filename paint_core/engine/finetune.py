@@ -6,10 +6,12 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 
 from ..core.state_dicts import StateDict
+from . import distributed
 from .evaluation import logits
+from ..runtime import current_runtime, module_device
 from .training import ProgressFn, cosine_lr, epochs, param_groups, train_loop
 
 
@@ -42,7 +44,7 @@ def finetune(model: torch.nn.Module, head: torch.Tensor, train_set: Dataset, cfg
     The head and the text tower never change: only image-encoder parameters reach the optimizer.
     ``on_progress`` hears of every step; raising from it cancels (nothing is returned).
     """
-    head = head.detach()
+    head = head.detach().to(current_runtime().torch_device)
     return finetune_visual(model, train_set, lambda batch: F.cross_entropy(logits(model, head, batch[0]), batch[1]),
                            cfg, on_progress, progress)
 
@@ -53,6 +55,17 @@ def finetune_visual(model: torch.nn.Module, train_set: Dataset, loss_fn: Callabl
     """``finetune`` for any batch layout (multi-task, an encoder under a linear head): ``loss_fn(batch)``."""
     if len(train_set) == 0:
         raise ValueError("the training split is empty")
+    runtime = current_runtime()
+    world, rank = distributed.world_size(), distributed.rank()
+    if cfg.batch_size % world:
+        raise ValueError(f"the batch of {cfg.batch_size} cannot be split evenly over {world} processes; "
+                         "choose a batch size that is a multiple of the number of processes")
+    if (cfg.batch_size // world) % runtime.accum_steps:
+        raise ValueError(f"accum_steps must divide the batch of each process: {runtime.accum_steps} for "
+                         f"{cfg.batch_size // world} images")
+    device = runtime.torch_device
+    if module_device(model) != device:
+        model.to(device)
     torch.manual_seed(cfg.seed)
     for p in model.parameters():
         p.requires_grad_(False)
@@ -60,19 +73,65 @@ def finetune_visual(model: torch.nn.Module, train_set: Dataset, loss_fn: Callabl
     for p in visual:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay, only=visual), lr=cfg.lr)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, generator=gen, drop_last=True)
-    if len(loader) == 0:
-        loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, generator=gen)
+    loader = _global_batches(train_set, cfg.batch_size, cfg.seed, rank, world)
     model.eval()
     model.visual.train()
     if not cfg.batchnorm_train:
         set_batchnorm_eval(model.visual)
+    tower = model.visual
+    if runtime.grad_checkpointing:
+        _enable_grad_checkpointing(model)
+    if world > 1:
+        model.visual = torch.nn.parallel.DistributedDataParallel(
+            tower, device_ids=[device.index] if device.type == "cuda" else None)
     try:
         train_loop(epochs(loader), loss_fn, opt, cfg.steps, lambda step: cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup),
-                   clip=visual, grad_clip=cfg.grad_clip, on_progress=on_progress, what="finetune", progress=progress)
+                   clip=visual, grad_clip=cfg.grad_clip, on_progress=on_progress, what="finetune",
+                   progress=progress and distributed.is_main(), micro_batches=runtime.accum_steps)
     finally:
+        model.visual = tower
+        if runtime.grad_checkpointing:
+            model.set_grad_checkpointing(False)
         model.eval()
         for p in model.parameters():
             p.requires_grad_(False)
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    distributed.check_agreement({k: v for k, v in state.items() if k.startswith("visual.")}, "the fine-tuned weights")
+    return state
+
+
+class _RankShare(torch.utils.data.Sampler):
+    """This rank's share of each global batch: every rank draws the same global order (the one a single process
+    would draw with the same seed) and takes its slice, so N processes train on exactly one process's batches."""
+
+    def __init__(self, global_batches: BatchSampler, rank: int, world: int):
+        self.global_batches, self.rank, self.world = global_batches, rank, world
+
+    def __iter__(self):
+        for batch in self.global_batches:
+            share = len(batch) // self.world
+            yield batch[self.rank * share:(self.rank + 1) * share]
+
+    def __len__(self) -> int:
+        return len(self.global_batches)
+
+
+def _global_batches(train_set: Dataset, batch_size: int, seed: int, rank: int, world: int) -> DataLoader:
+    """Shuffled batches of ``batch_size`` (full ones only, unless the set is smaller than one batch), split
+    over ``world`` processes; with one process, the same order as ``DataLoader(shuffle=True)`` with this seed."""
+    gen = torch.Generator().manual_seed(seed)
+    drop_last = len(train_set) >= batch_size
+    batches = BatchSampler(RandomSampler(train_set, generator=gen), batch_size, drop_last=drop_last)
+    if not drop_last and world > 1:
+        raise ValueError(f"the training split ({len(train_set)} images) is smaller than one global batch "
+                         f"({batch_size}); use a smaller batch to train on {world} processes")
+    return DataLoader(train_set, batch_sampler=_RankShare(batches, rank, world), generator=gen,
+                      num_workers=current_runtime().workers, pin_memory=current_runtime().device.startswith("cuda"))
+
+
+def _enable_grad_checkpointing(model: torch.nn.Module) -> None:
+    from open_clip.modified_resnet import ModifiedResNet
+    if isinstance(model.visual, ModifiedResNet):
+        raise ValueError("gradient checkpointing is not supported for ResNet image towers (open_clip ignores it "
+                         "there); use it with ViT models, or lower --batch-size / raise --accum-steps")
+    model.set_grad_checkpointing(True)

@@ -13,6 +13,8 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from ..runtime import autocast, current_runtime, grad_scaler, to_device
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -31,13 +33,21 @@ def train_loop(batches: Iterable[Any], loss_fn: Callable[[Any], torch.Tensor], o
                steps: int, lr_at: Callable[[int], float], clip: Sequence[torch.nn.Parameter] | None = None,
                grad_clip: float | None = None, after_step: Callable[[int, float], None] | None = None,
                start: int = 0, on_progress: ProgressFn | None = None, what: str = "train",
-               progress: bool = True) -> list[float]:
+               progress: bool = True, micro_batches: int = 1) -> list[float]:
     """Steps ``start`` .. ``steps - 1``: set the learning rate, loss on the next batch, backward, clip, step.
 
-    ``batches`` yields one batch per step (it may be endless); ``clip`` are the parameters whose gradient norm
-    is clipped to ``grad_clip``; ``after_step(step, loss)`` runs after the optimizer (e.g. clamp a
-    temperature, save a resumable state). Returns the losses of the steps run.
+    ``batches`` yields one batch per step (it may be endless); each batch is moved to the current runtime's
+    device and the loss runs under its autocast (float16 "amp" with a gradient scaler, bfloat16 without);
+    ``micro_batches`` > 1 splits every tensor of a batch into that many chunks whose gradients accumulate
+    before the step (the same update for a loss that is a mean over independent examples, in less memory).
+    ``clip`` are the parameters whose gradient norm is clipped to ``grad_clip``; ``after_step(step, loss)``
+    runs after the optimizer (e.g. clamp a temperature, save a resumable state). Returns the losses run.
     """
+    if micro_batches < 1:
+        raise ValueError(f"accumulation steps must be >= 1, got {micro_batches}")
+    runtime = current_runtime()
+    device = runtime.torch_device
+    scaler = grad_scaler(runtime)
     losses: list[float] = []
     bar = tqdm(total=steps, initial=start, desc=what, disable=not progress)
     it = iter(batches)
@@ -45,13 +55,24 @@ def train_loop(batches: Iterable[Any], loss_fn: Callable[[Any], torch.Tensor], o
         for step in range(start, steps):
             for g in optimizer.param_groups:
                 g["lr"] = lr_at(step)
-            loss = loss_fn(next(it))
+            batch = to_device(next(it), device)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss_value = 0.0
+            for part, weight in _chunks(batch, micro_batches):
+                with autocast(runtime):
+                    loss = loss_fn(part) * weight
+                (scaler.scale(loss) if scaler is not None else loss).backward()
+                loss_value += loss.item()
+            if scaler is not None:
+                scaler.unscale_(optimizer)
             if grad_clip is not None and clip is not None:
                 torch.nn.utils.clip_grad_norm_(clip, grad_clip)
-            optimizer.step()
-            losses.append(loss.item())
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            losses.append(loss_value)
             if after_step is not None:
                 after_step(step, losses[-1])
             bar.update(1)
@@ -61,6 +82,18 @@ def train_loop(batches: Iterable[Any], loss_fn: Callable[[Any], torch.Tensor], o
     finally:
         bar.close()
     return losses
+
+
+def _chunks(batch: Any, n: int) -> list[tuple[Any, float]]:
+    """(micro-batch, its share of the batch): the batch itself for n == 1, else every tensor cut along dim 0."""
+    if n == 1:
+        return [(batch, 1.0)]
+    tensors = [t for t in batch if isinstance(t, torch.Tensor)]
+    total = len(tensors[0])
+    if n > total:
+        raise ValueError(f"{n} accumulation steps for a batch of {total}: use at most one per example")
+    parts = [t.tensor_split(n) for t in batch]
+    return [(type(batch)(p[i] for p in parts), len(parts[0][i]) / total) for i in range(n)]
 
 
 def epochs(loader: Iterable[Any]) -> Iterable[Any]:
@@ -83,11 +116,3 @@ def param_groups(model: torch.nn.Module, weight_decay: float, only: Sequence[tor
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def normalize_uint8(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 [N, H, W, 3] -> float [N, 3, H, W], exactly ToTensor + Normalize of open_clip's preprocess."""
-    x = images.permute(0, 3, 1, 2).float().div_(255)
-    m = torch.tensor(mean, dtype=x.dtype).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x - m) / s

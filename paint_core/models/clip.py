@@ -17,6 +17,7 @@ from ..core.names import unknown_name
 from ..core.state_dicts import cast_like, check_compatible
 from ..io.checkpoints import CheckpointError, load_state_dict_file
 from ..io.paths import CONFIG_DIR, WEIGHTS_DIR
+from ..runtime import current_runtime
 
 
 # name -> what it is. The shipped weights are weights/<name>.safetensors (+ .json sidecar).
@@ -64,13 +65,14 @@ def create_architecture(name: str) -> torch.nn.Module:
     return open_clip.create_model(name, pretrained=None)
 
 
-def load_model(name: str, pretrained: str | None = None, device: str = "cpu"
+def load_model(name: str, pretrained: str | None = None, device: str | None = None
                ) -> tuple[torch.nn.Module, Callable, Callable]:
     """(model in eval mode, preprocess, tokenizer) for an open_clip model name.
 
     ``pretrained`` is an open_clip pretrained tag (downloads, for users with internet), a local checkpoint
     (.safetensors preferred; .pt/.pth/.bin only through ``torch.load(weights_only=True)``), or None: the
-    shipped weights for an embedded model, random weights for any other name.
+    shipped weights for an embedded model, random weights for any other name. ``device``: default the
+    current runtime's (``paint_core.runtime``).
     """
     register_embedded_configs()
     if name not in open_clip.list_models():
@@ -87,11 +89,14 @@ def load_model(name: str, pretrained: str | None = None, device: str = "cpu"
         logging.getLogger().addFilter(quiet)
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
-            name, pretrained=None if is_file else pretrained, device=device)
+            name, pretrained=None if is_file else pretrained)
     finally:
         logging.getLogger().removeFilter(quiet)
     if is_file:
         load_weights_file(model, pretrained)
+    if device is None:
+        device = current_runtime().device
+    model.to(device)
     model.eval()
     return model, preprocess, open_clip.get_tokenizer(name)
 

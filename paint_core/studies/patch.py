@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -18,6 +18,7 @@ from ..core.selection import select_alpha
 from ..core.state_dicts import StateDict, cast_like, state_digest
 from ..core.task_vectors import TaskVector
 from ..data.tasks import SPLITS, get_task
+from ..engine import distributed
 from ..engine.evaluation import build_evals, sweep, zero_shot_head
 from ..engine.finetune import FinetuneConfig, finetune
 from ..engine.training import Progress, ProgressFn
@@ -27,6 +28,7 @@ from ..io.run_dir import (RUN_SCHEMA, SWEEP_COLUMNS, check_sweep_matches, portab
                           write_run_meta)
 from ..io.writes import WriteRefused, check_checkpoint_output, check_run_output, run_lock, staging_dir, swap_in
 from ..models.clip import load_model
+from ..runtime import current_runtime
 from ..version import code_version
 
 
@@ -74,6 +76,28 @@ class SweepSpec:
 
 
 @contextmanager
+def _rank0_holds(enter: Callable[[ExitStack], Path]) -> Iterator[Path | None]:
+    """Under torchrun only rank 0 takes the lock and writes; the others wait for its go (or its refusal, raised
+    on every rank) and then compute alongside it. ``enter`` opens rank 0's context on the stack."""
+    with ExitStack() as stack:
+        if not distributed.is_main():
+            refusal = distributed.broadcast_from_main(None)
+            if refusal:
+                raise WriteRefused(f"rank 0 refused: {refusal}")
+            yield None
+            distributed.barrier()  # rank 0 has written the result
+            return
+        try:
+            value = enter(stack)
+        except BaseException as e:
+            distributed.broadcast_from_main(str(e) or type(e).__name__)
+            raise
+        distributed.broadcast_from_main(None)
+        yield value
+    distributed.barrier()
+
+
+@contextmanager
 def _new_run(out: Path, overwrite: bool, command: str, sweep_spec: SweepSpec | None,
              on_progress: ProgressFn | None) -> Iterator[Path]:
     """Hold ``out``'s lock and give a hidden folder beside it to build the run in; then sweep it if asked and
@@ -109,13 +133,18 @@ def run_finetune(out: str | Path, model_name: str, pretrained: str | None, task_
     task = get_task(task_name, root=data_root, download=download)
     if sweep_spec is not None:
         sweep_spec.validate(data_root, download)
+    if sweep_spec is not None and distributed.world_size() > 1:
+        raise ValueError("fine-tune and sweep in one call runs in one process; under torchrun sweep afterwards")
     model, preprocess, tokenizer = load_model(model_name, pretrained)
-    with _new_run(out, overwrite, command, sweep_spec, on_progress) as staged:
-        theta_zs = {k: v.clone() for k, v in model.state_dict().items()}
+    with _rank0_holds(lambda stack: stack.enter_context(_new_run(out, overwrite, command, sweep_spec,
+                                                                 on_progress))) as staged:
+        theta_zs = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         zs_digest = state_digest(theta_zs)
         head = zero_shot_head(model, tokenizer, task.classnames, task.templates)
         theta_ft = finetune(model, head, task.split("train", preprocess), cfg, on_progress=on_progress)
-        visual = {k: v for k, v in theta_ft.items() if k.startswith("visual.")}
+        if staged is None:  # another rank than 0: rank 0 writes the run
+            return out
+        visual = {k: v.cpu() for k, v in theta_ft.items() if k.startswith("visual.")}
         side = save_checkpoint(staged / "finetuned.safetensors", visual, {
             "model": model_name, "pretrained": pretrained, "task": task_name, "alpha": 1.0,
             "contains": "visual", "zeroshot_digest": zs_digest}, storage_dtype=storage_dtype)
@@ -124,7 +153,8 @@ def run_finetune(out: str | Path, model_name: str, pretrained: str | None, task_
             "data_root": data_root, "download": download, "supported": [], "config": asdict(cfg),
             "finetuned_sha256": side["sha256"], "sweep_sha256": None,
             "provenance": {"code_version": code_version(), "command": command, "seed": cfg.seed,
-                           "zeroshot_digest": zs_digest}})
+                           "zeroshot_digest": zs_digest,
+                           "runtime": {**asdict(current_runtime()), "processes": distributed.world_size()}}})
     return out
 
 
@@ -225,7 +255,7 @@ def run_sweep(path: str | Path, supported: Sequence[str], alphas: Sequence[float
     spec = SweepSpec(tuple(supported), tuple(float(a) for a in alphas), tuple(splits), max_eval, batch_size)
     meta = read_run_meta(path)
     spec.validate(meta.get("data_root"), meta.get("download", False))
-    with run_lock(path, command):
+    with _rank0_holds(lambda stack: stack.enter_context(run_lock(path, command))):
         return _sweep_locked(Path(path), spec, overwrite, on_progress)
 
 
@@ -252,6 +282,8 @@ def _sweep_locked(path: Path, spec: SweepSpec, overwrite: bool,
     interp = Interpolator(run.model, run.theta_zs, run.theta_ft)
 
     def save(table: pd.DataFrame) -> None:
+        if not distributed.is_main():
+            return
         data = table[SWEEP_COLUMNS].to_csv(index=False).encode()
         atomic_write_bytes(path / "sweep.csv", data)
         write_run_meta(path, {**meta, **settings, "sweep_sha256": hashlib.sha256(data).hexdigest()})  # last
