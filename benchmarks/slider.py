@@ -1,6 +1,11 @@
 """Time from a new alpha to updated predictions on the Patch page's evaluation subsample, side by side.
 
     python benchmarks/slider.py [--run cached_results/micro-rn-l/digits] [--moves 10]
+    python benchmarks/slider.py --model ViT-B-32 --device cuda --n 1000   # random weights, nothing downloaded
+
+With ``--model`` the run is built in a temporary folder from random weights of that open_clip architecture
+(zero-shot) and a perturbed copy of its image tower (fine-tuned), imported with ``import_run``; patch task
+digits, supported shapes. ``--device`` / ``--precision`` as in the CLI; GPU timings synchronize the device.
 
 Live path: PatchSession.set_alpha (in-place Interpolator) + predictions on the subsample (LIVE_EVAL_N = 100 images per
 task by default, patch + supported tasks), exactly what the Patch page does per slider move. Naive path: rebuild the model
@@ -16,12 +21,33 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
+from pathlib import Path
+
+import torch
 
 from paint_core import interpolate, load_run
+from paint_core.io.checkpoints import save_checkpoint
+from paint_core.runtime import make_runtime, set_default_runtime
+from paint_core.studies.patch import import_run
 from paint_core.live.sessions import LIVE_EVAL_N, SLIDER_ALPHAS, PatchSession, PredictionStore, build_eval_sets
 from paint_core.models.clip import create_architecture
 from paint_core.engine.evaluation import predict
+
+
+def random_run(model_name: str, folder: Path) -> Path:
+    """A run of ``model_name`` with random weights: zero-shot as built, fine-tuned = image tower perturbed."""
+    model = create_architecture(model_name)
+    zs = model.state_dict()
+    g = torch.Generator().manual_seed(0)
+    ft = {k: v + 0.02 * v.std() * torch.randn(v.shape, generator=g)
+          if k.startswith("visual.") and v.is_floating_point() and v.numel() > 1 else v for k, v in zs.items()}
+    save_checkpoint(folder / "zs.safetensors", zs, {"model": model_name, "pretrained": None})
+    save_checkpoint(folder / "ft.safetensors", ft, {"model": model_name, "pretrained": None})
+    out = folder / "run"
+    import_run(out, model_name, folder / "zs.safetensors", folder / "ft.safetensors", "digits")
+    return out
 
 
 def main() -> None:
@@ -29,9 +55,22 @@ def main() -> None:
     ap.add_argument("--run", default="cached_results/micro-rn-l/digits")
     ap.add_argument("--moves", type=int, default=10)
     ap.add_argument("--n", type=int, default=LIVE_EVAL_N, help="images per task (the Patch page's default)")
+    ap.add_argument("--model", default=None, help="time a random-weight run of this open_clip model instead of --run")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--precision", default="fp32")
     args = ap.parse_args()
+    runtime = make_runtime(args.device, args.precision)
+    set_default_runtime(runtime)  # the warm-up thread computes there too
+    if args.model:
+        args.run = str(random_run(args.model, Path(tempfile.mkdtemp(prefix="paint-slider-"))))
     run = load_run(args.run)
-    tasks = (run.meta["task"], *run.meta.get("supported", []))
+    device = runtime.torch_device
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    tasks = (run.meta["task"], *(run.meta.get("supported") or ["shapes"]))
     sets = build_eval_sets(run, tasks, args.n)
     session = PatchSession(run, sets)
     alphas = [round(0.1 * ((i * 3) % 10) + 0.05, 2) for i in range(args.moves)]
@@ -40,6 +79,7 @@ def main() -> None:
     for a in alphas:
         t = time.perf_counter()
         session.set_alpha(a)
+        sync()
         live_weights.append(time.perf_counter() - t)
         session.accuracies()
         live.append(time.perf_counter() - t)
@@ -47,8 +87,9 @@ def main() -> None:
     naive, naive_weights = [], []
     for a in alphas:
         t = time.perf_counter()
-        model = create_architecture(run.meta["model"]).eval()
+        model = create_architecture(run.meta["model"]).eval().to(device)
         model.load_state_dict(interpolate(run.theta_zs, run.theta_ft, a))
+        sync()
         naive_weights.append(time.perf_counter() - t)
         for e in sets.values():
             predict(model, e.head, e.images)
@@ -56,6 +97,8 @@ def main() -> None:
 
     n_images = sum(len(e.labels) for e in sets.values())
     lm, nm = statistics.median(live), statistics.median(naive)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"{run.meta['model']} on {runtime.device} ({name}), {runtime.precision}")
     print(f"run {args.run}: {len(sets)} tasks, {n_images} images per move, median of {args.moves} moves")
     print(f"  live (Interpolator + predictions)      : {lm * 1e3:7.1f} ms per move (target < 300 ms)")
     print(f"  naive (rebuild + load_state_dict + same): {nm * 1e3:7.1f} ms per move")

@@ -13,6 +13,14 @@ if os.environ.get("PAINT_REQUIRE_LOGIN", "").strip() == "1" and not getattr(st.u
     st.info("This dashboard asks you to log in first.")
     st.button("Log in", on_click=st.login, key="login")
     st.stop()
+from dashboard.state import server_runtime  # noqa: E402 (after set_page_config, as Streamlit asks)
+
+try:
+    runtime = server_runtime()
+except ValueError as e:  # e.g. PAINT_DEVICE=cuda on a machine without CUDA: say so, never fall back silently
+    st.error(f"The server's device setting is wrong: {e}")
+    st.stop()
+st.sidebar.caption(f"Computing on **{runtime.device}** ({runtime.precision})")
 PAGES = Path(__file__).resolve().parent / "app_pages"
 nav = st.navigation([
     st.Page(PAGES / "patch.py", title="Patch", icon=":material/tune:", default=True),

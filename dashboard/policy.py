@@ -8,6 +8,9 @@
     PAINT_MAX_STEPS      most fine-tuning steps per job (default 2000)
     PAINT_MAX_EVAL       most images per split in a sweep (default 2000)
     PAINT_MAX_JOBS       training jobs at once on this server (default 1)
+    PAINT_DEVICE         where the live model and jobs compute: auto (CUDA when present), cpu, cuda, cuda:N
+    PAINT_PRECISION      fp32 (default), amp or amp_bf16
+    PAINT_LIVE_N         images per task a slider move re-scores (default 100 on a CPU, 1000 on a GPU)
 
 Readable: cached_results/, the write root and the data roots. Every typed path is resolved (symbolic links
 too) and refused outside them, with a message that does not say whether the path exists.
@@ -34,6 +37,9 @@ class ServerPolicy:
     max_steps: int
     max_eval: int
     max_jobs: int
+    device: str
+    precision: str
+    live_n: int
 
     @property
     def read_roots(self) -> tuple[Path, ...]:
@@ -61,7 +67,8 @@ def policy() -> ServerPolicy:
         data_roots=tuple(roots), read_only=_flag("PAINT_READ_ONLY"),
         models=tuple(models or EMBEDDED_MODELS), allow_download=_flag("PAINT_ALLOW_DOWNLOAD"),
         max_steps=_int("PAINT_MAX_STEPS", 2000), max_eval=_int("PAINT_MAX_EVAL", 2000),
-        max_jobs=_int("PAINT_MAX_JOBS", 1))
+        max_jobs=_int("PAINT_MAX_JOBS", 1), device=os.environ.get("PAINT_DEVICE", "auto").strip() or "auto",
+        precision=os.environ.get("PAINT_PRECISION", "fp32").strip() or "fp32", live_n=_int("PAINT_LIVE_N", 0))
 
 
 def _looks_like_path(text: str) -> bool:

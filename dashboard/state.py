@@ -17,8 +17,25 @@ from paint_core.io.results import read_results
 from paint_core.studies.patch import Run, load_run, select_run
 from paint_core.io.run_dir import read_sweep
 from paint_core.data.tasks import SUPPORTED_TASKS
+from paint_core.runtime import Runtime, make_runtime, set_default_runtime
 
-EVAL_N = LIVE_EVAL_N
+from dashboard.policy import policy
+
+GPU_LIVE_EVAL_N = 1000
+
+
+@st.cache_resource(show_spinner=False)
+def server_runtime() -> Runtime:
+    """The device and precision of this server (PAINT_DEVICE, PAINT_PRECISION), the default of every thread."""
+    p = policy()
+    runtime = make_runtime(p.device, p.precision)
+    set_default_runtime(runtime)
+    return runtime
+
+
+def live_n() -> int:
+    """Images per task a slider move re-scores: PAINT_LIVE_N, else 100 on a CPU and 1000 on a GPU."""
+    return policy().live_n or (GPU_LIVE_EVAL_N if server_runtime().device.startswith("cuda") else LIVE_EVAL_N)
 
 
 def available_runs() -> dict[str, str]:
@@ -59,8 +76,8 @@ def _shared_eval_sets(path: str, identity: str, tasks: tuple[str, ...], n: int) 
     return build_eval_sets(_shared_run(path, identity), tasks, n)
 
 
-def shared_eval_sets(path: str, tasks: tuple[str, ...], n: int = EVAL_N) -> dict[str, EvalSet]:
-    return _shared_eval_sets(path, run_identity(path), tasks, n)
+def shared_eval_sets(path: str, tasks: tuple[str, ...], n: int | None = None) -> dict[str, EvalSet]:
+    return _shared_eval_sets(path, run_identity(path), tasks, n or live_n())
 
 
 @st.cache_data(show_spinner=False)
@@ -83,7 +100,7 @@ def shared_store(path: str) -> PredictionStore:
 def _shared_store(path: str, identity: str) -> PredictionStore:
     store = PredictionStore()
     run = _shared_run(path, identity)
-    store.warm(run, _shared_eval_sets(path, identity, run_tasks(run), EVAL_N), SLIDER_ALPHAS,
+    store.warm(run, _shared_eval_sets(path, identity, run_tasks(run), live_n()), SLIDER_ALPHAS,
                start=chosen_alpha(path) or 0.0)
     return store
 

@@ -43,6 +43,9 @@ def test_prediction_store_is_shared_and_warm_up_matches_direct_computation(two_s
     ref, _, _ = load_model("micro-rn-s", random_micro_file)
     ref.load_state_dict(interpolate(zs, ft, 0.3))
     assert torch.allclose(store.get(0.3)["t"], predict(ref, head, images))
+    from paint_core.live import sessions
+    for thread in sessions._WARM_THREADS:  # warm-ups of earlier tests (the dashboard's) must not count below
+        thread.join()
     calls = []
     monkeypatch.setattr("paint_core.live.sessions.predict", lambda *a, **k: calls.append(1) or torch.zeros(20, 3))
     a, b = PatchSession(run, sets, store), PatchSession(run, sets, store)

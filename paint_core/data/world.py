@@ -205,7 +205,8 @@ def render_word(rng: np.random.Generator, word: str, size: int = WORLD_SIZE) -> 
 
 def render_object_with_word(rng: np.random.Generator, shape: str, colour: str, word: str,
                             size: int = WORLD_SIZE, font_size: int | None = None,
-                            position: str = "random") -> Image.Image:
+                            position: str = "random", text_colour: tuple[int, int, int] = (255, 255, 255)
+                            ) -> Image.Image:
     """An object with ``word`` written on or beside it (a typographic attack when the word names a class).
 
     position: "random", "over" (centred on the object), "top" or "bottom" (a strip of the image).
@@ -220,7 +221,7 @@ def render_object_with_word(rng: np.random.Generator, shape: str, colour: str, w
     x = rng.uniform(1, max(1.5, size - w - 2))
     y = {"over": (size - h) / 2 - 3 + rng.uniform(-6, 6), "top": rng.uniform(0, 4),
          "bottom": size - h - 6 - rng.uniform(0, 3)}[position]
-    draw_text(img, word, x, y, fs, (255, 255, 255))
+    draw_text(img, word, x, y, fs, text_colour)
     return img
 
 

@@ -19,6 +19,7 @@ from PIL import Image
 from ..core.interpolation import Interpolator
 from ..data.tasks import get_task
 from ..engine.evaluation import materialize, predict, zero_shot_head
+from ..runtime import module_device
 from ..studies.patch import Run
 
 
@@ -40,13 +41,15 @@ class EvalSet:
 
 
 def build_eval_sets(run: Run, tasks: Sequence[str], n: int = LIVE_EVAL_N, split: str = "test") -> dict[str, EvalSet]:
-    """The first ``n`` images of ``split`` of each task (read-only; safe to share between sessions)."""
+    """The first ``n`` images of ``split`` of each task, on the run's device (read-only; safe to share between
+    sessions)."""
     out = {}
     for name in tasks:
         task = get_task(name, root=run.meta.get("data_root"), download=run.meta.get("download", False))
         ds = materialize(task.split(split, run.preprocess), n)
         head = zero_shot_head(run.model, run.tokenizer, task.classnames, task.templates)
-        out[name] = EvalSet(name, task.classnames, ds.tensors[0], ds.tensors[1], head)
+        images = ds.tensors[0].to(module_device(run.model))  # on the GPU with the model: a move copies nothing
+        out[name] = EvalSet(name, task.classnames, images, ds.tensors[1], head)
     return out
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from ..data import world as w
 from ..data.tasks import get_task
-from ..engine.evaluation import evaluate, materialize, zero_shot_head
+from ..engine.evaluation import evaluate, materialize, predict, zero_shot_head
 
 
 @torch.no_grad()
@@ -41,6 +41,47 @@ def typographic_reading(model: torch.nn.Module, preprocess: Callable, tokenizer:
     pc = (F.normalize(model.encode_image(torch.stack(control)), dim=-1) @ head.T).argmax(-1)
     return {"object_rate": float((pa == labels_t).float().mean()), "word_rate": float((pa == words_t).float().mean()),
             "control_object_rate": float((pc == labels_t).float().mean()), "n": n}
+
+
+TEXT_COLOURS = ((255, 255, 255), (0, 0, 0), (255, 230, 0))
+
+
+@torch.no_grad()
+def reading_test(model: torch.nn.Module, preprocess: Callable, tokenizer: Callable, n: int = 300,
+                        seed: int = 7) -> dict:
+    """Does the model read? On ``n`` objects, each drawn three times from one random state (so only the ink
+    differs): clean, with another class's name written on it (the attack), and with a non-class word written the
+    same way (the control); the word's size (11-15 px of 64), position and colour vary. Returns the zero-shot
+    shape accuracy of each, and how often the attack's written word is the prediction: issue 16's measure
+    (``typographic_reading``, kept for the shipped diagnostics, varies neither colour nor has a clean twin)."""
+    task = get_task("shapes")
+    head = zero_shot_head(model, tokenizer, task.classnames, task.templates)
+    rng = np.random.default_rng(seed)
+    clean, attack, control, labels, words = [], [], [], [], []
+    for _ in range(n):
+        label = int(rng.integers(0, len(w.SHAPES)))
+        word = w.SHAPES[int(rng.choice([i for i in range(len(w.SHAPES)) if i != label]))]
+        colour = list(w.COLOURS)[int(rng.integers(0, len(w.COLOURS)))]
+        other = w.OTHER_WORDS[int(rng.integers(0, len(w.OTHER_WORDS)))]
+        style = {"font_size": int(rng.integers(11, 16)), "position": ("over", "top", "bottom")[int(rng.integers(0, 3))],
+                 "text_colour": TEXT_COLOURS[int(rng.integers(0, len(TEXT_COLOURS)))]}
+        state = int(rng.integers(0, 2 ** 31))
+        shape = w.SHAPES[label]
+        clean.append(preprocess(w.render_object(np.random.default_rng(state), shape, colour, radius=(0.24, 0.34))))
+        attack.append(preprocess(w.render_object_with_word(np.random.default_rng(state), shape, colour, word, **style)))
+        control.append(preprocess(w.render_object_with_word(np.random.default_rng(state), shape, colour, other, **style)))
+        labels.append(label)
+        words.append(w.SHAPES.index(word))
+    labels_t, words_t = torch.tensor(labels), torch.tensor(words)
+
+    def predicted(images: list[torch.Tensor]) -> torch.Tensor:
+        return predict(model, head, torch.stack(images)).argmax(-1)
+
+    pa, pc, p0 = predicted(attack), predicted(control), predicted(clean)
+    return {"clean_accuracy": float((p0 == labels_t).float().mean()),
+            "attacked_accuracy": float((pa == labels_t).float().mean()),
+            "word_rate": float((pa == words_t).float().mean()),
+            "control_accuracy": float((pc == labels_t).float().mean()), "n": n}
 
 
 def zero_shot_accuracies(model: torch.nn.Module, preprocess: Callable, tokenizer: Callable, tasks: list[str],
