@@ -166,3 +166,45 @@ def prompt_bars(rows: pd.DataFrame) -> go.Figure:
                            hovertemplate="%{x}: %{y:.1f}%<extra></extra>"))
     fig.update_layout(yaxis_title="test accuracy (%)", yaxis_range=[0, 105], margin={"t": 30})
     return fig
+
+
+def word_sweep_heatmap(table: pd.DataFrame, title: str) -> go.Figure:
+    """Words (rows) by position and size (columns), each cell the true class's probability; the predicted
+    class in the hover and as the cell's text. ``table`` from ``paint_core.engine.attack.word_sweep``."""
+    table = table.assign(where=table["position"] + " " + (100 * table["size"]).round().astype(int).astype(str) + "%")
+    words = list(dict.fromkeys(table["word"]))
+    cols = list(dict.fromkeys(table["where"]))
+    z = table.pivot(index="word", columns="where", values="p_true").loc[words, cols]
+    text = table.pivot(index="word", columns="where", values="predicted").loc[words, cols]
+    fig = go.Figure(go.Heatmap(z=z.values, x=cols, y=words, text=text.values, texttemplate="%{text}",
+                               zmin=0, zmax=1, colorscale="RdYlGn", colorbar={"title": "p(true)"},
+                               hovertemplate="word %{y}<br>%{x}<br>p(true) %{z:.2f}<br>predicted %{text}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="where the word is written (position, height)",
+                      yaxis_title="word written", height=120 + 28 * len(words), margin={"t": 50})
+    return fig
+
+
+def margin_figure(table: pd.DataFrame, alpha: float | None = None) -> go.Figure:
+    """Logit margin true - written class along alpha, one line per image (clean, attacked); above zero the
+    model names the true class over the written one. ``table`` from ``margin_along_alpha``."""
+    fig = go.Figure()
+    for name, rows in table.groupby("image", sort=False):
+        fig.add_trace(go.Scatter(x=rows["alpha"], y=rows["margin"], mode="lines+markers", name=str(name)))
+    fig.add_hline(y=0, line={"dash": "dash", "color": "gray"})
+    if alpha is not None:
+        fig.add_vline(x=alpha, line={"color": "red"}, annotation_text=f"alpha {alpha:g}")
+    fig.update_layout(xaxis_title="alpha (0 zero-shot, 1 fine-tuned)", yaxis_title="logit margin: true - written",
+                      height=320, margin={"t": 30})
+    return fig
+
+
+def saliency_overlay(image, cam, size: int = 160):
+    """The image with a saliency map ([H, W] in [0, 1], any resolution) laid over it in red, as a PIL image."""
+    import numpy as np
+    from PIL import Image
+    base = np.asarray(image.convert("RGB").resize((size, size)), dtype=np.float32)
+    heat = np.asarray(Image.fromarray((np.asarray(cam) * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR),
+                      dtype=np.float32)[..., None] / 255
+    red = np.zeros_like(base)
+    red[..., 0] = 255
+    return Image.fromarray((base * (1 - 0.6 * heat) + red * 0.6 * heat).astype(np.uint8))

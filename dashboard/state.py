@@ -307,3 +307,23 @@ def prompt_study() -> dict | None:
     pick = st.selectbox("Model update", list(studies), key="pr_study",
                         format_func=lambda f: f"{studies[f]['old']} -> {studies[f]['new']}")
     return studies[pick]
+
+
+@st.cache_resource(show_spinner="Looking for an example that fools the zero-shot model...", max_entries=16)
+def _fooling_example(path: str, identity: str, alpha: float) -> dict | None:
+    from paint_core.core.interpolation import interpolate
+    from paint_core.data import world
+    from paint_core.data.tasks import SHAPE_TEMPLATES
+    from paint_core.engine.attack import find_fooling_example
+    from paint_core.engine.evaluation import zero_shot_head
+    import copy
+    run = _shared_run(path, identity)
+    patched = copy.deepcopy(run.model)
+    patched.load_state_dict(interpolate(run.theta_zs, run.theta_ft, alpha))
+    head = zero_shot_head(run.model, run.tokenizer, world.SHAPES, SHAPE_TEMPLATES)
+    return find_fooling_example(run.model, patched, head, run.preprocess)
+
+
+def fooling_example(path: str, alpha: float) -> dict | None:
+    """A composed object the zero-shot model gets wrong under a written word and the patch at ``alpha`` fixes."""
+    return _fooling_example(path, run_identity(path), round(float(alpha), 2))

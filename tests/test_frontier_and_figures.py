@@ -67,3 +67,25 @@ def test_relatives_figures_carry_the_numbers():
     assert list(mt.data[0].y) == pytest.approx([90.0, 100.0]) and mt.data[0].name == "joint (alpha 0.6)"
     hm = fg.disentanglement_heatmap([[0.0, 0.5], [0.2, 1.0]], [0.0, 1.0], ["a", "b"], "t")
     assert hm.data[0].z[1][1] == 1.0
+
+
+def test_word_sweep_heatmap_and_margin_figure_hold_the_tables_values():
+    import pandas as pd
+    from PIL import Image
+
+    from dashboard.figures import margin_figure, saliency_overlay, word_sweep_heatmap
+    table = pd.DataFrame([{"word": w, "position": p, "size": s, "predicted": f"{w}-{p}", "p_predicted": 0.9,
+                           "p_true": i / 10} for i, (w, p, s) in enumerate(
+                              [("star", "top", 0.2), ("star", "center", 0.3), ("cat", "top", 0.2), ("cat", "center", 0.3)])])
+    fig = word_sweep_heatmap(table, "zero-shot")
+    heat = fig.data[0]
+    assert list(heat.y) == ["star", "cat"] and list(heat.x) == ["top 20%", "center 30%"]
+    assert [list(r) for r in heat.z] == [[0.0, 0.1], [0.2, 0.3]]
+    assert heat.text[1][1] == "cat-center"
+    margins = pd.DataFrame([{"image": im, "alpha": a, "margin": m} for im, a, m in
+                            [("clean", 0.0, 2.0), ("clean", 1.0, 3.0), ("attacked", 0.0, -1.0), ("attacked", 1.0, 0.5)]])
+    fig = margin_figure(margins, 0.4)
+    assert [t.name for t in fig.data] == ["clean", "attacked"] and list(fig.data[1].y) == [-1.0, 0.5]
+    overlay = saliency_overlay(Image.new("RGB", (10, 10), (0, 0, 255)), [[0.0, 1.0], [0.0, 1.0]], size=4)
+    px = overlay.load()
+    assert px[0, 0] == (0, 0, 255) and px[3, 0][0] > 100  # no evidence left untouched, evidence turns red

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from dashboard import figures, state
 from paint_core.data import world
-from paint_core.live.sessions import compare_predictions, parse_classnames
 from paint_core.data.tasks import SHAPE_TEMPLATES
+from paint_core.engine.attack import CONTROL_WORDS, margin_along_alpha, saliency, word_sweep
+from paint_core.engine.evaluation import zero_shot_head
+from paint_core.live.sessions import SLIDER_ALPHAS, compare_predictions, parse_classnames
 
 st.title("Typographic attack")
 st.caption("A word written on an object can fool CLIP. Compose an object or upload a photo, write a word on it, "
@@ -15,6 +18,10 @@ st.caption("A word written on an object can fool CLIP. Compose an object or uplo
 
 session = state.open_session(default_task="typographic", key="typo_run")
 chosen = state.chosen_alpha(str(session.run.path))
+example = state.fooling_example(str(session.run.path), chosen if chosen is not None else 0.5)
+if example is not None and "typo_shape" not in st.session_state:  # open on an attack the patch fixes
+    st.session_state.update({"typo_shape": example["shape"], "typo_colour": example["colour"],
+                             "typo_seed": example["seed"], "typo_word": example["word"]})
 
 left, right = st.columns([1, 2])
 with left:
@@ -44,6 +51,10 @@ except ValueError as e:
     st.stop()
 
 attacked = world.write_word(base, word, position, size)
+input_size = session.run.model.visual.image_size
+if source == "Upload" and min(input_size if isinstance(input_size, (tuple, list)) else (input_size,)) < 100:
+    right.warning("This model sees images at 48 px: it was trained on the procedural world and cannot read "
+                  "photos. Open a run of a real CLIP to inspect photos.")
 session.set_alpha(alpha)
 models = {"zero-shot": session.run.model, f"patched (alpha {alpha:g})": session.model}
 with right:
@@ -55,3 +66,56 @@ with right:
                                     SHAPE_TEMPLATES, head_model=session.run.model)
         c2.dataframe(table, hide_index=True, key=f"{key}_table")
         c2.plotly_chart(figures.probability_bars(table, list(models)), key=f"{key}_bars")
+
+run = session.run
+if not word.strip():
+    st.stop()
+true_name = st.selectbox("True class of the image", classnames,
+                         index=classnames.index(st.session_state.get("typo_shape", classnames[0]))
+                         if st.session_state.get("typo_shape") in classnames else 0, key="typo_true")
+true_idx = classnames.index(true_name)
+written_idx = classnames.index(word) if word in classnames else None
+head = zero_shot_head(run.model, run.tokenizer, classnames, SHAPE_TEMPLATES)
+x_clean, x_attacked = run.preprocess(base), run.preprocess(attacked)
+verdict_rows = compare_predictions(models, run.preprocess, run.tokenizer, attacked, classnames, SHAPE_TEMPLATES,
+                                   head_model=run.model, top=1)
+zs_says, patched_says = verdict_rows.iloc[0, 1], verdict_rows.iloc[0, 3]
+fooled = "fooled" if zs_says != true_name else "not fooled"
+fixed = "fixed" if patched_says == true_name else "still wrong"
+st.markdown(f"**Verdict:** zero-shot {fooled}: predicts *{zs_says}*; patched (alpha {alpha:g}) {fixed}: *{patched_says}*.",
+            help="On the image with the word; the true class is chosen below the image.")
+
+st.subheader("Word sweep")
+st.caption("Each cell: the word written at that place and height, coloured by the true class's probability, "
+           "labelled with the predicted class. Rows: the class names, your word and neutral control words.")
+extra = st.text_input("More words to try (comma-separated)", "", key="typo_extra")
+words = list(dict.fromkeys([*classnames, word, *CONTROL_WORDS, *[w.strip() for w in extra.split(",") if w.strip()]]))
+cols = st.columns(2)
+tables = {}
+for col, (name, model) in zip(cols, models.items()):
+    tables[name] = word_sweep(model, head, run.preprocess, base, classnames, true_idx, words)
+    col.plotly_chart(figures.word_sweep_heatmap(tables[name], name), key=f"typo_sweep_{name.split()[0]}")
+sweep_csv = pd.concat([t.assign(model=n) for n, t in tables.items()]).to_csv(index=False)
+st.download_button("Word sweep as CSV", sweep_csv, file_name="word_sweep.csv", mime="text/csv", key="typo_sweep_csv")
+
+st.subheader("Margin along alpha")
+if written_idx is None:
+    st.info(f"“{word}” is not one of the classes: the margin is the true class against a written class.")
+else:
+    margins = margin_along_alpha(run.model, run.theta_zs, run.theta_ft, head,
+                                 {"clean": x_clean, "attacked": x_attacked}, true_idx, written_idx, SLIDER_ALPHAS)
+    st.plotly_chart(figures.margin_figure(margins, alpha), key="typo_margin")
+    resist = margins[(margins["image"] == "attacked") & (margins["margin"] > 0)]["alpha"]
+    st.caption(f"The patched model names the true class over “{word}” from alpha {resist.min():g}."
+               if len(resist) else f"At no alpha does the model name the true class over “{word}”.")
+    st.download_button("Margins as CSV", margins.to_csv(index=False), file_name="margins.csv", mime="text/csv",
+                       key="typo_margin_csv")
+
+st.subheader("Where the model looks")
+st.caption("Grad-CAM for ResNet towers, attention rollout for ViTs, for the true class: red is where the "
+           "evidence is.")
+sal_cols = st.columns(4)
+for i, (name, model) in enumerate(models.items()):
+    for j, (label, img, x) in enumerate((("clean", base, x_clean), ("attacked", attacked, x_attacked))):
+        cam = saliency(model, head, x, true_idx)
+        sal_cols[2 * i + j].image(figures.saliency_overlay(img, cam), caption=f"{name}, {label}")

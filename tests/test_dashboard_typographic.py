@@ -1,0 +1,103 @@
+"""The Typographic page as an inspector (issue 16): its figures hold the engine's numbers for the same image."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from paint_core import interpolate, load_run
+from paint_core.data import world
+from paint_core.data.tasks import SHAPE_TEMPLATES
+from paint_core.engine.attack import find_fooling_example, margin_along_alpha, word_sweep
+from paint_core.engine.evaluation import zero_shot_head
+from paint_core.live.sessions import SLIDER_ALPHAS
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ROOT / "cached_results" / "micro-rn-l" / "typographic"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def page():
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=300)
+    at.run()
+    at.switch_page("app_pages/typographic.py").run()
+    at.selectbox(key="typo_run").set_value("micro-rn-l/typographic").run()
+    assert not at.exception and not at.error
+    return at
+
+
+def _array(value) -> np.ndarray:
+    """A plotly JSON array: a list, or plotly's typed-array form {dtype, bdata (base64), shape}."""
+    if isinstance(value, dict) and "bdata" in value:
+        out = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        shape = value.get("shape")
+        if shape:
+            out = out.reshape([int(v) for v in str(shape).split(",")] if isinstance(shape, str) else shape)
+        return out.astype(float)
+    return np.array(value, dtype=float)
+
+
+def _charts(at) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def test_page_opens_on_an_attack_that_the_patch_fixes(page):
+    run = load_run(RUN)
+    patched = load_run(RUN).model
+    alpha = float(page.slider(key="typo_alpha").value)
+    patched.load_state_dict(interpolate(run.theta_zs, run.theta_ft, alpha))
+    head = zero_shot_head(run.model, run.tokenizer, world.SHAPES, SHAPE_TEMPLATES)
+    ex = find_fooling_example(run.model, patched, head, run.preprocess)
+    assert ex is not None and ex["reads"]  # the zero-shot model names the written word
+    assert page.session_state["typo_shape"] == ex["shape"] and page.session_state["typo_word"] == ex["word"]
+    verdict = next(m.value for m in page.markdown if "Verdict" in m.value)
+    assert f"zero-shot fooled: predicts *{ex['word']}*" in verdict and f"fixed: *{ex['shape']}*" in verdict
+
+
+def test_word_sweep_and_margin_figures_hold_the_engines_numbers(page):
+    run = load_run(RUN)
+    shape, word = page.session_state["typo_shape"], page.session_state["typo_word"]
+    base = world.render_object(np.random.default_rng(int(page.session_state["typo_seed"])), shape,
+                               page.session_state["typo_colour"], radius=(0.3, 0.34))
+    head = zero_shot_head(run.model, run.tokenizer, world.SHAPES, SHAPE_TEMPLATES)
+    true = world.SHAPES.index(shape)
+    charts = _charts(page)
+    heat = next(c for c in charts if c["data"][0]["type"] == "heatmap")  # the zero-shot one comes first
+    expected = word_sweep(run.model, head, run.preprocess, base, world.SHAPES, true, [*world.SHAPES, "cat"])
+    rows = heat["data"][0]["y"]
+    cols = heat["data"][0]["x"]
+    z = _array(heat["data"][0]["z"])
+    for r in expected.itertuples():
+        cell = z[rows.index(r.word), cols.index(f"{r.position} {round(100 * r.size)}%")]
+        assert cell == pytest.approx(r.p_true, abs=1e-5)
+    margin = next(c for c in charts if c["data"][0]["type"] == "scatter" and len(c["data"]) >= 2
+                  and c["data"][0].get("name") == "clean")
+    attacked = world.write_word(base, word, page.selectbox(key="typo_position").value,
+                                float(page.slider(key="typo_size").value))
+    ref = margin_along_alpha(run.model, run.theta_zs, run.theta_ft, head,
+                             {"clean": run.preprocess(base), "attacked": run.preprocess(attacked)}, true,
+                             world.SHAPES.index(word), SLIDER_ALPHAS)
+    shown = _array(margin["data"][1]["y"])
+    np.testing.assert_allclose(shown, ref[ref["image"] == "attacked"]["margin"].to_numpy(), atol=1e-4)
+    assert len(shown) == 21
+    assert len(page.get("image")) >= 2 + 4  # the clean and attacked pictures, then four saliency maps
+    assert len(page.get("download_button")) == 2  # word sweep and margins as CSV
+
+
+def test_a_photo_on_a_48_px_model_gets_a_warning():
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=300)
+    at.run()
+    at.switch_page("app_pages/typographic.py").run()
+    at.radio(key="typo_source").set_value("Upload").run()
+    buf = io.BytesIO()
+    Image.new("RGB", (300, 200), (120, 80, 40)).save(buf, "PNG")
+    at.file_uploader(key="typo_upload").set_value(("photo.png", buf.getvalue(), "image/png")).run()
+    assert not at.exception
+    assert any("cannot read photos" in w.value for w in at.warning)
