@@ -128,3 +128,29 @@ def test_task_arithmetic_slider_redraws_live_in_a_real_browser(app_url):
         after = _digits_metric(page)
         page.screenshot(path=str(ARTIFACTS / "dashboard_arithmetic.png"), full_page=True)
     assert float(after.rstrip("%")) < float(before.rstrip("%")) - 20
+
+
+def test_typographic_upload_shows_the_word_sweep_in_a_real_browser(app_url, tmp_path):
+    """Upload an image on the Typographic page: the verdict and both word-sweep heat-maps appear for it."""
+    import numpy as np
+
+    from paint_core.data.world import render_object
+    picture = tmp_path / "circle.png"
+    render_object(np.random.default_rng(5), "circle", "blue", radius=(0.3, 0.34)).resize((96, 96)).save(picture)
+    with _browser_page() as page:
+        page.goto(app_url + "/typographic", timeout=120_000)
+        page.get_by_text("Verdict:").first.wait_for(timeout=180_000)
+        page.get_by_text("Upload", exact=True).first.click()
+        page.locator('input[type="file"]').first.set_input_files(str(picture))
+        page.get_by_text("circle.png").first.wait_for(timeout=60_000)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            page.wait_for_timeout(500)
+            busy = page.locator('[data-testid="stStatusWidget"]').count()
+            titles = page.locator(".js-plotly-plot .xtitle").all_text_contents()
+            if not busy and sum("where the word is written" in t for t in titles) == 2:
+                break
+        verdict = page.locator('[data-testid="stMarkdownContainer"] p').filter(has_text="Verdict:").first.inner_text()
+        page.screenshot(path=str(ARTIFACTS / "dashboard_typographic.png"), full_page=True)
+    assert sum("where the word is written" in t for t in titles) == 2, titles
+    assert "zero-shot" in verdict and "patched" in verdict
