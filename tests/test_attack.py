@@ -107,3 +107,77 @@ def test_attention_rollout_of_a_vit_is_the_product_of_its_attention_maps():
     with pytest.raises(ValueError, match="ViT"):
         grad_cam(model, torch.randn(2, 32), x, 0)
     assert torch.equal(saliency(model, torch.randn(2, 32), x, 0), got)
+
+
+def test_batch_attack_agrees_with_attack_scores_and_predict(micro):
+    from paint_core.data.tasks import get_task
+    from paint_core.engine.attack import batch_attack
+    from paint_core.engine.evaluation import attack_scores, materialize
+    model, preprocess, head, _ = micro
+    task = get_task("typographic")
+    data = materialize(task.split("test", preprocess), 60)
+    written = task.written_class("test")[:60]
+    summary, per_image = batch_attack({"a": model, "b": model}, head, data, written)
+    ref = attack_scores(model, head, data, written)
+    for row in summary.itertuples():
+        assert row.accuracy == ref["accuracy"] and row.attack_success == ref["attack_success"] and row.n == 60
+    p = predict(model, head, data.tensors[0])
+    assert np.allclose(per_image["a p_true"], p[torch.arange(60), data.tensors[1]].numpy(), atol=1e-6)
+    assert np.allclose(per_image["a p_written"], p[torch.arange(60), torch.as_tensor(written)].numpy(), atol=1e-6)
+    assert (per_image["a predicted"] == p.argmax(-1).numpy()).all()
+
+
+def test_embedded_typographic_task_knows_the_word_written_on_each_image(monkeypatch):
+    """written_class replays the draw; checked against the word actually handed to the renderer."""
+    from paint_core.data import tasks as tasks_mod
+    seen = []
+    real = world.render_object_with_word
+    monkeypatch.setattr(world, "render_object_with_word",
+                        lambda rng, shape, colour, word, *a, **k: seen.append(word) or real(rng, shape, colour, word, *a, **k))
+    task = tasks_mod.get_task("typographic")
+    ds = task.split("val")
+    labels = [ds[i][1] for i in range(40)]
+    written = task.written_class("val")[:40]
+    assert [world.SHAPES[i] for i in written] == seen
+    assert all(w != y for w, y in zip(written, labels))
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_typographic_zips_unpack_flat_and_odd_ones_are_refused_before_writing(tmp_path, monkeypatch):
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    from paint_core.data import typographic as typo
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(buf, "PNG")
+    png = buf.getvalue()
+    out = typo.extract_typographic_zip(_zip({"set/label=cat_text=dog.png": png, "../label=dog_text=cat.png": png}),
+                                       tmp_path / "ok")
+    assert sorted(p.name for p in out.iterdir()) == ["label=cat_text=dog.png", "label=dog_text=cat.png"]
+    assert not (tmp_path / "label=dog_text=cat.png").exists()  # '../' did not escape
+    for name, payload, message in [("bad", _zip({"notes.txt": b"x"}), "not named"), ("nozip", b"PK no", "not a zip"),
+                                   ("twice", _zip({"a/label=a_text=b.png": png, "b/label=a_text=b.png": png}), "both named")]:
+        with pytest.raises(ValueError, match=message):
+            typo.extract_typographic_zip(payload, tmp_path / name)
+        assert not (tmp_path / name).exists()
+    link = io.BytesIO()
+    with zipfile.ZipFile(link, "w") as z:
+        info = zipfile.ZipInfo("label=a_text=b.png")
+        info.external_attr = (0o120777 << 16)
+        z.writestr(info, "/etc/passwd")
+    with pytest.raises(ValueError, match="link"):
+        typo.extract_typographic_zip(link.getvalue(), tmp_path / "link")
+    monkeypatch.setattr(typo, "ZIP_MAX_FILES", 1)
+    with pytest.raises(ValueError, match="at most 1"):
+        typo.extract_typographic_zip(_zip({"label=a_text=b.png": png, "label=b_text=a.png": png}), tmp_path / "many")

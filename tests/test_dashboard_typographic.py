@@ -101,3 +101,22 @@ def test_a_photo_on_a_48_px_model_gets_a_warning():
     at.file_uploader(key="typo_upload").set_value(("photo.png", buf.getvalue(), "image/png")).run()
     assert not at.exception
     assert any("cannot read photos" in w.value for w in at.warning)
+
+
+def test_batch_mode_scores_the_embedded_set_like_the_attack_command():
+    from paint_core.studies.typographic import attack_sweep
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=300)
+    at.run()
+    at.switch_page("app_pages/typographic.py").run()
+    at.selectbox(key="typo_run").set_value("micro-rn-l/typographic").run()
+    at.slider(key="typo_alpha").set_value(0.6).run()
+    at.number_input(key="typo_batch_n").set_value(120).run()
+    at.button(key="typo_batch_go").click().run()
+    assert not at.exception and not at.error
+    shown = next(d.value for d in at.dataframe if "attack success (%)" in d.value.columns)
+    rows = {a: r for a, r in zip((0.0, 0.6), attack_sweep(RUN, "typographic", [0.0, 0.6], max_eval=120))}
+    for i, alpha in enumerate((0.0, 0.6)):
+        assert shown["accuracy (%)"].iloc[i] == pytest.approx(round(100 * rows[alpha]["accuracy"], 1))
+        assert shown["attack success (%)"].iloc[i] == pytest.approx(round(100 * rows[alpha]["attack_success"], 1))
+        assert shown["n"].iloc[i] == 120
+    assert len(at.get("download_button")) == 3

@@ -1,15 +1,21 @@
 """Typographic attack: write a word on an image and compare zero-shot and patched predictions."""
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from dashboard import figures, state
+from dashboard.policy import check_task, policy
 from paint_core.data import world
-from paint_core.data.tasks import SHAPE_TEMPLATES
-from paint_core.engine.attack import CONTROL_WORDS, margin_along_alpha, saliency, word_sweep
-from paint_core.engine.evaluation import zero_shot_head
+from paint_core.data.tasks import SHAPE_TEMPLATES, get_task
+from paint_core.data.typographic import extract_typographic_zip
+from paint_core.engine.attack import CONTROL_WORDS, batch_attack, margin_along_alpha, saliency, word_sweep
+from paint_core.engine.evaluation import materialize, zero_shot_head
+from paint_core.io.writes import WriteRefused
 from paint_core.live.sessions import SLIDER_ALPHAS, compare_predictions, parse_classnames
 
 st.title("Typographic attack")
@@ -119,3 +125,55 @@ for i, (name, model) in enumerate(models.items()):
     for j, (label, img, x) in enumerate((("clean", base, x_clean), ("attacked", attacked, x_attacked))):
         cam = saliency(model, head, x, true_idx)
         sal_cols[2 * i + j].image(figures.saliency_overlay(img, cam), caption=f"{name}, {label}")
+
+st.subheader("Batch: accuracy and attack success before and after the patch")
+st.caption("Score a whole set of attacked images: the embedded typographic test set, a folder in PAINT's "
+           "label=<class>_text=<word>.png layout under the server's data folders, or a zip of such files. "
+           "Attack success: among images whose written word is another class, the share classified as the word.")
+server = policy()
+b1, b2 = st.columns([2, 1])
+batch_source = b1.radio("Images", ["Embedded test set", "Folder", "Zip"], horizontal=True, key="typo_batch_src")
+batch_n = int(b2.number_input("At most this many images", 10, server.max_eval, min(300, server.max_eval), 10,
+                              key="typo_batch_n"))
+spec = "typographic" if batch_source == "Embedded test set" else None
+if batch_source == "Folder":
+    folder = st.text_input("Folder", "", key="typo_batch_folder", placeholder="/data/rta100")
+    if folder.strip():
+        try:
+            spec = check_task(server, f"typographic:{folder.strip()}")
+        except (WriteRefused, ValueError) as e:
+            st.error(str(e))
+elif batch_source == "Zip":
+    up = st.file_uploader("Zip of label=<class>_text=<word>.png images", type=["zip"], key="typo_batch_zip")
+    if up is not None:
+        try:
+            spec = "typographic:" + str(extract_typographic_zip(up.getvalue(), Path(tempfile.mkdtemp()) / "images"))
+        except ValueError as e:
+            st.error(str(e))
+if spec is not None and st.button("Score the set", key="typo_batch_go"):
+    try:
+        task = get_task(spec)
+        data = materialize(task.split("test", run.preprocess), batch_n)
+        written = task.written_class("test")[:len(data)]
+        batch_head = zero_shot_head(run.model, run.tokenizer, task.classnames, task.templates)
+        summary, per_image = batch_attack(models, batch_head, data, written)
+        st.session_state["typo_batch"] = (spec, task.classnames, summary, per_image)
+    except (ValueError, OSError) as e:
+        st.error(f"Cannot score this set: {e}")
+if "typo_batch" in st.session_state:
+    spec, batch_classes, summary, per_image = st.session_state["typo_batch"]
+    shown = summary.assign(accuracy=(100 * summary["accuracy"]).round(1),
+                           attack_success=(100 * summary["attack_success"].astype(float)).round(1))
+    st.dataframe(shown.rename(columns={"accuracy": "accuracy (%)", "attack_success": "attack success (%)"}),
+                 hide_index=True, key="typo_batch_summary")
+    patched_name = list(models)[1]
+    worst = per_image.sort_values(f"{patched_name} p_true").head(8)
+    st.markdown("**Worst examples for the patched model** (lowest probability of the true class)")
+    raw = get_task(spec).split("test", None)
+    thumbs = st.columns(8)
+    for col, r in zip(thumbs, worst.to_dict("records")):
+        said = [batch_classes[int(r[f"{name} predicted"])] for name in models]
+        col.image(raw[int(r["index"])][0].resize((96, 96)),
+                  caption=f"{batch_classes[int(r['label'])]}; zero-shot {said[0]}, patched {said[1]}")
+    st.download_button("Per-image results as CSV", per_image.to_csv(index=False), file_name="typographic_batch.csv",
+                       mime="text/csv", key="typo_batch_csv")

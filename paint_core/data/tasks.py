@@ -91,13 +91,21 @@ class ArraySplit(Dataset):
 SPLIT_SIZES = {"train": 20_000, "val": 600, "test": 1_000}
 
 
-def _generated_task(name: str, classnames, templates, draw, description: str, kind: str) -> Task:
+def _generated_task(name: str, classnames, templates, draw, description: str, kind: str,
+                    written: Callable[[np.random.Generator], int] | None = None) -> Task:
+    """``written(rng)``: the class written on the image ``draw`` makes from the same rng (replaying its first
+    draws), for typographic tasks."""
     task_id = zlib.crc32(name.encode())
 
     def make(split: str, transform: Transform | None) -> Dataset:
         return GeneratedSplit(draw, SPLIT_SIZES[split], (task_id, SPLITS.index(split)), transform)
 
-    return Task(name, tuple(classnames), tuple(templates), make, description, kind)
+    def written_class(split: str) -> np.ndarray:
+        seed = (task_id, SPLITS.index(split))
+        return np.array([written(np.random.default_rng((*seed, i))) for i in range(SPLIT_SIZES[split])])
+
+    return Task(name, tuple(classnames), tuple(templates), make, description, kind,
+                written_class=written_class if written is not None else None)
 
 
 def _draw_shape(style: str):
@@ -127,6 +135,12 @@ def _draw_typographic(rng):
     label = int(rng.integers(0, len(w.SHAPES)))
     word = w.pick(rng, [s for s in w.SHAPES if s != w.SHAPES[label]])
     return w.render_object_with_word(rng, w.SHAPES[label], w.pick(rng, tuple(w.COLOURS)), word), label
+
+
+def _written_typographic(rng) -> int:
+    """The class index of the word ``_draw_typographic`` writes with this rng (its first two draws)."""
+    label = int(rng.integers(0, len(w.SHAPES)))
+    return w.SHAPES.index(w.pick(rng, [s for s in w.SHAPES if s != w.SHAPES[label]]))
 
 
 @lru_cache(maxsize=1)
@@ -198,7 +212,8 @@ def _embedded_tasks() -> dict[str, Task]:
         _generated_task("counting", w.NUMBER_WORDS[1:w.MAX_COUNT + 1], COUNT_TEMPLATES, _draw_count,
                         "count the objects (1-6)", "patch"),
         _generated_task("typographic", w.SHAPES, SHAPE_TEMPLATES, _draw_typographic,
-                        "an object with another shape's name written on it; the label is the object", "patch"),
+                        "an object with another shape's name written on it; the label is the object", "patch",
+                        written=_written_typographic),
         _digits_task("digits_low", (0, 1, 2, 3, 4), "transfer", "real digits 0-4 (transfer pair with digits_high)"),
         _digits_task("digits_high", (5, 6, 7, 8, 9), "transfer", "real digits 5-9 (transfer pair with digits_low)"),
         *[_digits_shift_task(name) for name in DIGIT_SHIFTS],

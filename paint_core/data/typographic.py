@@ -87,3 +87,48 @@ def typographic_task(spec: str, carve: bool = False, seed: int = 0) -> Task:
     return Task(f"{kind}:{spec}", tuple(classes), GENERIC_TEMPLATES, make,
                 f"PAINT typographic layout at {path} ({len(files)} images)", "user",
                 written_class=lambda split: written[indices(split)])
+
+
+ZIP_MAX_FILES = 5_000
+ZIP_MAX_FILE_BYTES = 20 * 2 ** 20
+ZIP_MAX_TOTAL_BYTES = 500 * 2 ** 20
+
+
+def extract_typographic_zip(data: bytes, dest: str | Path) -> Path:
+    """A zip of PAINT-layout images unpacked flat into the new folder ``dest``, refusing anything odd before a
+    byte is written: other names, folders that would escape, links, more than 5,000 files, a file over 20 MB or
+    500 MB in all (sizes read from the archive are checked again while reading, against zip bombs)."""
+    import io
+    import stat
+    import zipfile
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise ValueError("the upload is not a zip archive") from None
+    with archive:
+        members = [m for m in archive.infolist() if not m.is_dir()]
+        if len(members) > ZIP_MAX_FILES:
+            raise ValueError(f"the zip holds {len(members):,} files; at most {ZIP_MAX_FILES:,}")
+        names = set()
+        for m in members:
+            name = Path(m.filename.replace("\\", "/")).name
+            if stat.S_ISLNK(m.external_attr >> 16):
+                raise ValueError(f"the zip holds a link ({m.filename!r}); only image files are read")
+            if not FILENAME.match(name):
+                raise ValueError(f"{m.filename!r} in the zip is not named label=<class>_text=<word>.png")
+            if name in names:
+                raise ValueError(f"two files in the zip are both named {name!r}")
+            names.add(name)
+            if m.file_size > ZIP_MAX_FILE_BYTES:
+                raise ValueError(f"{name} is {m.file_size / 2 ** 20:.0f} MB; at most {ZIP_MAX_FILE_BYTES // 2 ** 20} MB per image")
+        if sum(m.file_size for m in members) > ZIP_MAX_TOTAL_BYTES:
+            raise ValueError(f"the zip unpacks to more than {ZIP_MAX_TOTAL_BYTES // 2 ** 20} MB")
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=False)
+        for m in members:
+            with archive.open(m) as src:
+                payload = src.read(ZIP_MAX_FILE_BYTES + 1)
+            if len(payload) > ZIP_MAX_FILE_BYTES:
+                raise ValueError(f"{m.filename} unpacks to more than its declared size")
+            (dest / Path(m.filename.replace("\\", "/")).name).write_bytes(payload)
+    return dest

@@ -18,7 +18,7 @@ from ..core.interpolation import Interpolator
 from ..core.state_dicts import StateDict
 from ..data import world
 from ..runtime import module_device
-from .evaluation import logits, predict
+from .evaluation import attack_summary, logits, predict, run_batches
 
 SWEEP_SIZES = (0.12, 0.2, 0.3)
 CONTROL_WORDS = ("cat", "book", "tree")
@@ -164,3 +164,23 @@ def find_fooling_example(zero_shot: torch.nn.Module, patched: torch.nn.Module, h
             best, best_key = {"shape": s, "colour": c, "seed": seed, "word": wd, "zero_shot": world.SHAPES[z],
                               "patched": s, "reads": key[0]}, key
     return best
+
+
+def batch_attack(models: dict[str, torch.nn.Module], head: torch.Tensor, dataset, written: Sequence[int],
+                 batch_size: int = 256) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every model on a typographic set: (summary: model, accuracy, attack_success, n, n_attacked;
+    per image: index, label, written, and per model its prediction, p_true and p_written)."""
+    written = np.asarray(written)
+    summary, per_image = [], None
+    for name, model in models.items():
+        probs, labels = run_batches(lambda x, m=model: logits(m, head, x).softmax(-1), dataset, model, batch_size)
+        pred = probs.argmax(-1)
+        summary.append({"model": name, **attack_summary(pred, labels, written)})
+        if per_image is None:
+            per_image = pd.DataFrame({"index": np.arange(len(labels)), "label": labels.numpy(), "written": written})
+        idx = torch.arange(len(labels))
+        per_image[f"{name} predicted"] = pred.numpy()
+        per_image[f"{name} p_true"] = probs[idx, labels].numpy()
+        per_image[f"{name} p_written"] = np.where(written >= 0, probs[idx, torch.as_tensor(np.maximum(written, 0))].numpy(),
+                                                  np.nan)
+    return pd.DataFrame(summary), per_image

@@ -231,7 +231,12 @@ def attack_scores(model: torch.nn.Module, head: torch.Tensor, dataset: Dataset, 
     is a class other than the label), the share classified as the written word. ``written[i]`` is -1 when
     image i's word is not a class."""
     out, labels = run_batches(lambda x: logits(model, head, x), dataset, model, batch_size)
-    pred, words = out.argmax(-1), torch.as_tensor(np.asarray(written), dtype=torch.long)
+    return attack_summary(out.argmax(-1), labels, written)
+
+
+def attack_summary(pred: torch.Tensor, labels: torch.Tensor, written: Sequence[int]) -> dict:
+    """``attack_scores`` from predicted classes: accuracy, attack success, n, n_attacked."""
+    words = torch.as_tensor(np.asarray(written), dtype=torch.long)
     if len(words) != len(labels):
         raise ValueError(f"{len(words)} written words for {len(labels)} images")
     attacked = (words >= 0) & (words != labels)
