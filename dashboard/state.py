@@ -327,3 +327,27 @@ def _fooling_example(path: str, identity: str, alpha: float) -> dict | None:
 def fooling_example(path: str, alpha: float) -> dict | None:
     """A composed object the zero-shot model gets wrong under a written word and the patch at ``alpha`` fixes."""
     return _fooling_example(path, run_identity(path), round(float(alpha), 2))
+
+
+@st.cache_resource(show_spinner="Loading the model...", max_entries=4)
+def _shared_model(name: str, pretrained: str | None, identity: str):
+    from paint_core.models.clip import load_model
+    return load_model(name, pretrained)
+
+
+def check_offered(name: str) -> str:
+    """``name`` if this server offers the model (PAINT_MODELS), else a clear refusal."""
+    if name not in policy().models:
+        raise ValueError(f"{name!r} is not offered on this server; choose from {', '.join(policy().models)} "
+                         "(the operator sets PAINT_MODELS)")
+    return name
+
+
+def shared_model(name: str, pretrained: str | None):
+    """(model, preprocess, tokenizer) of any model this server offers (PAINT_MODELS), shared and read-only."""
+    check_offered(name)
+    identity = ""
+    if pretrained and Path(pretrained).is_file():
+        st_ = os.stat(pretrained)
+        identity = f"{st_.st_size}:{st_.st_mtime_ns}:{st_.st_ino}"
+    return _shared_model(name, pretrained, identity)

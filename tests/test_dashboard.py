@@ -90,7 +90,8 @@ def test_typographic_upload_table_matches_engine():
     patched.load_state_dict(interpolate(run.theta_zs, run.theta_ft, 0.6))
     from paint_core.data.images import read_image
     from paint_core.data.world import write_word
-    img = write_word(read_image(_png_bytes()), "star", "center", 0.22)
+    word = at.text_input(key="typo_word").value  # the page opens on its fooling example's word
+    img = write_word(read_image(_png_bytes()), word, "center", 0.22)
     expected = compare_predictions({"zero-shot": run.model, "patched (alpha 0.6)": patched}, run.preprocess,
                                    run.tokenizer, img, list(SHAPES), SHAPE_TEMPLATES, head_model=run.model)
     assert list(shown.columns) == list(expected.columns)

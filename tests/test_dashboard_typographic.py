@@ -120,3 +120,30 @@ def test_batch_mode_scores_the_embedded_set_like_the_attack_command():
         assert shown["attack success (%)"].iloc[i] == pytest.approx(round(100 * rows[alpha]["attack_success"], 1))
         assert shown["n"].iloc[i] == 120
     assert len(at.get("download_button")) == 3
+
+
+def test_zero_shot_only_mode_inspects_a_model_without_any_run(tmp_path, monkeypatch):
+    """No run: the micro-rn-s's shipped weights alone; one heat-map, no margin, verdict for zero-shot only."""
+    from paint_core.models.clip import load_model
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=300)
+    at.run()
+    at.switch_page("app_pages/typographic.py").run()
+    at.radio(key="typo_mode").set_value("Zero-shot only (no run)").run()
+    at.text_input(key="typo_zs_model").set_value("micro-rn-s").run()
+    assert not at.exception and not at.error
+    verdict = next(m.value for m in at.markdown if "Verdict" in m.value)
+    assert "patched" not in verdict
+    heats = [c for c in _charts(at) if c["data"][0]["type"] == "heatmap"]
+    assert len(heats) == 1
+    model, preprocess, tokenizer = load_model("micro-rn-s")
+    head = zero_shot_head(model, tokenizer, world.SHAPES, SHAPE_TEMPLATES)
+    shape = at.selectbox(key="typo_shape").value
+    base = world.render_object(np.random.default_rng(int(at.number_input(key="typo_seed").value)), shape,
+                               at.selectbox(key="typo_colour").value, radius=(0.3, 0.34))
+    expected = word_sweep(model, head, preprocess, base, world.SHAPES, world.SHAPES.index(shape), ["circle"])
+    z, rows, cols = _array(heats[0]["data"][0]["z"]), heats[0]["data"][0]["y"], heats[0]["data"][0]["x"]
+    for r in expected.itertuples():
+        assert z[rows.index("circle"), cols.index(f"{r.position} {round(100 * r.size)}%")] == pytest.approx(r.p_true, abs=1e-5)
+    assert any("needs a patched run" in i.value for i in at.info)
+    at.text_input(key="typo_zs_model").set_value("ViT-B-32").run()  # not offered by this server's policy
+    assert any("not offered on this server" in e.value for e in at.error)

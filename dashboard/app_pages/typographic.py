@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import figures, state
-from dashboard.policy import check_task, policy
+from dashboard.policy import check_pretrained, check_task, policy
 from paint_core.data import world
 from paint_core.data.tasks import SHAPE_TEMPLATES, get_task
 from paint_core.data.typographic import extract_typographic_zip
@@ -22,12 +22,31 @@ st.title("Typographic attack")
 st.caption("A word written on an object can fool CLIP. Compose an object or upload a photo, write a word on it, "
            "and compare the zero-shot model with the model patched on the typographic task.")
 
-session = state.open_session(default_task="typographic", key="typo_run")
-chosen = state.chosen_alpha(str(session.run.path))
-example = state.fooling_example(str(session.run.path), chosen if chosen is not None else 0.5)
-if example is not None and "typo_shape" not in st.session_state:  # open on an attack the patch fixes
-    st.session_state.update({"typo_shape": example["shape"], "typo_colour": example["colour"],
-                             "typo_seed": example["seed"], "typo_word": example["word"]})
+mode = st.radio("Model", ["A patched run", "Zero-shot only (no run)"], horizontal=True, key="typo_mode",
+                help="Zero-shot only: inspect any open_clip model's robustness before patching anything.")
+session = None
+if mode == "A patched run":
+    session = state.open_session(default_task="typographic", key="typo_run")
+    model0, preprocess, tokenizer = session.run.model, session.run.preprocess, session.run.tokenizer
+    chosen = state.chosen_alpha(str(session.run.path))
+    example = state.fooling_example(str(session.run.path), chosen if chosen is not None else 0.5)
+    if example is not None and "typo_shape" not in st.session_state:  # open on an attack the patch fixes
+        st.session_state.update({"typo_shape": example["shape"], "typo_colour": example["colour"],
+                                 "typo_seed": example["seed"], "typo_word": example["word"]})
+else:
+    z1, z2 = st.columns(2)
+    zs_name = z1.text_input("open_clip model", "micro-rn-l", key="typo_zs_model")
+    zs_pretrained = z2.text_input("pretrained tag or checkpoint file (empty: shipped weights)", "",
+                                  key="typo_zs_pretrained")
+    try:
+        name = state.check_offered(zs_name.strip())
+        model0, preprocess, tokenizer = state.shared_model(name, check_pretrained(policy(), name, zs_pretrained))
+        if not zs_pretrained.strip():
+            st.caption(f"{zs_name.strip()}: the shipped weights")
+    except (WriteRefused, ValueError, OSError) as e:
+        st.error(f"Cannot load this model: {e}")
+        st.stop()
+    chosen = None
 
 left, right = st.columns([1, 2])
 with left:
@@ -44,7 +63,7 @@ with left:
     position = st.selectbox("Where", world.WORD_POSITIONS, key="typo_position")
     size = st.slider("Text height (fraction of the image)", 0.05, 0.5, 0.22, 0.01, key="typo_size")
     alpha = st.slider("alpha of the patched model", 0.0, 1.0, float(chosen if chosen is not None else 0.5), 0.05,
-                      key="typo_alpha")
+                      key="typo_alpha") if session is not None else None
     class_text = st.text_area("Classes (one per line: open vocabulary)", "\n".join(world.SHAPES), key="typo_classes")
 
 if base is None:
@@ -57,23 +76,24 @@ except ValueError as e:
     st.stop()
 
 attacked = world.write_word(base, word, position, size)
-input_size = session.run.model.visual.image_size
+input_size = model0.visual.image_size
 if source == "Upload" and min(input_size if isinstance(input_size, (tuple, list)) else (input_size,)) < 100:
     right.warning("This model sees images at 48 px: it was trained on the procedural world and cannot read "
                   "photos. Open a run of a real CLIP to inspect photos.")
-session.set_alpha(alpha)
-models = {"zero-shot": session.run.model, f"patched (alpha {alpha:g})": session.model}
+if session is not None:
+    session.set_alpha(alpha)
+    models = {"zero-shot": model0, f"patched (alpha {alpha:g})": session.model}
+else:
+    models = {"zero-shot": model0}
 with right:
     for title, img, key in (("Without the word", base, "typo_clean"), (f"With the word “{word}”", attacked, "typo_attacked")):
         st.markdown(f"**{title}**")
         c1, c2 = st.columns([1, 3])
         c1.image(img.resize((160, 160)), caption=title)
-        table = compare_predictions(models, session.run.preprocess, session.run.tokenizer, img, classnames,
-                                    SHAPE_TEMPLATES, head_model=session.run.model)
+        table = compare_predictions(models, preprocess, tokenizer, img, classnames, SHAPE_TEMPLATES, head_model=model0)
         c2.dataframe(table, hide_index=True, key=f"{key}_table")
         c2.plotly_chart(figures.probability_bars(table, list(models)), key=f"{key}_bars")
 
-run = session.run
 if not word.strip():
     st.stop()
 true_name = st.selectbox("True class of the image", classnames,
@@ -81,15 +101,16 @@ true_name = st.selectbox("True class of the image", classnames,
                          if st.session_state.get("typo_shape") in classnames else 0, key="typo_true")
 true_idx = classnames.index(true_name)
 written_idx = classnames.index(word) if word in classnames else None
-head = zero_shot_head(run.model, run.tokenizer, classnames, SHAPE_TEMPLATES)
-x_clean, x_attacked = run.preprocess(base), run.preprocess(attacked)
-verdict_rows = compare_predictions(models, run.preprocess, run.tokenizer, attacked, classnames, SHAPE_TEMPLATES,
-                                   head_model=run.model, top=1)
-zs_says, patched_says = verdict_rows.iloc[0, 1], verdict_rows.iloc[0, 3]
-fooled = "fooled" if zs_says != true_name else "not fooled"
-fixed = "fixed" if patched_says == true_name else "still wrong"
-st.markdown(f"**Verdict:** zero-shot {fooled}: predicts *{zs_says}*; patched (alpha {alpha:g}) {fixed}: *{patched_says}*.",
-            help="On the image with the word; the true class is chosen below the image.")
+head = zero_shot_head(model0, tokenizer, classnames, SHAPE_TEMPLATES)
+x_clean, x_attacked = preprocess(base), preprocess(attacked)
+verdict_rows = compare_predictions(models, preprocess, tokenizer, attacked, classnames, SHAPE_TEMPLATES,
+                                   head_model=model0, top=1)
+zs_says = verdict_rows.iloc[0, 1]
+verdict = f"zero-shot {'fooled' if zs_says != true_name else 'not fooled'}: predicts *{zs_says}*"
+if session is not None:
+    patched_says = verdict_rows.iloc[0, 3]
+    verdict += f"; patched (alpha {alpha:g}) {'fixed' if patched_says == true_name else 'still wrong'}: *{patched_says}*"
+st.markdown(f"**Verdict:** {verdict}.", help="On the image with the word; the true class is chosen below the image.")
 
 st.subheader("Word sweep")
 st.caption("Each cell: the word written at that place and height, coloured by the true class's probability, "
@@ -99,15 +120,18 @@ words = list(dict.fromkeys([*classnames, word, *CONTROL_WORDS, *[w.strip() for w
 cols = st.columns(2)
 tables = {}
 for col, (name, model) in zip(cols, models.items()):
-    tables[name] = word_sweep(model, head, run.preprocess, base, classnames, true_idx, words)
+    tables[name] = word_sweep(model, head, preprocess, base, classnames, true_idx, words)
     col.plotly_chart(figures.word_sweep_heatmap(tables[name], name), key=f"typo_sweep_{name.split()[0]}")
 sweep_csv = pd.concat([t.assign(model=n) for n, t in tables.items()]).to_csv(index=False)
 st.download_button("Word sweep as CSV", sweep_csv, file_name="word_sweep.csv", mime="text/csv", key="typo_sweep_csv")
 
 st.subheader("Margin along alpha")
-if written_idx is None:
+if session is None:
+    st.info("The margin along alpha needs a patched run: choose “A patched run” above.")
+elif written_idx is None:
     st.info(f"“{word}” is not one of the classes: the margin is the true class against a written class.")
 else:
+    run = session.run
     margins = margin_along_alpha(run.model, run.theta_zs, run.theta_ft, head,
                                  {"clean": x_clean, "attacked": x_attacked}, true_idx, written_idx, SLIDER_ALPHAS)
     st.plotly_chart(figures.margin_figure(margins, alpha), key="typo_margin")
@@ -153,9 +177,9 @@ elif batch_source == "Zip":
 if spec is not None and st.button("Score the set", key="typo_batch_go"):
     try:
         task = get_task(spec)
-        data = materialize(task.split("test", run.preprocess), batch_n)
+        data = materialize(task.split("test", preprocess), batch_n)
         written = task.written_class("test")[:len(data)]
-        batch_head = zero_shot_head(run.model, run.tokenizer, task.classnames, task.templates)
+        batch_head = zero_shot_head(model0, tokenizer, task.classnames, task.templates)
         summary, per_image = batch_attack(models, batch_head, data, written)
         st.session_state["typo_batch"] = (spec, task.classnames, summary, per_image)
     except (ValueError, OSError) as e:
@@ -166,14 +190,14 @@ if "typo_batch" in st.session_state:
                            attack_success=(100 * summary["attack_success"].astype(float)).round(1))
     st.dataframe(shown.rename(columns={"accuracy": "accuracy (%)", "attack_success": "attack success (%)"}),
                  hide_index=True, key="typo_batch_summary")
-    patched_name = list(models)[1]
-    worst = per_image.sort_values(f"{patched_name} p_true").head(8)
-    st.markdown("**Worst examples for the patched model** (lowest probability of the true class)")
+    last = list(models)[-1]
+    worst = per_image.sort_values(f"{last} p_true").head(8)
+    st.markdown(f"**Worst examples for the {last} model** (lowest probability of the true class)")
     raw = get_task(spec).split("test", None)
     thumbs = st.columns(8)
     for col, r in zip(thumbs, worst.to_dict("records")):
-        said = [batch_classes[int(r[f"{name} predicted"])] for name in models]
-        col.image(raw[int(r["index"])][0].resize((96, 96)),
-                  caption=f"{batch_classes[int(r['label'])]}; zero-shot {said[0]}, patched {said[1]}")
+        said = ", ".join(f"{name.split()[0]} {batch_classes[int(r[f'{name} predicted'])]}" for name in models
+                         if f"{name} predicted" in r)
+        col.image(raw[int(r["index"])][0].resize((96, 96)), caption=f"{batch_classes[int(r['label'])]}; {said}")
     st.download_button("Per-image results as CSV", per_image.to_csv(index=False), file_name="typographic_batch.csv",
                        mime="text/csv", key="typo_batch_csv")
