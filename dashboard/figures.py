@@ -208,3 +208,20 @@ def saliency_overlay(image, cam, size: int = 160):
     red = np.zeros_like(base)
     red[..., 0] = 255
     return Image.fromarray((base * (1 - 0.6 * heat) + red * 0.6 * heat).astype(np.uint8))
+
+
+def along_alpha_figure(table: pd.DataFrame, true_class: str, alpha: float | None = None, top: int = 4) -> go.Figure:
+    """One image's class probabilities along alpha: the true class and the classes that ever come near it
+    (the ``top`` highest peaks). ``table``: rows alpha, columns class (``PatchSession.along_alpha``)."""
+    peaks = table.max().sort_values(ascending=False)
+    shown = list(dict.fromkeys([true_class, *peaks.index[:top]]))
+    fig = go.Figure()
+    for name in shown:
+        fig.add_trace(go.Scatter(x=list(table.index), y=table[name], mode="lines+markers",
+                                 name=f"{name} (true)" if name == true_class else name,
+                                 line={"width": 4 if name == true_class else 2}))
+    if alpha is not None:
+        fig.add_vline(x=alpha, line={"color": "red"}, annotation_text=f"alpha {alpha:g}")
+    fig.update_layout(xaxis_title="alpha (0 zero-shot, 1 fine-tuned)", yaxis_title="probability", yaxis_range=[0, 1],
+                      height=320, margin={"t": 30})
+    return fig

@@ -183,3 +183,25 @@ def test_models_page_finetunes_sweeps_and_exports(tmp_path, monkeypatch):
     at.button[1].click().run()
     assert any(f"at alpha {chosen:g}" in s.value for s in at.success)
     assert load_checkpoint(tmp_path / "runs/chosen.safetensors")[1]["alpha"] == chosen
+
+
+def test_patch_page_follows_one_sample_along_alpha():
+    """The sample's probability of its true class at the 21 slider positions equals a model built at each alpha."""
+    import base64
+    at = _app()
+    at.selectbox(key="sample_pick").set_value(2).run()
+    assert not at.exception
+    spec = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                if "(true)" in json.dumps(json.loads(c.proto.spec)["data"][0].get("name", "")))
+    y = spec["data"][0]["y"]
+    y = np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"]) if isinstance(y, dict) else np.array(y)
+    run = load_run(CACHED / RUN)
+    task = get_task("digits")
+    image, label = task.split("test", run.preprocess)[2]
+    head = zero_shot_head(run.model, run.tokenizer, task.classnames, task.templates)
+    from paint_core.engine.evaluation import predict
+    expected = []
+    for alpha in [round(0.05 * i, 2) for i in range(21)]:
+        run.model.load_state_dict(interpolate(run.theta_zs, run.theta_ft, alpha))
+        expected.append(float(predict(run.model, head, image.unsqueeze(0))[0, label]))
+    np.testing.assert_allclose(np.asarray(y, dtype=float), expected, atol=1e-5)

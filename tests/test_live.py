@@ -1,3 +1,5 @@
+import numpy as np
+import pytest
 import torch
 
 from paint_core import Run, evaluate, interpolate, load_model
@@ -57,3 +59,28 @@ def test_prediction_store_is_shared_and_warm_up_matches_direct_computation(two_s
     a.set_alpha(0.7)
     assert a.probabilities() is b.probabilities() and len(calls) == 1
     assert all(torch.equal(model.state_dict()[k], zs[k]) for k in zs)
+
+
+def test_one_sample_along_alpha_equals_models_built_at_each_alpha(two_states, random_micro_file):
+    from paint_core.core.interpolation import interpolate
+    from paint_core.engine.evaluation import predict
+    from paint_core.live.sessions import PredictionStore
+
+    zs, ft = two_states
+    model, preprocess, tok = load_model("micro-rn-s", random_micro_file)
+    run = Run(None, {"task": "t"}, model, preprocess, tok, zs, ft)
+    head = zero_shot_head(model, tok, ["a", "b", "c"], ["{}"])
+    images = torch.randn(6, 3, 48, 48, generator=torch.Generator().manual_seed(2))
+    sets = {"t": EvalSet("t", ("a", "b", "c"), images, torch.arange(6) % 3, head)}
+    store = PredictionStore()
+    store.warm(run, sets, [0.5], start=0.5).join()  # one position shared, the others computed for the image
+    session = PatchSession(run, sets, store)
+    session.set_alpha(0.3)
+    story = session.along_alpha("t", 4, [0.0, 0.5, 0.75, 1.0])
+    assert session.alpha == 0.3 and list(story.columns) == ["a", "b", "c"]
+    ref, _, _ = load_model("micro-rn-s", random_micro_file)
+    for alpha in (0.0, 0.5, 0.75, 1.0):
+        ref.load_state_dict(interpolate(zs, ft, alpha))
+        assert np.allclose(story.loc[alpha].to_numpy(), predict(ref, head, images[4:5])[0].numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="not in the 6-image subsample"):
+        session.along_alpha("t", 6)

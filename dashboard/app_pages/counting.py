@@ -54,5 +54,14 @@ if "counting" in session.eval_sets:
     st.subheader(f"Accuracy per true count (test subsample, n={len(ev.labels)})")
     st.plotly_chart(figures.per_count_figure(per, list(per.columns)), key="per_count")
     st.dataframe((100 * per).round(1), key="per_count_table")
+    st.subheader("One test image along alpha")
+    raw = task.split("test")
+    pick = st.number_input(f"Test image (1-{len(ev.labels)})", 1, len(ev.labels), 1, key="count_pick") - 1
+    c1, c2 = st.columns([1, 3])
+    c1.image(raw[int(pick)][0].resize((160, 160)), caption=f"true count {ev.classnames[int(ev.labels[int(pick)])]}")
+    story = session.along_alpha("counting", int(pick))
+    c2.plotly_chart(figures.along_alpha_figure(story, ev.classnames[int(ev.labels[int(pick)])], alpha), key="count_story")
+    st.download_button("Its probabilities along alpha as CSV", story.to_csv(), file_name="count_along_alpha.csv",
+                       mime="text/csv", key="count_story_csv")
 else:
     st.info("This run is not a counting run: pick a counting run for the per-count view.")

@@ -64,3 +64,10 @@ for i in range(min(12, len(raw))):
     now = names[int(probs[patch_task][i].argmax())]
     mark = "right" if now == names[label] else "WRONG"
     cols[i % 6].image(img.resize((96, 96)), caption=f"true {names[label]} | zs {zs_pred} | now {now} ({mark})")
+
+pick = st.selectbox("Follow one sample along alpha", list(range(min(12, len(raw)))), key="sample_pick",
+                    format_func=lambda i: f"sample {i + 1} (true {names[raw[i][1]]})")
+story = session.along_alpha(patch_task, int(pick))
+st.plotly_chart(figures.along_alpha_figure(story, names[raw[int(pick)][1]], alpha), key="sample_story")
+st.download_button("This sample's probabilities along alpha as CSV", story.to_csv(), file_name="sample_along_alpha.csv",
+                   mime="text/csv", key="sample_story_csv")

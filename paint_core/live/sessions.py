@@ -158,6 +158,28 @@ class PatchSession:
     def accuracies(self, probs: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
         return subsample_accuracies(probs or self.probabilities(), self.eval_sets)
 
+    def along_alpha(self, task: str, index: int, alphas: Sequence[float] = SLIDER_ALPHAS) -> pd.DataFrame:
+        """One subsample image's class probabilities at every alpha (rows) and class (columns): the per-image
+        story of a patch. Positions the shared store or this session already has are lookups; at the others only
+        this image is scored. The session's alpha is restored."""
+        ev = self.eval_sets[task]
+        if not 0 <= index < len(ev.labels):
+            raise ValueError(f"sample {index} is not in the {len(ev.labels)}-image subsample of {task}")
+        current = self.interpolator.alpha
+        rows = []
+        try:
+            for a in alphas:
+                known = self._probs_by_alpha.get(a) or (self.store.get(a) if self.store is not None else None)
+                if known is not None:
+                    rows.append(known[task][index].numpy())
+                else:
+                    self.set_alpha(a)
+                    rows.append(predict(self.model, ev.head, ev.images[index:index + 1])[0].numpy())
+        finally:
+            if current is not None:
+                self.set_alpha(current)
+        return pd.DataFrame(rows, index=pd.Index([float(a) for a in alphas], name="alpha"), columns=list(ev.classnames))
+
 
 def per_class_accuracy(probs: torch.Tensor, labels: torch.Tensor, classnames: Sequence[str]) -> pd.DataFrame:
     """Accuracy per true class (e.g. per true count), with the number of images of each."""
