@@ -131,3 +131,10 @@ def test_cuda_finetune_and_evaluation_agree_with_the_cpu(digits_bits):
         state = finetune(gpu_model, gpu_head, digits_bits[2], FinetuneConfig(steps=3, batch_size=32), progress=False)
     assert abs(acc_cpu - acc_gpu) <= 0.02
     assert all(v.device.type == "cuda" for v in state.values())
+
+
+def test_cpu_only_commands_refuse_a_gpu_instead_of_ignoring_it(tmp_path, capsys):
+    code = main(["prompts", "--old", "micro-rn-s", "--new", "micro-rn-l", "--out", str(tmp_path / "p.json"),
+                 "--device", "cuda:0"])
+    assert code == 1 and "computes on the CPU only" in capsys.readouterr().err
+    assert not (tmp_path / "p.json").exists()
