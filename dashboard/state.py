@@ -351,3 +351,13 @@ def shared_model(name: str, pretrained: str | None):
         st_ = os.stat(pretrained)
         identity = f"{st_.st_size}:{st_.st_mtime_ns}:{st_.st_ino}"
     return _shared_model(name, pretrained, identity)
+
+
+def follow_run(path: str, slider_key: str, chosen: float | None, default: float) -> None:
+    """When the user switches to another run, its slider starts at that run's chosen alpha (not the old run's
+    position). Call before the slider is drawn."""
+    seen = f"{slider_key}__run"
+    last = st.session_state.get(seen)
+    st.session_state[seen] = path
+    if last is not None and last != path:
+        st.session_state[slider_key] = float(chosen if chosen is not None else default)

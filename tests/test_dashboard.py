@@ -205,3 +205,12 @@ def test_patch_page_follows_one_sample_along_alpha():
         run.model.load_state_dict(interpolate(run.theta_zs, run.theta_ft, alpha))
         expected.append(float(predict(run.model, head, image.unsqueeze(0))[0, label]))
     np.testing.assert_allclose(np.asarray(y, dtype=float), expected, atol=1e-5)
+
+
+def test_switching_runs_starts_the_slider_at_the_new_runs_chosen_alpha():
+    from paint_core.studies.patch import select_run
+    at = _app()
+    at.slider(key="alpha").set_value(0.95).run()
+    at.selectbox(key="patch_run").set_value("micro-rn-l/counting").run()
+    assert not at.exception
+    assert at.slider(key="alpha").value == pytest.approx(select_run(CACHED / "micro-rn-l/counting")["alpha"])

@@ -13,6 +13,7 @@ from paint_core.data.tasks import get_task
 st.title("Counting")
 session = state.open_session(default_task="counting", key="count_run")
 chosen = state.chosen_alpha(str(session.run.path))
+state.follow_run(str(session.run.path), "count_alpha", chosen, 0.5)
 task = get_task("counting")
 
 left, right = st.columns([1, 2])

@@ -17,6 +17,7 @@ run = session.run
 path = str(run.path)
 patch_task = run.meta["task"]
 chosen = state.chosen_alpha(path)
+state.follow_run(path, "alpha", chosen, 0.0)
 alpha = st.slider("alpha", 0.0, 1.0, value=float(chosen if chosen is not None else 0.0), step=SLIDER_STEP, key="alpha",
                   help="0 = zero-shot, 1 = fine-tuned on the patch task")
 session.set_alpha(alpha)

@@ -29,6 +29,7 @@ if mode == "A patched run":
     session = state.open_session(default_task="typographic", key="typo_run")
     model0, preprocess, tokenizer = session.run.model, session.run.preprocess, session.run.tokenizer
     chosen = state.chosen_alpha(str(session.run.path))
+    state.follow_run(str(session.run.path), "typo_alpha", chosen, 0.5)
     example = state.fooling_example(str(session.run.path), chosen if chosen is not None else 0.5)
     if example is not None and "typo_shape" not in st.session_state:  # open on an attack the patch fixes
         st.session_state.update({"typo_shape": example["shape"], "typo_colour": example["colour"],
