@@ -23,7 +23,8 @@ except ValueError as e:  # e.g. PAINT_DEVICE=cuda on a machine without CUDA: say
 st.sidebar.caption(f"Computing on **{runtime.device}** ({runtime.precision})")
 PAGES = Path(__file__).resolve().parent / "app_pages"
 nav = st.navigation([
-    st.Page(PAGES / "patch.py", title="Patch", icon=":material/tune:", default=True),
+    st.Page(PAGES / "story.py", title="Start here", icon=":material/school:", default=True),
+    st.Page(PAGES / "patch.py", title="Patch", icon=":material/tune:"),
     st.Page(PAGES / "typographic.py", title="Typographic attack", icon=":material/text_fields:"),
     st.Page(PAGES / "counting.py", title="Counting", icon=":material/123:"),
     st.Page(PAGES / "multitask.py", title="Multi-task & transfer", icon=":material/stacks:"),

@@ -92,7 +92,7 @@ def _browser_page():
 
 def test_slider_moves_numbers_and_chart_in_a_real_browser(app_url):
     with _browser_page() as page:
-        page.goto(app_url, timeout=120_000)
+        page.goto(app_url + "/patch", timeout=120_000)
         page.locator('[data-testid="stMetric"]').filter(has_text="digits (").first.wait_for(timeout=180_000)
         page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
         slider = page.locator('[data-testid="stSlider"] input[type="range"]').first
@@ -154,3 +154,18 @@ def test_typographic_upload_shows_the_word_sweep_in_a_real_browser(app_url, tmp_
         page.screenshot(path=str(ARTIFACTS / "dashboard_typographic.png"), full_page=True)
     assert sum("where the word is written" in t for t in titles) == 2, titles
     assert "zero-shot" in verdict and "patched" in verdict
+
+
+def test_the_story_page_opens_first_and_leads_to_the_patch_page(app_url):
+    from paint_core.studies.patch import select_run
+    chosen = select_run(ROOT / "cached_results" / "micro-rn-l" / "digits")["alpha"]
+    with _browser_page() as page:
+        page.goto(app_url, timeout=120_000)
+        page.get_by_text("5. Choose alpha on held-out data").first.wait_for(timeout=180_000)
+        metric = page.locator('[data-testid="stMetric"]').filter(has_text="chosen alpha").first
+        shown = metric.locator('[data-testid="stMetricValue"]').inner_text()
+        charts = page.locator(".js-plotly-plot").count()
+        page.screenshot(path=str(ARTIFACTS / "dashboard_story.png"), full_page=True)
+        page.get_by_role("link", name="Patch").first.click()
+        page.locator('[data-testid="stMetric"]').filter(has_text="digits (").first.wait_for(timeout=180_000)
+    assert shown == f"{chosen:g}" and charts >= 2

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -24,10 +25,14 @@ RUN = "micro-rn-l/digits"
 pytestmark = pytest.mark.slow
 
 
-def _app() -> AppTest:
+def _app(page: str | None = "patch") -> AppTest:
+    """The app, on ``page`` (the Patch page unless asked; None: the first page, "Start here")."""
     at = AppTest.from_file(APP, default_timeout=300)
     at.run()
     assert not at.exception, at.exception
+    if page is not None:
+        at.switch_page(f"app_pages/{page}.py").run()
+        assert not at.exception, at.exception
     return at
 
 
@@ -214,3 +219,22 @@ def test_switching_runs_starts_the_slider_at_the_new_runs_chosen_alpha():
     at.selectbox(key="patch_run").set_value("micro-rn-l/counting").run()
     assert not at.exception
     assert at.slider(key="alpha").value == pytest.approx(select_run(CACHED / "micro-rn-l/counting")["alpha"])
+
+
+def test_start_page_tells_the_story_with_the_sweeps_numbers():
+    from paint_core.studies.patch import select_run
+    at = _app(page=None)
+    assert [h.value for h in at.header] == ["1. The problem", "2. Fine-tuning fixes it, at a cost to the rest",
+                                            "3. Interpolate the weights", "4. The frontier bends",
+                                            "5. Choose alpha on held-out data"]
+    df = pd.read_csv(CACHED / RUN / "sweep.csv")
+    test = df[df["split"] == "test"]
+    digits = test[test["task"] == "digits"].set_index("alpha")["accuracy"]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["digits, zero-shot"] == f"{100 * digits.loc[digits.index.min()]:.1f}%"
+    assert metrics["digits, fine-tuned"] == f"{100 * digits.loc[digits.index.max()]:.1f}%"
+    chosen = select_run(CACHED / RUN)["alpha"]
+    assert metrics["chosen alpha"] == f"{chosen:g}"
+    assert metrics["digits, patched"] == f"{100 * digits.loc[chosen]:.1f}%"
+    supported = test[test["task"] != "digits"].groupby("alpha")["accuracy"].mean()
+    assert metrics["shapes and colours, patched"] == f"{100 * supported.loc[chosen]:.1f}%"

@@ -178,12 +178,14 @@ def test_rewritten_run_is_not_served_stale(server):
     run_sweep(x, ["shapes"], [0.0, 1.0], max_eval=20)
     at = AppTest.from_file(APP, default_timeout=300)
     at.run()
+    at.switch_page("app_pages/patch.py").run()
     at.selectbox(key="patch_run").set_value("runs/x").run()
     assert any(m.label.startswith("digits (") for m in at.metric)
     run_finetune(x, "micro-rn-s", None, "counting", TINY, overwrite=True)
     run_sweep(x, ["shapes"], [0.0, 1.0], max_eval=20)
     at = AppTest.from_file(APP, default_timeout=300)
     at.run()
+    at.switch_page("app_pages/patch.py").run()
     at.selectbox(key="patch_run").set_value("runs/x").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     labels = [m.label for m in at.metric]

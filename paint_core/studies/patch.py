@@ -329,3 +329,21 @@ def export_run(path: str | Path, alpha: float | None, out: str | Path, allow_ext
     state = interpolate(run.theta_zs, run.theta_ft, alpha, allow_extrapolation)
     return save_checkpoint(out, state, {"model": run.meta["model"], "pretrained": run.meta["pretrained"],
                                         "task": run.meta["task"], "alpha": float(alpha), "run": str(path)})
+
+
+def patch_story(path: str | Path, split: str = "test") -> dict:
+    """The numbers of PAINT's story on one swept run: zero-shot and fine-tuned accuracies of the patch task and
+    the mean supported accuracy, the alpha chosen on val (the paper's rule) with its accuracies, and how far the
+    frontier at that alpha lies above the straight line between the endpoints (points)."""
+    from ..core.frontier import chord_gap, frontier
+    meta = read_run_meta(path)
+    choice = select_run(path)
+    df = read_sweep(path)
+    f = frontier(df, meta["task"], meta["supported"], split)
+    lo, hi, at = f.index.min(), f.index.max(), choice["alpha"]
+    return {"patch": meta["task"], "supported": list(meta["supported"]), "split": split,
+            "zero_shot": {"patch": float(f.loc[lo, "patch"]), "supported": float(f.loc[lo, "supported"])},
+            "fine_tuned": {"patch": float(f.loc[hi, "patch"]), "supported": float(f.loc[hi, "supported"])},
+            "chosen_alpha": float(at),
+            "chosen": {"patch": float(f.loc[at, "patch"]), "supported": float(f.loc[at, "supported"])},
+            "above_chord": float(chord_gap(f).loc[at])}
