@@ -83,8 +83,8 @@ def make_runtime(device: str = "auto", precision: str = "fp32", workers: int = 0
     resolved = resolve_device(device)
     if precision == "amp_bf16" and resolved.startswith("cuda") and not torch.cuda.is_bf16_supported():
         raise ValueError("--precision amp_bf16: this GPU has no bfloat16 support; use amp")
-    name = torch.cuda.get_device_name(torch.device(resolved)) if resolved.startswith("cuda") else resolved
-    log.info("computing on %s (%s), precision %s, %d data workers", resolved, name, precision, int(workers))
+    where = f"{resolved} ({torch.cuda.get_device_name(torch.device(resolved))})" if resolved.startswith("cuda") else resolved
+    log.info("computing on %s, precision %s, %d data workers", where, precision, int(workers))
     return Runtime(resolved, precision, int(workers), int(accum_steps), bool(grad_checkpointing))
 
 
