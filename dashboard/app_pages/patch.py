@@ -36,6 +36,11 @@ for col, (task, a) in zip(cols, acc.items()):
     n = len(session.eval_sets[task].labels)
     col.metric(f"{task} ({role}, n={n})", f"{100 * a:.1f}%", f"{100 * (a - zs_acc[task]):+.1f} vs zero-shot")
 
+st.caption("The patch task is the one being fixed; the supported tasks are the ones the model must keep doing "
+           f"well. Live numbers are measured now on the first {len(next(iter(session.eval_sets.values())).labels)} "
+           "test images of each task, so they can differ by a few points from the curves below, which use the "
+           "whole split of the sweep.")
+
 df = state.sweep_of(path)
 supported = [t for t in state.run_tasks(run) if t != patch_task]
 if len(df):
@@ -49,6 +54,11 @@ if len(df):
         left, right = st.columns(2)
         left.plotly_chart(figures.frontier_figure(f, patch_task, alpha, chosen, live, split), key="frontier")
         right.plotly_chart(figures.accuracy_vs_alpha_figure(df, split, alpha), key="acc_vs_alpha")
+        st.caption("Left: each point is one alpha, patch accuracy against the mean supported accuracy (the frontier); "
+                   "the dashed chord joins zero-shot and fine-tuned, where mixing the two models' answers would "
+                   "land. Points above it are what interpolating weights buys. The star is the paper's choice: the "
+                   "alpha with the best average of patch and supported accuracy on validation data. The red x is "
+                   "the live subsample at the slider. Right: every task along alpha.")
         with st.expander("Frontier table"):
             st.dataframe(figures.gap_table(f), key="gap_table", hide_index=True)
 else:
