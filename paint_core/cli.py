@@ -285,6 +285,7 @@ FIELD_HELP = {
     "object_word_share": "share of corpus images that are objects with a word written on them",
     "word_font_min": "smallest font size of words on objects (64 px world)",
     "word_font_max": "largest font size of words on objects (64 px world)",
+    "word_pairs": "twin every object+word image with the same object under another word, in the same batch",
     "n_ctx": "learned context tokens in the prompt", "distill": "ContCoOp: weight of the pull towards the "
     "zero-shot text features", "heads": "ContCoOp: attention heads",
 }

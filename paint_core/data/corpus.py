@@ -32,6 +32,8 @@ class CorpusConfig:
     object_word_share: float = 0.18  # share of objects with a word on them (the other kinds keep their ratios)
     word_font_min: int = 11         # font size range of words written on objects, in 64 px world pixels
     word_font_max: int = 15
+    word_pairs: bool = False        # each object+word image comes with a twin: the same object, another word,
+                                    # next to it in the corpus (pretraining keeps twins in one batch)
 
 
 def corpus_mix(cfg: CorpusConfig) -> dict[str, float]:
@@ -123,10 +125,39 @@ def make_corpus(n: int, seed: int, cfg: CorpusConfig = CorpusConfig(), size: int
     rng = np.random.default_rng(seed)
     images = np.empty((n, size, size, 3), dtype=np.uint8)
     captions: list[str] = []
-    for i in range(n):
+    i = 0
+    while i < n:
+        if cfg.word_pairs:
+            for img, cap in _twins(rng, cfg, size)[:n - i]:
+                images[i] = np.asarray(img)
+                captions.append(cap)
+                i += 1
+            continue
         img, cap = sample_pair(rng, cfg, size)
         images[i] = np.asarray(img)
         captions.append(cap)
+        i += 1
         if progress is not None:
             progress(1)
     return images, captions
+
+
+def _twins(rng: np.random.Generator, cfg: CorpusConfig, size: int) -> list[tuple[Image.Image, str]]:
+    """Two neighbouring corpus entries: for an object+word image, the same object (one random state) with two
+    different words, each caption naming its word and the object, so that in a batch holding both only reading
+    tells the captions apart; for any other kind, two independent pairs."""
+    if rng.random() >= corpus_mix(cfg)["object_word"]:
+        return [sample_pair(rng, CorpusConfig(**{**cfg.__dict__, "object_word_share": 0.0}), size) for _ in range(2)]
+    shape, colour = w.pick(rng, w.SHAPES), w.pick(rng, tuple(w.COLOURS))
+    first = w.pick(rng, READ_WORDS)
+    second = w.pick(rng, [x for x in READ_WORDS if x != first])
+    state = int(rng.integers(0, 2 ** 31))
+    font = int(rng.integers(cfg.word_font_min, cfg.word_font_max + 1))
+    out = []
+    for word in (first, second):
+        img = w.render_object_with_word(np.random.default_rng(state), shape, colour, word, size, font_size=font)
+        u = rng.random()
+        cap = (word if u < cfg.word_only_caption else
+               f"a {colour} {shape} with the word {word}" if rng.random() < 0.5 else f"{word} written on a {shape}")
+        out.append((img, cap))
+    return out

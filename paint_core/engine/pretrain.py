@@ -108,7 +108,12 @@ def pretrain(model_name: str, out: str | Path, cfg: PretrainConfig = PretrainCon
         start, losses = int(state["step"]), list(state["losses"])
         log.info("resuming %s pretraining at step %d", model_name, start)
     rng = np.random.default_rng(cfg.seed)
-    order = np.concatenate([rng.permutation(len(images)) for _ in range(math.ceil(cfg.steps * cfg.batch_size / len(images)) + 1)])
+    rounds = math.ceil(cfg.steps * cfg.batch_size / len(images)) + 1
+    if corpus.word_pairs:  # shuffle twins as blocks, so both halves of a pair land in the same batch
+        blocks = len(images) // 2
+        order = np.concatenate([(2 * rng.permutation(blocks))[:, None] + np.arange(2) for _ in range(rounds)]).ravel()
+    else:
+        order = np.concatenate([rng.permutation(len(images)) for _ in range(rounds)])
     model.train()
 
     def batches():
