@@ -5,7 +5,9 @@
 
 Per weights file: ``reading_test`` (300 objects drawn clean, with another class's name written on them, and with a
 non-class word written the same way; size, position and colour of the word varied) and the zero-shot test
-accuracy of the supported tasks (shapes, colours) and of the patch tasks (digits, counting, typographic).
+accuracy of the supported tasks (shapes, colours) and of the patch tasks (digits, counting, typographic);
+``written_word_probe``: a logistic regression on frozen features naming the written shape word (features there
+or missing).
 Targets (issue 16): attacked >= 40 points below clean, written word chosen >= 40%, control within 5 points of
 clean, supported >= 95%.
 """
@@ -15,7 +17,7 @@ import argparse
 import json
 
 from paint_core.models.clip import load_model
-from paint_core.studies.diagnostics import reading_test, zero_shot_accuracies
+from paint_core.studies.diagnostics import reading_test, written_word_probe, zero_shot_accuracies
 
 
 def main() -> None:
@@ -29,8 +31,9 @@ def main() -> None:
         reading = reading_test(model, preprocess, tokenizer, n=args.n)
         zero_shot = zero_shot_accuracies(model, preprocess, tokenizer,
                                          ["shapes", "colours", "digits", "counting", "typographic"])
+        probe = written_word_probe(model, preprocess)
         print(json.dumps({"weights": weights or f"shipped {args.model}", "reading": reading,
-                          "zero_shot_test": zero_shot}))
+                          "written_word_probe": probe, "zero_shot_test": zero_shot}))
 
 
 if __name__ == "__main__":

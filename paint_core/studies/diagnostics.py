@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from ..data import world as w
 from ..data.tasks import get_task
-from ..engine.evaluation import evaluate, materialize, predict, zero_shot_head
+from ..engine.evaluation import evaluate, image_features, materialize, predict, zero_shot_head
 
 
 @torch.no_grad()
@@ -82,6 +82,30 @@ def reading_test(model: torch.nn.Module, preprocess: Callable, tokenizer: Callab
             "attacked_accuracy": float((pa == labels_t).float().mean()),
             "word_rate": float((pa == words_t).float().mean()),
             "control_accuracy": float((pc == labels_t).float().mean()), "n": n}
+
+
+def written_word_probe(model: torch.nn.Module, preprocess: Callable, n_train: int = 1500, n_test: int = 500,
+                       seed: int = 11) -> dict:
+    """Are the written word's features there? A logistic regression on frozen image features predicts which
+    shape name is written on an object (the object itself random): high accuracy with a low zero-shot word rate
+    means the model sees the word but its text alignment ignores it; chance (1/6) means it does not see it."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(seed)
+    images, words = [], []
+    for _ in range(n_train + n_test):
+        shape = w.SHAPES[int(rng.integers(0, len(w.SHAPES)))]
+        word = int(rng.integers(0, len(w.SHAPES)))
+        colour = list(w.COLOURS)[int(rng.integers(0, len(w.COLOURS)))]
+        state = int(rng.integers(0, 2 ** 31))
+        images.append(preprocess(w.render_object_with_word(np.random.default_rng(state), shape, colour,
+                                                           w.SHAPES[word])))
+        words.append(word)
+    feats = image_features(model, torch.stack(images)).numpy()
+    y = np.array(words)
+    clf = LogisticRegression(max_iter=3000, C=10.0).fit(feats[:n_train], y[:n_train])
+    return {"accuracy": float(clf.score(feats[n_train:], y[n_train:])), "chance": 1 / len(w.SHAPES),
+            "n_train": n_train, "n_test": n_test}
 
 
 def zero_shot_accuracies(model: torch.nn.Module, preprocess: Callable, tokenizer: Callable, tasks: list[str],
