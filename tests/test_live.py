@@ -84,3 +84,41 @@ def test_one_sample_along_alpha_equals_models_built_at_each_alpha(two_states, ra
         assert np.allclose(story.loc[alpha].to_numpy(), predict(ref, head, images[4:5])[0].numpy(), atol=1e-5)
     with pytest.raises(ValueError, match="not in the 6-image subsample"):
         session.along_alpha("t", 6)
+
+
+def test_sessions_of_a_run_share_its_endpoints_and_hold_only_their_own_weights(two_states, random_micro_file):
+    from paint_core.core.interpolation import interpolate as interp_fn
+    zs, ft = two_states
+    model, preprocess, tok = load_model("micro-rn-s", random_micro_file)
+    run = Run(None, {"task": "t"}, model, preprocess, tok, zs, ft)
+    head = zero_shot_head(model, tok, ["a", "b", "c"], ["{}"])
+    sets = {"t": EvalSet("t", ("a", "b", "c"), torch.randn(4, 3, 48, 48), torch.arange(4) % 3, head)}
+    a, b = PatchSession(run, sets), PatchSession(run, sets)
+    shared = lambda s: [(z.data_ptr(), f.data_ptr()) for z, f, _ in s.interpolator._groups]  # noqa: E731
+    own = lambda s: [live.data_ptr() for _, _, live in s.interpolator._groups]  # noqa: E731
+    assert shared(a) == shared(b) and set(own(a)).isdisjoint(own(b))
+    a.set_alpha(0.3)
+    b.set_alpha(0.9)
+    for session, alpha in ((a, 0.3), (b, 0.9)):
+        expected = interp_fn(zs, ft, alpha)
+        assert all(torch.allclose(v, expected[k], atol=1e-6) for k, v in session.model.state_dict().items()
+                   if v.is_floating_point())
+    assert all(torch.equal(run.theta_zs[k], zs[k]) for k in zs)  # the endpoints are never written
+
+
+def test_sessions_share_the_frozen_text_tower_with_the_run_and_never_write_it(two_states, random_micro_file):
+    zs, ft = two_states  # ft differs from zs only in the image tower
+    model, preprocess, tok = load_model("micro-rn-s", random_micro_file)
+    run = Run(None, {"task": "t"}, model, preprocess, tok, zs, ft)
+    head = zero_shot_head(model, tok, ["a", "b", "c"], ["{}"])
+    sets = {"t": EvalSet("t", ("a", "b", "c"), torch.randn(4, 3, 48, 48), torch.arange(4) % 3, head)}
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    a = PatchSession(run, sets)
+    a.set_alpha(0.7)
+    text = "token_embedding.weight"
+    assert a.model.state_dict()[text].data_ptr() == model.state_dict()[text].data_ptr()  # shared, not copied
+    visual = next(k for k in zs if k.startswith("visual.") and zs[k].is_floating_point() and not torch.equal(zs[k], ft[k]))
+    assert a.model.state_dict()[visual].data_ptr() != model.state_dict()[visual].data_ptr()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the run's model is untouched
+    expected = interpolate(zs, ft, 0.7)
+    assert all(torch.allclose(v, expected[k], atol=1e-6) for k, v in a.model.state_dict().items() if v.is_floating_point())

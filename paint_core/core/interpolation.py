@@ -6,6 +6,7 @@ Every floating-point tensor is interpolated (BatchNorm running statistics includ
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -32,41 +33,76 @@ def interpolate(theta_zs: StateDict, theta_ft: StateDict, alpha: float,
             for k, z in theta_zs.items()}
 
 
+@dataclass(frozen=True)
+class FlatEndpoints:
+    """Both endpoints flattened once, one buffer pair per dtype: read-only and shareable, so every Interpolator
+    of a run (one per dashboard session) holds only its own live weights, not three copies of the model."""
+    groups: tuple[tuple[torch.dtype, tuple[str, ...], torch.Tensor, torch.Tensor], ...]
+    fixed: dict  # non-floating tensors (e.g. num_batches_tracked) and floating ones equal at both ends (a frozen
+                 # text tower): the zero-shot value at every alpha, never part of the live buffer
+
+
+def flatten_endpoints(theta_zs: StateDict, theta_ft: StateDict, model: torch.nn.Module) -> FlatEndpoints:
+    """``FlatEndpoints`` laid out like ``model``'s floating-point parameters and buffers (dtype and device);
+    tensors equal at both ends (PAINT's frozen text tower) are fixed, not interpolated."""
+    check_compatible(theta_zs, theta_ft, "zero-shot and fine-tuned state dicts")
+    check_compatible(theta_zs, model.state_dict(), "endpoints and model")
+    tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    by_dtype: dict[torch.dtype, list[str]] = {}
+    fixed = {}
+    for key, t in tensors.items():
+        if key not in theta_zs:  # non-persistent buffers are not in the state dict
+            continue
+        if t.is_floating_point() and not torch.equal(theta_zs[key], theta_ft[key]):
+            by_dtype.setdefault(t.dtype, []).append(key)
+        else:
+            fixed[key] = theta_zs[key]
+    groups = []
+    with torch.no_grad():
+        for dtype, keys in by_dtype.items():
+            device = tensors[keys[0]].device
+            zs = torch.cat([theta_zs[k].reshape(-1).to(device=device, dtype=dtype) for k in keys])
+            ft = torch.cat([theta_ft[k].reshape(-1).to(device=device, dtype=dtype) for k in keys])
+            groups.append((dtype, tuple(keys), zs, ft))
+    return FlatEndpoints(tuple(groups), fixed)
+
+
 class Interpolator:
     """Re-interpolates ``model``'s own weights in place: no rebuild, no ``load_state_dict``.
 
-    The endpoints are copied once into one flat buffer per dtype, and every floating-point parameter and
-    buffer of the model becomes a view into a third flat buffer, so ``set_alpha`` is a single
-    ``torch.lerp(..., out=...)`` per dtype: memory-bandwidth bound. The endpoints given are never modified.
+    The endpoints are flattened into one buffer pair per dtype (``FlatEndpoints``, shareable between
+    interpolators of the same run), and every floating-point parameter and buffer of the model becomes a view
+    into a third flat buffer of its own, so ``set_alpha`` is a single ``torch.lerp(..., out=...)`` per dtype:
+    memory-bandwidth bound. The endpoints given are never modified.
     """
 
-    def __init__(self, model: torch.nn.Module, theta_zs: StateDict, theta_ft: StateDict,
-                 allow_extrapolation: bool = False):
-        check_compatible(theta_zs, theta_ft, "zero-shot and fine-tuned state dicts")
-        check_compatible(theta_zs, model.state_dict(), "endpoints and model")
+    def __init__(self, model: torch.nn.Module, theta_zs: StateDict | None = None, theta_ft: StateDict | None = None,
+                 allow_extrapolation: bool = False, endpoints: FlatEndpoints | None = None):
+        if endpoints is None:
+            if theta_zs is None or theta_ft is None:
+                raise ValueError("give the two endpoints (theta_zs, theta_ft) or their FlatEndpoints")
+            endpoints = flatten_endpoints(theta_zs, theta_ft, model)
         self.model = model
         self.allow_extrapolation = allow_extrapolation
         self.alpha: float | None = None
-        tensors = dict(model.named_parameters())
-        tensors.update(dict(model.named_buffers()))
-        by_dtype: dict[torch.dtype, list[str]] = {}
-        with torch.no_grad():
-            for key, t in tensors.items():
-                if key not in theta_zs:  # non-persistent buffers are not in the state dict
-                    continue
-                if t.is_floating_point():
-                    by_dtype.setdefault(t.dtype, []).append(key)
-                else:
-                    t.copy_(theta_zs[key])
+        self.endpoints = endpoints
+        tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+        missing = [k for _, keys, _, _ in endpoints.groups for k in keys if k not in tensors]
+        if missing:
+            raise ValueError(f"the endpoints have {missing[0]!r}, which the model does not")
         self._groups = []
         with torch.no_grad():
-            for dtype, keys in by_dtype.items():
-                zs = torch.cat([theta_zs[k].reshape(-1).to(dtype) for k in keys])
-                ft = torch.cat([theta_ft[k].reshape(-1).to(dtype) for k in keys])
+            for key, value in endpoints.fixed.items():
+                if not torch.equal(tensors[key], value.to(tensors[key].device)):  # a shared tensor is left unwritten
+                    tensors[key].copy_(value)
+            for dtype, keys, zs, ft in endpoints.groups:
                 live = torch.empty_like(zs)
                 offset = 0
                 for k in keys:
                     t = tensors[k]
+                    if t.dtype != dtype or t.device != zs.device:
+                        raise ValueError(f"{k}: the model has {t.dtype} on {t.device}, the endpoints {dtype} on "
+                                         f"{zs.device}; flatten them for this model")
                     n = t.numel()
                     view = live[offset:offset + n].view_as(t)
                     view.copy_(t)

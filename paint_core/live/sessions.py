@@ -20,7 +20,7 @@ from ..core.interpolation import Interpolator
 from ..data.tasks import get_task
 from ..engine.evaluation import materialize, predict, zero_shot_head
 from ..runtime import module_device
-from ..studies.patch import Run
+from ..studies.patch import Run, shared_endpoints
 
 
 # Images per task that a slider move re-evaluates: 100 keeps a move under ~0.3 s on 2 cores for the
@@ -89,8 +89,8 @@ class PredictionStore:
 
         def work() -> None:
             t0 = time.perf_counter()
-            model = copy.deepcopy(run.model)
-            interp = Interpolator(model, run.theta_zs, run.theta_ft)
+            model = session_model(run)
+            interp = Interpolator(model, endpoints=shared_endpoints(run))
             for a in order:
                 if _SHUTTING_DOWN.is_set():
                     return
@@ -118,6 +118,15 @@ def _stop_warm_ups() -> None:
         thread.join(timeout=30)
 
 
+def session_model(run: Run) -> torch.nn.Module:
+    """A copy of the run's model for one session that shares, read-only, every tensor equal at both endpoints
+    (the frozen text tower): a session holds only the weights interpolation changes."""
+    fixed = shared_endpoints(run).fixed
+    memo = {id(t): t for name, t in [*run.model.named_parameters(), *run.model.named_buffers()]
+            if name in fixed and t.is_floating_point()}
+    return copy.deepcopy(run.model, memo)
+
+
 class PatchSession:
     """One user's live patched model. ``set_alpha`` re-interpolates; ``accuracies`` evaluates the subsample.
 
@@ -126,8 +135,8 @@ class PatchSession:
 
     def __init__(self, run: Run, eval_sets: dict[str, EvalSet], store: PredictionStore | None = None):
         self.run = run
-        self.model = copy.deepcopy(run.model)  # this session's own weights; run.model is never touched
-        self.interpolator = Interpolator(self.model, run.theta_zs, run.theta_ft)
+        self.model = session_model(run)  # this session's own weights; run.model is never written
+        self.interpolator = Interpolator(self.model, endpoints=shared_endpoints(run))
         self.eval_sets = eval_sets
         self.store = store
         self._probs_by_alpha: dict[float, dict[str, torch.Tensor]] = {}

@@ -5,15 +5,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
+import threading
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import pandas as pd
 import torch
 
-from ..core.interpolation import Interpolator, check_alpha, interpolate
+from ..core.interpolation import FlatEndpoints, Interpolator, check_alpha, flatten_endpoints, interpolate
 from ..core.selection import select_alpha
 from ..core.state_dicts import StateDict, cast_like, state_digest
 from ..core.task_vectors import TaskVector
@@ -46,6 +47,19 @@ class Run:
     theta_zs: StateDict
     theta_ft: StateDict
     weights_sha256: str = ""  # of finetuned.safetensors: identifies the run in a study's inputs
+    flat: FlatEndpoints | None = field(default=None, repr=False)  # see shared_endpoints
+
+
+_FLAT_LOCK = threading.Lock()
+
+
+def shared_endpoints(run: Run) -> FlatEndpoints:
+    """The run's endpoints flattened once, for every Interpolator of this run (each session then holds only
+    its own live weights)."""
+    with _FLAT_LOCK:
+        if run.flat is None:
+            run.flat = flatten_endpoints(run.theta_zs, run.theta_ft, run.model)
+        return run.flat
 
 
 @dataclass(frozen=True)
