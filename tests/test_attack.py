@@ -61,7 +61,7 @@ def test_grad_cam_equals_a_hand_written_grad_cam(micro):
     """The hooks-based map against one computed by running the tower's stages by hand."""
     model, preprocess, head, image = micro
     x = preprocess(world.write_word(image, "star", "top", 0.25))
-    cam = grad_cam(model, head, x, 3)
+    cam = grad_cam(model, head, x, 3, layer="layer4")
     v = model.visual
     act = v.layer4(v.layer3(v.layer2(v.layer1(v.stem(x.unsqueeze(0)))))).detach().requires_grad_(True)
     feats = F.normalize(v.attnpool(act), dim=-1)
@@ -73,6 +73,14 @@ def test_grad_cam_equals_a_hand_written_grad_cam(micro):
     assert cam.shape == x.shape[-2:] and torch.allclose(cam, ref, atol=1e-5)
     assert float(cam.max()) == pytest.approx(1.0)
     assert all(p.grad is None for p in model.parameters())  # no gradient left on the weights
+    # by default the deepest stage with a map of at least 6 x 6: on the 48 px tower, layer2 (layer4 is 2 x 2)
+    act2 = v.layer2(v.layer1(v.stem(x.unsqueeze(0)))).detach().requires_grad_(True)
+    feats2 = F.normalize(v.attnpool(v.layer4(v.layer3(act2))), dim=-1)
+    (g2,) = torch.autograd.grad((model.logit_scale.exp() * feats2 @ head.T)[0, 3], act2)
+    assert min(act2.shape[-2:]) >= 6 and min(v.layer3(act2).shape[-2:]) < 6
+    ref2 = F.relu((g2.mean((2, 3), keepdim=True) * act2).sum(1, keepdim=True)).detach()
+    ref2 = F.interpolate(ref2, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+    assert torch.allclose(grad_cam(model, head, x, 3), ref2 / ref2.max(), atol=1e-5)
     with pytest.raises(ValueError, match="ResNet"):
         attention_rollout(model, x)
 

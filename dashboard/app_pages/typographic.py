@@ -143,7 +143,8 @@ else:
                        key="typo_margin_csv")
 
 st.subheader("Where the model looks")
-st.caption("Grad-CAM for ResNet towers, attention rollout for ViTs, for the true class: red is where the "
+st.caption("Grad-CAM for ResNet towers (the deepest stage with a map of at least 6 x 6: layer2 on the 48 px micro "
+           "models, so the map is coarse), attention rollout for ViTs, for the true class: red is where the "
            "evidence is.")
 sal_cols = st.columns(4)
 for i, (name, model) in enumerate(models.items()):

@@ -71,26 +71,40 @@ def margin_along_alpha(model: torch.nn.Module, theta_zs: StateDict, theta_ft: St
     return pd.DataFrame(rows)
 
 
-def grad_cam(model: torch.nn.Module, head: torch.Tensor, image: torch.Tensor, class_index: int) -> torch.Tensor:
-    """Grad-CAM (Selvaraju et al., 2017) of a ResNet image tower for one class's logit: the last residual
-    stage's activations weighted by their spatially averaged gradients, ReLU, upsampled to the input size and
-    scaled to [0, 1]. ``image`` is one preprocessed image [3, H, W]; returns [H, W]."""
+GRAD_CAM_MIN_SIDE = 6  # a stage whose map is smaller than this cannot say where (48 px micro towers: layer4 is 2x2)
+
+
+def grad_cam(model: torch.nn.Module, head: torch.Tensor, image: torch.Tensor, class_index: int,
+             layer: str | None = None) -> torch.Tensor:
+    """Grad-CAM (Selvaraju et al., 2017) of a ResNet image tower for one class's logit: a residual stage's
+    activations weighted by their spatially averaged gradients, ReLU, upsampled to the input size and scaled to
+    [0, 1]. ``layer``: "layer1".."layer4"; by default the deepest stage whose map is at least 6 x 6 (layer4 at
+    224 px; layer2 on the 48 px micro towers, whose layer4 is 2 x 2). ``image`` is one preprocessed image
+    [3, H, W]; returns [H, W]."""
     visual = model.visual
     if not hasattr(visual, "layer4"):
         raise ValueError("Grad-CAM needs a ResNet image tower; use attention_rollout for a ViT")
+    stages = ("layer1", "layer2", "layer3", "layer4")
+    if layer is not None and layer not in stages:
+        raise ValueError(f"unknown ResNet stage {layer!r}; choose from {', '.join(stages)}")
     captured: dict[str, torch.Tensor] = {}
-    hook = visual.layer4.register_forward_hook(lambda m, i, o: captured.__setitem__("act", o))
+    hooks = [getattr(visual, name).register_forward_hook(lambda m, i, o, n=name: captured.__setitem__(n, o))
+             for name in stages]
     was_training = model.training
     model.eval()
     try:
-        x = image.unsqueeze(0).to(module_device(model)).requires_grad_(False)
+        x = image.unsqueeze(0).to(module_device(model))
         with torch.enable_grad():
             score = logits(model, head, x)[0, class_index]
-            grads = torch.autograd.grad(score, captured["act"])[0]
+            if layer is None:
+                big = [n for n in stages if min(captured[n].shape[-2:]) >= GRAD_CAM_MIN_SIDE]
+                layer = big[-1] if big else "layer1"
+            grads = torch.autograd.grad(score, captured[layer])[0]
     finally:
-        hook.remove()
+        for h in hooks:
+            h.remove()
         model.train(was_training)
-    act = captured["act"].detach()
+    act = captured[layer].detach()
     weights = grads.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * act).sum(1, keepdim=True))
     cam = F.interpolate(cam, size=image.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
