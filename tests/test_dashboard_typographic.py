@@ -147,3 +147,37 @@ def test_zero_shot_only_mode_inspects_a_model_without_any_run(tmp_path, monkeypa
     assert any("needs a patched run" in i.value for i in at.info)
     at.text_input(key="typo_zs_model").set_value("ViT-B-32").run()  # not offered by this server's policy
     assert any("not offered on this server" in e.value for e in at.error)
+
+
+def test_zero_shot_mode_inspects_a_real_vit_architecture_from_a_local_file(tmp_path, monkeypatch):
+    """A ViT-B-32 with random weights saved to a local file, allowed by the operator: the inspector runs on it
+    (attention rollout for the saliency) and its heat-map holds the engine's numbers."""
+    import open_clip
+    import torch
+
+    from paint_core.io.checkpoints import save_checkpoint
+    torch.manual_seed(0)
+    weights = tmp_path / "vit.safetensors"
+    save_checkpoint(weights, open_clip.create_model("ViT-B-32", pretrained=None).state_dict(),
+                    {"model": "ViT-B-32", "pretrained": None})
+    monkeypatch.setenv("PAINT_MODELS", "micro-rn-l,ViT-B-32")
+    monkeypatch.setenv("PAINT_DATA_ROOTS", str(tmp_path))
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=600)
+    at.run()
+    at.switch_page("app_pages/typographic.py").run()
+    at.radio(key="typo_mode").set_value("Zero-shot only (no run)").run()
+    at.text_input(key="typo_zs_model").set_value("ViT-B-32")
+    at.text_input(key="typo_zs_pretrained").set_value(str(weights)).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert len(at.get("image")) >= 2 + 2  # the two pictures and two attention-rollout maps
+    heat = next(c for c in _charts(at) if c["data"][0]["type"] == "heatmap")
+    from paint_core.models.clip import load_model
+    model, preprocess, tokenizer = load_model("ViT-B-32", str(weights))
+    head = zero_shot_head(model, tokenizer, world.SHAPES, SHAPE_TEMPLATES)
+    shape = at.selectbox(key="typo_shape").value
+    base = world.render_object(np.random.default_rng(int(at.number_input(key="typo_seed").value)), shape,
+                               at.selectbox(key="typo_colour").value, radius=(0.3, 0.34))
+    expected = word_sweep(model, head, preprocess, base, world.SHAPES, world.SHAPES.index(shape), ["cat"])
+    z, rows, cols = _array(heat["data"][0]["z"]), heat["data"][0]["y"], heat["data"][0]["x"]
+    for r in expected.itertuples():
+        assert z[rows.index("cat"), cols.index(f"{r.position} {round(100 * r.size)}%")] == pytest.approx(r.p_true, abs=1e-4)
