@@ -11,6 +11,7 @@
     PAINT_DEVICE         where the live model and jobs compute: auto (CUDA when present), cpu, cuda, cuda:N
     PAINT_PRECISION      fp32 (default), amp or amp_bf16
     PAINT_LIVE_N         images per task a slider move re-scores (default 100 on a CPU, 1000 on a GPU)
+    PAINT_CACHE_DIR      decoded-image cache of sweeps (default: <write root>/.decoded, inside the write root)
 
 Readable: cached_results/, the write root and the data roots. Every typed path is resolved (symbolic links
 too) and refused outside them, with a message that does not say whether the path exists.
@@ -40,6 +41,7 @@ class ServerPolicy:
     device: str
     precision: str
     live_n: int
+    decode_cache: Path
 
     @property
     def read_roots(self) -> tuple[Path, ...]:
@@ -62,13 +64,15 @@ def policy() -> ServerPolicy:
     roots = [Path(p).expanduser().resolve() for p in os.environ.get("PAINT_DATA_ROOTS", "").split(os.pathsep)
              if p.strip()]
     models = [m.strip() for m in os.environ.get("PAINT_MODELS", "").split(",") if m.strip()]
+    write_root = Path(os.environ.get("PAINT_WRITE_ROOT") or Path.cwd() / "runs").expanduser().resolve()
     return ServerPolicy(
-        write_root=Path(os.environ.get("PAINT_WRITE_ROOT") or Path.cwd() / "runs").expanduser().resolve(),
+        write_root=write_root,
         data_roots=tuple(roots), read_only=_flag("PAINT_READ_ONLY"),
         models=tuple(models or EMBEDDED_MODELS), allow_download=_flag("PAINT_ALLOW_DOWNLOAD"),
         max_steps=_int("PAINT_MAX_STEPS", 2000), max_eval=_int("PAINT_MAX_EVAL", 2000),
         max_jobs=_int("PAINT_MAX_JOBS", 1), device=os.environ.get("PAINT_DEVICE", "auto").strip() or "auto",
-        precision=os.environ.get("PAINT_PRECISION", "fp32").strip() or "fp32", live_n=_int("PAINT_LIVE_N", 0))
+        precision=os.environ.get("PAINT_PRECISION", "fp32").strip() or "fp32", live_n=_int("PAINT_LIVE_N", 0),
+        decode_cache=Path(os.environ.get("PAINT_CACHE_DIR") or write_root / ".decoded").expanduser().resolve())
 
 
 def _looks_like_path(text: str) -> bool:

@@ -28,6 +28,7 @@ GPU_LIVE_EVAL_N = 1000
 def server_runtime() -> Runtime:
     """The device and precision of this server (PAINT_DEVICE, PAINT_PRECISION), the default of every thread."""
     p = policy()
+    os.environ["PAINT_CACHE_DIR"] = str(p.decode_cache)  # sweeps started here decode inside the write root
     runtime = make_runtime(p.device, p.precision)
     set_default_runtime(runtime)
     return runtime

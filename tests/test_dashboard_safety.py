@@ -197,3 +197,12 @@ def test_learning_rate_plus_is_a_small_step(server):
     """Streamlit's default float step (0.01) made "+" jump from 3e-4 to 1e-2."""
     lr = models_page().number_input(key="mr_lr")
     assert lr.step == pytest.approx(1e-5) and lr.value == pytest.approx(3e-4)
+
+
+def test_the_decode_cache_of_dashboard_sweeps_lies_inside_the_write_root(tmp_path, monkeypatch):
+    from dashboard.policy import policy
+    monkeypatch.setenv("PAINT_WRITE_ROOT", str(tmp_path / "w"))
+    monkeypatch.delenv("PAINT_CACHE_DIR", raising=False)
+    assert policy().decode_cache == (tmp_path / "w" / ".decoded").resolve()
+    monkeypatch.setenv("PAINT_CACHE_DIR", str(tmp_path / "elsewhere"))  # the operator's explicit choice wins
+    assert policy().decode_cache == (tmp_path / "elsewhere").resolve()
