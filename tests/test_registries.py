@@ -18,7 +18,7 @@ PAGES = re.findall(r'st\.Page\(PAGES / "([a-z_]+\.py)", title="([^"]+)"', APP.re
 
 
 def test_the_page_registry_is_read():
-    assert len(PAGES) == 9 and PAGES[0] == ("patch.py", "Patch")
+    assert len(PAGES) == 10 and PAGES[0] == ("story.py", "Start here") and ("patch.py", "Patch") in PAGES
 
 
 @pytest.mark.slow
