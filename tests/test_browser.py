@@ -164,6 +164,7 @@ def test_the_story_page_opens_first_and_leads_to_the_patch_page(app_url):
         page.get_by_text("5. Choose alpha on held-out data").first.wait_for(timeout=180_000)
         metric = page.locator('[data-testid="stMetric"]').filter(has_text="chosen alpha").first
         shown = metric.locator('[data-testid="stMetricValue"]').inner_text()
+        page.locator(".js-plotly-plot").nth(1).wait_for(timeout=60_000)  # both charts drawn (they render after the text)
         charts = page.locator(".js-plotly-plot").count()
         page.screenshot(path=str(ARTIFACTS / "dashboard_story.png"), full_page=True)
         page.get_by_role("link", name="Patch").first.click()
