@@ -68,20 +68,23 @@ def _batches(data: torch.Tensor | Dataset, batch_size: int, device: torch.device
 
 @torch.no_grad()
 def run_batches(fn: Callable[[torch.Tensor], torch.Tensor], data: torch.Tensor | Dataset, module: torch.nn.Module,
-                batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor | None]:
+                batch_size: int = 256, shard: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The one batched forward pass: ``fn`` over a tensor of inputs, a Dataset of (input, label) or a decoded
     split, on ``module``'s device under the runtime's autocast, with ``module`` in eval mode (its mode is
-    restored after). Returns (outputs as float32 on the CPU, labels or None)."""
+    restored after). Returns (outputs as float32 on the CPU, labels or None). ``shard``: only this process's
+    batches under torchrun (possibly none: then empty outputs)."""
     was_training = module.training
     module.eval()
     try:
         outs, labels = [], []
-        for x, y in _batches(data, batch_size, module_device(module)):
+        for x, y in _batches(data, batch_size, module_device(module), shard=shard):
             with autocast():
                 outs.append(fn(x).float().cpu())
             if y is not None:
                 labels.append(y)
         if not outs:
+            if shard:
+                return torch.empty(0), torch.empty(0, dtype=torch.long)
             raise ValueError("no inputs to run")
         return torch.cat(outs), (torch.cat(labels) if labels else None)
     finally:
@@ -118,18 +121,8 @@ def evaluate(model: torch.nn.Module, head: torch.Tensor, dataset: Dataset, batch
     process scores its share of the batches and the counts are added: exactly the one-process accuracy."""
     if len(dataset) == 0:
         raise ValueError("cannot evaluate on an empty dataset")
-    was_training = model.training
-    model.eval()
-    correct = seen = 0
-    try:
-        for x, y in _batches(dataset, batch_size, module_device(model), shard=True):
-            with autocast():
-                pred = logits(model, head, x).argmax(-1).cpu()
-            correct += int((pred == y).sum())
-            seen += len(y)
-    finally:
-        model.train(was_training)
-    correct, seen = distributed.sum_counts([correct, seen], module_device(model))
+    pred, labels = run_batches(lambda x: logits(model, head, x).argmax(-1), dataset, model, batch_size, shard=True)
+    correct, seen = distributed.sum_counts([int((pred.long() == labels).sum()), len(pred)], module_device(model))
     if seen != len(dataset):
         raise RuntimeError(f"scored {seen} of {len(dataset)} images")
     return correct / seen
