@@ -539,7 +539,7 @@ def _run_with_runtime(args: argparse.Namespace) -> int:
     try:
         with use_runtime(runtime), contextlib.ExitStack() as quiet:
             if not distributed.is_main():  # one report per command, from rank 0
-                quiet.enter_context(contextlib.redirect_stdout(open(os.devnull, "w")))
+                quiet.enter_context(contextlib.redirect_stdout(quiet.enter_context(open(os.devnull, "w"))))
             return args.func(args)
     finally:
         if joined:
