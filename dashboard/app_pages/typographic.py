@@ -86,12 +86,14 @@ if session is not None:
     models = {"zero-shot": model0, f"patched (alpha {alpha:g})": session.model}
 else:
     models = {"zero-shot": model0}
+shown = {}  # the top-5 tables, by image; the verdict reads the attacked one's first row
 with right:
     for title, img, key in (("Without the word", base, "typo_clean"), (f"With the word “{word}”", attacked, "typo_attacked")):
         st.markdown(f"**{title}**")
         c1, c2 = st.columns([1, 3])
         c1.image(img.resize((160, 160)), caption=title)
-        table = compare_predictions(models, preprocess, tokenizer, img, classnames, SHAPE_TEMPLATES, head_model=model0)
+        table = shown[key] = compare_predictions(models, preprocess, tokenizer, img, classnames, SHAPE_TEMPLATES,
+                                                 head_model=model0)
         c2.dataframe(table, hide_index=True, key=f"{key}_table")
         c2.plotly_chart(figures.probability_bars(table, list(models)), key=f"{key}_bars")
 
@@ -104,12 +106,10 @@ true_idx = classnames.index(true_name)
 written_idx = classnames.index(word) if word in classnames else None
 head = zero_shot_head(model0, tokenizer, classnames, SHAPE_TEMPLATES)
 x_clean, x_attacked = preprocess(base), preprocess(attacked)
-verdict_rows = compare_predictions(models, preprocess, tokenizer, attacked, classnames, SHAPE_TEMPLATES,
-                                   head_model=model0, top=1)
-zs_says = verdict_rows.iloc[0, 1]
+zs_says = shown["typo_attacked"].iloc[0, 1]
 verdict = f"zero-shot {'fooled' if zs_says != true_name else 'not fooled'}: predicts *{zs_says}*"
 if session is not None:
-    patched_says = verdict_rows.iloc[0, 3]
+    patched_says = shown["typo_attacked"].iloc[0, 3]
     verdict += f"; patched (alpha {alpha:g}) {'fixed' if patched_says == true_name else 'still wrong'}: *{patched_says}*"
 st.markdown(f"**Verdict:** {verdict}.", help="On the image with the word; the true class is chosen below the image.")
 
