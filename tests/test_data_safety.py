@@ -6,8 +6,11 @@ import hashlib
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -345,3 +348,22 @@ def test_folder_walk_follows_no_links_and_is_bounded(tmp_path):
         scan_image_folder(tmp_path / "deep")
     with pytest.raises(FolderWalkError, match="more than 5 entries"):
         scan_image_folder(train, max_entries=5)
+
+
+def test_a_lock_left_by_a_killed_but_unreaped_process_is_taken_over(tmp_path):
+    """A SIGKILLed writer whose parent has not reaped it yet (a zombie) still 'exists' for kill(pid, 0)."""
+    from paint_core.io.writes import lock_path, run_lock
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        child.send_signal(signal.SIGKILL)
+        for _ in range(100):  # wait until it is a zombie; it is deliberately not reaped yet
+            if Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z":
+                break
+            time.sleep(0.05)
+        run = tmp_path / "run"
+        lock_path(run).write_text(json.dumps({"pid": child.pid, "host": socket.gethostname(),
+                                              "started": "earlier", "command": "killed"}))
+        with run_lock(run, "me"):
+            assert json.loads(lock_path(run).read_text())["command"] == "me"
+    finally:
+        child.wait()

@@ -142,12 +142,22 @@ def _holder_alive(info: dict) -> bool:
     if info.get("host") != socket.gethostname():
         return True  # cannot tell across machines: assume the other writer is alive
     try:
-        os.kill(int(info.get("pid", -1)), 0)
+        pid = int(info.get("pid", -1))
+        os.kill(pid, 0)
     except (ProcessLookupError, ValueError):
         return False
     except PermissionError:
         return True
-    return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """A killed process not yet reaped by its parent still answers kill(pid, 0), but it writes nothing more."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # no /proc (not Linux) or gone meanwhile: kill() already said it exists
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
 
 
 @contextmanager
