@@ -90,8 +90,10 @@ def test_a_killed_distributed_sweep_resumes_to_the_same_table(runs, tmp_path):
         if (a / "sweep.csv").is_file() and pd.read_csv(a / "sweep.csv")["alpha"].nunique() >= 2:
             break
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    # SIGTERM, as a user's kill or a scheduler's preemption sends it: torchrun stops its workers (which run in
+    # sessions of their own, so a SIGKILL of torchrun's group left them running on and holding the run's lock)
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=120)
     partial = pd.read_csv(a / "sweep.csv")["alpha"].nunique()
     assert 2 <= partial < 21, f"the sweep was not caught midway ({partial} alphas)"
     again = _run(TORCHRUN + args)
