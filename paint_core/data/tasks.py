@@ -9,12 +9,11 @@ Validation splits are carved from training data, never from test data.
 from __future__ import annotations
 
 import logging
-import re
 import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import inspect
 import numpy as np
@@ -393,15 +392,6 @@ def torchvision_dataset_class(name: str) -> type:
     return getattr(tvd, known[name.lower()])
 
 
-def _torchvision_classname(c: object) -> str:
-    """A class name as a prompt wants it: MNIST's "0 - zero" is "0", EuroSAT's "AnnualCrop" is "annual crop"."""
-    text = str(c)
-    if re.match(r"^\d+ - ", text):
-        text = text.split(" - ")[0]
-    text = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", text)
-    return _readable_class(text).lower()
-
-
 def torchvision_task(name: str, root: str | None, download: bool = False, seed: int = 0) -> Task:
     """A torchvision dataset, with deterministic splits:
 
@@ -445,11 +435,25 @@ def torchvision_task(name: str, root: str | None, download: bool = False, seed: 
         parts = dict(zip(SPLITS, _carve(len(load("all")), seed, (0.7, 0.1, 0.2))))
         return _Subset(load("all"), parts[split], transform)
 
-    classes = getattr(load("train" if has_test else "all"), "classes", None)
+    classnames, templates = _torchvision_prompts(name, getattr(load("train" if has_test else "all"), "classes", None))
+    return Task(f"torchvision:{name}", classnames, templates, make, f"torchvision {name} at {root}", "user")
+
+
+def _torchvision_prompts(name: str, classes: Sequence | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Class names and templates of torchvision dataset ``name``: CLIP's own where its evaluation has them (names
+    by position: torchvision's label order is the one CLIP's lists follow), else the dataset's names cleaned
+    with the generic templates."""
+    from .clip_prompts import clean_classname, clip_prompts
+    clip = clip_prompts(name)
+    templates = clip.templates if clip else GENERIC_TEMPLATES
+    if clip and clip.classnames:
+        if classes and len(classes) != len(clip.classnames):
+            raise ValueError(f"torchvision:{name} has {len(classes)} classes where the full dataset has "
+                             f"{len(clip.classnames)}: the copy under the data root is incomplete or not {name}")
+        return clip.classnames, templates
     if not classes:
         raise ValueError(f"torchvision:{name} has no .classes list; use an imagefolder task instead")
-    return Task(f"torchvision:{name}", tuple(_torchvision_classname(c) for c in classes), GENERIC_TEMPLATES, make,
-                f"torchvision {name} at {root}", "user")
+    return tuple(clean_classname(c) for c in classes), templates
 
 
 def export_imagefolder(task_name: str, out: str | Path, limit: int | None = None) -> dict[str, int]:
