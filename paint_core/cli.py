@@ -306,8 +306,6 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type, only: tuple[s
 
 
 DISTRIBUTED_COMMANDS = ("finetune", "sweep")
-# Their encoders and learned prompts are not yet moved to a GPU: they compute on the CPU, and say so.
-CPU_ONLY_COMMANDS = ("closed-vocab", "pretrain-classifier", "prompts")
 
 
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
@@ -527,14 +525,7 @@ def _run_with_runtime(args: argparse.Namespace) -> int:
 
     if distributed.launched_by_torchrun() and args.command not in DISTRIBUTED_COMMANDS:
         raise ValueError(f"{args.command} runs in one process; under torchrun: {', '.join(DISTRIBUTED_COMMANDS)}")
-    device = args.device
-    if args.command in CPU_ONLY_COMMANDS:
-        if device.strip().lower() not in ("auto", "cpu"):
-            raise ValueError(f"{args.command} computes on the CPU only in this version; use --device cpu (or auto)")
-        if device.strip().lower() == "auto":
-            logging.getLogger("paint_core").info("%s computes on the CPU in this version", args.command)
-        device = "cpu"
-    runtime = make_runtime(device, args.precision, args.workers, args.accum_steps, args.grad_checkpointing)
+    runtime = make_runtime(args.device, args.precision, args.workers, args.accum_steps, args.grad_checkpointing)
     joined = distributed.init_from_env(runtime.device)
     try:
         with use_runtime(runtime), contextlib.ExitStack() as quiet:

@@ -31,17 +31,17 @@ def zero_shot_head(model: torch.nn.Module, tokenizer: Callable, classnames: Sequ
         raise ValueError(f"duplicate class names: {', '.join(dupes)}")
     if not templates or any("{}" not in t for t in templates):
         raise ValueError("templates must be a non-empty list of strings each containing '{}'")
-    rows = []
+    rows, device = [], module_device(model)
     for name in names:
-        emb = F.normalize(model.encode_text(tokenizer([t.format(name) for t in templates])), dim=-1)
-        rows.append(F.normalize(emb.mean(0), dim=-1))
-    return torch.stack(rows)
+        emb = F.normalize(model.encode_text(tokenizer([t.format(name) for t in templates]).to(device)), dim=-1)
+        rows.append(F.normalize(emb.float().mean(0), dim=-1))
+    return torch.stack(rows).cpu()  # small; ``logits`` moves it to the images' device
 
 
 def logits(model: torch.nn.Module, head: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     """[N, C] scaled cosine logits of preprocessed ``images`` against ``head``."""
     feats = F.normalize(model.encode_image(images), dim=-1)
-    return model.logit_scale.exp() * feats @ head.T.to(feats.dtype)
+    return model.logit_scale.exp() * feats @ head.T.to(feats.device, feats.dtype)
 
 
 def _batches(data: torch.Tensor | Dataset, batch_size: int, device: torch.device,

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from ..io.checkpoints import save_checkpoint
 from ..models.clip import embedded_weights
 from ..models.encoders import Classifier, create_encoder
+from ..runtime import current_runtime
 from .training import cosine_lr, param_groups, train_loop
 
 
@@ -43,13 +44,21 @@ def pretrain_encoder(name: str = "micro-vit", out: str | Path | None = None,
     encoder, preprocess = create_encoder(name, "random")
     n_classes = len(w.SHAPES) * len(w.COLOURS)
     model = Classifier(encoder, nn.Linear(encoder.num_features, n_classes))
+    runtime = current_runtime()
+    model.to(runtime.torch_device)  # train_loop puts each batch on the runtime's device
     data = GeneratedSplit(_draw_shape_colour, steps * batch_size, (4242, seed), preprocess)
-    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=runtime.workers,
+                                         pin_memory=runtime.device.startswith("cuda"))
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=lr)
     model.train()
+    if runtime.grad_checkpointing:
+        encoder.set_grad_checkpointing(True)
     train_loop(loader, lambda b: F.cross_entropy(model(b[0]), b[1]), opt, steps,
-               lambda step: cosine_lr(step, steps, lr, warmup), what=f"pretrain {name}")
+               lambda step: cosine_lr(step, steps, lr, warmup), what=f"pretrain {name}",
+               micro_batches=runtime.accum_steps)
+    if runtime.grad_checkpointing:
+        encoder.set_grad_checkpointing(False)
     path = Path(out) if out else embedded_weights(name)
     save_checkpoint(path, {k: v.detach() for k, v in encoder.state_dict().items()},
                     {"model": name, "pretrained_on": "embedded world, shape x colour (42 classes)", "steps": steps,

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from ..data.tasks import get_task
 from .evaluation import image_features, materialize
+from ..runtime import current_runtime
 from .training import train_loop
 
 
@@ -25,7 +26,7 @@ def linear_probe_head(features: torch.Tensor, labels: torch.Tensor, n_classes: i
     if len(labels) == 0:
         raise ValueError("no training examples for the linear probe")
     torch.manual_seed(seed)
-    head = nn.Linear(features.shape[1], n_classes)
+    head = nn.Linear(features.shape[1], n_classes).to(current_runtime().torch_device)  # where train_loop puts batches
     opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=1e-4)
     train_loop(itertools.repeat((features, labels)), lambda b: F.cross_entropy(head(b[0]), b[1]), opt, steps,
                lambda step: lr, what="linear probe", progress=False)  # full batch, constant lr
@@ -35,8 +36,13 @@ def linear_probe_head(features: torch.Tensor, labels: torch.Tensor, n_classes: i
 
 
 @torch.no_grad()
+def head_predictions(encoder: nn.Module, head: nn.Linear, images: torch.Tensor) -> torch.Tensor:
+    """[N] classes a linear head on ``encoder``'s features predicts (on the CPU; each module on its own device)."""
+    return head(encode(encoder, images).to(head.weight.device)).argmax(-1).cpu()
+
+
 def head_accuracy(encoder: nn.Module, head: nn.Linear, images: torch.Tensor, labels: torch.Tensor) -> float:
-    return float((head(encode(encoder, images)).argmax(-1) == labels).float().mean())
+    return float((head_predictions(encoder, head, images) == labels.cpu()).float().mean())
 
 
 def linear_probe(model: torch.nn.Module, preprocess: Callable, task_name: str, n_train: int = 2000,

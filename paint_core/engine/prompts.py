@@ -25,6 +25,7 @@ from open_clip.transformer import text_global_pool
 
 from ..core.names import unknown_name
 from ..io.checkpoints import load_checkpoint, save_checkpoint
+from ..runtime import module_device
 from .training import cosine_lr, train_loop
 
 
@@ -91,6 +92,7 @@ class PromptLearner(nn.Module):
         """[C, D] normalized text features of the prompted class names."""
         self.check_model(model)
         ids, name_mask = self._tokens(tokenizer, classnames)
+        ids, name_mask = ids.to(self.ctx.device), name_mask.to(self.ctx.device)  # the learner sits by its model
         cast = model.transformer.get_cast_dtype()
         emb = model.token_embedding(ids).to(cast)
         ctx = self.context(emb, name_mask).to(cast)
@@ -122,11 +124,13 @@ def train_prompt(model: nn.Module, tokenizer: Callable, classnames: Sequence[str
     torch.manual_seed(cfg.seed)
     for p in model.parameters():
         p.requires_grad_(False)
-    learner = PromptLearner(token_width(model), cfg)
+    device = module_device(model)  # train_loop puts each batch on the runtime's device, where the model is
+    learner = PromptLearner(token_width(model), cfg).to(device)
     opt = torch.optim.AdamW(learner.parameters(), lr=cfg.lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(cfg.seed)
     scale = model.logit_scale.exp().detach()
-    target = zero_shot_head.detach()
+    target = zero_shot_head.detach().to(device)
+    image_features, labels = image_features.to(device), labels.to(device)
     model.eval()
 
     def batches():
@@ -160,6 +164,7 @@ def load_prompt(path: str | Path, model: nn.Module | None = None) -> PromptLearn
     learner.load_state_dict(state)
     if model is not None:
         learner.check_model(model)
+        learner.to(module_device(model))
     return learner.eval()
 
 
@@ -169,4 +174,4 @@ def prompt_accuracy(learner: PromptLearner | None, model: nn.Module, tokenizer: 
                     feats: torch.Tensor, labels: torch.Tensor, zero_shot_head: torch.Tensor | None = None) -> float:
     """Accuracy of the prompted text features (or of the zero-shot head when ``learner`` is None)."""
     text = zero_shot_head if learner is None else learner.text_features(model, tokenizer, classnames)
-    return float(((feats @ text.T).argmax(-1) == labels).float().mean())
+    return float(((feats.to(text.device) @ text.T).argmax(-1).cpu() == labels.cpu()).float().mean())

@@ -79,6 +79,10 @@ class Classifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.visual(x))
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """As open_clip's CLIP has it, so ``--grad-checkpointing`` reaches a timm encoder."""
+        self.visual.set_grad_checkpointing(enable)
+
 
 def save_head(path: str | Path, head: nn.Linear, meta: dict) -> dict:
     return save_checkpoint(path, {k: v.detach() for k, v in head.state_dict().items()}, meta)

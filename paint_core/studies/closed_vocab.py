@@ -22,10 +22,11 @@ from torch.utils.data import Dataset
 from ..core.state_dicts import StateDict, cast_like
 from ..core.task_vectors import TaskVector, apply_vectors
 from ..engine.finetune import FinetuneConfig, finetune_visual
-from ..engine.probes import encode, head_accuracy, linear_probe_head
+from ..engine.probes import encode, head_accuracy, head_predictions, linear_probe_head
 from ..io.checkpoints import load_checkpoint, save_checkpoint
 from ..io.results import finished, resume, write_results
 from ..models.encoders import Classifier, create_encoder, load_head, save_head
+from ..runtime import current_runtime, module_device
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,12 @@ def disentanglement_error(predict: Callable[[StateDict, str], torch.Tensor], the
     return out
 
 
+def _encoder_on_device(name: str, pretrained: str | None) -> tuple[nn.Module, Callable]:
+    """``create_encoder`` on the current runtime's device (``paint_core.runtime``)."""
+    encoder, preprocess = create_encoder(name, pretrained)
+    return encoder.to(current_runtime().torch_device), preprocess
+
+
 # ------------------------------------------------------------------------------ the study
 LAMBDAS = [round(0.1 * i, 1) for i in range(16)]
 GRID = [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0]
@@ -98,7 +105,7 @@ def task_run(out: Path, name: str, task_name: str, cfg: ClosedVocabConfig, probe
     done = resume(d / "metrics.json", "closed-vocab-task", inputs)
     if done:
         return done
-    encoder, preprocess = create_encoder(name, pretrained)
+    encoder, preprocess = _encoder_on_device(name, pretrained)
     task = get_task(task_name)
     probe = materialize(task.split("train", preprocess), probe_n)
     head = linear_probe_head(encode(encoder, probe.tensors[0]), probe.tensors[1], len(task.classnames),
@@ -107,7 +114,7 @@ def task_run(out: Path, name: str, task_name: str, cfg: ClosedVocabConfig, probe
     split = {s: materialize(task.split(s, preprocess), max_eval) for s in ("val", "test")}
     metrics = {"task": task_name, "lrs": list(cfg.lrs),
                "probe": {s: head_accuracy(encoder, head, *ds.tensors) for s, ds in split.items()}}
-    theta_pre = {k: v.clone() for k, v in encoder.state_dict().items()}
+    theta_pre = {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items()}
     search, best = {}, None
     for lr in cfg.lrs:  # choose the fine-tuning learning rate on val (ties: the smaller lr)
         encoder.load_state_dict(theta_pre)
@@ -147,9 +154,9 @@ def closed_vocab_study(out: str | Path, name: str = "micro-vit", tasks: Sequence
     if done:
         return done  # computed before from the same inputs
     metrics = {t: task_run(out, name, t, cfg, probe_n, pretrained, max_eval) for t in tasks}
-    encoder, preprocess = create_encoder(name, pretrained)
-    theta_pre = {k: v.clone() for k, v in encoder.state_dict().items()}
-    heads = {t: load_head(out / t / "head.safetensors") for t in tasks}
+    encoder, preprocess = _encoder_on_device(name, pretrained)
+    theta_pre = {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items()}  # task algebra on the CPU
+    heads = {t: load_head(out / t / "head.safetensors").to(module_device(encoder)) for t in tasks}
     taus = encoder_task_vectors(out, tasks, theta_pre)
     data = {(t, s): materialize(get_task(t).split(s, preprocess), max_eval).tensors for t in tasks for s in ("val", "test")}
 
@@ -169,7 +176,7 @@ def closed_vocab_study(out: str | Path, name: str = "micro-vit", tasks: Sequence
 
     def predict(state: StateDict, t: str) -> torch.Tensor:
         encoder.load_state_dict(state)
-        return heads[t](encode(encoder, data[(t, "test")][0][:grid_n])).argmax(-1)
+        return head_predictions(encoder, heads[t], data[(t, "test")][0][:grid_n])
 
     xi = disentanglement_error(predict, theta_pre, (taus[0], taus[1]), (tasks[0], tasks[1]), grid)
     result = {

@@ -10,7 +10,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..data import world as w
 from ..data.tasks import get_task
@@ -37,8 +36,8 @@ def typographic_reading(model: torch.nn.Module, preprocess: Callable, tokenizer:
         labels.append(label)
         words.append(w.SHAPES.index(word))
     labels_t, words_t = torch.tensor(labels), torch.tensor(words)
-    pa = (F.normalize(model.encode_image(torch.stack(attack)), dim=-1) @ head.T).argmax(-1)
-    pc = (F.normalize(model.encode_image(torch.stack(control)), dim=-1) @ head.T).argmax(-1)
+    pa = predict(model, head, torch.stack(attack)).argmax(-1)  # on the model's device, batched
+    pc = predict(model, head, torch.stack(control)).argmax(-1)
     return {"object_rate": float((pa == labels_t).float().mean()), "word_rate": float((pa == words_t).float().mean()),
             "control_object_rate": float((pc == labels_t).float().mean()), "n": n}
 

@@ -58,7 +58,7 @@ def multitask_loss(model: torch.nn.Module, heads: Sequence[torch.Tensor]) -> Cal
         for i, head in enumerate(heads):
             m = t == i
             if m.any():
-                total = total + F.cross_entropy(feats[m] @ head.T, y[m], reduction="sum")
+                total = total + F.cross_entropy(feats[m] @ head.T.to(feats.device), y[m], reduction="sum")
         return total / len(x)
 
     return loss
