@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 import os
-import threading
-import time
+import uuid
 from pathlib import Path
 
 import streamlit as st
@@ -42,10 +41,13 @@ def live_n() -> int:
 def available_runs() -> dict[str, str]:
     """label -> run directory, from cached_results/ and ./runs (where the CLI writes by default)."""
     found = {}
-    for root in (CACHED_RESULTS_DIR, Path.cwd() / "runs"):  # cwd read now: the user may have moved
+    runs = Path.cwd() / "runs"  # cwd read now: the user may have moved
+    write_root = policy().write_root  # where the Models & runs page writes, if set elsewhere (PAINT_WRITE_ROOT)
+    for root, prefix in ((CACHED_RESULTS_DIR, ""), (runs, "runs/"), (write_root, f"{write_root.name}/")):
         for meta in sorted(root.glob("**/run.json")) if root.is_dir() else []:
-            label = str(meta.parent.relative_to(root))
-            found[f"{label}" if root.name == "cached_results" else f"runs/{label}"] = str(meta.parent)
+            rel = meta.parent.relative_to(root)
+            if not any(part.startswith(".") for part in rel.parts):  # not a run being built (.NAME.partial-*)
+                found.setdefault(prefix + str(rel), str(meta.parent))
     return found
 
 
@@ -117,29 +119,14 @@ def session_patch(path: str) -> PatchSession:
     return st.session_state[key]
 
 
-class JobSlots:
-    """Training jobs running on this server (shared by every session): at most ``limit`` at once."""
-
-    def __init__(self, limit: int):
-        self.limit, self.running, self.lock = limit, {}, threading.Lock()
-
-    def try_start(self, description: str) -> str | None:
-        """A job id if a slot is free; None if every slot is taken."""
-        with self.lock:
-            if len(self.running) >= self.limit:
-                return None
-            job = f"{time.time_ns()}"
-            self.running[job] = f"{description} (since {time.strftime('%H:%M:%S')})"
-            return job
-
-    def finish(self, job: str) -> None:
-        with self.lock:
-            self.running.pop(job, None)
+def jobs_root() -> Path:
+    """Where this server's background jobs live: ``<write root>/.jobs`` (paint_core.live.jobs)."""
+    return policy().write_root / ".jobs"
 
 
-@st.cache_resource
-def job_slots(limit: int) -> JobSlots:
-    return JobSlots(limit)
+def session_id() -> str:
+    """This browser session's id: the owner of the jobs it starts (only it is offered to cancel them)."""
+    return st.session_state.setdefault("_paint_session_id", uuid.uuid4().hex)
 
 
 def chosen_alpha(path: str) -> float | None:
@@ -162,6 +149,11 @@ def pick_run(default_task: str | None = None, key: str = "run") -> str | None:
                    "or on the Models & runs page.")
         return None
     labels = list(runs)
+    asked = st.session_state.pop("open_run", None)  # "Open" on a finished job (Models & runs)
+    if asked is not None:
+        match = [l for l, p in runs.items() if Path(p).resolve() == Path(asked).resolve()]
+        if match:
+            st.session_state[key] = match[0]
     model = st.session_state.get("model")
     preferred = [l for l in labels if default_task and l.endswith(f"/{default_task}") and (not model or l.startswith(model))]
     index = labels.index(preferred[0]) if preferred else 0

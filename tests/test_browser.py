@@ -31,13 +31,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app_url():
+@contextlib.contextmanager
+def _serve(cwd: Path, env: dict | None = None):
+    """``streamlit run`` of the dashboard on a free localhost port, started in ``cwd``; yields its URL."""
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
                              "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-                             "--browser.gatherUsageStats", "false"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                             "--browser.gatherUsageStats", "false"], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -49,9 +50,17 @@ def app_url():
     else:
         proc.kill()
         raise RuntimeError("streamlit did not start in 120 s:\n" + proc.stdout.read())
-    yield url
-    proc.terminate()
-    proc.wait(timeout=20)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    with _serve(ROOT) as url:
+        yield url
 
 
 def _digits_metric(page) -> str:
@@ -170,3 +179,34 @@ def test_the_story_page_opens_first_and_leads_to_the_patch_page(app_url):
         page.get_by_role("link", name="Patch").first.click()
         page.locator('[data-testid="stMetric"]').filter(has_text="digits (").first.wait_for(timeout=180_000)
     assert shown == f"{chosen:g}" and charts >= 2
+
+
+def test_a_job_started_in_the_browser_outlives_its_tab_and_opens_its_run(tmp_path):
+    """Start a fine-tune on Models & runs, close the tab at once: the job finishes on the server all the same,
+    and a new tab lists it as done, with a button that opens its run on the Patch page."""
+    from paint_core.live.jobs import list_jobs, wait_job
+    jobs = tmp_path / "runs" / ".jobs"
+    with _serve(tmp_path) as url:
+        with _browser_page() as page:
+            page.goto(url + "/models_runs", timeout=120_000)
+            page.get_by_label("run directory").first.wait_for(timeout=180_000)
+            page.get_by_label("run directory").first.fill("runs/from-browser")
+            page.get_by_label("fine-tune steps").fill("3")
+            page.get_by_label("alphas").fill("0,1")
+            page.get_by_label("images per split for the sweep").fill("20")
+            page.get_by_role("button", name="Fine-tune and sweep").click()
+            page.get_by_text("Job started").first.wait_for(timeout=60_000)
+        # the tab is closed; the job runs on
+        [job] = list_jobs(jobs)
+        assert wait_job(jobs, job.id, timeout=300).state == "done"
+        with _browser_page() as page:
+            page.goto(url + "/models_runs", timeout=120_000)
+            page.get_by_role("button", name="Open on the Patch page").first.wait_for(timeout=180_000)
+            page.screenshot(path=str(ARTIFACTS / "dashboard_jobs.png"), full_page=True)
+            page.get_by_role("button", name="Open on the Patch page").first.click()
+            page.locator('[data-testid="stMetric"]').filter(has_text="digits (").first.wait_for(timeout=180_000)
+            box = page.locator('[data-testid="stSelectbox"]').first
+            shown = box.get_by_text("runs/from-browser").count() + box.locator('input[value="runs/from-browser"]').count()
+            html = box.inner_html()
+    assert (tmp_path / "runs" / "from-browser" / "sweep.csv").is_file()
+    assert shown >= 1, html  # the run selector shows the job's run

@@ -166,13 +166,20 @@ def test_models_page_finetunes_sweeps_and_exports(tmp_path, monkeypatch):
     at.number_input(key="mr_steps").set_value(3)
     at.text_input(key="mr_alphas").set_value("0,1")
     at.number_input(key="mr_max_eval").set_value(20)
-    at.button[0].click().run()
+    at.button(key="mr_start").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
+    from paint_core.live.jobs import list_jobs, wait_job
+    jobs = tmp_path / "runs" / ".jobs"
+    [job] = list_jobs(jobs)
+    assert job.out == str(tmp_path / "runs" / "ui-run") and job.owner
+    assert wait_job(jobs, job.id, timeout=300).state == "done"
     assert (tmp_path / "runs/ui-run/sweep.csv").is_file()
+    at.run()  # the job list now offers the run it made
+    assert any("Open on the Patch page" in b.label for b in at.button)
     at.text_input(key="ex_run").set_value("runs/ui-run")
     at.text_input(key="ex_alpha").set_value("1.0")
     at.text_input(key="ex_out").set_value("runs/patched.safetensors")
-    at.button[1].click().run()
+    at.button(key="ex_go").click().run()
     assert any("Wrote " in s.value and "patched.safetensors" in s.value for s in at.success)
     from paint_core import load_checkpoint
     state, meta = load_checkpoint(tmp_path / "runs/patched.safetensors")
@@ -185,7 +192,7 @@ def test_models_page_finetunes_sweeps_and_exports(tmp_path, monkeypatch):
     chosen = select_run(tmp_path / "runs/ui-run")["alpha"]
     at.text_input(key="ex_alpha").set_value("")
     at.text_input(key="ex_out").set_value("runs/chosen.safetensors")
-    at.button[1].click().run()
+    at.button(key="ex_go").click().run()
     assert any(f"at alpha {chosen:g}" in s.value for s in at.success)
     assert load_checkpoint(tmp_path / "runs/chosen.safetensors")[1]["alpha"] == chosen
 

@@ -12,6 +12,7 @@ from paint_core.engine.finetune import FinetuneConfig
 from paint_core.io.run_dir import read_run_meta
 from paint_core.studies.patch import run_finetune, run_sweep
 from paint_core.io.paths import WEIGHTS_DIR
+from paint_core.live.jobs import list_jobs, read_log, wait_job
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "dashboard" / "app.py")
@@ -39,8 +40,11 @@ def submit_finetune(at: AppTest, steps: int = 2, **fields) -> AppTest:
         at.text_input(key=key).set_value(value)
     at.number_input(key="mr_steps").set_value(steps)
     at.number_input(key="mr_max_eval").set_value(20)
-    at.button[0].click().run()
+    at.button(key="mr_start").click().run()
     assert not at.exception, at.exception
+    if at.success:  # a job started: let it finish, as a user would watch it do
+        root = Path.cwd() / "runs" / ".jobs"
+        assert wait_job(root, list_jobs(root)[0].id, timeout=300).state == "done", read_log(root, list_jobs(root)[0].id)
     return at
 
 
@@ -82,7 +86,7 @@ def test_existing_folders_and_runs_are_kept(server):
     at = submit_finetune(at, mr_out="runs/mine", mr_task="counting")
     assert not at.error, [e.value for e in at.error]
     assert read_run_meta(server / "runs" / "mine")["task"] == "counting"
-    assert sorted(p.name for p in (server / "runs").iterdir()) == ["mine", "notes"]  # nothing left beside
+    assert sorted(p.name for p in (server / "runs").iterdir()) == [".jobs", "mine", "notes"]  # nothing left beside
 
 
 def test_server_files_are_neither_read_nor_revealed(server):
@@ -123,15 +127,19 @@ def test_steps_are_capped_by_configuration(server, monkeypatch):
 
 
 def test_one_training_job_per_server(server):
-    from dashboard.state import job_slots
-    slots = job_slots(1)
-    job = slots.try_start("someone's fine-tune")
-    try:
-        at = submit_finetune(models_page(), mr_out="runs/second")
-        assert any("already running its limit" in e.value and "someone's fine-tune" in e.value for e in at.error)
-        assert not (server / "runs" / "second").exists()
-    finally:
-        slots.finish(job)
+    """A job folder whose process is alive (this test's own) holds the server's one job slot."""
+    import json
+    import os
+    import time
+    other = server / "runs" / ".jobs" / "someone"
+    other.mkdir(parents=True)
+    (other / "job.json").write_text(json.dumps({"spec": {"out": str(server / "runs" / "theirs")},
+                                                "description": "someone's fine-tune", "started": time.time()}))
+    (other / "pid").write_text(str(os.getpid()))
+    at = submit_finetune(models_page(), mr_out="runs/second")
+    assert any("already running its limit" in e.value and "someone's fine-tune" in e.value for e in at.error)
+    assert not (server / "runs" / "second").exists()
+    assert [j.id for j in list_jobs(server / "runs" / ".jobs")] == ["someone"]  # no second job was started
 
 
 def test_export_stays_inside_the_write_root(server):
@@ -146,12 +154,12 @@ def test_export_stays_inside_the_write_root(server):
         at = models_page()
         at.text_input(key="ex_run").set_value("runs/r")
         at.text_input(key="ex_out").set_value(target)
-        at.button[1].click().run()
+        at.button(key="ex_go").click().run()
         assert any(message in e.value for e in at.error), (target, [e.value for e in at.error])
     at = models_page()
     at.text_input(key="ex_run").set_value("/etc")
     at.text_input(key="ex_out").set_value("runs/p.safetensors")
-    at.button[1].click().run()
+    at.button(key="ex_go").click().run()
     assert any("outside the folders" in e.value for e in at.error)
     assert snapshot(server) == before and snapshot(WEIGHTS_DIR) == shipped
     assert not Path("/tmp/anywhere").exists()

@@ -2,23 +2,30 @@
 
 Every typed value is checked against the server's policy (dashboard/policy.py) before any work: runs are
 written only under the write root, existing runs are replaced only when asked, and one job runs at a time.
+A fine-tune runs as a background job (paint_core.live.jobs): its own process, listed here with progress,
+log, cancel and a link to the run it made.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import streamlit as st
 
+from dashboard import state
 from dashboard.policy import check_finetune, policy
-from dashboard.state import job_slots
 from paint_core.engine.evaluation import parse_alphas
-from paint_core.engine.finetune import FinetuneConfig
-from paint_core.studies.patch import SweepSpec, export_run, run_finetune
+from paint_core.studies.patch import SweepSpec, export_run
 from paint_core.data.tasks import list_tasks
-from paint_core.engine.training import Progress
-from paint_core.io.writes import resolve_inside
+from paint_core.io.writes import check_run_output, resolve_inside
+from paint_core.live.jobs import FinetuneJob, cancel_job, list_jobs, read_log, start_job
 
 DOWNLOAD_LIMIT = 200 * 2**20  # bytes a browser download may carry from this page
+JOBS_SHOWN = 10                # the newest jobs listed
+JOB_POLL_S = 2.0               # how often the job list refreshes while a job runs
+STATE_LABELS = {"running": "running", "done": "done", "failed": "failed", "cancelled": "cancelled",
+                "lost": "stopped without a word"}
+PATCH_PAGE = Path(__file__).resolve().parent / "patch.py"
 
 st.title("Models & runs")
 try:
@@ -49,35 +56,65 @@ with st.form("finetune_form"):
     alphas = c2.text_input("alphas", "0:1:0.1", key="mr_alphas")
     max_eval = c1.number_input("images per split for the sweep", 10, server.max_eval, min(300, server.max_eval),
                                key="mr_max_eval")
-    start = st.form_submit_button("Fine-tune and sweep")
+    start = st.form_submit_button("Fine-tune and sweep", key="mr_start")
 
 if start:
-    slots = job_slots(server.max_jobs)
-    job = None
     try:
         req = check_finetune(server, model, pretrained, task, supported, out, int(steps), int(max_eval))
-        spec = SweepSpec(req.supported, tuple(parse_alphas(alphas)), max_eval=req.max_eval)
-        job = slots.try_start(f"fine-tune of {req.model} on {req.task} into {req.out.name}")
-        if job is None:
-            raise RuntimeError("the server is already running its limit of training jobs ("
-                               + "; ".join(slots.running.values()) + "); try again when one finishes")
-        bar = st.progress(0.0, text="fine-tuning...")
-        st.caption("Press Stop (top right) or change a widget to cancel: nothing is written, and an earlier "
-                   "run in the same directory stays as it was.")
-        cfg = FinetuneConfig(steps=req.steps, lr=float(lr))
-
-        def report(p: Progress) -> None:
-            loss = f", loss {p.loss:.3f}" if p.loss is not None else ""
-            bar.progress(min(1.0, p.done / p.total), text=f"{p.what}: {p.done}/{p.total}{loss}")
-
-        run_finetune(req.out, req.model, req.pretrained, req.task, cfg, command="dashboard: Models & runs",
-                     overwrite=replace, sweep_spec=spec, on_progress=report)
-        st.success(f"Run written to {req.out}; open it on the Patch page.")
+        check_run_output(req.out, replace)  # the job checks again, but a refusal belongs on this page, now
+        alpha_list = tuple(parse_alphas(alphas))
+        SweepSpec(req.supported, alpha_list, max_eval=req.max_eval).validate()
+        runtime = state.server_runtime()
+        spec = FinetuneJob(out=str(req.out), model=req.model, pretrained=req.pretrained, task=req.task,
+                           supported=tuple(req.supported), alphas=alpha_list, steps=req.steps, lr=float(lr),
+                           max_eval=req.max_eval, overwrite=replace, device=runtime.device,
+                           precision=runtime.precision, command="dashboard: Models & runs")
+        started = start_job(state.jobs_root(), spec, f"fine-tune of {req.model} on {req.task} into {req.out.name}",
+                            limit=server.max_jobs, owner=state.session_id())
+        st.session_state["_running_jobs"] = {j.id for j in list_jobs(state.jobs_root()) if j.running} | {started}
+        st.success(f"Job started: it runs on the server in a process of its own, so closing this tab loses "
+                   f"nothing. Follow it below; its run will be {req.out}.")
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:
-        st.error(f"Fine-tune refused or failed: {e}")
-    finally:
-        if job is not None:
-            slots.finish(job)
+        st.error(f"Fine-tune refused: {e}")
+
+
+def _job_list() -> None:
+    """The server's jobs, newest first: progress, log, cancel (for this session's own), and the run made."""
+    jobs = list_jobs(state.jobs_root())[:JOBS_SHOWN]
+    running = {j.id for j in jobs if j.running}
+    if running != st.session_state.get("_running_jobs", running):
+        st.session_state["_running_jobs"] = running
+        st.rerun(scope="app")  # a job ended or started elsewhere: redraw the page (and stop polling if idle)
+    st.session_state["_running_jobs"] = running
+    if not jobs:
+        st.caption("No job yet on this server.")
+    for j in jobs:
+        box = st.container(border=True)
+        head, buttons = box.columns([4, 1])
+        head.markdown(f"**{j.description}** · {STATE_LABELS.get(j.state, j.state)} · started "
+                      f"{time.strftime('%H:%M:%S', time.localtime(j.started))}")
+        if j.total:
+            loss = f", loss {j.loss:.3f}" if j.loss is not None else ""
+            head.progress(min(1.0, j.done / j.total), text=f"{j.what}: {j.done}/{j.total}{loss}")
+        if j.message:
+            (head.error if j.state in ("failed", "lost") else head.caption)(j.message)
+        if j.running and j.owner == state.session_id():
+            if buttons.button("Cancel", key=f"cancel_{j.id}"):
+                cancel_job(state.jobs_root(), j.id)
+                st.rerun(scope="fragment")
+        if j.state == "done" and (Path(j.out) / "run.json").is_file():
+            if buttons.button("Open on the Patch page", key=f"open_{j.id}"):
+                st.session_state["open_run"] = j.out
+                st.switch_page(PATCH_PAGE)
+        with box.expander("log"):
+            st.code(read_log(state.jobs_root(), j.id)[-4000:] or "(empty)", language=None)
+
+
+st.subheader("Jobs")
+st.caption("Fine-tunes run as background jobs on the server, one at a time unless its operator allows more "
+           "(PAINT_MAX_JOBS): a closed tab or a crash of this page stops nothing, and a cancelled job writes nothing.")
+_polling = any(j.running for j in list_jobs(state.jobs_root()))  # refresh on its own only while a job runs
+st.fragment(run_every=JOB_POLL_S if _polling else None)(_job_list)()
 
 st.subheader("Export patched weights")
 with st.form("export_form"):
@@ -86,7 +123,7 @@ with st.form("export_form"):
     alpha_text = c2.text_input("alpha (empty: the alpha the run chose on val)", "", key="ex_alpha")
     target = c3.text_input("output .safetensors", "runs/patched.safetensors", key="ex_out")
     overwrite = c3.checkbox("replace an earlier export with this name", False, key="ex_replace")
-    go = st.form_submit_button("Export")
+    go = st.form_submit_button("Export", key="ex_go")
 if go:
     try:
         source = resolve_inside(run_dir, server.read_roots, "run directory")

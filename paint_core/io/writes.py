@@ -142,9 +142,18 @@ def _holder_alive(info: dict) -> bool:
     if info.get("host") != socket.gethostname():
         return True  # cannot tell across machines: assume the other writer is alive
     try:
-        pid = int(info.get("pid", -1))
+        return process_alive(int(info.get("pid", -1)))
+    except ValueError:
+        return False
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` on this machine still runs (a zombie does not: it writes nothing more)."""
+    if pid <= 0:
+        return False
+    try:
         os.kill(pid, 0)
-    except (ProcessLookupError, ValueError):
+    except ProcessLookupError:
         return False
     except PermissionError:
         return True
