@@ -10,7 +10,8 @@ import streamlit as st
 from PIL import Image
 
 from paint_core.data.images import ImageInputError, read_image
-from paint_core.live.sessions import (LIVE_EVAL_N, SLIDER_ALPHAS, EvalSet, PatchSession, PredictionStore, build_eval_sets)
+from paint_core.live.sessions import (LIVE_EVAL_N, SLIDER_ALPHAS, EvalSet, ModelPool, PatchSession, PredictionStore,
+                                      build_eval_sets)
 from paint_core.io.paths import CACHED_RESULTS_DIR
 from paint_core.io.results import read_results
 from paint_core.studies.patch import Run, load_run, select_run
@@ -21,6 +22,7 @@ from paint_core.runtime import Runtime, make_runtime, set_default_runtime
 from dashboard.policy import policy
 
 GPU_LIVE_EVAL_N = 1000
+MODEL_POOL_SIZE = 2  # editable models per run, lent to sessions one call at a time
 
 
 @st.cache_resource(show_spinner=False)
@@ -108,14 +110,25 @@ def _shared_store(path: str, identity: str) -> PredictionStore:
     return store
 
 
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _shared_pool(path: str, identity: str) -> ModelPool:
+    return ModelPool(_shared_run(path, identity), size=MODEL_POOL_SIZE)
+
+
+def shared_pool(path: str) -> ModelPool:
+    """The run's few editable models, lent to sessions for a call (an uncached position, an upload)."""
+    return _shared_pool(path, run_identity(path))
+
+
 def session_patch(path: str) -> PatchSession:
-    """This browser session's own live model for the run at ``path`` (created once per session)."""
+    """This browser session's alpha on the run at ``path`` (created once per session; it owns no weights)."""
     key = f"patch_session::{path}::{run_identity(path)}"
     if key not in st.session_state:
         for old in [k for k in st.session_state if str(k).startswith(f"patch_session::{path}::")]:
             del st.session_state[old]  # the run was rewritten: drop this session's copy of the old one
         run = shared_run(path)
-        st.session_state[key] = PatchSession(run, shared_eval_sets(path, run_tasks(run)), shared_store(path))
+        st.session_state[key] = PatchSession(run, shared_eval_sets(path, run_tasks(run)), shared_store(path),
+                                             shared_pool(path))
     return st.session_state[key]
 
 

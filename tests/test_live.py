@@ -86,24 +86,50 @@ def test_one_sample_along_alpha_equals_models_built_at_each_alpha(two_states, ra
         session.along_alpha("t", 6)
 
 
-def test_sessions_of_a_run_share_its_endpoints_and_hold_only_their_own_weights(two_states, random_micro_file):
+def test_sessions_own_no_weights_and_borrow_from_the_runs_pool(two_states, random_micro_file):
+    """Two sessions at different alphas over one pool of one model: each gets theta(its alpha), the pool made
+    one copy in all, and the run's endpoints are never written."""
     from paint_core.core.interpolation import interpolate as interp_fn
+    from paint_core.engine.evaluation import predict
+    from paint_core.live.sessions import ModelPool
     zs, ft = two_states
     model, preprocess, tok = load_model("micro-rn-s", random_micro_file)
     run = Run(None, {"task": "t"}, model, preprocess, tok, zs, ft)
     head = zero_shot_head(model, tok, ["a", "b", "c"], ["{}"])
-    sets = {"t": EvalSet("t", ("a", "b", "c"), torch.randn(4, 3, 48, 48), torch.arange(4) % 3, head)}
-    a, b = PatchSession(run, sets), PatchSession(run, sets)
-    shared = lambda s: [(z.data_ptr(), f.data_ptr()) for z, f, _ in s.interpolator._groups]  # noqa: E731
-    own = lambda s: [live.data_ptr() for _, _, live in s.interpolator._groups]  # noqa: E731
-    assert shared(a) == shared(b) and set(own(a)).isdisjoint(own(b))
+    images = torch.randn(4, 3, 48, 48)
+    sets = {"t": EvalSet("t", ("a", "b", "c"), images, torch.arange(4) % 3, head)}
+    pool = ModelPool(run, size=1)
+    a, b = PatchSession(run, sets, pool=pool), PatchSession(run, sets, pool=pool)
+    assert not hasattr(a, "model") and pool.made == 1
     a.set_alpha(0.3)
     b.set_alpha(0.9)
-    for session, alpha in ((a, 0.3), (b, 0.9)):
-        expected = interp_fn(zs, ft, alpha)
-        assert all(torch.allclose(v, expected[k], atol=1e-6) for k, v in session.model.state_dict().items()
-                   if v.is_floating_point())
+    ref, _, _ = load_model("micro-rn-s", random_micro_file)
+    for session, alpha in ((a, 0.3), (b, 0.9), (a, 0.3)):
+        ref.load_state_dict(interp_fn(zs, ft, alpha))
+        assert torch.allclose(session.probabilities()["t"], predict(ref, head, images), atol=1e-5)
+        with session.patched_model() as patched:
+            expected = interp_fn(zs, ft, alpha)
+            assert all(torch.allclose(v, expected[k], atol=1e-6) for k, v in patched.state_dict().items()
+                       if v.is_floating_point())
+    assert pool.made == 1
     assert all(torch.equal(run.theta_zs[k], zs[k]) for k in zs)  # the endpoints are never written
+
+
+def test_a_pool_lends_each_model_to_one_borrower_at_a_time(two_states, random_micro_file):
+    import threading
+    from paint_core.live.sessions import ModelPool
+    zs, ft = two_states
+    model, preprocess, tok = load_model("micro-rn-s", random_micro_file)
+    pool = ModelPool(Run(None, {"task": "t"}, model, preprocess, tok, zs, ft), size=2)
+    with pool.borrow(0.2) as first, pool.borrow(0.8) as second:
+        assert first is not second and pool.made == 2
+        got = []
+        waiter = threading.Thread(target=lambda: got.append(pool.borrow(0.5).__enter__()))
+        waiter.start()
+        waiter.join(timeout=1.0)
+        assert waiter.is_alive() and not got  # both are lent: the third borrower waits
+    waiter.join(timeout=10)
+    assert got and got[0] in (first, second) and pool.made == 2
 
 
 def test_sessions_share_the_frozen_text_tower_with_the_run_and_never_write_it(two_states, random_micro_file):
@@ -116,9 +142,11 @@ def test_sessions_share_the_frozen_text_tower_with_the_run_and_never_write_it(tw
     a = PatchSession(run, sets)
     a.set_alpha(0.7)
     text = "token_embedding.weight"
-    assert a.model.state_dict()[text].data_ptr() == model.state_dict()[text].data_ptr()  # shared, not copied
     visual = next(k for k in zs if k.startswith("visual.") and zs[k].is_floating_point() and not torch.equal(zs[k], ft[k]))
-    assert a.model.state_dict()[visual].data_ptr() != model.state_dict()[visual].data_ptr()
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the run's model is untouched
     expected = interpolate(zs, ft, 0.7)
-    assert all(torch.allclose(v, expected[k], atol=1e-6) for k, v in a.model.state_dict().items() if v.is_floating_point())
+    with a.patched_model() as patched:
+        assert patched.state_dict()[text].data_ptr() == model.state_dict()[text].data_ptr()  # shared, not copied
+        assert patched.state_dict()[visual].data_ptr() != model.state_dict()[visual].data_ptr()
+        assert all(torch.allclose(v, expected[k], atol=1e-6) for k, v in patched.state_dict().items()
+                   if v.is_floating_point())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the run's model is untouched

@@ -37,15 +37,16 @@ with left:
                       key="count_alpha")
 
 session.set_alpha(alpha)
-models = {"zero-shot": session.run.model, f"patched (alpha {alpha:g})": session.model}
 with right:
     if image is None:
         st.info("Compose an image or upload one.")
     else:
         c1, c2 = st.columns([1, 3])
         c1.image(image.resize((160, 160)))
-        table = compare_predictions(models, session.run.preprocess, session.run.tokenizer, image, task.classnames,
-                                    task.templates, head_model=session.run.model)
+        with session.patched_model() as patched:  # borrowed from the run's pool for this one call
+            models = {"zero-shot": session.run.model, f"patched (alpha {alpha:g})": patched}
+            table = compare_predictions(models, session.run.preprocess, session.run.tokenizer, image,
+                                        task.classnames, task.templates, head_model=session.run.model)
         c2.dataframe(table, hide_index=True, key="count_table")
 
 if "counting" in session.eval_sets:

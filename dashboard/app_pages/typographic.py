@@ -1,6 +1,7 @@
 """Typographic attack: write a word on an image and compare zero-shot and patched predictions."""
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 
@@ -81,21 +82,33 @@ input_size = model0.visual.image_size
 if source == "Upload" and min(input_size if isinstance(input_size, (tuple, list)) else (input_size,)) < 100:
     right.warning("This model sees images at 48 px: it was trained on the procedural world and cannot read "
                   "photos. Open a run of a real CLIP to inspect photos.")
+names = ["zero-shot"]
 if session is not None:
     session.set_alpha(alpha)
-    models = {"zero-shot": model0, f"patched (alpha {alpha:g})": session.model}
-else:
-    models = {"zero-shot": model0}
+    names.append(f"patched (alpha {alpha:g})")
+
+
+@contextlib.contextmanager
+def page_models():
+    """The page's models by name; the patched one is borrowed from the run's pool for the block only."""
+    if session is None:
+        yield {"zero-shot": model0}
+    else:
+        with session.patched_model() as patched:
+            yield {"zero-shot": model0, names[1]: patched}
+
+
 shown = {}  # the top-5 tables, by image; the verdict reads the attacked one's first row
 with right:
     for title, img, key in (("Without the word", base, "typo_clean"), (f"With the word “{word}”", attacked, "typo_attacked")):
         st.markdown(f"**{title}**")
         c1, c2 = st.columns([1, 3])
         c1.image(img.resize((160, 160)), caption=title)
-        table = shown[key] = compare_predictions(models, preprocess, tokenizer, img, classnames, SHAPE_TEMPLATES,
-                                                 head_model=model0)
+        with page_models() as models:
+            table = shown[key] = compare_predictions(models, preprocess, tokenizer, img, classnames,
+                                                     SHAPE_TEMPLATES, head_model=model0)
         c2.dataframe(table, hide_index=True, key=f"{key}_table")
-        c2.plotly_chart(figures.probability_bars(table, list(models)), key=f"{key}_bars")
+        c2.plotly_chart(figures.probability_bars(table, names), key=f"{key}_bars")
 
 if not word.strip():
     st.stop()
@@ -120,8 +133,10 @@ extra = st.text_input("More words to try (comma-separated)", "", key="typo_extra
 words = list(dict.fromkeys([*classnames, word, *CONTROL_WORDS, *[w.strip() for w in extra.split(",") if w.strip()]]))
 cols = st.columns(2)
 tables = {}
-for col, (name, model) in zip(cols, models.items()):
-    tables[name] = word_sweep(model, head, preprocess, base, classnames, true_idx, words)
+with page_models() as models:
+    for name, model in models.items():
+        tables[name] = word_sweep(model, head, preprocess, base, classnames, true_idx, words)
+for col, name in zip(cols, names):
     col.plotly_chart(figures.word_sweep_heatmap(tables[name], name), key=f"typo_sweep_{name.split()[0]}")
 sweep_csv = pd.concat([t.assign(model=n) for n, t in tables.items()]).to_csv(index=False)
 st.download_button("Word sweep as CSV", sweep_csv, file_name="word_sweep.csv", mime="text/csv", key="typo_sweep_csv")
@@ -147,10 +162,12 @@ st.caption("Grad-CAM for ResNet towers (the deepest stage with a map of at least
            "models, so the map is coarse), attention rollout for ViTs, for the true class: red is where the "
            "evidence is.")
 sal_cols = st.columns(4)
-for i, (name, model) in enumerate(models.items()):
-    for j, (label, img, x) in enumerate((("clean", base, x_clean), ("attacked", attacked, x_attacked))):
-        cam = saliency(model, head, x, true_idx)
-        sal_cols[2 * i + j].image(figures.saliency_overlay(img, cam), caption=f"{name}, {label}")
+with page_models() as models:
+    cams = {(name, label): saliency(model, head, x, true_idx) for name, model in models.items()
+            for label, x in (("clean", x_clean), ("attacked", x_attacked))}
+for i, name in enumerate(names):
+    for j, (label, img) in enumerate((("clean", base), ("attacked", attacked))):
+        sal_cols[2 * i + j].image(figures.saliency_overlay(img, cams[(name, label)]), caption=f"{name}, {label}")
 
 st.subheader("Batch: accuracy and attack success before and after the patch")
 st.caption("Score a whole set of attacked images: the embedded typographic test set, a folder in PAINT's "
@@ -182,23 +199,24 @@ if spec is not None and st.button("Score the set", key="typo_batch_go"):
         data = materialize(task.split("test", preprocess), batch_n)
         written = task.written_class("test")[:len(data)]
         batch_head = zero_shot_head(model0, tokenizer, task.classnames, task.templates)
-        summary, per_image = batch_attack(models, batch_head, data, written)
-        st.session_state["typo_batch"] = (spec, task.classnames, summary, per_image)
+        with page_models() as models:
+            summary, per_image = batch_attack(models, batch_head, data, written)
+        st.session_state["typo_batch"] = (spec, task.classnames, summary, per_image, list(names))
     except (ValueError, OSError) as e:
         st.error(f"Cannot score this set: {e}")
 if "typo_batch" in st.session_state:
-    spec, batch_classes, summary, per_image = st.session_state["typo_batch"]
+    spec, batch_classes, summary, per_image, batch_names = st.session_state["typo_batch"]  # names as scored
     shown = summary.assign(accuracy=(100 * summary["accuracy"]).round(1),
                            attack_success=(100 * summary["attack_success"].astype(float)).round(1))
     st.dataframe(shown.rename(columns={"accuracy": "accuracy (%)", "attack_success": "attack success (%)"}),
                  hide_index=True, key="typo_batch_summary")
-    last = list(models)[-1]
+    last = batch_names[-1]
     worst = per_image.sort_values(f"{last} p_true").head(8)
     st.markdown(f"**Worst examples for the {last} model** (lowest probability of the true class)")
     raw = get_task(spec).split("test", None)
     thumbs = st.columns(8)
     for col, r in zip(thumbs, worst.to_dict("records")):
-        said = ", ".join(f"{name.split()[0]} {batch_classes[int(r[f'{name} predicted'])]}" for name in models
+        said = ", ".join(f"{name.split()[0]} {batch_classes[int(r[f'{name} predicted'])]}" for name in batch_names
                          if f"{name} predicted" in r)
         col.image(raw[int(r["index"])][0].resize((96, 96)), caption=f"{batch_classes[int(r['label'])]}; {said}")
     st.download_button("Per-image results as CSV", per_image.to_csv(index=False), file_name="typographic_batch.csv",

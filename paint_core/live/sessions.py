@@ -1,15 +1,19 @@
 """What an interactive front end needs: a per-user live patched model, and side-by-side predictions.
 
-A ``PatchSession`` owns its own copy of the model (the loaded ``Run`` stays read-only, shareable between
-users) and re-interpolates it in place with ``Interpolator`` when the alpha changes.
+A ``PatchSession`` is one user's alpha. It owns no weights: its predictions come from the run's shared
+``PredictionStore``, and when it needs weights at its alpha (a position nobody computed yet, an uploaded image)
+it borrows a model from the run's ``ModelPool`` for that call, which re-interpolates it in place with
+``Interpolator``. The loaded ``Run`` stays read-only, shared by every user.
 """
 from __future__ import annotations
 
 import copy
+import queue
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import atexit
 import pandas as pd
@@ -127,38 +131,87 @@ def session_model(run: Run) -> torch.nn.Module:
     return copy.deepcopy(run.model, memo)
 
 
-class PatchSession:
-    """One user's live patched model. ``set_alpha`` re-interpolates; ``accuracies`` evaluates the subsample.
+class ModelPool:
+    """At most ``size`` editable copies of a run's model, lent one call at a time at the borrower's alpha.
 
-    With a shared ``store``, predictions another session (or the warm-up) already made are reused.
+    Sessions then own no weights (a class of 30 costs the memory of ``size`` models, not 30); the copies are
+    made on first need, so a pool nobody borrows from holds nothing. A borrower waits when all are lent.
     """
 
-    def __init__(self, run: Run, eval_sets: dict[str, EvalSet], store: PredictionStore | None = None):
+    def __init__(self, run: Run, size: int = 2):
+        if size < 1:
+            raise ValueError(f"a model pool needs at least one model, got {size}")
+        self.run, self.size = run, size
+        self._free: queue.Queue = queue.Queue()
+        self._made = 0
+        self._lock = threading.Lock()
+
+    @property
+    def made(self) -> int:
+        return self._made
+
+    @contextmanager
+    def borrow(self, alpha: float) -> Iterator[torch.nn.Module]:
+        """A model holding theta(``alpha``) for the block; never keep it past the block."""
+        model, interp = self._take()
+        try:
+            interp.set_alpha(alpha)
+            yield model
+        finally:
+            self._free.put((model, interp))
+
+    def _take(self) -> tuple[torch.nn.Module, Interpolator]:
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            if self._made < self.size:
+                self._made += 1
+                model = session_model(self.run)
+                return model, Interpolator(model, endpoints=shared_endpoints(self.run))
+        return self._free.get()
+
+
+class PatchSession:
+    """One user's alpha on a run. ``set_alpha`` moves it; ``accuracies`` evaluates the subsample there.
+
+    Predictions come from the shared ``store`` when another session (or the warm-up) made them; otherwise a
+    model is borrowed from ``pool`` (default: a private pool of one) and the result shared through the store.
+    """
+
+    def __init__(self, run: Run, eval_sets: dict[str, EvalSet], store: PredictionStore | None = None,
+                 pool: ModelPool | None = None):
         self.run = run
-        self.model = session_model(run)  # this session's own weights; run.model is never written
-        self.interpolator = Interpolator(self.model, endpoints=shared_endpoints(run))
         self.eval_sets = eval_sets
         self.store = store
+        self.pool = pool if pool is not None else ModelPool(run, 1)
+        self._alpha = 0.0
         self._probs_by_alpha: dict[float, dict[str, torch.Tensor]] = {}
-        self.interpolator.set_alpha(0.0)
         self.zero_shot_probs = self.probabilities()
 
     @property
-    def alpha(self) -> float | None:
-        return self.interpolator.alpha
+    def alpha(self) -> float:
+        return self._alpha
 
     def set_alpha(self, alpha: float) -> None:
-        if alpha != self.interpolator.alpha:
-            self.interpolator.set_alpha(alpha)
+        self._alpha = float(alpha)
+
+    @contextmanager
+    def patched_model(self) -> Iterator[torch.nn.Module]:
+        """The model at this session's alpha, borrowed for the block (for uploads and other images)."""
+        with self.pool.borrow(self._alpha) as model:
+            yield model
 
     def probabilities(self) -> dict[str, torch.Tensor]:
         """Subsample probabilities at the current alpha; remembered per alpha, so going back to a slider
         position costs nothing (a slider has few positions; the weights at an alpha never change)."""
-        alpha = self.interpolator.alpha
+        alpha = self._alpha
         if alpha not in self._probs_by_alpha:
             shared = self.store.get(alpha) if self.store is not None else None
             if shared is None:
-                shared = {t: predict(self.model, e.head, e.images) for t, e in self.eval_sets.items()}
+                with self.pool.borrow(alpha) as model:
+                    shared = {t: predict(model, e.head, e.images) for t, e in self.eval_sets.items()}
                 if self.store is not None:
                     self.store.put(alpha, shared)
             self._probs_by_alpha[alpha] = shared
@@ -170,23 +223,18 @@ class PatchSession:
     def along_alpha(self, task: str, index: int, alphas: Sequence[float] = SLIDER_ALPHAS) -> pd.DataFrame:
         """One subsample image's class probabilities at every alpha (rows) and class (columns): the per-image
         story of a patch. Positions the shared store or this session already has are lookups; at the others only
-        this image is scored. The session's alpha is restored."""
+        this image is scored, on a borrowed model. The session's alpha does not move."""
         ev = self.eval_sets[task]
         if not 0 <= index < len(ev.labels):
             raise ValueError(f"sample {index} is not in the {len(ev.labels)}-image subsample of {task}")
-        current = self.interpolator.alpha
         rows = []
-        try:
-            for a in alphas:
-                known = self._probs_by_alpha.get(a) or (self.store.get(a) if self.store is not None else None)
-                if known is not None:
-                    rows.append(known[task][index].numpy())
-                else:
-                    self.set_alpha(a)
-                    rows.append(predict(self.model, ev.head, ev.images[index:index + 1])[0].numpy())
-        finally:
-            if current is not None:
-                self.set_alpha(current)
+        for a in alphas:
+            known = self._probs_by_alpha.get(a) or (self.store.get(a) if self.store is not None else None)
+            if known is not None:
+                rows.append(known[task][index].numpy())
+            else:
+                with self.pool.borrow(a) as model:
+                    rows.append(predict(model, ev.head, ev.images[index:index + 1])[0].numpy())
         return pd.DataFrame(rows, index=pd.Index([float(a) for a in alphas], name="alpha"), columns=list(ev.classnames))
 
 
