@@ -1,6 +1,7 @@
 """Shared, read-only heavy objects (st.cache_resource) and each session's own patched model."""
 from __future__ import annotations
 
+import io
 import os
 import uuid
 from pathlib import Path
@@ -16,7 +17,7 @@ from paint_core.io.paths import CACHED_RESULTS_DIR
 from paint_core.io.results import read_results
 from paint_core.studies.patch import Run, load_run, select_run
 from paint_core.io.run_dir import read_sweep
-from paint_core.data.tasks import SUPPORTED_TASKS
+from paint_core.data.tasks import SUPPORTED_TASKS, get_task
 from paint_core.runtime import Runtime, make_runtime, set_default_runtime
 
 from dashboard.policy import policy
@@ -130,6 +131,24 @@ def session_patch(path: str) -> PatchSession:
         st.session_state[key] = PatchSession(run, shared_eval_sets(path, run_tasks(run)), shared_store(path),
                                              shared_pool(path))
     return st.session_state[key]
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _thumbnails(path: str, identity: str, task_name: str, n: int) -> list[bytes]:
+    run = _shared_run(path, identity)
+    split = get_task(task_name, root=run.meta.get("data_root")).split("test")
+    out = []
+    for i in range(min(n, len(split))):
+        buf = io.BytesIO()
+        split[i][0].convert("RGB").resize((96, 96)).save(buf, format="PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+def sample_thumbnails(path: str, task_name: str, n: int) -> list[bytes]:
+    """PNG thumbnails of the first ``n`` test images of a run's task, encoded once per run: every slider move
+    sends the same bytes (the browser has them already)."""
+    return _thumbnails(path, run_identity(path), task_name, n)
 
 
 def jobs_root() -> Path:

@@ -5,5 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q -e ".[dashboard]"
+# --runner.postScriptGC false: Streamlit's full garbage collection after every rerun cost ~0.25 CPU-s per slider
+# move with torch loaded (benchmarks/load.py measures both); Python's own generational collector still runs.
 exec python3 -m streamlit run dashboard/app.py --server.headless true --browser.gatherUsageStats false \
-  --server.address "${PAINT_ADDRESS:-localhost}" --client.showErrorDetails none "$@"
+  --server.address "${PAINT_ADDRESS:-localhost}" --client.showErrorDetails none --runner.postScriptGC false "$@"

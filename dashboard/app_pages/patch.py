@@ -9,8 +9,9 @@ from paint_core.live.sessions import SLIDER_STEP
 from paint_core.data.tasks import get_task
 
 st.title("Patch: interpolate zero-shot and fine-tuned weights")
-st.caption("theta(alpha) = (1 - alpha) * theta_zero-shot + alpha * theta_fine-tuned. The slider re-interpolates "
-           "this session's own copy of the weights in place and re-evaluates a fixed subsample.")
+st.caption("theta(alpha) = (1 - alpha) * theta_zero-shot + alpha * theta_fine-tuned. Moving the slider "
+           "re-interpolates the weights and re-evaluates a fixed subsample (each position once for everyone: the "
+           "answers are shared between sessions).")
 
 session = state.open_session(default_task="digits", key="patch_run")
 run = session.run
@@ -18,67 +19,83 @@ path = str(run.path)
 patch_task = run.meta["task"]
 chosen = state.chosen_alpha(path)
 state.follow_run(path, "alpha", chosen, 0.0)
-alpha = st.slider("alpha", 0.0, 1.0, value=float(chosen if chosen is not None else 0.0), step=SLIDER_STEP, key="alpha",
-                  help="0 = zero-shot, 1 = fine-tuned on the patch task")
-session.set_alpha(alpha)
-probs = session.probabilities()
-if session.store is not None:
-    ready = len(session.store.alphas())
-    st.caption(f"{ready} of {int(round(1 / SLIDER_STEP)) + 1} slider positions precomputed for this run (shared by all "
-               "sessions, filled in the background): a precomputed position updates in milliseconds.")
-acc = session.accuracies(probs)
-zs_acc = session.accuracies(session.zero_shot_probs)
-
-st.subheader(f"Live accuracy at alpha = {alpha:g}" + (f" (paper's choice on val: {chosen:g})" if chosen is not None else ""))
-cols = st.columns(len(acc))
-for col, (task, a) in zip(cols, acc.items()):
-    role = "patch" if task == patch_task else "supported"
-    n = len(session.eval_sets[task].labels)
-    col.metric(f"{task} ({role}, n={n})", f"{100 * a:.1f}%", f"{100 * (a - zs_acc[task]):+.1f} vs zero-shot")
-
-st.caption("The patch task is the one being fixed; the supported tasks are the ones the model must keep doing "
-           f"well. Live numbers are measured now on the first {len(next(iter(session.eval_sets.values())).labels)} "
-           "test images of each task, so they can differ by a few points from the curves below, which use the "
-           "whole split of the sweep.")
-
 df = state.sweep_of(path)
 supported = [t for t in state.run_tasks(run) if t != patch_task]
-if len(df):
-    split = st.radio("Frontier split", ["test", "val"], horizontal=True, key="split")
-    try:
-        f = frontier(df, patch_task, supported, split)
-    except ValueError as e:
-        st.error(f"The sweep table cannot draw a frontier: {e}")
-    else:
-        live = (acc[patch_task], sum(acc[t] for t in supported) / len(supported))
-        left, right = st.columns(2)
-        left.plotly_chart(figures.frontier_figure(f, patch_task, alpha, chosen, live, split), key="frontier")
-        right.plotly_chart(figures.accuracy_vs_alpha_figure(df, split, alpha), key="acc_vs_alpha")
-        st.caption("Left: each point is one alpha, patch accuracy against the mean supported accuracy (the frontier); "
-                   "the dashed chord joins zero-shot and fine-tuned, where mixing the two models' answers would "
-                   "land. Points above it are what interpolating weights buys. The star is the paper's choice: the "
-                   "alpha with the best average of patch and supported accuracy on validation data. The red x is "
-                   "the live subsample at the slider. Right: every task along alpha.")
-        with st.expander("Frontier table"):
-            st.dataframe(figures.gap_table(f), key="gap_table", hide_index=True)
-else:
-    st.info(f"No sweep yet for this run: `python -m paint_core sweep --run {path} --supported shapes,colours`")
-
-st.subheader(f"Samples of {patch_task}: zero-shot vs alpha = {alpha:g}")
+split = st.radio("Frontier split", ["test", "val"], horizontal=True, key="split") if len(df) else "test"
 task = get_task(patch_task, root=run.meta.get("data_root"))
 raw = task.split("test")
 names = session.eval_sets[patch_task].classnames
-cols = st.columns(6)
-for i in range(min(12, len(raw))):
-    img, label = raw[i]
-    zs_pred = names[int(session.zero_shot_probs[patch_task][i].argmax())]
-    now = names[int(probs[patch_task][i].argmax())]
-    mark = "right" if now == names[label] else "WRONG"
-    cols[i % 6].image(img.resize((96, 96)), caption=f"true {names[label]} | zs {zs_pred} | now {now} ({mark})")
+n_samples = min(12, len(raw))
+thumbs = state.sample_thumbnails(path, patch_task, n_samples)  # encoded once per run, the same bytes every move
+sample_labels = [raw[i][1] for i in range(n_samples)]
 
-pick = st.selectbox("Follow one sample along alpha", list(range(min(12, len(raw)))), key="sample_pick",
+
+@st.fragment
+def alpha_view() -> None:
+    """Everything a slider move changes; a move reruns only this (the rest of the page is not resent)."""
+    alpha = st.slider("alpha", 0.0, 1.0, value=float(chosen if chosen is not None else 0.0), step=SLIDER_STEP,
+                      key="alpha", help="0 = zero-shot, 1 = fine-tuned on the patch task")
+    session.set_alpha(alpha)
+    probs = session.probabilities()
+    if session.store is not None:
+        ready = len(session.store.alphas())
+        st.caption(f"{ready} of {int(round(1 / SLIDER_STEP)) + 1} slider positions precomputed for this run (shared by "
+                   "all sessions, filled in the background): a precomputed position updates in milliseconds.")
+    acc = session.accuracies(probs)
+    zs_acc = session.accuracies(session.zero_shot_probs)
+    st.subheader(f"Live accuracy at alpha = {alpha:g}" + (f" (paper's choice on val: {chosen:g})" if chosen is not None else ""))
+    cols = st.columns(len(acc))
+    for col, (t, a) in zip(cols, acc.items()):
+        role = "patch" if t == patch_task else "supported"
+        n = len(session.eval_sets[t].labels)
+        col.metric(f"{t} ({role}, n={n})", f"{100 * a:.1f}%", f"{100 * (a - zs_acc[t]):+.1f} vs zero-shot")
+    st.caption("The patch task is the one being fixed; the supported tasks are the ones the model must keep doing "
+               f"well. Live numbers are measured now on the first {len(next(iter(session.eval_sets.values())).labels)} "
+               "test images of each task, so they can differ by a few points from the curves below, which use the "
+               "whole split of the sweep.")
+    left, right = st.columns(2)
+    if len(df):
+        try:
+            f = frontier(df, patch_task, supported, split)
+        except ValueError as e:
+            left.error(f"The sweep table cannot draw a frontier: {e}")
+        else:
+            live = (acc[patch_task], sum(acc[t] for t in supported) / len(supported))
+            left.plotly_chart(figures.frontier_figure(f, patch_task, alpha, chosen, live, split), key="frontier")
+            left.caption("Each point is one alpha, patch accuracy against the mean supported accuracy (the "
+                         "frontier); the dashed chord joins zero-shot and fine-tuned, where mixing the two models' "
+                         "answers would land. Points above it are what interpolating weights buys. The star is the "
+                         "paper's choice: the alpha with the best average of patch and supported accuracy on "
+                         "validation data. The red x is the live subsample at the slider.")
+    else:
+        left.info(f"No sweep yet for this run: `python -m paint_core sweep --run {path} --supported shapes,colours`")
+    right.markdown(f"**Samples of {patch_task}: zero-shot vs alpha = {alpha:g}**")
+    grid = right.columns(4)
+    for i in range(n_samples):
+        label = sample_labels[i]
+        zs_pred = names[int(session.zero_shot_probs[patch_task][i].argmax())]
+        now = names[int(probs[patch_task][i].argmax())]
+        mark = "right" if now == names[label] else "WRONG"
+        grid[i % 4].image(thumbs[i], caption=f"true {names[label]} | zs {zs_pred} | now {now} ({mark})")
+
+
+alpha_view()
+if len(df):
+    st.plotly_chart(figures.accuracy_vs_alpha_figure(df, split), key="acc_vs_alpha")
+    st.caption("Every task along alpha, on the whole split of the sweep.")
+    try:
+        with st.expander("Frontier table"):
+            st.dataframe(figures.gap_table(frontier(df, patch_task, supported, split)), key="gap_table",
+                         hide_index=True)
+    except ValueError:
+        pass  # said above, where the frontier is drawn
+
+pick = st.selectbox("Follow one sample along alpha", list(range(n_samples)), key="sample_pick",
                     format_func=lambda i: f"sample {i + 1} (true {names[raw[i][1]]})")
 story = session.along_alpha(patch_task, int(pick))
-st.plotly_chart(figures.along_alpha_figure(story, names[raw[int(pick)][1]], alpha), key="sample_story")
+st.plotly_chart(figures.along_alpha_figure(story, names[raw[int(pick)][1]]), key="sample_story")
 st.download_button("This sample's probabilities along alpha as CSV", story.to_csv(), file_name="sample_along_alpha.csv",
                    mime="text/csv", key="sample_story_csv")
+if len(df):
+    st.download_button("The sweep (every alpha, task and split) as CSV", df.to_csv(index=False),
+                       file_name="sweep.csv", mime="text/csv", key="sweep_csv")
