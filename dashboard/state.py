@@ -173,8 +173,9 @@ def sweep_of(path: str):
     return sweep_table(path, f.stat().st_mtime if f.is_file() else 0.0)
 
 
-def pick_run(default_task: str | None = None, key: str = "run") -> str | None:
-    """A run selector; returns the run directory or None (with a message) if there is none."""
+def pick_run(default_task: str | None = None, key: str = "run", prefer: str | None = None) -> str | None:
+    """A run selector; returns the run directory or None (with a message) if there is none. ``prefer``: the
+    label selected first when it exists (e.g. the shipped reading model's run on the Typographic page)."""
     runs = available_runs()
     if not runs:
         st.warning("No run found in cached_results/ or ./runs. Make one with `python -m paint_core finetune ...` "
@@ -188,14 +189,14 @@ def pick_run(default_task: str | None = None, key: str = "run") -> str | None:
             st.session_state[key] = match[0]
     model = st.session_state.get("model")
     preferred = [l for l in labels if default_task and l.endswith(f"/{default_task}") and (not model or l.startswith(model))]
-    index = labels.index(preferred[0]) if preferred else 0
+    index = labels.index(prefer) if prefer in labels else labels.index(preferred[0]) if preferred else 0
     label = st.selectbox("Run (model / patch task)", labels, index=index, key=key)
     return runs[label]
 
 
-def open_session(default_task: str, key: str) -> PatchSession:
+def open_session(default_task: str, key: str, prefer: str | None = None) -> PatchSession:
     """Run selector + this session's live model; shows the reason and stops the page if it cannot open."""
-    path = pick_run(default_task=default_task, key=key)
+    path = pick_run(default_task=default_task, key=key, prefer=prefer)
     if path is None:
         st.stop()
     try:

@@ -113,3 +113,18 @@ def test_shipped_studies_are_current_for_reproduce(tmp_path, monkeypatch):
     prompt_update.update_study_file(CACHED / "prompts" / "update_continued.json", "micro-rn-s", "micro-rn-s",
                               list(PATCH_TASKS), new_pretrained=str(continued_model(CACHED)))
     assert {p: p.read_bytes() for p in CACHED.rglob("*.json")} == snapshot  # nothing rewritten
+
+
+def test_the_shipped_reading_run_loads_from_any_folder(tmp_path, monkeypatch):
+    """Its run.json names the zero-shot weights relative to the repository (paint_core/weights/...): read from
+    the repository when the current folder does not have them, and they are the shipped file's tensors."""
+    import torch
+    from paint_core.io.checkpoints import load_checkpoint
+    from paint_core.io.paths import WEIGHTS_DIR
+    from paint_core.studies.patch import load_run
+    monkeypatch.chdir(tmp_path)
+    run = load_run(CACHED / "reading" / "typographic")
+    assert run.meta["pretrained"] == "paint_core/weights/micro-rn-s-reads.safetensors"
+    shipped, side = load_checkpoint(WEIGHTS_DIR / "micro-rn-s-reads.safetensors", require_sidecar=True)
+    assert "--word-pairs" in side["command"]  # reproducible by the pretraining command it records
+    assert all(torch.equal(run.theta_zs[k], v.float()) for k, v in shipped.items())

@@ -19,6 +19,10 @@ from paint_core.engine.evaluation import materialize, zero_shot_head
 from paint_core.io.writes import WriteRefused
 from paint_core.live.sessions import SLIDER_ALPHAS, compare_predictions, parse_classnames
 
+# The shipped micro CLIP that reads (scripts/ship_reading_model.py), patched on the typographic task: the
+# default models barely read, so on them the demo would show no attack.
+READING_RUN = "reading/typographic"
+
 st.title("Typographic attack")
 st.caption("A word written on an object can fool CLIP. Compose an object or upload a photo, write a word on it, "
            "and compare the zero-shot model with the model patched on the typographic task.")
@@ -27,7 +31,7 @@ mode = st.radio("Model", ["A patched run", "Zero-shot only (no run)"], horizonta
                 help="Zero-shot only: inspect any open_clip model's robustness before patching anything.")
 session = None
 if mode == "A patched run":
-    session = state.open_session(default_task="typographic", key="typo_run")
+    session = state.open_session(default_task="typographic", key="typo_run", prefer=READING_RUN)
     model0, preprocess, tokenizer = session.run.model, session.run.preprocess, session.run.tokenizer
     chosen = state.chosen_alpha(str(session.run.path))
     state.follow_run(str(session.run.path), "typo_alpha", chosen, 0.5)

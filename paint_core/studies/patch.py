@@ -23,6 +23,7 @@ from ..engine import distributed
 from ..engine.evaluation import build_evals, sweep, zero_shot_head
 from ..engine.finetune import FinetuneConfig, finetune
 from ..engine.training import Progress, ProgressFn
+from ..io.paths import REPO_DIR
 from ..io.atomic import atomic_write_bytes
 from ..io.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from ..io.run_dir import (RUN_SCHEMA, SWEEP_COLUMNS, check_sweep_matches, portable_path, read_run_meta, read_sweep,
@@ -220,11 +221,20 @@ def import_run(out: str | Path, model_name: str, zeroshot: str | Path, finetuned
     return out
 
 
+def _repo_file(pretrained: str | None) -> str | None:
+    """A relative weights path recorded by a run made in the repository (``portable_path``'s form, e.g. the
+    shipped reading model) is read from the repository when the current folder does not have it."""
+    if pretrained and not Path(pretrained).is_absolute() and not Path(pretrained).exists() \
+            and (REPO_DIR / pretrained).is_file():
+        return str(REPO_DIR / pretrained)
+    return pretrained
+
+
 def load_run(path: str | Path) -> Run:
     """Load a run directory's model and endpoints; refuses if the zero-shot weights are not the ones patched."""
     path = Path(path)
     meta = read_run_meta(path)
-    zeroshot = str(path / meta["zeroshot_file"]) if meta.get("zeroshot_file") else meta["pretrained"]
+    zeroshot = str(path / meta["zeroshot_file"]) if meta.get("zeroshot_file") else _repo_file(meta["pretrained"])
     model, preprocess, tokenizer = load_model(meta["model"], zeroshot)
     theta_zs = {k: v.clone() for k, v in model.state_dict().items()}
     expected = meta["provenance"].get("zeroshot_digest")
