@@ -22,6 +22,12 @@ state.follow_run(path, "alpha", chosen, 0.0)
 df = state.sweep_of(path)
 supported = [t for t in state.run_tasks(run) if t != patch_task]
 split = st.radio("Frontier split", ["test", "val"], horizontal=True, key="split") if len(df) else "test"
+f, frontier_error = None, None  # alpha does not change it: computed once per page run, not per slider move
+if len(df):
+    try:
+        f = frontier(df, patch_task, supported, split)
+    except ValueError as e:
+        frontier_error = e
 task = get_task(patch_task, root=run.meta.get("data_root"))
 raw = task.split("test")
 names = session.eval_sets[patch_task].classnames
@@ -54,19 +60,16 @@ def alpha_view() -> None:
                "test images of each task, so they can differ by a few points from the curves below, which use the "
                "whole split of the sweep.")
     left, right = st.columns(2)
-    if len(df):
-        try:
-            f = frontier(df, patch_task, supported, split)
-        except ValueError as e:
-            left.error(f"The sweep table cannot draw a frontier: {e}")
-        else:
-            live = (acc[patch_task], sum(acc[t] for t in supported) / len(supported))
-            left.plotly_chart(figures.frontier_figure(f, patch_task, alpha, chosen, live, split), key="frontier")
-            left.caption("Each point is one alpha, patch accuracy against the mean supported accuracy (the "
-                         "frontier); the dashed chord joins zero-shot and fine-tuned, where mixing the two models' "
-                         "answers would land. Points above it are what interpolating weights buys. The star is the "
-                         "paper's choice: the alpha with the best average of patch and supported accuracy on "
-                         "validation data. The red x is the live subsample at the slider.")
+    if frontier_error is not None:
+        left.error(f"The sweep table cannot draw a frontier: {frontier_error}")
+    elif f is not None:
+        live = (acc[patch_task], sum(acc[t] for t in supported) / len(supported))
+        left.plotly_chart(figures.frontier_figure(f, patch_task, alpha, chosen, live, split), key="frontier")
+        left.caption("Each point is one alpha, patch accuracy against the mean supported accuracy (the "
+                     "frontier); the dashed chord joins zero-shot and fine-tuned, where mixing the two models' "
+                     "answers would land. Points above it are what interpolating weights buys. The star is the "
+                     "paper's choice: the alpha with the best average of patch and supported accuracy on "
+                     "validation data. The red x is the live subsample at the slider.")
     else:
         left.info(f"No sweep yet for this run: `python -m paint_core sweep --run {path} --supported shapes,colours`")
     right.markdown(f"**Samples of {patch_task}: zero-shot vs alpha = {alpha:g}**")
@@ -83,17 +86,14 @@ alpha_view()
 if len(df):
     st.plotly_chart(figures.accuracy_vs_alpha_figure(df, split), key="acc_vs_alpha")
     st.caption("Every task along alpha, on the whole split of the sweep.")
-    try:
-        with st.expander("Frontier table"):
-            st.dataframe(figures.gap_table(frontier(df, patch_task, supported, split)), key="gap_table",
-                         hide_index=True)
-    except ValueError:
-        pass  # said above, where the frontier is drawn
+if f is not None:
+    with st.expander("Frontier table"):
+        st.dataframe(figures.gap_table(f), key="gap_table", hide_index=True)
 
 pick = st.selectbox("Follow one sample along alpha", list(range(n_samples)), key="sample_pick",
-                    format_func=lambda i: f"sample {i + 1} (true {names[raw[i][1]]})")
+                    format_func=lambda i: f"sample {i + 1} (true {names[sample_labels[i]]})")
 story = session.along_alpha(patch_task, int(pick))
-st.plotly_chart(figures.along_alpha_figure(story, names[raw[int(pick)][1]]), key="sample_story")
+st.plotly_chart(figures.along_alpha_figure(story, names[sample_labels[int(pick)]]), key="sample_story")
 st.download_button("This sample's probabilities along alpha as CSV", story.to_csv(), file_name="sample_along_alpha.csv",
                    mime="text/csv", key="sample_story_csv")
 if len(df):
