@@ -130,6 +130,15 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
+def _pid(folder: Path) -> int | None:
+    """The job process's id as its starter wrote it; None when there is no readable, positive one."""
+    try:
+        pid = int((folder / "pid").read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if pid > 0 else None
+
+
 def job_status(folder: str | Path) -> JobStatus | None:
     """What a job folder says now; None for a folder that is not a job (or not yet one)."""
     folder = Path(folder)
@@ -144,11 +153,8 @@ def job_status(folder: str | Path) -> JobStatus | None:
     if end is not None:
         state, message, ended = end.get("state", "failed"), end.get("message", ""), end.get("ended")
     else:
-        try:
-            pid = int((folder / "pid").read_text())
-        except (OSError, ValueError):
-            pid = -1  # starting (pid not written yet) or its starter died before writing it
-        alive = process_alive(pid) if pid > 0 else time.time() - meta.get("started", 0) < 30
+        pid = _pid(folder)  # None: starting (pid not written yet), or its starter died before writing it
+        alive = process_alive(pid) if pid is not None else time.time() - meta.get("started", 0) < 30
         state, message, ended = ("running", "", None) if alive else (
             "lost", "the job process ended without reporting (killed, or out of memory); see its log", None)
     return JobStatus(folder.name, folder, meta.get("description", ""), state, meta["spec"].get("out", ""),
@@ -184,9 +190,12 @@ def cancel_job(root: str | Path, job_id: str) -> bool:
     status = job_status(Path(root) / job_id)
     if status is None or not status.running:
         return False
+    pid = _pid(status.folder)
+    if pid is None:
+        return False
     try:
-        os.killpg(int((status.folder / "pid").read_text()), signal.SIGTERM)
-    except (OSError, ValueError):
+        os.killpg(pid, signal.SIGTERM)
+    except OSError:
         return False
     return True
 

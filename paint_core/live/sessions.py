@@ -93,8 +93,7 @@ class PredictionStore:
 
         def work() -> None:
             t0 = time.perf_counter()
-            model = session_model(run)
-            interp = Interpolator(model, endpoints=shared_endpoints(run))
+            model, interp = editable_model(run)
             for a in order:
                 if _SHUTTING_DOWN.is_set():
                     return
@@ -129,6 +128,12 @@ def session_model(run: Run) -> torch.nn.Module:
     memo = {id(t): t for name, t in [*run.model.named_parameters(), *run.model.named_buffers()]
             if name in fixed and t.is_floating_point()}
     return copy.deepcopy(run.model, memo)
+
+
+def editable_model(run: Run) -> tuple[torch.nn.Module, Interpolator]:
+    """A ``session_model`` and its Interpolator over the run's shared endpoints: weights to move to any alpha."""
+    model = session_model(run)
+    return model, Interpolator(model, endpoints=shared_endpoints(run))
 
 
 class ModelPool:
@@ -168,8 +173,7 @@ class ModelPool:
         with self._lock:
             if self._made < self.size:
                 self._made += 1
-                model = session_model(self.run)
-                return model, Interpolator(model, endpoints=shared_endpoints(self.run))
+                return editable_model(self.run)
         return self._free.get()
 
 
