@@ -286,6 +286,9 @@ FIELD_HELP = {
     "word_font_min": "smallest font size of words on objects (64 px world)",
     "word_font_max": "largest font size of words on objects (64 px world)",
     "word_pairs": "twin every object+word image with the same object under another word, in the same batch",
+    "neutral_twins": "share of twins whose second word names no class (training-only words), captioned by the "
+    "object alone",
+    "word_colours": "write words on objects in varied ink colours (default: white)",
     "n_ctx": "learned context tokens in the prompt", "distill": "ContCoOp: weight of the pull towards the "
     "zero-shot text features", "heads": "ContCoOp: attention heads",
 }

@@ -64,3 +64,31 @@ def test_torchvision_task_errors_are_clear(tmp_path):
         get_task("torchvision:CIFR10", root=str(tmp_path))
     with pytest.raises(ValueError, match="not readable under .*add --download"):
         get_task("torchvision:MNIST", root=str(tmp_path))
+
+
+def test_neutral_twins_name_the_object_and_hold_out_the_control_words(monkeypatch):
+    """Issue 16, reading lever 5: the second twin carries a training-only non-class word and its caption names
+    the object alone; the control words of ``reading_test`` (world.OTHER_WORDS) never appear as neutral ink."""
+    from paint_core.data import corpus
+    assert not set(corpus.NEUTRAL_TRAIN_WORDS) & set(world.OTHER_WORDS)
+    class_words = set(world.SHAPES) | set(world.COLOURS) | set(world.NUMBER_WORDS)
+    assert not set(corpus.NEUTRAL_TRAIN_WORDS) & class_words
+    written = []
+    real = world.render_object_with_word
+    monkeypatch.setattr(world, "render_object_with_word",
+                        lambda rng, shape, colour, word, *a, **k: (written.append((shape, colour, word, k)),
+                                                                   real(rng, shape, colour, word, *a, **k))[1])
+    cfg = corpus.CorpusConfig(object_word_share=0.99, word_pairs=True, neutral_twins=1.0, word_colours=True)
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        n = len(written)
+        (img1, cap1), (img2, cap2) = corpus._twins(rng, cfg, world.WORLD_SIZE)
+        if len(written) == n:
+            continue  # the 1% of pairs that are two other kinds of image
+        (shape, colour, first, ink1), (_, _, second, ink2) = written[n:]
+        assert second in corpus.NEUTRAL_TRAIN_WORDS and first in corpus.READ_WORDS
+        assert second not in cap2 and (shape in cap2 or colour in cap2)  # the caption names the object only
+        assert ink1 == ink2 and ink1["text_colour"] in corpus.WORD_INKS
+        assert not np.array_equal(np.asarray(img1), np.asarray(img2))  # same object, different ink
+    inks = {k["text_colour"] for *_, k in written}
+    assert len(inks) > 3  # word_colours varies the ink (the default corpus writes white only)

@@ -18,6 +18,11 @@ from . import world as w
 # Share of each kind of image in the corpus.
 MIX = {"object": 0.26, "scene": 0.22, "digit": 0.20, "word": 0.14, "object_word": 0.18}
 READ_WORDS = w.SHAPES + tuple(w.COLOURS) + w.NUMBER_WORDS[1:7] + w.OTHER_WORDS
+# Non-class words seen only in training, on objects captioned by the object alone: they teach that ink which
+# names no class leaves the object what it is. Disjoint from ``world.OTHER_WORDS``, the held-out control words.
+NEUTRAL_TRAIN_WORDS = ("pen", "box", "key", "cow", "bus", "map", "egg", "leaf", "door", "shoe", "ring", "lamp")
+# Ink colours of words on objects when ``word_colours`` is set: white, black, and the world's colours.
+WORD_INKS = ((255, 255, 255), (0, 0, 0)) + tuple(w.COLOURS.values())
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,9 @@ class CorpusConfig:
     word_font_max: int = 15
     word_pairs: bool = False        # each object+word image comes with a twin: the same object, another word,
                                     # next to it in the corpus (pretraining keeps twins in one batch)
+    neutral_twins: float = 0.0      # share of twins whose second word is a training-only non-class word,
+                                    # captioned by the object alone
+    word_colours: bool = False      # words on objects in varied ink colours (default: always white)
 
 
 def corpus_mix(cfg: CorpusConfig) -> dict[str, float]:
@@ -108,7 +116,8 @@ def sample_pair(rng: np.random.Generator, cfg: CorpusConfig = CorpusConfig(),
     shape, colour, word = w.pick(rng, w.SHAPES), w.pick(rng, tuple(w.COLOURS)), w.pick(rng, READ_WORDS)
     font = None if (cfg.word_font_min, cfg.word_font_max) == (11, 15) else \
         int(rng.integers(cfg.word_font_min, cfg.word_font_max + 1))
-    img = w.render_object_with_word(rng, shape, colour, word, size, font_size=font)
+    ink = _word_ink(rng, cfg)
+    img = w.render_object_with_word(rng, shape, colour, word, size, font_size=font, **ink)
     u = rng.random()
     if u < cfg.word_only_caption:
         cap = w.pick(rng, (word, f"the word {word}", f"a sign that says {word}"))
@@ -150,14 +159,28 @@ def _twins(rng: np.random.Generator, cfg: CorpusConfig, size: int) -> list[tuple
         return [sample_pair(rng, CorpusConfig(**{**cfg.__dict__, "object_word_share": 0.0}), size) for _ in range(2)]
     shape, colour = w.pick(rng, w.SHAPES), w.pick(rng, tuple(w.COLOURS))
     first = w.pick(rng, READ_WORDS)
-    second = w.pick(rng, [x for x in READ_WORDS if x != first])
+    neutral = cfg.neutral_twins > 0 and rng.random() < cfg.neutral_twins
+    second = w.pick(rng, NEUTRAL_TRAIN_WORDS if neutral else [x for x in READ_WORDS if x != first])
     state = int(rng.integers(0, 2 ** 31))
     font = int(rng.integers(cfg.word_font_min, cfg.word_font_max + 1))
+    ink = _word_ink(rng, cfg)
     out = []
-    for word in (first, second):
-        img = w.render_object_with_word(np.random.default_rng(state), shape, colour, word, size, font_size=font)
+    for word, names_object_only in ((first, False), (second, neutral)):
+        img = w.render_object_with_word(np.random.default_rng(state), shape, colour, word, size, font_size=font,
+                                        **ink)
+        if names_object_only:
+            out.append((img, _object_caption(rng, shape, colour)))
+            continue
         u = rng.random()
         cap = (word if u < cfg.word_only_caption else
                f"a {colour} {shape} with the word {word}" if rng.random() < 0.5 else f"{word} written on a {shape}")
         out.append((img, cap))
     return out
+
+
+def _word_ink(rng: np.random.Generator, cfg: CorpusConfig) -> dict:
+    """Keyword arguments of ``render_object_with_word`` for the ink: none (white) unless ``word_colours``, so the
+    default corpus stays bit for bit the shipped one."""
+    if not cfg.word_colours:
+        return {}
+    return {"text_colour": WORD_INKS[int(rng.integers(0, len(WORD_INKS)))]}
