@@ -1,14 +1,21 @@
 """A class on the Patch page at once (issue 15): slider-move latency and server memory per browser session.
 
-    python benchmarks/load.py --sessions 1,10,30 --moves 8 [--compare]
+    python benchmarks/load.py --sessions 1,10,30 --moves 8 [--clients browser,protocol] [--compare]
 
 Starts ``streamlit run dashboard/app.py`` with scripts/dashboard.sh's options on a free localhost port (in a temporary folder, so nothing is
 written in the repository), waits until the run's slider positions are precomputed, then for each N opens N
 sessions in one headless Debian chromium (N browser contexts: N Streamlit sessions), all on the Patch page of
 the default run. All N move their alpha slider at the same time, ``--moves`` times each (ArrowRight, one
-0.05 step), and a move's latency is the time from the key press until the page shows the new alpha's live
-accuracies (the heading naming the alpha has changed) and Streamlit's "running" widget is gone. Server memory is the streamlit process's resident set (VmRSS): with the N
+0.05 step), and a move's latency is the time, measured in the page, from its keydown event until the page shows
+the new alpha's live accuracies (the heading naming the alpha has changed) and Streamlit's "running" widget is
+gone. Server memory is the streamlit process's resident set (VmRSS): with the N
 sessions open against the server before them, and again ``--settle`` seconds after they are closed.
+
+Two kinds of client (``--clients``): ``browser`` sessions render the page on this machine, so their drawing
+shares the 2 cores with the server (in a class each student's browser draws on its own laptop); ``protocol``
+sessions speak Streamlit's websocket protocol directly (the BackMsg a browser sends when its slider moves, the
+ForwardMsgs until the fragment's run has finished), so they measure what the server itself sustains for N
+students: latency from the move's message to the end of the new alpha's answer.
 
 Prints one table (median / p95 latency; CPU seconds per move of the server and of the browsers, which share the
 machine's cores; MB per extra session; MB still held after closing) beside the numbers the issue measured
@@ -94,24 +101,46 @@ def _serve(workdir: Path, post_script_gc: bool) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("streamlit did not start in 120 s")
 
 
-async def _digits(page) -> str:
-    """What a move must change: the heading that names the live alpha, and the digits accuracy under it."""
-    heading = await page.get_by_text("Live accuracy at alpha").first.inner_text()
-    value = await page.locator(METRIC).filter(has_text="digits (").first.locator(
-        '[data-testid="stMetricValue"]').inner_text()
-    return f"{heading} {value}"
+# In the page: the state a move must change (the heading that names the live alpha and the digits accuracy under
+# it, with Streamlit's "running" widget gone), and a watcher that resolves when it differs from the state at the
+# last key press. It runs on the page's own DOM mutations, so measuring costs the browsers almost nothing (polling
+# over the DevTools protocol every 10 ms, as this benchmark first did, cost each browser about as much as the
+# page's own work, and the harness's node process more).
+PAGE_STATE = """() => {
+  if (document.querySelector('[data-testid="stStatusWidget"]')) return null;
+  const heading = [...document.querySelectorAll('h1, h2, h3')].find(h => h.textContent.includes('Live accuracy at alpha'));
+  const metric = [...document.querySelectorAll('[data-testid="stMetric"]')].find(m => m.textContent.includes('digits ('));
+  const value = metric && metric.querySelector('[data-testid="stMetricValue"]');
+  return heading && value ? heading.textContent + ' ' + value.textContent : null;
+}"""
+ARM_WATCH = """(state) => {
+  const current = eval(state);
+  const old = current();
+  window.__move = new Promise((resolve) => {
+    let pressed = null;
+    document.addEventListener('keydown', () => { pressed = performance.now(); }, {capture: true, once: true});
+    const check = () => {
+      const now = current();
+      if (pressed !== null && now !== null && now !== old) {
+        observer.disconnect(); clearTimeout(timer); resolve((performance.now() - pressed) / 1000);
+      }
+    };
+    const observer = new MutationObserver(check);
+    observer.observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true});
+    const timer = setTimeout(() => { observer.disconnect(); resolve(-1); }, %d);
+  });
+  return old;
+}"""
 
 
-async def _settled(page, old: str, timeout_s: float) -> str:
-    """Wait until the digits metric differs from ``old`` and nothing is running; returns the new value."""
-    deadline = time.perf_counter() + timeout_s
-    while time.perf_counter() < deadline:
-        if await page.locator('[data-testid="stStatusWidget"]').count() == 0:
-            value = await _digits(page)
-            if value != old:
-                return value
-        await asyncio.sleep(0.01)
-    raise TimeoutError("no change")
+async def _move(page, key: str, timeout_s: float) -> float:
+    """Press ``key`` on the focused slider; seconds from the page's keydown until it shows the new state."""
+    await page.evaluate(ARM_WATCH % int(timeout_s * 1000), PAGE_STATE)
+    await page.keyboard.press(key)
+    seconds = await page.evaluate("window.__move")
+    if seconds < 0:
+        raise TimeoutError("no change")
+    return seconds
 
 
 async def _open(browser, url: str):
@@ -121,10 +150,8 @@ async def _open(browser, url: str):
     await page.locator(METRIC).filter(has_text="digits (").first.wait_for(timeout=300_000)
     slider = page.locator('[data-testid="stSlider"] input[type="range"]').first
     await slider.focus()
-    old = await _digits(page)
-    await page.keyboard.press("Home")  # alpha 0: every session starts from the same place
     try:
-        await _settled(page, old, 60)
+        await _move(page, "Home", 60)  # alpha 0: every session starts from the same place
     except TimeoutError:
         pass  # already at 0
     return context, page
@@ -136,39 +163,120 @@ async def _moves(page, n: int, timeout_s: float) -> tuple[list[float], int]:
     times, errors = [], 0
     for _ in range(n):
         try:
-            old = await _digits(page)
             await slider.focus(timeout=timeout_s * 1000)
-            t0 = time.perf_counter()
-            await page.keyboard.press("ArrowRight")
-            await _settled(page, old, timeout_s)
-            times.append(time.perf_counter() - t0)
+            times.append(await _move(page, "ArrowRight", timeout_s))
         except (TimeoutError, PlaywrightError):
             errors += 1  # a move whose page did not update (or could not be made) within the timeout
         await asyncio.sleep(0.2)  # a person's pause between moves
     return times, errors
 
 
-async def _round(browser, url: str, server_pid: int, n: int, moves: int, settle: float) -> dict:
+class _ProtocolSession:
+    """A Streamlit session without a browser: Streamlit's own websocket protocol (BackMsg / ForwardMsg protobufs),
+    as the browser's frontend speaks it, so the server does exactly the work a student's browser asks of it while
+    rendering costs this machine nothing (the students' browsers run on their own laptops)."""
+
+    def __init__(self, ws) -> None:
+        self.ws, self.slider_id, self.fragment_id, self.page_hash, self.alpha = ws, None, "", "", 0.0
+
+    @classmethod
+    async def open(cls, url: str) -> "_ProtocolSession":
+        import websockets
+        ws = await websockets.connect(url.replace("http://", "ws://") + "/_stcore/stream", subprotocols=["streamlit"],
+                                      max_size=None, open_timeout=300)
+        session = cls(ws)
+        await session._rerun(page_name="patch")
+        if session.slider_id is None:
+            raise RuntimeError("the Patch page sent no alpha slider")
+        await session.move(0.0, 60)  # alpha 0: every session starts from the same place
+        return session
+
+    async def _rerun(self, timeout_s: float = 300, **client_state) -> str:
+        """Send one rerun request; read the answer until the script finishes; returns the live-alpha heading."""
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+        from streamlit.proto.ClientState_pb2 import ClientState
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+        await self.ws.send(BackMsg(rerun_script=ClientState(**client_state)).SerializeToString())
+        heading = ""
+        async with asyncio.timeout(timeout_s):
+            while True:
+                msg = ForwardMsg()
+                msg.ParseFromString(await self.ws.recv())
+                kind = msg.WhichOneof("type")
+                if kind == "new_session":
+                    self.page_hash = msg.new_session.page_script_hash
+                elif kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
+                    element = msg.delta.new_element
+                    if element.WhichOneof("type") == "slider" and element.slider.label == "alpha":
+                        self.slider_id, self.fragment_id = element.slider.id, msg.delta.fragment_id
+                    elif element.WhichOneof("type") == "heading" and "Live accuracy at alpha" in element.heading.body:
+                        heading = element.heading.body
+                elif kind == "script_finished":
+                    if msg.script_finished == ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                        continue
+                    if msg.script_finished == ForwardMsg.FINISHED_WITH_COMPILE_ERROR:
+                        raise RuntimeError("the page failed to compile")
+                    return heading
+
+    async def move(self, alpha: float, timeout_s: float) -> float:
+        """Set the slider to ``alpha`` (a fragment rerun, as the frontend sends it); seconds until the server has
+        sent the new heading and finished."""
+        from streamlit.proto.Common_pb2 import DoubleArray
+        from streamlit.proto.WidgetStates_pb2 import WidgetState, WidgetStates
+        state = WidgetStates(widgets=[WidgetState(id=self.slider_id, double_array_value=DoubleArray(data=[alpha]))])
+        t0 = time.perf_counter()
+        heading = await self._rerun(timeout_s, widget_states=state, page_script_hash=self.page_hash,
+                                    fragment_id=self.fragment_id)
+        if f"alpha = {alpha:g}" not in heading:
+            raise TimeoutError(f"the page did not show alpha {alpha:g}: {heading!r}")
+        self.alpha = alpha
+        return time.perf_counter() - t0
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+async def _protocol_moves(session: _ProtocolSession, n: int, timeout_s: float) -> tuple[list[float], int]:
+    times, errors = [], 0
+    for _ in range(n):
+        try:
+            times.append(await session.move(round(min(1.0, session.alpha + 0.05), 2), timeout_s))
+        except (TimeoutError, RuntimeError):
+            errors += 1
+        await asyncio.sleep(0.2)  # the same pause as the browsers'
+    return times, errors
+
+
+async def _round(clients: str, browser, url: str, server_pid: int, n: int, moves: int, settle: float) -> dict:
+    """N sessions of one kind of client open together, move together, close; latency, CPU and memory."""
     base = _rss_mb(server_pid)
-    tried = await asyncio.gather(*[_open(browser, url) for _ in range(n)], return_exceptions=True)
+    if clients == "browser":
+        tried = await asyncio.gather(*[_open(browser, url) for _ in range(n)], return_exceptions=True)
+    else:
+        tried = await asyncio.gather(*[_ProtocolSession.open(url) for _ in range(n)], return_exceptions=True)
     opened = [o for o in tried if not isinstance(o, BaseException)]
     failed_opens = n - len(opened)
     loaded = _rss_mb(server_pid)
-    browsers = _browser_pids()
-    cpu_server, cpu_browser = _cpu_seconds([server_pid]), _cpu_seconds(browsers)
-    results = await asyncio.gather(*[_moves(page, moves, 60) for _, page in opened])
-    cpu_server, cpu_browser = _cpu_seconds([server_pid]) - cpu_server, _cpu_seconds(browsers) - cpu_browser
+    browsers = _browser_pids() if clients == "browser" else []
+    cpu_server, cpu_client, here = _cpu_seconds([server_pid]), _cpu_seconds(browsers), time.process_time()
+    if clients == "browser":
+        results = await asyncio.gather(*[_moves(page, moves, 60) for _, page in opened])
+    else:
+        results = await asyncio.gather(*[_protocol_moves(session, moves, 60) for session in opened])
+    cpu_server = _cpu_seconds([server_pid]) - cpu_server
+    cpu_client = (_cpu_seconds(browsers) - cpu_client) if clients == "browser" else time.process_time() - here
     during = _rss_mb(server_pid)
-    for context, _ in opened:
-        await context.close()
+    for o in opened:
+        await (o[0].close() if clients == "browser" else o.close())
     await asyncio.sleep(settle)
     after = _rss_mb(server_pid)
     times = sorted(t for r in results for t in r[0])
     p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))] if times else float("nan")
-    return {"n": n, "moves": len(times), "errors": sum(r[1] for r in results) + failed_opens * moves,
+    return {"clients": clients, "n": n, "moves": len(times),
+            "errors": sum(r[1] for r in results) + failed_opens * moves,
             "median": statistics.median(times) if times else float("nan"), "p95": p95,
             "mb_per_session": (max(loaded, during) - base) / n, "held_after_close": after - base,
-            "server_cpu": cpu_server / max(1, len(times)), "browser_cpu": cpu_browser / max(1, len(times))}
+            "server_cpu": cpu_server / max(1, len(times)), "client_cpu": cpu_client / max(1, len(times))}
 
 
 async def _main(args) -> None:
@@ -180,6 +288,8 @@ async def _main(args) -> None:
     counts = [int(c) for c in args.sessions.split(",")]
     if any(not 1 <= c <= 40 for c in counts) or not 1 <= args.moves <= 20:
         sys.exit("sessions must be within 1..40 and moves within 1..20")
+    if not set(args.clients.split(",")) <= {"browser", "protocol"}:
+        sys.exit("--clients takes browser, protocol or both, comma-separated")
     servers = [("dashboard.sh", False)] + ([("Streamlit default (GC after each rerun)", True)] if args.compare else [])
     rows = []
     for label, gc in servers:
@@ -195,22 +305,24 @@ async def _main(args) -> None:
                         await page.locator(METRIC).first.wait_for(timeout=300_000)
                         await asyncio.sleep(3)
                     await context.close()
-                    for n in counts:
-                        rows.append({"server": label, **await _round(browser, url, proc.pid, n, args.moves,
-                                                                      args.settle)})
-                        print(rows[-1], flush=True)  # as it comes: a later round that fails loses nothing
+                    for clients in args.clients.split(","):
+                        for n in counts:
+                            rows.append({"server": label, **await _round(clients, browser, url, proc.pid, n,
+                                                                          args.moves, args.settle)})
+                            print(rows[-1], flush=True)  # as it comes: a later round that fails loses nothing
                     await browser.close()
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
     print(f"\nPatch page, {os.cpu_count()} cores, {args.moves} moves per session, memory = streamlit's VmRSS\n")
-    print("| server | sessions | moves timed (errors) | median | p95 | CPU-s per move: server / browsers | MB per "
-          f"session | MB held {args.settle:g} s after closing | the issue's numbers before: median / p95 / memory |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| server | clients | sessions | moves timed (errors) | median | p95 | CPU-s per move: server / clients | "
+          f"MB per session | MB held {args.settle:g} s after closing | the issue's numbers before (browsers): median "
+          "/ p95 / memory |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         before = " / ".join(BEFORE[r["n"]]) if r["n"] in BEFORE else "not measured"
-        print(f"| {r['server']} | {r['n']} | {r['moves']} ({r['errors']}) | {r['median']:.2f} s | {r['p95']:.2f} s | "
-              f"{r['server_cpu']:.2f} / {r['browser_cpu']:.2f} | {r['mb_per_session']:.0f} | "
+        print(f"| {r['server']} | {r['clients']} | {r['n']} | {r['moves']} ({r['errors']}) | {r['median']:.2f} s | "
+              f"{r['p95']:.2f} s | {r['server_cpu']:.2f} / {r['client_cpu']:.2f} | {r['mb_per_session']:.0f} | "
               f"{r['held_after_close']:.0f} | {before} |")
 
 
@@ -218,6 +330,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", default="1,10,30", help="comma-separated session counts (default: %(default)s)")
     parser.add_argument("--moves", type=int, default=8, help="slider moves per session (default: %(default)s)")
+    parser.add_argument("--clients", default="browser,protocol",
+                        help="browser: headless chromium sessions on this machine (their rendering shares the "
+                        "server's cores); protocol: Streamlit's websocket protocol without rendering, the server's "
+                        "side of a class whose browsers run elsewhere (default: %(default)s)")
     parser.add_argument("--compare", action="store_true",
                         help="also measure a server with Streamlit's default post-script garbage collection")
     parser.add_argument("--settle", type=float, default=20.0,

@@ -1,8 +1,13 @@
-"""Pure figure builders: DataFrames in, plotly figures out. No Streamlit, no model: unit-tested alone."""
+"""Pure figure builders: DataFrames in, plotly figures (or PNG bytes) out. No Streamlit, no model: unit-tested
+alone."""
 from __future__ import annotations
+
+import io
 
 import pandas as pd
 import plotly.graph_objects as go
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from paint_core.core.frontier import chord_gap
 
@@ -40,6 +45,43 @@ def frontier_figure(f: pd.DataFrame, patch: str, alpha: float | None = None, cho
     fig.update_layout(xaxis_title=f"patch task: {patch} accuracy (%)", yaxis_title="supported tasks accuracy (%)",
                       legend={"orientation": "h", "y": -0.25}, margin={"t": 30}, height=430)
     return fig
+
+
+def frontier_image_figure(f: pd.DataFrame, patch: str, alpha: float, chosen: float | None,
+                          live: tuple[float, float] | None, split: str = "test") -> Figure:
+    """The frontier with the slider's marker as a matplotlib figure, for the Patch page's slider: a picture costs
+    a browser a fraction of a plotly chart's redraw per move (issue 15), and one is drawn per slider position and
+    shared by every session. The interactive ``frontier_figure`` stays on the page for hovering."""
+    x, y = (100 * f["patch"]).tolist(), (100 * f["supported"]).tolist()
+    fig = Figure(figsize=(5.2, 4.2), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot([x[0], x[-1]], [y[0], y[-1]], "--", color="gray", label="straight line (chord)")
+    ax.plot(x, y, "o-", color="#1f77b4", markersize=4, label=f"frontier ({split})")
+    ax.plot([x[0], x[-1]], [y[0], y[-1]], "s", color="black", markersize=7, label="endpoints")
+    ax.annotate("zero-shot", (x[0], y[0]), textcoords="offset points", xytext=(6, -12), fontsize=8)
+    ax.annotate("fine-tuned", (x[-1], y[-1]), textcoords="offset points", xytext=(-50, 8), fontsize=8)
+    if chosen is not None and chosen in f.index:
+        ax.plot([100 * f.loc[chosen, "patch"]], [100 * f.loc[chosen, "supported"]], "*", color="gold",
+                markeredgecolor="black", markersize=15, label=f"chosen on val (alpha {chosen:g})")
+    nearest = min(f.index, key=lambda v: abs(v - alpha))
+    ax.plot([100 * f.loc[nearest, "patch"]], [100 * f.loc[nearest, "supported"]], "o", markerfacecolor="none",
+            markeredgecolor="red", markeredgewidth=2, markersize=12, label=f"curve at alpha {float(nearest):g}")
+    if live is not None:
+        ax.plot([100 * live[0]], [100 * live[1]], "x", color="red", markeredgewidth=2.5, markersize=11,
+                label=f"live subsample (alpha {alpha:g})")
+    ax.set_xlabel(f"patch task: {patch} accuracy (%)")
+    ax.set_ylabel("supported tasks accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    return fig
+
+
+def png_bytes(fig: Figure) -> bytes:
+    """A matplotlib figure as PNG bytes."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
 
 
 def accuracy_vs_alpha_figure(df: pd.DataFrame, split: str = "test", alpha: float | None = None) -> go.Figure:

@@ -10,6 +10,7 @@ import streamlit as st
 
 from PIL import Image
 
+from paint_core.core.frontier import frontier
 from paint_core.data.images import ImageInputError, read_image
 from paint_core.live.sessions import (LIVE_EVAL_N, SLIDER_ALPHAS, EvalSet, ModelPool, PatchSession, PredictionStore,
                                       build_eval_sets)
@@ -149,6 +150,22 @@ def sample_thumbnails(path: str, task_name: str, n: int) -> list[bytes]:
     """PNG thumbnails of the first ``n`` test images of a run's task, encoded once per run: every slider move
     sends the same bytes (the browser has them already)."""
     return _thumbnails(path, run_identity(path), task_name, n)
+
+
+@st.cache_resource(show_spinner=False, max_entries=512)
+def _frontier_picture(path: str, identity: str, patch: str, supported: tuple[str, ...], split: str, alpha: float,
+                      chosen: float | None, live: tuple[float, float] | None) -> bytes:
+    from dashboard.figures import frontier_image_figure, png_bytes
+    f = frontier(sweep_of(path), patch, list(supported), split)
+    return png_bytes(frontier_image_figure(f, patch, alpha, chosen, live, split))
+
+
+def frontier_picture(path: str, patch: str, supported: tuple[str, ...], split: str, alpha: float,
+                     chosen: float | None, live: tuple[float, float] | None) -> bytes:
+    """The frontier with the slider's marker as PNG bytes, drawn once per run, split and slider position and
+    shared by every session (at a precomputed position the live accuracies are the same for everyone)."""
+    live = None if live is None else (round(live[0], 6), round(live[1], 6))
+    return _frontier_picture(path, run_identity(path), patch, tuple(supported), split, round(alpha, 4), chosen, live)
 
 
 def jobs_root() -> Path:

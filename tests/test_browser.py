@@ -1,6 +1,6 @@
 """End to end in a real browser: `streamlit run` on localhost, Debian's headless Chromium via playwright.
 
-Moves the alpha slider with the keyboard and checks that the live accuracy and the frontier chart change.
+Moves the alpha slider with the keyboard and checks that the live accuracy and the frontier picture change.
 Leaves a screenshot in test-artifacts/ for a human to look at.
 """
 from __future__ import annotations
@@ -79,8 +79,12 @@ def _wait_for_change(page, old: str, timeout: float = 60) -> str:
     raise AssertionError(f"the digits accuracy stayed at {old}")
 
 
-def _live_legend(page) -> str:
-    return page.locator(".js-plotly-plot .legendtext").filter(has_text="live subsample").first.text_content()
+def _frontier_picture(page) -> tuple[str, str]:
+    """The slider's frontier picture: its caption and its image's source (the picture must have loaded)."""
+    figure = page.locator('[data-testid="stImage"]').filter(has_text="Frontier (").first
+    image = figure.locator("img").first
+    assert image.evaluate("i => i.complete && i.naturalWidth") == 520  # decoded, not a broken image
+    return figure.locator('[data-testid="stImageCaption"]').first.text_content(), image.get_attribute("src")
 
 
 @contextlib.contextmanager
@@ -110,16 +114,18 @@ def test_slider_moves_numbers_and_chart_in_a_real_browser(app_url):
         start = _wait_for_change(page, "__none__")
         page.wait_for_timeout(1500)
         start = _digits_metric(page)
-        legend_start = _live_legend(page)
+        caption_start, source_start = _frontier_picture(page)
         slider.focus()
         page.keyboard.press("End")
         end = _wait_for_change(page, start)
         page.wait_for_timeout(1500)
-        legend_end = _live_legend(page)
+        caption_end, source_end = _frontier_picture(page)
         page.screenshot(path=str(ARTIFACTS / "dashboard_patch.png"), full_page=True)
     assert re.fullmatch(r"\d+\.\d%", start) and re.fullmatch(r"\d+\.\d%", end)
     assert start != end
-    assert "alpha 0" in legend_start and "alpha 1" in legend_end
+    assert caption_start.startswith("Frontier (test) at alpha 0:") and f"live subsample patch {start}" in caption_start
+    assert caption_end.startswith("Frontier (test) at alpha 1:") and f"live subsample patch {end}" in caption_end
+    assert source_start != source_end  # a new picture, not only a new caption
 
 
 def test_task_arithmetic_slider_redraws_live_in_a_real_browser(app_url):

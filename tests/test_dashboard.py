@@ -56,9 +56,30 @@ def test_patch_slider_shows_engine_accuracy():
     for task in ("digits", "shapes"):
         expected = _independent_accuracy(CACHED / RUN, task, 0.8)
         assert _metric(at, task) == f"{100 * expected:.1f}%"
-    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    # the slider's frontier is a picture drawn per position; its caption names the live point, which is the
+    # patch metric and the mean of the supported metrics shown above it
+    captions = [c for c in _image_captions(at) if c.startswith("Frontier (test)")]
+    supported = [float(_metric(at, t).rstrip("%")) for t in ("shapes", "colours")]
+    assert captions == [f"Frontier (test) at alpha 0.8: live subsample patch {_metric(at, 'digits')}, "
+                        f"supported {sum(supported) / 2:.1f}%"]
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)  # the interactive frontier, for hovering
     names = [t.get("name") for t in spec["data"]]
-    assert "frontier (test)" in names and any(n.startswith("live subsample (alpha 0.8)") for n in names)
+    from paint_core.studies.patch import select_run
+    assert "frontier (test)" in names and f"chosen on val (alpha {select_run(CACHED / RUN)['alpha']:g})" in names
+
+
+def _image_captions(at: AppTest) -> list[str]:
+    """Captions of every st.image on the page, in order."""
+    found = []
+
+    def walk(node) -> None:
+        children = getattr(node, "children", None)
+        for child in (children.values() if isinstance(children, dict) else []):
+            if getattr(child, "type", None) == "image":
+                found.extend(img.caption for img in child.proto.imgs)
+            walk(child)
+    walk(at._tree)
+    return found
 
 
 def test_two_sessions_never_see_each_others_weights():

@@ -42,6 +42,21 @@ def test_frontier_figure_has_labelled_endpoints_and_markers():
     assert list(live.x) == [70.0] and list(live.y) == [88.0]
 
 
+def test_frontier_picture_marks_the_curve_the_choice_and_the_live_point():
+    f = frontier(_sweep(), "digits", ["shapes"], "test")
+    fig = figures.frontier_image_figure(f, "digits", alpha=0.45, chosen=0.5, live=(0.7, 0.88))
+    lines = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in fig.axes[0].lines}
+    assert lines["frontier (test)"] == (pytest.approx([32.0, 78.0, 91.0]), pytest.approx([91.0, 90.0, 62.0]))
+    assert lines["chosen on val (alpha 0.5)"] == (pytest.approx([78.0]), pytest.approx([90.0]))
+    assert lines["curve at alpha 0.5"] == (pytest.approx([78.0]), pytest.approx([90.0]))  # nearest swept alpha
+    assert lines["live subsample (alpha 0.45)"] == (pytest.approx([70.0]), pytest.approx([88.0]))
+    assert lines["straight line (chord)"] == (pytest.approx([32.0, 91.0]), pytest.approx([91.0, 62.0]))
+    png = figures.png_bytes(fig)
+    from PIL import Image
+    import io
+    assert Image.open(io.BytesIO(png)).size == (520, 420)
+
+
 def test_accuracy_vs_alpha_has_one_line_per_task():
     fig = figures.accuracy_vs_alpha_figure(_sweep(), "val", alpha=0.3)
     assert sorted(t.name for t in fig.data) == ["digits", "shapes"]

@@ -64,12 +64,16 @@ def alpha_view() -> None:
         left.error(f"The sweep table cannot draw a frontier: {frontier_error}")
     elif f is not None:
         live = (acc[patch_task], sum(acc[t] for t in supported) / len(supported))
-        left.plotly_chart(figures.frontier_figure(f, patch_task, alpha, chosen, live, split), key="frontier")
+        left.image(state.frontier_picture(path, patch_task, tuple(supported), split, alpha, chosen, live),
+                   caption=f"Frontier ({split}) at alpha {alpha:g}: live subsample patch {100 * live[0]:.1f}%, "
+                           f"supported {100 * live[1]:.1f}%")
         left.caption("Each point is one alpha, patch accuracy against the mean supported accuracy (the "
                      "frontier); the dashed chord joins zero-shot and fine-tuned, where mixing the two models' "
                      "answers would land. Points above it are what interpolating weights buys. The star is the "
                      "paper's choice: the alpha with the best average of patch and supported accuracy on "
-                     "validation data. The red x is the live subsample at the slider.")
+                     "validation data. The red circle is the curve at the slider, the red x the live subsample "
+                     "(it can sit off the curve: it is measured on fewer images). Hover over each alpha in the "
+                     "interactive frontier below the samples.")
     else:
         left.info(f"No sweep yet for this run: `python -m paint_core sweep --run {path} --supported shapes,colours`")
     right.markdown(f"**Samples of {patch_task}: zero-shot vs alpha = {alpha:g}**")
@@ -83,6 +87,10 @@ def alpha_view() -> None:
 
 
 alpha_view()
+if f is not None:
+    st.plotly_chart(figures.frontier_figure(f, patch_task, chosen=chosen, split=split), key="frontier")
+    st.caption("The frontier again, interactive: hover over a point for its alpha (the slider's marker is in the "
+               "picture above, which a move redraws far more cheaply than this chart).")
 if len(df):
     st.plotly_chart(figures.accuracy_vs_alpha_figure(df, split), key="acc_vs_alpha")
     st.caption("Every task along alpha, on the whole split of the sweep.")
