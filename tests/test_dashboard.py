@@ -13,7 +13,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from paint_core import evaluate, interpolate, load_run
-from paint_core.engine.evaluation import materialize, zero_shot_head
+from paint_core.engine.evaluation import materialize, predict, zero_shot_head
 from paint_core.live.sessions import LIVE_EVAL_N, compare_predictions
 from paint_core.data.tasks import SHAPE_TEMPLATES, get_task
 from paint_core.data.world import SHAPES
@@ -62,6 +62,15 @@ def test_patch_slider_shows_engine_accuracy():
     supported = [float(_metric(at, t).rstrip("%")) for t in ("shapes", "colours")]
     assert captions == [f"Frontier (test) at alpha 0.8: live subsample patch {_metric(at, 'digits')}, "
                         f"supported {sum(supported) / 2:.1f}%"]
+    # the sample grid's "now" predictions are the engine's at alpha 0.8 on the first 12 test images
+    run = load_run(CACHED / RUN)
+    run.model.load_state_dict(interpolate(run.theta_zs, run.theta_ft, 0.8))
+    task = get_task("digits")
+    head = zero_shot_head(run.model, run.tokenizer, task.classnames, task.templates)
+    images = materialize(task.split("test", run.preprocess), 12).tensors[0]
+    expected = [task.classnames[int(i)] for i in predict(run.model, head, images).argmax(-1)]
+    shown = [c.split(" | now ")[1].split(" (")[0] for c in _image_captions(at) if c.startswith("true ")]
+    assert shown == expected
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)  # the interactive frontier, for hovering
     names = [t.get("name") for t in spec["data"]]
     from paint_core.studies.patch import select_run

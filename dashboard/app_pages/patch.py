@@ -77,14 +77,13 @@ def alpha_view() -> None:
     else:
         left.info(f"No sweep yet for this run: `python -m paint_core sweep --run {path} --supported shapes,colours`")
     right.markdown(f"**Samples of {patch_task}: zero-shot vs alpha = {alpha:g}**")
-    grid = right.columns(4)
+    captions = []
     for i in range(n_samples):
         label = sample_labels[i]
         zs_pred = names[int(session.zero_shot_probs[patch_task][i].argmax())]
         now = names[int(probs[patch_task][i].argmax())]
-        mark = "right" if now == names[label] else "WRONG"
-        grid[i % 4].image(thumbs[i], caption=f"true {names[label]} | zs {zs_pred} | now {now} ({mark})")
-
+        captions.append(f"true {names[label]} | zs {zs_pred} | now {now} ({'right' if now == names[label] else 'WRONG'})")
+    right.image(thumbs, caption=captions, width=110)  # one element for the grid: less to send and redraw per move
 
 alpha_view()
 if f is not None:
