@@ -86,7 +86,8 @@ def _serve(workdir: Path, post_script_gc: bool) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
                              "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
                              "--browser.gatherUsageStats", "false", "--client.showErrorDetails", "none",
-                             "--runner.postScriptGC", str(post_script_gc).lower()],
+                             "--runner.postScriptGC", str(post_script_gc).lower(),
+                             "--server.fileWatcherType", "none"],
                             cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     url = f"http://127.0.0.1:{port}"
@@ -305,6 +306,7 @@ async def _main(args) -> None:
                         await page.locator(METRIC).first.wait_for(timeout=300_000)
                         await asyncio.sleep(3)
                     await context.close()
+                    print(f"{label}: every slider position precomputed; measuring", flush=True)
                     for clients in args.clients.split(","):
                         for n in counts:
                             rows.append({"server": label, **await _round(clients, browser, url, proc.pid, n,

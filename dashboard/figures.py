@@ -53,9 +53,9 @@ def frontier_image_figure(f: pd.DataFrame, patch: str, alpha: float, chosen: flo
     a browser a fraction of a plotly chart's redraw per move (issue 15), and one is drawn per slider position and
     shared by every session. The interactive ``frontier_figure`` stays on the page for hovering."""
     x, y = (100 * f["patch"]).tolist(), (100 * f["supported"]).tolist()
-    fig = Figure(figsize=(5.2, 4.2), dpi=100, layout="constrained")
+    fig = Figure(figsize=(5.2, 4.2), dpi=100)  # fixed margins: a layout engine doubled the drawing time
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    ax = fig.add_axes((0.13, 0.12, 0.84, 0.85))
     ax.plot([x[0], x[-1]], [y[0], y[-1]], "--", color="gray", label="straight line (chord)")
     ax.plot(x, y, "o-", color="#1f77b4", markersize=4, label=f"frontier ({split})")
     ax.plot([x[0], x[-1]], [y[0], y[-1]], "s", color="black", markersize=7, label="endpoints")

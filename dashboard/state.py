@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import io
 import os
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from PIL import Image
 from paint_core.core.frontier import frontier
 from paint_core.data.images import ImageInputError, read_image
 from paint_core.live.sessions import (LIVE_EVAL_N, SLIDER_ALPHAS, EvalSet, ModelPool, PatchSession, PredictionStore,
-                                      build_eval_sets)
+                                      build_eval_sets, subsample_accuracies)
 from paint_core.io.paths import CACHED_RESULTS_DIR
 from paint_core.io.results import read_results
 from paint_core.studies.patch import Run, load_run, select_run
@@ -152,20 +154,68 @@ def sample_thumbnails(path: str, task_name: str, n: int) -> list[bytes]:
     return _thumbnails(path, run_identity(path), task_name, n)
 
 
-@st.cache_resource(show_spinner=False, max_entries=512)
-def _frontier_picture(path: str, identity: str, patch: str, supported: tuple[str, ...], split: str, alpha: float,
-                      chosen: float | None, live: tuple[float, float] | None) -> bytes:
-    from dashboard.figures import frontier_image_figure, png_bytes
-    f = frontier(sweep_of(path), patch, list(supported), split)
-    return png_bytes(frontier_image_figure(f, patch, alpha, chosen, live, split))
+class FrontierPictures:
+    """PNG frontiers of one run and split with the slider's marker, one per slider position, shared by every
+    session (at a stored position the live accuracies are the same for everyone). A background thread draws
+    each position as soon as the PredictionStore has it, so a slider move finds its picture drawn."""
+
+    def __init__(self, f, patch: str, supported: tuple[str, ...], chosen: float | None, split: str) -> None:
+        self.f, self.patch, self.supported, self.chosen, self.split = f, patch, supported, chosen, split
+        self._lock = threading.Lock()
+        self._pictures: dict[tuple, bytes] = {}
+
+    def live_point(self, accuracies: dict[str, float]) -> tuple[float, float]:
+        """(patch accuracy, mean supported accuracy): the live marker."""
+        return accuracies[self.patch], sum(accuracies[t] for t in self.supported) / len(self.supported)
+
+    def get(self, alpha: float, live: tuple[float, float] | None) -> bytes:
+        from dashboard.figures import frontier_image_figure, png_bytes
+        key = (round(float(alpha), 4), None if live is None else (round(live[0], 6), round(live[1], 6)))
+        with self._lock:
+            found = self._pictures.get(key)
+        if found is None:
+            found = png_bytes(frontier_image_figure(self.f, self.patch, alpha, self.chosen, live, self.split))
+            with self._lock:
+                found = self._pictures.setdefault(key, found)
+        return found
+
+    def warm(self, store: PredictionStore, eval_sets: dict[str, EvalSet], alphas, patience_s: float = 600.0
+             ) -> threading.Thread:
+        """Draw every position of ``alphas`` once the store has its predictions (waits up to ``patience_s``)."""
+        def work() -> None:
+            deadline = time.monotonic() + patience_s
+            left = list(alphas)
+            while left and time.monotonic() < deadline:
+                for alpha in list(left):
+                    probs = store.get(alpha)
+                    if probs is not None:
+                        self.get(alpha, self.live_point(subsample_accuracies(probs, eval_sets)))
+                        left.remove(alpha)
+                time.sleep(0.5)
+
+        thread = threading.Thread(target=work, name="paint-frontier-pictures", daemon=True)
+        thread.start()
+        return thread
 
 
-def frontier_picture(path: str, patch: str, supported: tuple[str, ...], split: str, alpha: float,
-                     chosen: float | None, live: tuple[float, float] | None) -> bytes:
-    """The frontier with the slider's marker as PNG bytes, drawn once per run, split and slider position and
-    shared by every session (at a precomputed position the live accuracies are the same for everyone)."""
-    live = None if live is None else (round(live[0], 6), round(live[1], 6))
-    return _frontier_picture(path, run_identity(path), patch, tuple(supported), split, round(alpha, 4), chosen, live)
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _frontier_pictures(path: str, identity: str, sweep_stamp: float, split: str,
+                       supported: tuple[str, ...]) -> FrontierPictures:
+    run = _shared_run(path, identity)
+    patch = run.meta["task"]
+    pictures = FrontierPictures(frontier(sweep_of(path), patch, list(supported), split), patch, supported,
+                                chosen_alpha(path), split)
+    pictures.warm(_shared_store(path, identity), _shared_eval_sets(path, identity, run_tasks(run), live_n()),
+                  SLIDER_ALPHAS)
+    return pictures
+
+
+def frontier_pictures(path: str, split: str, supported: tuple[str, ...]) -> FrontierPictures:
+    """The run's frontier pictures for ``split`` (created once per run, sweep and split; drawn in the
+    background)."""
+    sweep = Path(path) / "sweep.csv"
+    return _frontier_pictures(path, run_identity(path), sweep.stat().st_mtime if sweep.is_file() else 0.0, split,
+                              supported)
 
 
 def jobs_root() -> Path:

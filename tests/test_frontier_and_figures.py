@@ -104,3 +104,30 @@ def test_word_sweep_heatmap_and_margin_figure_hold_the_tables_values():
     overlay = saliency_overlay(Image.new("RGB", (10, 10), (0, 0, 255)), [[0.0, 1.0], [0.0, 1.0]], size=4)
     px = overlay.load()
     assert px[0, 0] == (0, 0, 255) and px[3, 0][0] > 100  # no evidence left untouched, evidence turns red
+
+
+def test_frontier_pictures_are_drawn_in_the_background_for_every_stored_position():
+    """The Patch page's pictures: the warm-up draws each position the store has, with the live point the page
+    computes, so the page's own call is a lookup (the very same bytes object)."""
+    import torch
+    from dashboard.state import FrontierPictures
+    from paint_core.live.sessions import EvalSet, PredictionStore, subsample_accuracies
+    f = frontier(_sweep(), "digits", ["shapes"], "test")
+    labels = {"digits": torch.tensor([0, 1, 1, 0]), "shapes": torch.tensor([1, 1, 0, 0])}
+    eval_sets = {t: EvalSet(task=t, classnames=("a", "b"), images=torch.zeros(4, 3, 8, 8), labels=y, head=torch.zeros(2, 4))
+                 for t, y in labels.items()}
+    store = PredictionStore()
+    for alpha, right in ((0.0, 1), (0.5, 3)):  # ``right`` of 4 images correct on each task
+        probs = {}
+        for t, y in labels.items():
+            pred = torch.where(torch.arange(4) < right, y, 1 - y)
+            probs[t] = torch.nn.functional.one_hot(pred, 2).float()
+        store.put(alpha, probs)
+    pictures = FrontierPictures(f, "digits", ("shapes",), 0.5, "test")
+    pictures.warm(store, eval_sets, [0.0, 0.5, 1.0], patience_s=1.0).join(timeout=30)
+    assert len(pictures._pictures) == 2  # alpha 1.0 never came into the store: not drawn
+    acc = subsample_accuracies(store.get(0.5), eval_sets)
+    assert pictures.live_point(acc) == (0.75, 0.75)
+    drawn = pictures._pictures[(0.5, (0.75, 0.75))]
+    assert pictures.get(0.5, pictures.live_point(acc)) is drawn
+    assert pictures.get(1.0, (0.9, 0.6)) is not None and len(pictures._pictures) == 3  # a miss is drawn and kept

@@ -47,8 +47,8 @@ def alpha_view() -> None:
         ready = len(session.store.alphas())
         st.caption(f"{ready} of {int(round(1 / SLIDER_STEP)) + 1} slider positions precomputed for this run (shared by "
                    "all sessions, filled in the background): a precomputed position updates in milliseconds.")
-    acc = session.accuracies(probs)
-    zs_acc = session.accuracies(session.zero_shot_probs)
+    acc = session.accuracies()
+    zs_acc = session.zero_shot_accuracies()
     st.subheader(f"Live accuracy at alpha = {alpha:g}" + (f" (paper's choice on val: {chosen:g})" if chosen is not None else ""))
     cols = st.columns(len(acc))
     for col, (t, a) in zip(cols, acc.items()):
@@ -63,8 +63,9 @@ def alpha_view() -> None:
     if frontier_error is not None:
         left.error(f"The sweep table cannot draw a frontier: {frontier_error}")
     elif f is not None:
-        live = (acc[patch_task], sum(acc[t] for t in supported) / len(supported))
-        left.image(state.frontier_picture(path, patch_task, tuple(supported), split, alpha, chosen, live),
+        pictures = state.frontier_pictures(path, split, tuple(supported))
+        live = pictures.live_point(acc)
+        left.image(pictures.get(alpha, live), output_format="PNG",
                    caption=f"Frontier ({split}) at alpha {alpha:g}: live subsample patch {100 * live[0]:.1f}%, "
                            f"supported {100 * live[1]:.1f}%")
         left.caption("Each point is one alpha, patch accuracy against the mean supported accuracy (the "
@@ -83,7 +84,8 @@ def alpha_view() -> None:
         zs_pred = names[int(session.zero_shot_probs[patch_task][i].argmax())]
         now = names[int(probs[patch_task][i].argmax())]
         captions.append(f"true {names[label]} | zs {zs_pred} | now {now} ({'right' if now == names[label] else 'WRONG'})")
-    right.image(thumbs, caption=captions, width=110)  # one element for the grid: less to send and redraw per move
+    # one element for the grid (less to send and redraw per move); PNG as given ("auto" re-encodes it as JPEG)
+    right.image(thumbs, caption=captions, width=110, output_format="PNG")
 
 alpha_view()
 if f is not None:
