@@ -150,7 +150,7 @@ async def _open(browser, url: str):
     await page.goto(url + "/patch", timeout=300_000)
     await page.locator(METRIC).filter(has_text="digits (").first.wait_for(timeout=300_000)
     slider = page.locator('[data-testid="stSlider"] input[type="range"]').first
-    await slider.focus()
+    await slider.focus(timeout=120_000)  # 30 pages opening at once on 2 cores can take longer than 30 s
     try:
         await _move(page, "Home", 60)  # alpha 0: every session starts from the same place
     except TimeoutError:
@@ -166,8 +166,9 @@ async def _moves(page, n: int, timeout_s: float) -> tuple[list[float], int]:
         try:
             await slider.focus(timeout=timeout_s * 1000)
             times.append(await _move(page, "ArrowRight", timeout_s))
-        except (TimeoutError, PlaywrightError):
+        except (TimeoutError, PlaywrightError) as e:
             errors += 1  # a move whose page did not update (or could not be made) within the timeout
+            print(f"a browser move failed: {type(e).__name__}: {str(e)[:200]}", file=sys.stderr, flush=True)
         await asyncio.sleep(0.2)  # a person's pause between moves
     return times, errors
 
@@ -257,6 +258,9 @@ async def _round(clients: str, browser, url: str, server_pid: int, n: int, moves
         tried = await asyncio.gather(*[_ProtocolSession.open(url) for _ in range(n)], return_exceptions=True)
     opened = [o for o in tried if not isinstance(o, BaseException)]
     failed_opens = n - len(opened)
+    for o in tried:
+        if isinstance(o, BaseException):
+            print(f"a {clients} session did not open: {type(o).__name__}: {str(o)[:300]}", file=sys.stderr, flush=True)
     loaded = _rss_mb(server_pid)
     browsers = _browser_pids() if clients == "browser" else []
     cpu_server, cpu_client, here = _cpu_seconds([server_pid]), _cpu_seconds(browsers), time.process_time()
