@@ -2,20 +2,22 @@
 
     python benchmarks/load.py --sessions 1,10,30 --moves 8 [--clients browser,protocol] [--compare]
 
-Starts ``streamlit run dashboard/app.py`` with scripts/dashboard.sh's options on a free localhost port (in a temporary folder, so nothing is
-written in the repository), waits until the run's slider positions are precomputed, then for each N opens N
-sessions in one headless Debian chromium (N browser contexts: N Streamlit sessions), all on the Patch page of
-the default run. All N move their alpha slider at the same time, ``--moves`` times each (ArrowRight, one
-0.05 step), and a move's latency is the time, measured in the page, from its keydown event until the page shows
-the new alpha's live accuracies (the heading naming the alpha has changed) and Streamlit's "running" widget is
-gone. Server memory is the streamlit process's resident set (VmRSS): with the N
-sessions open against the server before them, and again ``--settle`` seconds after they are closed.
+Starts ``streamlit run dashboard/app.py`` with scripts/dashboard.sh's options on a free localhost port (in a
+temporary folder, so nothing is written in the repository), waits until the run's slider positions are
+precomputed, then for each N opens N sessions in one headless Debian chromium (N browser contexts: N Streamlit
+sessions), all on the Patch page of the default run. All N move their alpha slider at the same time, ``--moves``
+times each (ArrowRight, one 0.05 step, 0.2 s apart), and a move's latency is the time, measured in the page, from
+its keydown event until the page shows the new alpha's live accuracies (the alpha explorer's heading naming the
+alpha and the digits accuracy under it have changed). The explorer (dashboard/explorer) holds every position the
+server has computed, so a move to one of them is drawn by the browser alone and the server hears the alpha half a
+second after a burst of moves. Server memory is the streamlit process's resident set (VmRSS): with the N sessions
+open against the server before them, and again ``--settle`` seconds after they are closed.
 
 Two kinds of client (``--clients``): ``browser`` sessions render the page on this machine, so their drawing
 shares the 2 cores with the server (in a class each student's browser draws on its own laptop); ``protocol``
-sessions speak Streamlit's websocket protocol directly (the BackMsg a browser sends when its slider moves, the
-ForwardMsgs until the fragment's run has finished), so they measure what the server itself sustains for N
-students: latency from the move's message to the end of the new alpha's answer.
+sessions speak Streamlit's websocket protocol directly and report every move to the server (the BackMsg the
+explorer sends with its alpha, the ForwardMsgs until the fragment's run has finished): the server's worst case,
+a class whose every move costs a rerun (latency from the move's message to the end of the answer).
 
 Prints one table (median / p95 latency; CPU seconds per move of the server and of the browsers, which share the
 machine's cores; MB per extra session; MB still held after closing) beside the numbers the issue measured
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -40,7 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--disable-quic",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 BEFORE = {1: ("0.34 s", "0.51 s", "~265 MB"), 5: ("1.6 s", "3.4 s", "~240 MB"), 10: ("4.3 s", "17 s", "~260 MB")}
-METRIC = '[data-testid="stMetric"]'
+METRIC = '.pe-metric[data-task="digits"]'  # the Patch page's alpha explorer (dashboard/explorer)
+SLIDER = "input.pe-slider"
 
 
 def _rss_mb(pid: int) -> float:
@@ -102,17 +106,16 @@ def _serve(workdir: Path, post_script_gc: bool) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("streamlit did not start in 120 s")
 
 
-# In the page: the state a move must change (the heading that names the live alpha and the digits accuracy under
-# it, with Streamlit's "running" widget gone), and a watcher that resolves when it differs from the state at the
-# last key press. It runs on the page's own DOM mutations, so measuring costs the browsers almost nothing (polling
-# over the DevTools protocol every 10 ms, as this benchmark first did, cost each browser about as much as the
-# page's own work, and the harness's node process more).
+# In the page: the state a move must change (the explorer's heading that names the live alpha and the digits
+# accuracy under it), and a watcher that resolves when it differs from the state at the last key press. The
+# explorer draws a position only from numbers the server computed for it (a position it lacks shows the old
+# heading and a "computing" line until the server's answer arrives), so the heading is what the student sees. It
+# runs on the page's own DOM mutations, so measuring costs the browsers almost nothing (polling over the DevTools
+# protocol every 10 ms, as this benchmark first did, cost each browser about as much as the page's own work).
 PAGE_STATE = """() => {
-  if (document.querySelector('[data-testid="stStatusWidget"]')) return null;
-  const heading = [...document.querySelectorAll('h1, h2, h3')].find(h => h.textContent.includes('Live accuracy at alpha'));
-  const metric = [...document.querySelectorAll('[data-testid="stMetric"]')].find(m => m.textContent.includes('digits ('));
-  const value = metric && metric.querySelector('[data-testid="stMetricValue"]');
-  return heading && value ? heading.textContent + ' ' + value.textContent : null;
+  const heading = document.querySelector('.pe-heading');
+  const value = document.querySelector('.pe-metric[data-task="digits"] .pe-metric-value');
+  return heading && value && heading.textContent ? heading.textContent + ' ' + value.textContent : null;
 }"""
 ARM_WATCH = """(state) => {
   const current = eval(state);
@@ -148,8 +151,8 @@ async def _open(browser, url: str):
     context = await browser.new_context(viewport={"width": 1300, "height": 1200})
     page = await context.new_page()
     await page.goto(url + "/patch", timeout=300_000)
-    await page.locator(METRIC).filter(has_text="digits (").first.wait_for(timeout=300_000)
-    slider = page.locator('[data-testid="stSlider"] input[type="range"]').first
+    await page.locator(METRIC).first.wait_for(timeout=300_000)
+    slider = page.locator(SLIDER).first
     await slider.focus(timeout=120_000)  # 30 pages opening at once on 2 cores can take longer than 30 s
     try:
         await _move(page, "Home", 60)  # alpha 0: every session starts from the same place
@@ -160,7 +163,7 @@ async def _open(browser, url: str):
 
 async def _moves(page, n: int, timeout_s: float) -> tuple[list[float], int]:
     from playwright.async_api import Error as PlaywrightError
-    slider = page.locator('[data-testid="stSlider"] input[type="range"]').first
+    slider = page.locator(SLIDER).first
     times, errors = [], 0
     for _ in range(n):
         try:
@@ -180,6 +183,7 @@ class _ProtocolSession:
 
     def __init__(self, ws) -> None:
         self.ws, self.slider_id, self.fragment_id, self.page_hash, self.alpha = ws, None, "", "", 0.0
+        self.run = ""
 
     @classmethod
     async def open(cls, url: str) -> "_ProtocolSession":
@@ -189,12 +193,13 @@ class _ProtocolSession:
         session = cls(ws)
         await session._rerun(page_name="patch")
         if session.slider_id is None:
-            raise RuntimeError("the Patch page sent no alpha slider")
+            raise RuntimeError("the Patch page sent no alpha explorer")
         await session.move(0.0, 60)  # alpha 0: every session starts from the same place
         return session
 
     async def _rerun(self, timeout_s: float = 300, **client_state) -> str:
-        """Send one rerun request; read the answer until the script finishes; returns the live-alpha heading."""
+        """Send one rerun request; read the answer until the script finishes; returns the explorer's alpha and
+        whether it holds that position (e.g. "alpha = 0.35 shown"), "" when no explorer came."""
         from streamlit.proto.BackMsg_pb2 import BackMsg
         from streamlit.proto.ClientState_pb2 import ClientState
         from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
@@ -209,10 +214,13 @@ class _ProtocolSession:
                     self.page_hash = msg.new_session.page_script_hash
                 elif kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
                     element = msg.delta.new_element
-                    if element.WhichOneof("type") == "slider" and element.slider.label == "alpha":
-                        self.slider_id, self.fragment_id = element.slider.id, msg.delta.fragment_id
-                    elif element.WhichOneof("type") == "heading" and "Live accuracy at alpha" in element.heading.body:
-                        heading = element.heading.body
+                    if element.WhichOneof("type") == "bidi_component" and \
+                            element.bidi_component.component_name == "paint_explorer.alpha_explorer":
+                        self.slider_id, self.fragment_id = element.bidi_component.id, msg.delta.fragment_id
+                        data = json.loads(element.bidi_component.json)
+                        self.run = data["run"]
+                        held = f"{data['alpha']:.2f}" in data["positions"]
+                        heading = f"alpha = {data['alpha']:g} {'shown' if held else 'missing'}"
                 elif kind == "script_finished":
                     if msg.script_finished == ForwardMsg.FINISHED_EARLY_FOR_RERUN:
                         continue
@@ -221,15 +229,16 @@ class _ProtocolSession:
                     return heading
 
     async def move(self, alpha: float, timeout_s: float) -> float:
-        """Set the slider to ``alpha`` (a fragment rerun, as the frontend sends it); seconds until the server has
-        sent the new heading and finished."""
-        from streamlit.proto.Common_pb2 import DoubleArray
+        """Report ``alpha`` as the explorer does (its state, a fragment rerun); seconds until the server has sent
+        the explorer's data for that alpha and finished. Every move is reported here (a browser reports only
+        the last of a burst, or a position it lacks): the server's worst case."""
         from streamlit.proto.WidgetStates_pb2 import WidgetState, WidgetStates
-        state = WidgetStates(widgets=[WidgetState(id=self.slider_id, double_array_value=DoubleArray(data=[alpha]))])
+        value = json.dumps({"alpha": {"run": self.run, "alpha": alpha}})
+        state = WidgetStates(widgets=[WidgetState(id=self.slider_id, json_value=value)])
         t0 = time.perf_counter()
         heading = await self._rerun(timeout_s, widget_states=state, page_script_hash=self.page_hash,
                                     fragment_id=self.fragment_id)
-        if f"alpha = {alpha:g}" not in heading:
+        if f"alpha = {alpha:g} shown" not in heading:
             raise TimeoutError(f"the page did not show alpha {alpha:g}: {heading!r}")
         self.alpha = alpha
         return time.perf_counter() - t0

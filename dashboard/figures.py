@@ -1,13 +1,12 @@
-"""Pure figure builders: DataFrames in, plotly figures (or PNG bytes) out. No Streamlit, no model: unit-tested
+"""Pure figure builders: DataFrames in, plotly figures (or SVG text) out. No Streamlit, no model: unit-tested
 alone."""
 from __future__ import annotations
 
-import io
+import html
+import math
 
 import pandas as pd
 import plotly.graph_objects as go
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from paint_core.core.frontier import chord_gap
 
@@ -47,41 +46,88 @@ def frontier_figure(f: pd.DataFrame, patch: str, alpha: float | None = None, cho
     return fig
 
 
-def frontier_image_figure(f: pd.DataFrame, patch: str, alpha: float, chosen: float | None,
-                          live: tuple[float, float] | None, split: str = "test") -> Figure:
-    """The frontier with the slider's marker as a matplotlib figure, for the Patch page's slider: a picture costs
-    a browser a fraction of a plotly chart's redraw per move (issue 15), and one is drawn per slider position and
-    shared by every session. The interactive ``frontier_figure`` stays on the page for hovering."""
-    x, y = (100 * f["patch"]).tolist(), (100 * f["supported"]).tolist()
-    fig = Figure(figsize=(5.2, 4.2), dpi=100)  # fixed margins: a layout engine doubled the drawing time
-    FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.13, 0.12, 0.84, 0.85))
-    ax.plot([x[0], x[-1]], [y[0], y[-1]], "--", color="gray", label="straight line (chord)")
-    ax.plot(x, y, "o-", color="#1f77b4", markersize=4, label=f"frontier ({split})")
-    ax.plot([x[0], x[-1]], [y[0], y[-1]], "s", color="black", markersize=7, label="endpoints")
-    ax.annotate("zero-shot", (x[0], y[0]), textcoords="offset points", xytext=(6, -12), fontsize=8)
-    ax.annotate("fine-tuned", (x[-1], y[-1]), textcoords="offset points", xytext=(-50, 8), fontsize=8)
+def _nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """Round tick values covering [lo, hi] (steps of 1, 2, 2.5 or 5 times a power of ten)."""
+    span = max(hi - lo, 1e-9)
+    raw = span / count
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    first = math.ceil(lo / step - 1e-9) * step
+    return [round(first + i * step, 6) for i in range(int((hi - first) / step + 1e-9) + 1)]
+
+
+def frontier_svg(f: pd.DataFrame, patch: str, chosen: float | None, markers: dict[float, tuple[float, float]],
+                 split: str = "test", width: int = 520, height: int = 420) -> str:
+    """The frontier as an SVG drawing for the Patch page's slider, with one hidden marker group per slider
+    position (``markers``: alpha -> live (patch, supported) accuracy): the browser shows the group of the slider's
+    alpha, so a move redraws no picture and asks nothing of the server (issue 15). Each group holds a red circle on
+    the curve at the nearest swept alpha and a red x at the live subsample's point. Accuracies in [0, 1]."""
+    xs, ys = (100 * f["patch"]).tolist(), (100 * f["supported"]).tolist()
+    all_x = xs + [100 * p for p, _ in markers.values()]
+    all_y = ys + [100 * s for _, s in markers.values()]
+    pad_x, pad_y = max(2.0, 0.06 * (max(all_x) - min(all_x))), max(2.0, 0.08 * (max(all_y) - min(all_y)))
+    x_lo, x_hi = max(0.0, min(all_x) - pad_x), min(100.0, max(all_x) + pad_x)
+    y_lo, y_hi = max(0.0, min(all_y) - pad_y), min(100.0, max(all_y) + pad_y)
+    if x_hi - x_lo < 1:
+        x_lo, x_hi = x_lo - 1, x_hi + 1
+    if y_hi - y_lo < 1:
+        y_lo, y_hi = y_lo - 1, y_hi + 1
+    left, right, top, bottom = 58, width - 12, 12, height - 48
+
+    def px(x: float) -> float:
+        return round(left + (x - x_lo) / (x_hi - x_lo) * (right - left), 2)
+
+    def py(y: float) -> float:
+        return round(bottom - (y - y_lo) / (y_hi - y_lo) * (bottom - top), 2)
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="pe-frontier" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
+           f'<rect x="{left}" y="{top}" width="{right - left}" height="{bottom - top}" fill="white" stroke="#999"/>']
+    for t in _nice_ticks(x_lo, x_hi):
+        out.append(f'<line x1="{px(t)}" y1="{top}" x2="{px(t)}" y2="{bottom}" stroke="#e5e5e5"/>'
+                   f'<text x="{px(t)}" y="{bottom + 15}" text-anchor="middle">{t:g}</text>')
+    for t in _nice_ticks(y_lo, y_hi):
+        out.append(f'<line x1="{left}" y1="{py(t)}" x2="{right}" y2="{py(t)}" stroke="#e5e5e5"/>'
+                   f'<text x="{left - 6}" y="{py(t) + 4}" text-anchor="end">{t:g}</text>')
+    out.append(f'<text x="{(left + right) / 2}" y="{height - 12}" text-anchor="middle">'
+               f'patch task: {html.escape(patch)} accuracy (%)</text>')
+    out.append(f'<text transform="translate(14 {(top + bottom) / 2}) rotate(-90)" text-anchor="middle">'
+               'supported tasks accuracy (%)</text>')
+    out.append(f'<line class="chord" x1="{px(xs[0])}" y1="{py(ys[0])}" x2="{px(xs[-1])}" y2="{py(ys[-1])}" '
+               'stroke="gray" stroke-dasharray="6 4" stroke-width="1.5"/>')
+    out.append('<polyline class="curve" fill="none" stroke="#1f77b4" stroke-width="2" points="'
+               + " ".join(f"{px(x)},{py(y)}" for x, y in zip(xs, ys)) + '"/>')
+    for a, x, y in zip(f.index, xs, ys):
+        out.append(f'<circle class="curve-point" data-alpha="{float(a):g}" data-patch="{x:.4f}" '
+                   f'data-supported="{y:.4f}" cx="{px(x)}" cy="{py(y)}" r="3.5" fill="#1f77b4">'
+                   f'<title>alpha {float(a):g} ({split}): patch {x:.1f}%, supported {y:.1f}%</title></circle>')
+    for (x, y), label, dx, dy, anchor in (((xs[0], ys[0]), "zero-shot", 8, 14, "start"),
+                                          ((xs[-1], ys[-1]), "fine-tuned", -8, -9, "end")):
+        out.append(f'<rect class="endpoint" x="{px(x) - 5}" y="{py(y) - 5}" width="10" height="10" fill="black"/>'
+                   f'<text x="{px(x) + dx}" y="{py(y) + dy}" text-anchor="{anchor}">{label}</text>')
     if chosen is not None and chosen in f.index:
-        ax.plot([100 * f.loc[chosen, "patch"]], [100 * f.loc[chosen, "supported"]], "*", color="gold",
-                markeredgecolor="black", markersize=15, label=f"chosen on val (alpha {chosen:g})")
-    nearest = min(f.index, key=lambda v: abs(v - alpha))
-    ax.plot([100 * f.loc[nearest, "patch"]], [100 * f.loc[nearest, "supported"]], "o", markerfacecolor="none",
-            markeredgecolor="red", markeredgewidth=2, markersize=12, label=f"curve at alpha {float(nearest):g}")
-    if live is not None:
-        ax.plot([100 * live[0]], [100 * live[1]], "x", color="red", markeredgewidth=2.5, markersize=11,
-                label=f"live subsample (alpha {alpha:g})")
-    ax.set_xlabel(f"patch task: {patch} accuracy (%)")
-    ax.set_ylabel("supported tasks accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
-    return fig
-
-
-def png_bytes(fig: Figure) -> bytes:
-    """A matplotlib figure as PNG bytes."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
+        cx, cy = px(100 * f.loc[chosen, "patch"]), py(100 * f.loc[chosen, "supported"])
+        star = " ".join(f"{cx + r * math.sin(math.pi * k / 5):.2f},{cy - r * math.cos(math.pi * k / 5):.2f}"
+                        for k, r in zip(range(10), [11, 4.5] * 5))
+        out.append(f'<polygon class="chosen" data-alpha="{float(chosen):g}" points="{star}" fill="gold" '
+                   f'stroke="black"><title>chosen on val: alpha {float(chosen):g}</title></polygon>')
+    for alpha, (p, s) in sorted(markers.items()):
+        nearest = min(f.index, key=lambda v: abs(v - alpha))
+        cx, cy = px(100 * f.loc[nearest, "patch"]), py(100 * f.loc[nearest, "supported"])
+        lx, ly = px(100 * p), py(100 * s)
+        out.append(f'<g class="pe-marker" data-alpha="{alpha:.2f}" data-live-patch="{100 * p:.4f}" '
+                   f'data-live-supported="{100 * s:.4f}" data-curve-alpha="{float(nearest):g}" display="none">'
+                   f'<circle cx="{cx}" cy="{cy}" r="8" fill="none" stroke="red" stroke-width="2.5"/>'
+                   f'<path d="M{lx - 6},{ly - 6} L{lx + 6},{ly + 6} M{lx - 6},{ly + 6} L{lx + 6},{ly - 6}" '
+                   'stroke="red" stroke-width="2.5"/></g>')
+    legend = [("#1f77b4", f"frontier ({split})"), ("gray", "straight line (chord)"), ("gold", "chosen on val"),
+              ("red", "slider: o curve, x live subsample")]
+    for i, (colour, text) in enumerate(legend):
+        y = bottom - 10 - 14 * (len(legend) - 1 - i)
+        out.append(f'<rect x="{left + 8}" y="{y - 8}" width="10" height="10" fill="{colour}"/>'
+                   f'<text x="{left + 22}" y="{y + 1}" font-size="10">{html.escape(text)}</text>')
+    out.append("</svg>")
+    return "".join(out)
 
 
 def accuracy_vs_alpha_figure(df: pd.DataFrame, split: str = "test", alpha: float | None = None) -> go.Figure:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import io
 import os
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -12,7 +11,6 @@ import streamlit as st
 
 from PIL import Image
 
-from paint_core.core.frontier import frontier
 from paint_core.data.images import ImageInputError, read_image
 from paint_core.live.sessions import (LIVE_EVAL_N, SLIDER_ALPHAS, EvalSet, ModelPool, PatchSession, PredictionStore,
                                       build_eval_sets, subsample_accuracies)
@@ -154,68 +152,78 @@ def sample_thumbnails(path: str, task_name: str, n: int) -> list[bytes]:
     return _thumbnails(path, run_identity(path), task_name, n)
 
 
-class FrontierPictures:
-    """PNG frontiers of one run and split with the slider's marker, one per slider position, shared by every
-    session (at a stored position the live accuracies are the same for everyone). A background thread draws
-    each position as soon as the PredictionStore has it, so a slider move finds its picture drawn."""
+class ExplorerPositions:
+    """What the Patch page's explorer shows at each slider position of one run (``dashboard.explorer``), built
+    once per position from the shared PredictionStore and shared by every session: at a stored position the
+    predictions are the same for everyone. Also keeps the frontier SVG per split and set of positions."""
 
-    def __init__(self, f, patch: str, supported: tuple[str, ...], chosen: float | None, split: str) -> None:
-        self.f, self.patch, self.supported, self.chosen, self.split = f, patch, supported, chosen, split
+    def __init__(self, store: PredictionStore, eval_sets: dict[str, EvalSet], patch: str, supported: tuple[str, ...],
+                 sample_labels: list[int]) -> None:
+        self.store, self.eval_sets, self.patch, self.supported = store, eval_sets, patch, supported
+        self.sample_labels = sample_labels
         self._lock = threading.Lock()
-        self._pictures: dict[tuple, bytes] = {}
+        self._entries: dict[str, dict] = {}
+        self._svgs: dict[tuple, str] = {}
 
-    def live_point(self, accuracies: dict[str, float]) -> tuple[float, float]:
-        """(patch accuracy, mean supported accuracy): the live marker."""
-        return accuracies[self.patch], sum(accuracies[t] for t in self.supported) / len(self.supported)
-
-    def get(self, alpha: float, live: tuple[float, float] | None) -> bytes:
-        from dashboard.figures import frontier_image_figure, png_bytes
-        key = (round(float(alpha), 4), None if live is None else (round(live[0], 6), round(live[1], 6)))
-        with self._lock:
-            found = self._pictures.get(key)
-        if found is None:
-            found = png_bytes(frontier_image_figure(self.f, self.patch, alpha, self.chosen, live, self.split))
+    def entries(self) -> dict[str, dict]:
+        """``alpha_key`` -> ``position_entry`` for every position the store has (alpha 0 is always there once a
+        session has opened the run)."""
+        from dashboard.explorer import alpha_key, position_entry
+        zero = self.store.get(0.0)
+        if zero is None:
+            return {}
+        zero_acc = subsample_accuracies(zero, self.eval_sets)
+        names = self.eval_sets[self.patch].classnames
+        n = len(self.sample_labels)
+        for alpha in self.store.alphas():
+            key = alpha_key(alpha)
             with self._lock:
-                found = self._pictures.setdefault(key, found)
+                if key in self._entries:
+                    continue
+            probs = self.store.get(alpha)
+            entry = position_entry(
+                subsample_accuracies(probs, self.eval_sets), zero_acc, self.patch, self.supported,
+                {t: len(e.labels) for t, e in self.eval_sets.items()}, [names[y] for y in self.sample_labels],
+                [names[int(i)] for i in zero[self.patch][:n].argmax(-1)],
+                [names[int(i)] for i in probs[self.patch][:n].argmax(-1)])
+            with self._lock:
+                self._entries.setdefault(key, entry)
+        with self._lock:
+            return dict(self._entries)
+
+    def frontier_svg(self, f, chosen: float | None, split: str, sweep_stamp: float, entries: dict[str, dict]) -> str:
+        """The frontier SVG with a marker group for each of ``entries`` (drawn once per split, sweep and set)."""
+        from dashboard.figures import frontier_svg
+        key = (split, sweep_stamp, chosen, tuple(sorted(entries)))
+        with self._lock:
+            found = self._svgs.get(key)
+        if found is None:
+            found = frontier_svg(f, self.patch, chosen, {float(a): tuple(e["live"]) for a, e in entries.items()}, split)
+            with self._lock:
+                if len(self._svgs) > 64:
+                    self._svgs.clear()
+                found = self._svgs.setdefault(key, found)
         return found
 
-    def warm(self, store: PredictionStore, eval_sets: dict[str, EvalSet], alphas, patience_s: float = 600.0
-             ) -> threading.Thread:
-        """Draw every position of ``alphas`` once the store has its predictions (waits up to ``patience_s``)."""
-        def work() -> None:
-            deadline = time.monotonic() + patience_s
-            left = list(alphas)
-            while left and time.monotonic() < deadline:
-                for alpha in list(left):
-                    probs = store.get(alpha)
-                    if probs is not None:
-                        self.get(alpha, self.live_point(subsample_accuracies(probs, eval_sets)))
-                        left.remove(alpha)
-                time.sleep(0.5)
 
-        thread = threading.Thread(target=work, name="paint-frontier-pictures", daemon=True)
-        thread.start()
-        return thread
-
-
-@st.cache_resource(show_spinner=False, max_entries=32)
-def _frontier_pictures(path: str, identity: str, sweep_stamp: float, split: str,
-                       supported: tuple[str, ...]) -> FrontierPictures:
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _explorer_positions(path: str, identity: str, supported: tuple[str, ...], n_samples: int) -> ExplorerPositions:
     run = _shared_run(path, identity)
     patch = run.meta["task"]
-    pictures = FrontierPictures(frontier(sweep_of(path), patch, list(supported), split), patch, supported,
-                                chosen_alpha(path), split)
-    pictures.warm(_shared_store(path, identity), _shared_eval_sets(path, identity, run_tasks(run), live_n()),
-                  SLIDER_ALPHAS)
-    return pictures
+    split = get_task(patch, root=run.meta.get("data_root")).split("test")
+    return ExplorerPositions(_shared_store(path, identity), _shared_eval_sets(path, identity, run_tasks(run), live_n()),
+                             patch, supported, [int(split[i][1]) for i in range(min(n_samples, len(split)))])
 
 
-def frontier_pictures(path: str, split: str, supported: tuple[str, ...]) -> FrontierPictures:
-    """The run's frontier pictures for ``split`` (created once per run, sweep and split; drawn in the
-    background)."""
+def explorer_positions(path: str, supported: tuple[str, ...], n_samples: int) -> ExplorerPositions:
+    """The run's explorer positions (one object per run, shared by every session)."""
+    return _explorer_positions(path, run_identity(path), supported, n_samples)
+
+
+def sweep_stamp(path: str) -> float:
+    """The sweep file's modification time (0 without one): what a drawing of the sweep depends on."""
     sweep = Path(path) / "sweep.csv"
-    return _frontier_pictures(path, run_identity(path), sweep.stat().st_mtime if sweep.is_file() else 0.0, split,
-                              supported)
+    return sweep.stat().st_mtime if sweep.is_file() else 0.0
 
 
 def jobs_root() -> Path:

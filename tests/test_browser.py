@@ -1,6 +1,6 @@
 """End to end in a real browser: `streamlit run` on localhost, Debian's headless Chromium via playwright.
 
-Moves the alpha slider with the keyboard and checks that the live accuracy and the frontier picture change.
+Moves the alpha slider with the keyboard and checks that the live accuracy and the frontier's marker change.
 Leaves a screenshot in test-artifacts/ for a human to look at.
 """
 from __future__ import annotations
@@ -63,6 +63,32 @@ def app_url():
         yield url
 
 
+def _explorer_state(page) -> dict:
+    """What the Patch page's alpha explorer shows: heading, digits accuracy, frontier caption, which marker of the
+    frontier drawing is visible, and the first sample's caption."""
+    return page.evaluate("""() => ({
+      heading: document.querySelector('.pe-heading').textContent,
+      digits: document.querySelector('.pe-metric[data-task="digits"] .pe-metric-value').textContent,
+      caption: document.querySelector('.pe-frontier-caption').textContent,
+      markers: [...document.querySelectorAll('.pe-marker')].filter(g => g.getAttribute('display') === 'inline')
+                                                           .map(g => g.dataset.alpha),
+      sample: document.querySelector('.pe-sample figcaption').textContent,
+      status: document.querySelector('.pe-status').textContent,
+    })""")
+
+
+def _wait_for_alpha(page, alpha: str, timeout: float = 120) -> dict:
+    """The explorer's state once its heading names ``alpha`` (a computed position shows at once; another is
+    asked of the server first)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        shown = _explorer_state(page)
+        if shown["heading"].startswith(f"Live accuracy at alpha = {alpha} ") or shown["heading"] == f"Live accuracy at alpha = {alpha}":
+            return shown
+        page.wait_for_timeout(100)
+    raise AssertionError(f"the explorer never showed alpha {alpha}: {_explorer_state(page)}")
+
+
 def _digits_metric(page) -> str:
     metric = page.locator('[data-testid="stMetric"]').filter(has_text="digits (").first
     return metric.locator('[data-testid="stMetricValue"]').inner_text()
@@ -77,14 +103,6 @@ def _wait_for_change(page, old: str, timeout: float = 60) -> str:
             if value != old:
                 return value
     raise AssertionError(f"the digits accuracy stayed at {old}")
-
-
-def _frontier_picture(page) -> tuple[str, str]:
-    """The slider's frontier picture: its caption and its image's source (the picture must have loaded)."""
-    figure = page.locator('[data-testid="stImage"]').filter(has_text="Frontier (").first
-    image = figure.locator("img").first
-    assert image.evaluate("i => i.complete && i.naturalWidth") == 520  # decoded, not a broken image
-    return figure.locator('[data-testid="stImageCaption"]').first.text_content(), image.get_attribute("src")
 
 
 @contextlib.contextmanager
@@ -104,28 +122,38 @@ def _browser_page():
 
 
 def test_slider_moves_numbers_and_chart_in_a_real_browser(app_url):
+    """The Patch page's explorer: keys move the slider, the numbers, the frontier's marker and the samples follow;
+    the server learns the alpha (back on the page, the slider starts there) and its numbers are the engine's."""
+    from paint_core.live.sessions import SLIDER_ALPHAS
     with _browser_page() as page:
         page.goto(app_url + "/patch", timeout=120_000)
-        page.locator('[data-testid="stMetric"]').filter(has_text="digits (").first.wait_for(timeout=180_000)
+        page.locator(".pe-metric").first.wait_for(timeout=180_000)
         page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
-        slider = page.locator('[data-testid="stSlider"] input[type="range"]').first
+        slider = page.locator("input.pe-slider")
         slider.focus()
         page.keyboard.press("Home")
-        start = _wait_for_change(page, "__none__")
-        page.wait_for_timeout(1500)
-        start = _digits_metric(page)
-        caption_start, source_start = _frontier_picture(page)
-        slider.focus()
-        page.keyboard.press("End")
-        end = _wait_for_change(page, start)
-        page.wait_for_timeout(1500)
-        caption_end, source_end = _frontier_picture(page)
+        start = _wait_for_alpha(page, "0")
+        for _ in range(len(SLIDER_ALPHAS) - 1):  # every position once, as a student would drag through them
+            page.keyboard.press("ArrowRight")
+        end = _wait_for_alpha(page, "1")
+        page.wait_for_timeout(2000)  # the browser reports its alpha half a second after the last move
         page.screenshot(path=str(ARTIFACTS / "dashboard_patch.png"), full_page=True)
-    assert re.fullmatch(r"\d+\.\d%", start) and re.fullmatch(r"\d+\.\d%", end)
-    assert start != end
-    assert caption_start.startswith("Frontier (test) at alpha 0:") and f"live subsample patch {start}" in caption_start
-    assert caption_end.startswith("Frontier (test) at alpha 1:") and f"live subsample patch {end}" in caption_end
-    assert source_start != source_end  # a new picture, not only a new caption
+        page.get_by_role("link", name="Counting").first.click()  # away and back in the same session
+        page.get_by_role("link", name="Patch").first.click()
+        page.locator(".pe-metric").first.wait_for(timeout=180_000)
+        reloaded = _wait_for_alpha(page, "1", timeout=60)
+        known = page.evaluate("() => document.querySelectorAll('.pe-marker').length")
+        ready = page.locator(".pe-ready").inner_text()
+    assert re.fullmatch(r"\d+\.\d%", start["digits"]) and re.fullmatch(r"\d+\.\d%", end["digits"])
+    assert start["digits"] != end["digits"]
+    assert start["caption"] == f"Frontier (test) at alpha 0: live subsample patch {start['digits']}, supported " + \
+        start["caption"].rsplit("supported ", 1)[1]
+    assert end["caption"].startswith(f"Frontier (test) at alpha 1: live subsample patch {end['digits']}, supported ")
+    assert start["markers"] == ["0.00"] and end["markers"] == ["1.00"]  # one marker, the slider's
+    assert start["sample"].startswith("true ") and " | now " in end["sample"]
+    assert reloaded["digits"] == end["digits"]  # the server took the browser's alpha
+    # one marker per position the server has sent (the warm-up may still be filling the others)
+    assert ready.startswith(f"{known} of {len(SLIDER_ALPHAS)} slider positions computed") and known >= 3
 
 
 def test_task_arithmetic_slider_redraws_live_in_a_real_browser(app_url):
@@ -183,8 +211,10 @@ def test_the_story_page_opens_first_and_leads_to_the_patch_page(app_url):
         charts = page.locator(".js-plotly-plot").count()
         page.screenshot(path=str(ARTIFACTS / "dashboard_story.png"), full_page=True)
         page.get_by_role("link", name="Patch").first.click()
-        page.locator('[data-testid="stMetric"]').filter(has_text="digits (").first.wait_for(timeout=180_000)
+        page.locator('.pe-metric[data-task="digits"]').first.wait_for(timeout=180_000)
+        patch_heading = _explorer_state(page)["heading"]
     assert shown == f"{chosen:g}" and charts >= 2
+    assert patch_heading.startswith(f"Live accuracy at alpha = {chosen:g}")  # the Patch page opens at the choice
 
 
 def test_a_job_started_in_the_browser_outlives_its_tab_and_opens_its_run(tmp_path):
@@ -210,7 +240,7 @@ def test_a_job_started_in_the_browser_outlives_its_tab_and_opens_its_run(tmp_pat
             page.get_by_role("button", name="Open on the Patch page").first.wait_for(timeout=180_000)
             page.screenshot(path=str(ARTIFACTS / "dashboard_jobs.png"), full_page=True)
             page.get_by_role("button", name="Open on the Patch page").first.click()
-            page.locator('[data-testid="stMetric"]').filter(has_text="digits (").first.wait_for(timeout=180_000)
+            page.locator('.pe-metric[data-task="digits"]').first.wait_for(timeout=180_000)
             box = page.locator('[data-testid="stSelectbox"]').first
             shown = box.get_by_text("runs/from-browser").count() + box.locator('input[value="runs/from-browser"]').count()
             html = box.inner_html()

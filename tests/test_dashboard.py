@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from paint_core import evaluate, interpolate, load_run
@@ -36,10 +35,6 @@ def _app(page: str | None = "patch") -> AppTest:
     return at
 
 
-def _metric(at: AppTest, task: str) -> str:
-    return next(m.value for m in at.metric if m.label.startswith(f"{task} ("))
-
-
 def _independent_accuracy(run_dir: Path, task_name: str, alpha: float, n: int = LIVE_EVAL_N) -> float:
     run = load_run(run_dir)
     run.model.load_state_dict(interpolate(run.theta_zs, run.theta_ft, alpha))
@@ -48,20 +43,34 @@ def _independent_accuracy(run_dir: Path, task_name: str, alpha: float, n: int = 
     return evaluate(run.model, head, materialize(task.split("test", run.preprocess), n))
 
 
+def _explorer(at: AppTest) -> dict:
+    """The data the Patch page's alpha explorer draws from (its browser side only displays it)."""
+    [component] = [c for c in at.get("bidi_component") if c.proto.component_name == "paint_explorer.alpha_explorer"]
+    return json.loads(component.proto.json)
+
+
+def _shown(data: dict, task: str, alpha: float) -> str:
+    entry = data["positions"][f"{alpha:.2f}"]
+    return next(m["value"] for m in entry["metrics"] if m["task"] == task)
+
+
 def test_patch_slider_shows_engine_accuracy():
     at = _app()
     at.selectbox(key="patch_run").set_value(RUN).run()
-    at.slider(key="alpha").set_value(0.8).run()
+    at.session_state["alpha"] = 0.8  # what the browser's explorer reports after a move
+    at.run()
     assert not at.exception
+    data = _explorer(at)
+    assert data["alpha"] == 0.8 and "0.80" in data["positions"]
     for task in ("digits", "shapes"):
         expected = _independent_accuracy(CACHED / RUN, task, 0.8)
-        assert _metric(at, task) == f"{100 * expected:.1f}%"
-    # the slider's frontier is a picture drawn per position; its caption names the live point, which is the
-    # patch metric and the mean of the supported metrics shown above it
-    captions = [c for c in _image_captions(at) if c.startswith("Frontier (test)")]
-    supported = [float(_metric(at, t).rstrip("%")) for t in ("shapes", "colours")]
-    assert captions == [f"Frontier (test) at alpha 0.8: live subsample patch {_metric(at, 'digits')}, "
-                        f"supported {sum(supported) / 2:.1f}%"]
+        assert _shown(data, task, 0.8) == f"{100 * expected:.1f}%"
+    # the live point the browser writes under the frontier: the patch metric and the mean supported metric
+    entry = data["positions"]["0.80"]
+    supported = [float(_shown(data, t, 0.8).rstrip("%")) for t in ("shapes", "colours")]
+    assert entry["live_text"] == [_shown(data, "digits", 0.8), f"{sum(supported) / 2:.1f}%"]
+    # the frontier drawing holds a marker for every position sent, the one at 0.8 among them
+    assert data["svg"].count('class="pe-marker"') == len(data["positions"]) and 'data-alpha="0.80"' in data["svg"]
     # the sample grid's "now" predictions are the engine's at alpha 0.8 on the first 12 test images
     run = load_run(CACHED / RUN)
     run.model.load_state_dict(interpolate(run.theta_zs, run.theta_ft, 0.8))
@@ -69,39 +78,27 @@ def test_patch_slider_shows_engine_accuracy():
     head = zero_shot_head(run.model, run.tokenizer, task.classnames, task.templates)
     images = materialize(task.split("test", run.preprocess), 12).tensors[0]
     expected = [task.classnames[int(i)] for i in predict(run.model, head, images).argmax(-1)]
-    shown = [c.split(" | now ")[1].split(" (")[0] for c in _image_captions(at) if c.startswith("true ")]
-    assert shown == expected
+    shown = [c.split(" | now ")[1].split(" (")[0] for c in entry["captions"]]
+    assert shown == expected and len(data["thumbs"]) == 12
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)  # the interactive frontier, for hovering
     names = [t.get("name") for t in spec["data"]]
     from paint_core.studies.patch import select_run
     assert "frontier (test)" in names and f"chosen on val (alpha {select_run(CACHED / RUN)['alpha']:g})" in names
 
 
-def _image_captions(at: AppTest) -> list[str]:
-    """Captions of every st.image on the page, in order."""
-    found = []
-
-    def walk(node) -> None:
-        children = getattr(node, "children", None)
-        for child in (children.values() if isinstance(children, dict) else []):
-            if getattr(child, "type", None) == "image":
-                found.extend(img.caption for img in child.proto.imgs)
-            walk(child)
-    walk(at._tree)
-    return found
-
-
 def test_two_sessions_never_see_each_others_weights():
     a, b = _app(), _app()
     a.selectbox(key="patch_run").set_value(RUN).run()
     b.selectbox(key="patch_run").set_value(RUN).run()
-    a.slider(key="alpha").set_value(0.0).run()
-    before = _metric(a, "digits")
-    b.slider(key="alpha").set_value(1.0).run()
+    a.session_state["alpha"] = 0.0
     a.run()
-    assert _metric(a, "digits") == before
-    assert _metric(b, "digits") == f"{100 * _independent_accuracy(CACHED / RUN, 'digits', 1.0):.1f}%"
-    assert before != _metric(b, "digits")
+    b.session_state["alpha"] = 1.0
+    b.run()
+    a.run()
+    assert _explorer(a)["alpha"] == 0.0 and _explorer(b)["alpha"] == 1.0
+    assert a.session_state["alpha"] == 0.0
+    assert _shown(_explorer(b), "digits", 1.0) == f"{100 * _independent_accuracy(CACHED / RUN, 'digits', 1.0):.1f}%"
+    assert _shown(_explorer(a), "digits", 0.0) != _shown(_explorer(b), "digits", 1.0)
 
 
 def _png_bytes(seed: int = 0) -> bytes:
@@ -252,10 +249,13 @@ def test_patch_page_follows_one_sample_along_alpha():
 def test_switching_runs_starts_the_slider_at_the_new_runs_chosen_alpha():
     from paint_core.studies.patch import select_run
     at = _app()
-    at.slider(key="alpha").set_value(0.95).run()
+    at.session_state["alpha"] = 0.95
+    at.run()
     at.selectbox(key="patch_run").set_value("micro-rn-l/counting").run()
     assert not at.exception
-    assert at.slider(key="alpha").value == pytest.approx(select_run(CACHED / "micro-rn-l/counting")["alpha"])
+    data = _explorer(at)
+    assert data["alpha"] == pytest.approx(select_run(CACHED / "micro-rn-l/counting")["alpha"])
+    assert data["run"].endswith("micro-rn-l/counting")  # a new run name: the browser's slider jumps there
 
 
 def test_start_page_tells_the_story_with_the_sweeps_numbers():

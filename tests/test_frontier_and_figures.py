@@ -42,19 +42,56 @@ def test_frontier_figure_has_labelled_endpoints_and_markers():
     assert list(live.x) == [70.0] and list(live.y) == [88.0]
 
 
-def test_frontier_picture_marks_the_curve_the_choice_and_the_live_point():
+def _svg(markup: str):
+    import xml.etree.ElementTree as ET
+    return ET.fromstring(markup)
+
+
+def test_frontier_svg_places_the_curve_the_choice_and_one_marker_per_position():
     f = frontier(_sweep(), "digits", ["shapes"], "test")
-    fig = figures.frontier_image_figure(f, "digits", alpha=0.45, chosen=0.5, live=(0.7, 0.88))
-    lines = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in fig.axes[0].lines}
-    assert lines["frontier (test)"] == (pytest.approx([32.0, 78.0, 91.0]), pytest.approx([91.0, 90.0, 62.0]))
-    assert lines["chosen on val (alpha 0.5)"] == (pytest.approx([78.0]), pytest.approx([90.0]))
-    assert lines["curve at alpha 0.5"] == (pytest.approx([78.0]), pytest.approx([90.0]))  # nearest swept alpha
-    assert lines["live subsample (alpha 0.45)"] == (pytest.approx([70.0]), pytest.approx([88.0]))
-    assert lines["straight line (chord)"] == (pytest.approx([32.0, 91.0]), pytest.approx([91.0, 62.0]))
-    png = figures.png_bytes(fig)
-    from PIL import Image
-    import io
-    assert Image.open(io.BytesIO(png)).size == (520, 420)
+    root = _svg(figures.frontier_svg(f, "digits", chosen=0.5, markers={0.45: (0.7, 0.88), 1.0: (0.9, 0.6)}))
+    ns = "{http://www.w3.org/2000/svg}"
+    points = [c for c in root.iter(ns + "circle") if c.get("class") == "curve-point"]
+    assert [float(c.get("data-alpha")) for c in points] == [0.0, 0.5, 1.0]
+    assert [float(c.get("data-patch")) for c in points] == pytest.approx([32.0, 78.0, 91.0])
+    assert [float(c.get("data-supported")) for c in points] == pytest.approx([91.0, 90.0, 62.0])
+    cx, cy = [float(c.get("cx")) for c in points], [float(c.get("cy")) for c in points]
+    # one affine map per axis: x grows with patch accuracy, y (downwards) shrinks with supported accuracy
+    sx, sy = (cx[2] - cx[0]) / (91 - 32), (cy[2] - cy[0]) / (62 - 91)
+    assert sx > 0 and sy < 0
+    assert cx[1] == pytest.approx(cx[0] + sx * (78 - 32), abs=0.02)
+    assert cy[1] == pytest.approx(cy[0] + sy * (90 - 91), abs=0.02)
+    polyline = next(root.iter(ns + "polyline"))
+    assert polyline.get("points") == " ".join(f"{x:g},{y:g}" for x, y in zip(cx, cy))
+    star = next(e for e in root.iter(ns + "polygon") if e.get("class") == "chosen")
+    star_x = [float(pt.split(",")[0]) for pt in star.get("points").split()]
+    assert (max(star_x) + min(star_x)) / 2 == pytest.approx(cx[1], abs=0.05)  # centred on alpha 0.5's point
+    markers = {g.get("data-alpha"): g for g in root.iter(ns + "g") if g.get("class") == "pe-marker"}
+    assert sorted(markers) == ["0.45", "1.00"] and all(g.get("display") == "none" for g in markers.values())
+    ring = markers["0.45"].find(ns + "circle")  # on the curve at the nearest swept alpha (0.5)
+    assert (float(ring.get("cx")), float(ring.get("cy"))) == pytest.approx((cx[1], cy[1]))
+    assert markers["0.45"].get("data-curve-alpha") == "0.5"
+    cross = markers["0.45"].find(ns + "path").get("d")  # the x's centre: the live point (70, 88)
+    first = [float(v) for v in cross.split()[0][1:].split(",")]
+    assert first[0] + 6 == pytest.approx(cx[0] + sx * (70 - 32), abs=0.05)
+    assert first[1] + 6 == pytest.approx(cy[0] + sy * (88 - 91), abs=0.05)
+    assert root.get("width") == "520"
+
+
+def test_explorer_entry_and_payload_carry_the_numbers():
+    import base64
+    from dashboard.explorer import alpha_key, payload, position_entry
+    entry = position_entry({"digits": 0.75, "shapes": 0.5, "colours": 1.0}, {"digits": 0.5, "shapes": 0.5, "colours": 1.0},
+                           "digits", ["shapes", "colours"], {"digits": 4, "shapes": 4, "colours": 2},
+                           ["one", "two"], ["one", "one"], ["one", "two"])
+    assert [m["value"] for m in entry["metrics"]] == ["75.0%", "50.0%", "100.0%"]
+    assert [m["delta"] for m in entry["metrics"]] == ["+25.0 vs zero-shot", "+0.0 vs zero-shot", "+0.0 vs zero-shot"]
+    assert entry["metrics"][0]["label"] == "digits (patch, n=4)" and entry["metrics"][1]["label"] == "shapes (supported, n=4)"
+    assert entry["live"] == [0.75, 0.75] and entry["live_text"] == ["75.0%", "75.0%"]
+    assert entry["captions"] == ["true one | zs one | now one (right)", "true two | zs one | now two (right)"]
+    data = payload("runs/x", 0.35, 0.5, {alpha_key(0.35): entry}, 21, 0.05, "digits", [b"\x89PNG"], "<svg/>", "val")
+    assert list(data["positions"]) == ["0.35"] and data["alpha"] == 0.35 and data["split"] == "val"
+    assert base64.b64decode(data["thumbs"][0].split(",", 1)[1]) == b"\x89PNG"
 
 
 def test_accuracy_vs_alpha_has_one_line_per_task():
@@ -106,13 +143,12 @@ def test_word_sweep_heatmap_and_margin_figure_hold_the_tables_values():
     assert px[0, 0] == (0, 0, 255) and px[3, 0][0] > 100  # no evidence left untouched, evidence turns red
 
 
-def test_frontier_pictures_are_drawn_in_the_background_for_every_stored_position():
-    """The Patch page's pictures: the warm-up draws each position the store has, with the live point the page
-    computes, so the page's own call is a lookup (the very same bytes object)."""
+def test_explorer_positions_are_built_from_the_shared_store():
+    """Every position the store has becomes one entry (accuracies equal to correct / n on the stored
+    predictions), shared: a second call returns the same entry objects; a position the store lacks has none."""
     import torch
-    from dashboard.state import FrontierPictures
-    from paint_core.live.sessions import EvalSet, PredictionStore, subsample_accuracies
-    f = frontier(_sweep(), "digits", ["shapes"], "test")
+    from dashboard.state import ExplorerPositions
+    from paint_core.live.sessions import EvalSet, PredictionStore
     labels = {"digits": torch.tensor([0, 1, 1, 0]), "shapes": torch.tensor([1, 1, 0, 0])}
     eval_sets = {t: EvalSet(task=t, classnames=("a", "b"), images=torch.zeros(4, 3, 8, 8), labels=y, head=torch.zeros(2, 4))
                  for t, y in labels.items()}
@@ -123,11 +159,16 @@ def test_frontier_pictures_are_drawn_in_the_background_for_every_stored_position
             pred = torch.where(torch.arange(4) < right, y, 1 - y)
             probs[t] = torch.nn.functional.one_hot(pred, 2).float()
         store.put(alpha, probs)
-    pictures = FrontierPictures(f, "digits", ("shapes",), 0.5, "test")
-    pictures.warm(store, eval_sets, [0.0, 0.5, 1.0], patience_s=1.0).join(timeout=30)
-    assert len(pictures._pictures) == 2  # alpha 1.0 never came into the store: not drawn
-    acc = subsample_accuracies(store.get(0.5), eval_sets)
-    assert pictures.live_point(acc) == (0.75, 0.75)
-    drawn = pictures._pictures[(0.5, (0.75, 0.75))]
-    assert pictures.get(0.5, pictures.live_point(acc)) is drawn
-    assert pictures.get(1.0, (0.9, 0.6)) is not None and len(pictures._pictures) == 3  # a miss is drawn and kept
+    positions = ExplorerPositions(store, eval_sets, "digits", ("shapes",), sample_labels=[0, 1, 1])
+    entries = positions.entries()
+    assert sorted(entries) == ["0.00", "0.50"]
+    assert [m["value"] for m in entries["0.50"]["metrics"]] == ["75.0%", "75.0%"]
+    assert [m["delta"] for m in entries["0.50"]["metrics"]] == ["+50.0 vs zero-shot", "+50.0 vs zero-shot"]
+    assert entries["0.50"]["live"] == [0.75, 0.75]
+    # first three digits images: at 0.5 the first three are right; at 0 only the first
+    assert entries["0.50"]["captions"] == ["true a | zs a | now a (right)", "true b | zs a | now b (right)",
+                                           "true b | zs a | now b (right)"]
+    assert positions.entries()["0.50"] is entries["0.50"]
+    f = frontier(_sweep(), "digits", ["shapes"], "test")
+    svg = positions.frontier_svg(f, 0.5, "test", 1.0, entries)
+    assert svg.count('class="pe-marker"') == 2 and positions.frontier_svg(f, 0.5, "test", 1.0, entries) is svg

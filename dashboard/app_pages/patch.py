@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import figures, state
+from dashboard import explorer, figures, state
 from paint_core.core.frontier import frontier
-from paint_core.live.sessions import SLIDER_STEP
+from paint_core.live.sessions import SLIDER_ALPHAS, SLIDER_STEP
 from paint_core.data.tasks import get_task
 
 st.title("Patch: interpolate zero-shot and fine-tuned weights")
@@ -32,66 +32,48 @@ task = get_task(patch_task, root=run.meta.get("data_root"))
 raw = task.split("test")
 names = session.eval_sets[patch_task].classnames
 n_samples = min(12, len(raw))
-thumbs = state.sample_thumbnails(path, patch_task, n_samples)  # encoded once per run, the same bytes every move
+thumbs = state.sample_thumbnails(path, patch_task, n_samples)  # encoded once per run, sent once per page
 sample_labels = [raw[i][1] for i in range(n_samples)]
+EXPLORER_KEY = "patch_explorer"
+
+
+def take_reported_alpha() -> None:
+    """The browser's explorer reports its alpha (for this run) after a move: it becomes this session's alpha."""
+    reported = (st.session_state.get(EXPLORER_KEY) or {}).get("alpha")
+    if isinstance(reported, dict) and reported.get("run") == path and isinstance(reported.get("alpha"), (int, float)):
+        st.session_state["alpha"] = min(1.0, max(0.0, round(float(reported["alpha"]) / SLIDER_STEP) * SLIDER_STEP))
 
 
 @st.fragment
 def alpha_view() -> None:
-    """Everything a slider move changes; a move reruns only this (the rest of the page is not resent)."""
-    alpha = st.slider("alpha", 0.0, 1.0, value=float(chosen if chosen is not None else 0.0), step=SLIDER_STEP,
-                      key="alpha", help="0 = zero-shot, 1 = fine-tuned on the patch task")
+    """The slider and everything it changes, drawn by the browser from every position computed so far; the
+    server reruns only this fragment, when the browser reports its alpha or asks for a position it lacks."""
+    alpha = round(float(st.session_state.get("alpha", chosen if chosen is not None else 0.0)), 2)
     session.set_alpha(alpha)
-    probs = session.probabilities()
-    if session.store is not None:
-        ready = len(session.store.alphas())
-        st.caption(f"{ready} of {int(round(1 / SLIDER_STEP)) + 1} slider positions precomputed for this run (shared by "
-                   "all sessions, filled in the background): a precomputed position updates in milliseconds.")
-    acc = session.accuracies()
-    zs_acc = session.zero_shot_accuracies()
-    st.subheader(f"Live accuracy at alpha = {alpha:g}" + (f" (paper's choice on val: {chosen:g})" if chosen is not None else ""))
-    cols = st.columns(len(acc))
-    for col, (t, a) in zip(cols, acc.items()):
-        role = "patch" if t == patch_task else "supported"
-        n = len(session.eval_sets[t].labels)
-        col.metric(f"{t} ({role}, n={n})", f"{100 * a:.1f}%", f"{100 * (a - zs_acc[t]):+.1f} vs zero-shot")
-    st.caption("The patch task is the one being fixed; the supported tasks are the ones the model must keep doing "
-               f"well. Live numbers are measured now on the first {len(next(iter(session.eval_sets.values())).labels)} "
-               "test images of each task, so they can differ by a few points from the curves below, which use the "
-               "whole split of the sweep.")
-    left, right = st.columns(2)
+    session.probabilities()  # the position itself: a lookup when precomputed, else computed now and shared
+    positions = state.explorer_positions(path, tuple(supported), n_samples)
+    entries = positions.entries()
+    svg, note = None, None
     if frontier_error is not None:
-        left.error(f"The sweep table cannot draw a frontier: {frontier_error}")
+        note = f"The sweep table cannot draw a frontier: {frontier_error}"
     elif f is not None:
-        pictures = state.frontier_pictures(path, split, tuple(supported))
-        live = pictures.live_point(acc)
-        left.image(pictures.get(alpha, live), output_format="PNG",
-                   caption=f"Frontier ({split}) at alpha {alpha:g}: live subsample patch {100 * live[0]:.1f}%, "
-                           f"supported {100 * live[1]:.1f}%")
-        left.caption("Each point is one alpha, patch accuracy against the mean supported accuracy (the "
-                     "frontier); the dashed chord joins zero-shot and fine-tuned, where mixing the two models' "
-                     "answers would land. Points above it are what interpolating weights buys. The star is the "
-                     "paper's choice: the alpha with the best average of patch and supported accuracy on "
-                     "validation data. The red circle is the curve at the slider, the red x the live subsample "
-                     "(it can sit off the curve: it is measured on fewer images). Hover over each alpha in the "
-                     "interactive frontier below the samples.")
+        svg = positions.frontier_svg(f, chosen, split, state.sweep_stamp(path), entries)
+        note = ("Each point is one alpha, patch accuracy against the mean supported accuracy (the frontier); the "
+                "dashed chord joins zero-shot and fine-tuned, where mixing the two models' answers would land. "
+                "Points above it are what interpolating weights buys. The star is the paper's choice: the alpha "
+                "with the best average of patch and supported accuracy on validation data. The red circle is the "
+                "curve at the slider, the red x the live subsample (it can sit off the curve: it is measured on "
+                "fewer images). Hover over a point for its alpha.")
     else:
-        left.info(f"No sweep yet for this run: `python -m paint_core sweep --run {path} --supported shapes,colours`")
-    right.markdown(f"**Samples of {patch_task}: zero-shot vs alpha = {alpha:g}**")
-    captions = []
-    for i in range(n_samples):
-        label = sample_labels[i]
-        zs_pred = names[int(session.zero_shot_probs[patch_task][i].argmax())]
-        now = names[int(probs[patch_task][i].argmax())]
-        captions.append(f"true {names[label]} | zs {zs_pred} | now {now} ({'right' if now == names[label] else 'WRONG'})")
-    # one element for the grid (less to send and redraw per move); PNG as given ("auto" re-encodes it as JPEG)
-    right.image(thumbs, caption=captions, width=110, output_format="PNG")
+        note = f"No sweep yet for this run: `python -m paint_core sweep --run {path} --supported shapes,colours`"
+    data = explorer.payload(path, alpha, chosen, entries, len(SLIDER_ALPHAS), SLIDER_STEP, patch_task, thumbs, svg,
+                            split, note)
+    explorer.alpha_explorer(data, key=EXPLORER_KEY, on_alpha_change=take_reported_alpha)
 
 alpha_view()
 if f is not None:
     st.plotly_chart(figures.frontier_figure(f, patch_task, chosen=chosen, split=split), key="frontier")
-    st.caption("The frontier again, interactive: hover over a point for its alpha (the slider's marker is in the "
-               "picture above, which a move redraws far more cheaply than this chart).")
+    st.caption("The frontier again as an interactive chart (zoom, hover, export as PNG from its toolbar).")
 if len(df):
     st.plotly_chart(figures.accuracy_vs_alpha_figure(df, split), key="acc_vs_alpha")
     st.caption("Every task along alpha, on the whole split of the sweep.")
