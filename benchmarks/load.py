@@ -10,7 +10,8 @@ times each (ArrowRight, one 0.05 step, 0.2 s apart), and a move's latency is the
 its keydown event until the page shows the new alpha's live accuracies (the alpha explorer's heading naming the
 alpha and the digits accuracy under it have changed). The explorer (dashboard/explorer) holds every position the
 server has computed, so a move to one of them is drawn by the browser alone and the server hears the alpha half a
-second after a burst of moves. Server memory is the streamlit process's resident set (VmRSS): with the N sessions
+second after a burst of moves. Moves start once the opened pages are quiet (server and browsers together below
+0.3 of a core, at most 90 s), so the CPU per move counts moves, not first drawings. Server memory is the streamlit process's resident set (VmRSS): with the N sessions
 open against the server before them, and again ``--settle`` seconds after they are closed.
 
 Two kinds of client (``--clients``): ``browser`` sessions render the page on this machine, so their drawing
@@ -258,6 +259,17 @@ async def _protocol_moves(session: _ProtocolSession, n: int, timeout_s: float) -
     return times, errors
 
 
+async def _until_quiet(pids: list[int], below: float = 0.3, longest_s: float = 90.0) -> None:
+    """Wait until these processes together use less than ``below`` of a core over a second (or ``longest_s``), so
+    the CPU per move counts the moves, not the pages still drawing what they opened with."""
+    deadline = time.time() + longest_s
+    while time.time() < deadline:
+        before = _cpu_seconds(pids)
+        await asyncio.sleep(1.0)
+        if _cpu_seconds(pids) - before < below:
+            return
+
+
 async def _round(clients: str, browser, url: str, server_pid: int, n: int, moves: int, settle: float) -> dict:
     """N sessions of one kind of client open together, move together, close; latency, CPU and memory."""
     base = _rss_mb(server_pid)
@@ -272,6 +284,7 @@ async def _round(clients: str, browser, url: str, server_pid: int, n: int, moves
             print(f"a {clients} session did not open: {type(o).__name__}: {str(o)[:300]}", file=sys.stderr, flush=True)
     loaded = _rss_mb(server_pid)
     browsers = _browser_pids() if clients == "browser" else []
+    await _until_quiet([server_pid, *browsers])  # pages finish their first drawing before the moves are timed
     cpu_server, cpu_client, here = _cpu_seconds([server_pid]), _cpu_seconds(browsers), time.process_time()
     if clients == "browser":
         results = await asyncio.gather(*[_moves(page, moves, 60) for _, page in opened])
@@ -336,8 +349,8 @@ async def _main(args) -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         before = " / ".join(BEFORE[r["n"]]) if r["n"] in BEFORE else "not measured"
-        print(f"| {r['server']} | {r['clients']} | {r['n']} | {r['moves']} ({r['errors']}) | {r['median']:.2f} s | "
-              f"{r['p95']:.2f} s | {r['server_cpu']:.2f} / {r['client_cpu']:.2f} | {r['mb_per_session']:.0f} | "
+        print(f"| {r['server']} | {r['clients']} | {r['n']} | {r['moves']} ({r['errors']}) | {r['median']:.3f} s | "
+              f"{r['p95']:.3f} s | {r['server_cpu']:.3f} / {r['client_cpu']:.3f} | {r['mb_per_session']:.0f} | "
               f"{r['held_after_close']:.0f} | {before} |")
 
 
