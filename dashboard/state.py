@@ -207,17 +207,17 @@ class ExplorerPositions:
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def _explorer_positions(path: str, identity: str, supported: tuple[str, ...], n_samples: int) -> ExplorerPositions:
+def _explorer_positions(path: str, identity: str, supported: tuple[str, ...], sample_labels: tuple[int, ...]
+                        ) -> ExplorerPositions:
     run = _shared_run(path, identity)
-    patch = run.meta["task"]
-    split = get_task(patch, root=run.meta.get("data_root")).split("test")
     return ExplorerPositions(_shared_store(path, identity), _shared_eval_sets(path, identity, run_tasks(run), live_n()),
-                             patch, supported, [int(split[i][1]) for i in range(min(n_samples, len(split)))])
+                             run.meta["task"], supported, list(sample_labels))
 
 
-def explorer_positions(path: str, supported: tuple[str, ...], n_samples: int) -> ExplorerPositions:
-    """The run's explorer positions (one object per run, shared by every session)."""
-    return _explorer_positions(path, run_identity(path), supported, n_samples)
+def explorer_positions(path: str, supported: tuple[str, ...], sample_labels: tuple[int, ...]) -> ExplorerPositions:
+    """The run's explorer positions (one object per run, shared by every session); ``sample_labels`` are the
+    true classes of the sample grid's images (the first test images)."""
+    return _explorer_positions(path, run_identity(path), supported, sample_labels)
 
 
 def sweep_stamp(path: str) -> float:

@@ -51,7 +51,7 @@ def alpha_view() -> None:
     alpha = round(float(st.session_state.get("alpha", chosen if chosen is not None else 0.0)), 2)
     session.set_alpha(alpha)
     session.probabilities()  # the position itself: a lookup when precomputed, else computed now and shared
-    positions = state.explorer_positions(path, tuple(supported), n_samples)
+    positions = state.explorer_positions(path, tuple(supported), tuple(int(y) for y in sample_labels))
     entries = positions.entries()
     svg, note = None, None
     if frontier_error is not None:

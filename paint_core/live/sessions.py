@@ -192,7 +192,6 @@ class PatchSession:
         self.pool = pool if pool is not None else ModelPool(run, 1)
         self._alpha = 0.0
         self._probs_by_alpha: dict[float, dict[str, torch.Tensor]] = {}
-        self._accuracies_by_alpha: dict[float, dict[str, float]] = {}
         self.zero_shot_probs = self.probabilities()
 
     @property
@@ -223,20 +222,7 @@ class PatchSession:
         return self._probs_by_alpha[alpha]
 
     def accuracies(self, probs: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
-        """Subsample accuracy per task of ``probs``, or at the current alpha (remembered per alpha: a slider
-        move back to a position costs no tensor work)."""
-        if probs is not None:
-            return subsample_accuracies(probs, self.eval_sets)
-        alpha = self._alpha
-        if alpha not in self._accuracies_by_alpha:
-            self._accuracies_by_alpha[alpha] = subsample_accuracies(self.probabilities(), self.eval_sets)
-        return self._accuracies_by_alpha[alpha]
-
-    def zero_shot_accuracies(self) -> dict[str, float]:
-        """Subsample accuracy per task at alpha 0 (computed once)."""
-        if 0.0 not in self._accuracies_by_alpha:
-            self._accuracies_by_alpha[0.0] = subsample_accuracies(self.zero_shot_probs, self.eval_sets)
-        return self._accuracies_by_alpha[0.0]
+        return subsample_accuracies(probs or self.probabilities(), self.eval_sets)
 
     def along_alpha(self, task: str, index: int, alphas: Sequence[float] = SLIDER_ALPHAS) -> pd.DataFrame:
         """One subsample image's class probabilities at every alpha (rows) and class (columns): the per-image
