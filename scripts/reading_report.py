@@ -4,7 +4,8 @@
     python scripts/reading_report.py --model micro-rn-s --weights runs/reading/A-mix.safetensors
 
 Per weights file: ``reading_test`` (300 objects drawn clean, with another class's name written on them, and with a
-non-class word written the same way; size, position and colour of the word varied) and the zero-shot test
+non-class word written the same way; size, position and colour of the word varied; also broken down by ink
+colour and by position) and the zero-shot test
 accuracy of the supported tasks (shapes, colours) and of the patch tasks (digits, counting, typographic);
 ``written_word_probe``: a logistic regression on frozen features naming the written shape word (features there
 or missing).

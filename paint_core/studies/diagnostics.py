@@ -35,6 +35,8 @@ def typographic_reading(model: torch.nn.Module, preprocess: Callable, tokenizer:
         control.append(preprocess(w.render_object_with_word(np.random.default_rng(state), w.SHAPES[label], colour, other)))
         labels.append(label)
         words.append(w.SHAPES.index(word))
+        inks.append(TEXT_INK_NAMES[TEXT_COLOURS.index(style["text_colour"])])
+        positions.append(style["position"])
     labels_t, words_t = torch.tensor(labels), torch.tensor(words)
     pa = predict(model, head, torch.stack(attack)).argmax(-1)  # on the model's device, batched
     pc = predict(model, head, torch.stack(control)).argmax(-1)
@@ -43,6 +45,7 @@ def typographic_reading(model: torch.nn.Module, preprocess: Callable, tokenizer:
 
 
 TEXT_COLOURS = ((255, 255, 255), (0, 0, 0), (255, 230, 0))
+TEXT_INK_NAMES = ("white", "black", "yellow")
 
 
 @torch.no_grad()
@@ -52,11 +55,13 @@ def reading_test(model: torch.nn.Module, preprocess: Callable, tokenizer: Callab
     differs): clean, with another class's name written on it (the attack), and with a non-class word written the
     same way (the control); the word's size (11-15 px of 64), position and colour vary. Returns the zero-shot
     shape accuracy of each, and how often the attack's written word is the prediction: issue 16's measure
-    (``typographic_reading``, kept for the shipped diagnostics, varies neither colour nor has a clean twin)."""
+    (``typographic_reading``, kept for the shipped diagnostics, varies neither colour nor has a clean twin);
+    ``by_ink`` and ``by_position`` give the attacked accuracy, word rate and control accuracy per ink colour and
+    per position, to tell which part of the variation a model does not read through."""
     task = get_task("shapes")
     head = zero_shot_head(model, tokenizer, task.classnames, task.templates)
     rng = np.random.default_rng(seed)
-    clean, attack, control, labels, words = [], [], [], [], []
+    clean, attack, control, labels, words, inks, positions = [], [], [], [], [], [], []
     for _ in range(n):
         label = int(rng.integers(0, len(w.SHAPES)))
         word = w.SHAPES[int(rng.choice([i for i in range(len(w.SHAPES)) if i != label]))]
@@ -71,16 +76,25 @@ def reading_test(model: torch.nn.Module, preprocess: Callable, tokenizer: Callab
         control.append(preprocess(w.render_object_with_word(np.random.default_rng(state), shape, colour, other, **style)))
         labels.append(label)
         words.append(w.SHAPES.index(word))
+        inks.append(TEXT_INK_NAMES[TEXT_COLOURS.index(style["text_colour"])])
+        positions.append(style["position"])
     labels_t, words_t = torch.tensor(labels), torch.tensor(words)
 
     def predicted(images: list[torch.Tensor]) -> torch.Tensor:
         return predict(model, head, torch.stack(images)).argmax(-1)
 
     pa, pc, p0 = predicted(attack), predicted(control), predicted(clean)
-    return {"clean_accuracy": float((p0 == labels_t).float().mean()),
-            "attacked_accuracy": float((pa == labels_t).float().mean()),
-            "word_rate": float((pa == words_t).float().mean()),
-            "control_accuracy": float((pc == labels_t).float().mean()), "n": n}
+
+    def rates(keep: torch.Tensor) -> dict:
+        return {"attacked_accuracy": float((pa == labels_t)[keep].float().mean()),
+                "word_rate": float((pa == words_t)[keep].float().mean()),
+                "control_accuracy": float((pc == labels_t)[keep].float().mean()), "n": int(keep.sum())}
+
+    def groups(values: list[str]) -> dict:
+        return {v: rates(torch.tensor([x == v for x in values])) for v in sorted(set(values))}
+
+    return {"clean_accuracy": float((p0 == labels_t).float().mean()), **rates(torch.ones(n, dtype=torch.bool)),
+            "by_ink": groups(inks), "by_position": groups(positions)}
 
 
 def written_word_probe(model: torch.nn.Module, preprocess: Callable, n_train: int = 1500, n_test: int = 500,
