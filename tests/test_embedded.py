@@ -72,3 +72,16 @@ def test_large_model_frontier_bends_as_in_the_paper():
         gains[task] = gain_within_drift(df, task, SUPPORTED_TASKS, 0.01)["patch_gain"]
         assert chord_gap(frontier(df, task, SUPPORTED_TASKS, "test")).iloc[1:-1].mean() > 0, task
     assert sum(g >= 0.20 for g in gains.values()) >= 2, gains
+
+
+def test_reading_test_groups_partition_the_images_and_reweight_to_the_totals():
+    """reading_test's per-ink and per-position rates are rates of disjoint groups covering every image: their
+    counts sum to n and their count-weighted means give back the overall rates (the shipped reader, n=60)."""
+    from paint_core.studies.diagnostics import reading_test
+    model, preprocess, tokenizer = load_model("micro-rn-s", str(ROOT / "paint_core/weights/micro-rn-s-reads.safetensors"))
+    r = reading_test(model, preprocess, tokenizer, n=60)
+    assert set(r["by_ink"]) == {"white", "black", "yellow"} and set(r["by_position"]) == {"over", "top", "bottom"}
+    for groups in (r["by_ink"], r["by_position"]):
+        assert sum(g["n"] for g in groups.values()) == r["n"] == 60
+        for rate in ("attacked_accuracy", "word_rate", "control_accuracy"):
+            assert sum(g[rate] * g["n"] for g in groups.values()) / 60 == pytest.approx(r[rate], abs=1e-6)
