@@ -1,9 +1,6 @@
 import hashlib
-import json
 import os
-import pickle
 
-import open_clip
 import pytest
 import torch
 

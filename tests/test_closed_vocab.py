@@ -1,7 +1,6 @@
 """Closed-vocabulary task addition: mechanics on random timm encoders and small tensors."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from torch.utils.data import TensorDataset

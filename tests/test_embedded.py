@@ -85,3 +85,13 @@ def test_reading_test_groups_partition_the_images_and_reweight_to_the_totals():
         assert sum(g["n"] for g in groups.values()) == r["n"] == 60
         for rate in ("attacked_accuracy", "word_rate", "control_accuracy"):
             assert sum(g[rate] * g["n"] for g in groups.values()) / 60 == pytest.approx(r[rate], abs=1e-6)
+
+
+@pytest.mark.parametrize("name", list(list_models()))
+def test_typographic_reading_recomputed_equals_the_cached_diagnostics(name):
+    """The shipped diagnostics' reading figures come back from the code as it is now (`reproduce` calls it)."""
+    from paint_core.studies.diagnostics import typographic_reading
+    model, preprocess, tokenizer = load_model(name)
+    cached = _diagnostics(name)["typographic_reading"]
+    got = typographic_reading(model, preprocess, tokenizer, n=cached["n"])
+    assert got == pytest.approx(cached, abs=1e-6)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from paint_core import evaluate, interpolate, load_run
 from paint_core.core.selection import choose_addition, choose_negation

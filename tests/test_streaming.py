@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset

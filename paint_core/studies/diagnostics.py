@@ -35,8 +35,6 @@ def typographic_reading(model: torch.nn.Module, preprocess: Callable, tokenizer:
         control.append(preprocess(w.render_object_with_word(np.random.default_rng(state), w.SHAPES[label], colour, other)))
         labels.append(label)
         words.append(w.SHAPES.index(word))
-        inks.append(TEXT_INK_NAMES[TEXT_COLOURS.index(style["text_colour"])])
-        positions.append(style["position"])
     labels_t, words_t = torch.tensor(labels), torch.tensor(words)
     pa = predict(model, head, torch.stack(attack)).argmax(-1)  # on the model's device, batched
     pc = predict(model, head, torch.stack(control)).argmax(-1)
