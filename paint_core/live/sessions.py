@@ -222,7 +222,8 @@ class PatchSession:
         return self._probs_by_alpha[alpha]
 
     def accuracies(self, probs: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
-        return subsample_accuracies(probs or self.probabilities(), self.eval_sets)
+        """Subsample accuracy per task of ``probs``, or of the current alpha's probabilities."""
+        return subsample_accuracies(self.probabilities() if probs is None else probs, self.eval_sets)
 
     def along_alpha(self, task: str, index: int, alphas: Sequence[float] = SLIDER_ALPHAS) -> pd.DataFrame:
         """One subsample image's class probabilities at every alpha (rows) and class (columns): the per-image
