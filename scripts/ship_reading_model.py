@@ -1,15 +1,17 @@
 """Ship the micro CLIP that reads (issue 16) beside the default, and its typographic patch as a cached run.
 
-    python scripts/ship_reading_model.py [--weights runs/reading/I-neutral-20-long.safetensors]
+    python scripts/ship_reading_model.py [--weights runs/reading/L-inks-neutral35.safetensors]
 
-The weights are reading lever 7 of docs/experiments.md ("I-neutral-20-long": twin batches, 20% of twins carrying
-a training-only non-class word captioned by the object, 6,000 steps), reproducible on a CPU (~80 min on one core)
-with the command recorded in their sidecar:
+The weights are reading lever 9 of docs/experiments.md ("L-inks-neutral35": twin batches, 35% of twins carrying
+a training-only non-class word captioned by the object, words on objects in varied ink, 6,000 steps),
+reproducible on a CPU (~85 min on one core) with the command recorded in their sidecar:
 
-    python -m paint_core pretrain --model micro-rn-s --out runs/reading --name I-neutral-20-long \\
-        --object-word-share 0.35 --word-only-caption 0.6 --word-pairs --neutral-twins 0.2 --steps 6000
+    python -m paint_core pretrain --model micro-rn-s --out runs/reading --name L-inks-neutral35 \\
+        --object-word-share 0.35 --word-only-caption 0.6 --word-pairs --neutral-twins 0.35 --word-colours \\
+        --steps 6000
 
-Until session 7 the shipped reader was lever 3 ("C-pairs", the same without neutral twins, 2,500 steps).
+Until session 9 the shipped reader was lever 7 ("I-neutral-20-long": 20% neutral twins, white ink only), and
+until session 7 lever 3 ("C-pairs": no neutral twins, 2,500 steps).
 
 They go to paint_core/weights/micro-rn-s-reads.safetensors (an open_clip micro-rn-s checkpoint: load it with
 ``--model micro-rn-s --pretrained paint_core/weights/micro-rn-s-reads.safetensors``). Then the shipped recipe
@@ -36,7 +38,7 @@ RUN = CACHED_RESULTS_DIR / "reading" / "typographic"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", default="runs/reading/I-neutral-20-long.safetensors")
+    parser.add_argument("--weights", default="runs/reading/L-inks-neutral35.safetensors")
     args = parser.parse_args()
     dest = WEIGHTS_DIR / f"{NAME}.safetensors"
     if not dest.is_file():
