@@ -73,10 +73,14 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from .core.interpolation import AlphaOutOfRange
     from .studies.patch import export_run
 
-    sidecar = export_run(args.run, args.alpha, args.out, allow_extrapolation=args.extrapolate,
-                         overwrite=args.overwrite)
+    try:
+        sidecar = export_run(args.run, args.alpha, args.out, allow_extrapolation=args.extrapolate,
+                             overwrite=args.overwrite)
+    except AlphaOutOfRange as e:  # export is the one command that can go beyond the endpoints
+        raise AlphaOutOfRange(f"{e}; pass --extrapolate to go beyond the endpoints") from None
     print(f"wrote {args.out} (alpha {args.alpha:g}, sha256 {sidecar['sha256'][:12]}...)")
     return 0
 
@@ -341,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .engine.finetune import FinetuneConfig
     from .engine.pretrain import PretrainConfig
     from .engine.prompts import PromptConfig
+    from .engine.evaluation import MAX_ALPHAS
     from .data.corpus import CorpusConfig
     from .version import __version__
 
@@ -349,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log more and show the traceback of an error")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     max_eval_help = "evaluate on the first N images of each split (default: all)"
+    alphas_help = f"start:stop:step or a comma list, at most {MAX_ALPHAS:,} alphas (default: %(default)s)"
 
     s = sub.add_parser("pretrain", help="train an embedded micro CLIP on the procedural world (resumable)")
     s.add_argument("--model", required=True, help="embedded model name, e.g. micro-rn-s")
@@ -376,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sweep", help="accuracy along alpha on the patch and supported tasks (resumable)")
     s.add_argument("--run-dir", "--run", dest="run", required=True, help="run directory (made by finetune)")
     s.add_argument("--supported", required=True, help="comma-separated supported tasks")
-    s.add_argument("--alphas", default="0:1:0.1", help="start:stop:step or a comma list (default: %(default)s)")
+    s.add_argument("--alphas", default="0:1:0.1", help=alphas_help)
     s.add_argument("--splits", default="val,test", help="comma-separated splits (default: %(default)s)")
     s.add_argument("--max-eval", type=int, default=None, help=max_eval_help)
     s.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: %(default)s)")
@@ -414,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--task", required=True, help="the task it was fine-tuned on (embedded, torchvision:NAME, imagefolder:PATH)")
     s.add_argument("--base", default=None, help="pretrained tag or file for keys the zero-shot checkpoint lacks")
     s.add_argument("--supported", default=None, help="sweep at once on these comma-separated supported tasks")
-    s.add_argument("--alphas", default="0:1:0.1", help="alphas of that sweep (default: %(default)s)")
+    s.add_argument("--alphas", default="0:1:0.1", help=alphas_help)
     s.add_argument("--max-eval", type=int, default=None, help="evaluate on the first N images of each split")
     s.add_argument("--data-root", default=None, help="root folder for torchvision datasets")
     s.add_argument("--out", required=True, help="run directory to write")
@@ -425,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("attack", help="accuracy and typographic attack-success rate of a run along alpha")
     s.add_argument("--run-dir", "--run", dest="run", required=True, help="run directory")
     s.add_argument("--task", required=True, help="typographic:PATH (PAINT's label=<class>_text=<word>.png files)")
-    s.add_argument("--alphas", default="0:1:0.25", help="start:stop:step or a comma list (default: %(default)s)")
+    s.add_argument("--alphas", default="0:1:0.25", help=alphas_help)
     s.add_argument("--max-eval", type=int, default=None, help="score the first N images (default: all)")
     s.add_argument("--json", action="store_true", help="print the rows as JSON")
     add_runtime_options(s)

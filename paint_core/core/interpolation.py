@@ -13,14 +13,19 @@ import torch
 from .state_dicts import StateDict, check_compatible
 
 
+class AlphaOutOfRange(ValueError):
+    """An alpha outside [0, 1] where extrapolation was not asked for. The message names no way to ask for it:
+    only the caller knows whether it has one (the CLI's ``export --extrapolate``; ``sweep`` and the dashboard
+    have none), and adds it."""
+
+
 def check_alpha(alpha: float, allow_extrapolation: bool = False) -> float:
     """alpha in [0, 1] (0 is zero-shot, 1 is fine-tuned); outside only if extrapolation is asked for."""
     alpha = float(alpha)
     if not math.isfinite(alpha):
         raise ValueError(f"alpha must be a finite number, got {alpha}")
     if not allow_extrapolation and not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1] (0 = zero-shot, 1 = fine-tuned), got {alpha}; "
-                         "pass allow_extrapolation=True (CLI: --extrapolate) to go beyond the endpoints")
+        raise AlphaOutOfRange(f"alpha must be in [0, 1] (0 = zero-shot, 1 = fine-tuned), got {alpha:g}")
     return alpha
 
 

@@ -1,6 +1,7 @@
 """Zero-shot heads, the one batched forward pass, accuracy, and the alpha sweep."""
 from __future__ import annotations
 
+import math
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -174,21 +175,48 @@ def evaluate_all(model: torch.nn.Module, evals: Evals, split: str | None = None,
             for (t, s), (ds, head) in evals.items() if split is None or s == split}
 
 
+MAX_ALPHAS = 1001      # most alphas in one grid: 0:1:0.001; each costs one evaluation of every split
+ALPHA_DECIMALS = 6     # alphas are kept (and matched in sweep.csv) to this many decimals
+
+
 def parse_alphas(spec: str) -> list[float]:
-    """"0:1:0.1" (start:stop:step, stop included) or "0,0.25,1"."""
+    """"0:1:0.1" (start:stop:step, stop included) or "0,0.25,1": at most ``MAX_ALPHAS`` finite values.
+
+    The size of a start:stop:step grid is computed from its three numbers before anything is expanded, so
+    ``0:1:1e-9`` is refused at once instead of asking for a billion floats. The one parser of the CLI and the
+    dashboard."""
+    spec = spec.strip()
+    shown = spec if len(spec) <= 40 else spec[:37] + "..."
     if ":" in spec:
         try:
             start, stop, step = (float(p) for p in spec.split(":"))
         except ValueError:
-            raise ValueError(f"alphas {spec!r}: expected start:stop:step, e.g. 0:1:0.1") from None
+            raise ValueError(f"alphas {shown!r}: expected start:stop:step, e.g. 0:1:0.1") from None
+        if not all(math.isfinite(v) for v in (start, stop, step)):
+            raise ValueError(f"alphas {shown!r}: start, stop and step must be finite numbers")
         if step <= 0 or stop < start:
-            raise ValueError(f"alphas {spec!r}: step must be > 0 and stop >= start")
-        n = int(round((stop - start) / step))
-        return [round(start + i * step, 6) for i in range(n + 1)]
+            raise ValueError(f"alphas {shown!r}: step must be > 0 and stop >= start")
+        if step < 10 ** -ALPHA_DECIMALS:
+            raise ValueError(f"alphas {shown!r}: step must be at least {10 ** -ALPHA_DECIMALS:g} (alphas are kept "
+                             f"to {ALPHA_DECIMALS} decimals)")
+        steps = (stop - start) / step  # inf when it overflows (e.g. 0:1e308:1e-6)
+        if not math.isfinite(steps) or round(steps) + 1 > MAX_ALPHAS:
+            count = f"{round(steps) + 1:,}" if math.isfinite(steps) else "too many"
+            coarser = (stop - start) / (MAX_ALPHAS - 1)
+            hint = f" (e.g. {start:g}:{stop:g}:{coarser:.2g})" if math.isfinite(coarser) else ""
+            raise ValueError(f"alphas {shown!r}: {count} values; at most {MAX_ALPHAS:,} per sweep{hint}")
+        return [round(start + i * step, ALPHA_DECIMALS) for i in range(round(steps) + 1)]
+    parts = [a for a in spec.split(",") if a.strip()]  # no larger than the text itself
+    if len(parts) > MAX_ALPHAS:
+        raise ValueError(f"alphas: {len(parts):,} values; at most {MAX_ALPHAS:,} per sweep")
     try:
-        return [float(a) for a in spec.split(",") if a.strip()]
+        values = [float(a) for a in parts]
     except ValueError:
-        raise ValueError(f"alphas {spec!r}: expected numbers separated by commas") from None
+        raise ValueError(f"alphas {shown!r}: expected numbers separated by commas") from None
+    bad = [v for v in values if not math.isfinite(v)]
+    if bad:
+        raise ValueError(f"alphas {shown!r}: every alpha must be a finite number, got {bad[0]}")
+    return values
 
 
 def sweep(interpolator: Interpolator, evals: Evals,

@@ -20,7 +20,7 @@ from ..core.state_dicts import StateDict, cast_like, state_digest
 from ..core.task_vectors import TaskVector
 from ..data.tasks import SPLITS, get_task
 from ..engine import distributed
-from ..engine.evaluation import build_evals, sweep, zero_shot_head
+from ..engine.evaluation import MAX_ALPHAS, build_evals, sweep, zero_shot_head
 from ..engine.finetune import FinetuneConfig, finetune
 from ..engine.training import Progress, ProgressFn
 from ..io.paths import REPO_DIR
@@ -77,6 +77,8 @@ class SweepSpec:
             raise ValueError("give at least one supported task (e.g. --supported shapes,colours)")
         if not self.alphas:
             raise ValueError("give at least one alpha (e.g. --alphas 0:1:0.1)")
+        if len(self.alphas) > MAX_ALPHAS:
+            raise ValueError(f"{len(self.alphas):,} alphas; at most {MAX_ALPHAS:,} per sweep")
         for a in self.alphas:
             check_alpha(a)
         bad = [s for s in self.splits if s not in SPLITS]
