@@ -13,6 +13,8 @@
     PAINT_LIVE_N         images per task a slider move re-scores (default 100 on a CPU, 1000 on a GPU)
     PAINT_CACHE_DIR      decoded-image cache of sweeps (default: <write root>/.decoded, inside the write root)
 
+Jobs: on a server that is not read-only, any session may cancel any running job (see ``may_cancel``).
+
 Readable: cached_results/, the write root and the data roots. Every typed path is resolved (symbolic links
 too) and refused outside them, with a message that does not say whether the path exists.
 """
@@ -109,6 +111,15 @@ def check_task(p: ServerPolicy, name: str) -> str:
     if name not in list_tasks():
         raise WriteRefused(f"unknown task {name!r}; choose from {', '.join(list_tasks())} or imagefolder:PATH")
     return name
+
+
+def may_cancel(p: ServerPolicy) -> bool:
+    """Whether a session may cancel a running job it did not start: yes wherever jobs may be started (the
+    server is not read-only). A session lives only as long as its browser tab, so "only the starter may
+    cancel" left a job that nobody on the page could stop after a reload (a 14 h sweep held the server's one
+    job slot until the operator killed it); whoever may start a job may free the slot. The job's log and
+    status say that another session cancelled it."""
+    return not p.read_only
 
 
 @dataclass(frozen=True)

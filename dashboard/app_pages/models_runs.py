@@ -13,7 +13,7 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard import state
-from dashboard.policy import check_finetune, policy
+from dashboard.policy import check_finetune, may_cancel, policy
 from paint_core.engine.evaluation import parse_alphas
 from paint_core.studies.patch import SweepSpec, export_run
 from paint_core.data.tasks import list_tasks
@@ -79,7 +79,8 @@ if start:
 
 
 def _job_list() -> None:
-    """The server's jobs, newest first: progress, log, cancel (for this session's own), and the run made."""
+    """The server's jobs, newest first: progress, log, cancel (any session's, see policy.may_cancel), and the
+    run made."""
     jobs = list_jobs(state.jobs_root())[:JOBS_SHOWN]
     running = {j.id for j in jobs if j.running}
     if running != st.session_state.get("_running_jobs", running):
@@ -98,10 +99,11 @@ def _job_list() -> None:
             head.progress(min(1.0, j.done / j.total), text=f"{j.what}: {j.done}/{j.total}{loss}")
         if j.message:
             (head.error if j.state in ("failed", "lost") else head.caption)(j.message)
-        if j.running and j.owner == state.session_id():
-            if buttons.button("Cancel", key=f"cancel_{j.id}"):
-                cancel_job(state.jobs_root(), j.id)
-                st.rerun(scope="fragment")
+        if j.running and may_cancel(server):
+            if buttons.button("Cancel", key=f"cancel_{j.id}",
+                              help=None if j.owner == state.session_id() else "started by another session"):
+                cancel_job(state.jobs_root(), j.id, by=state.session_id())
+                st.rerun(scope="app")  # "fragment" raises when the list is drawn by a full run (as in AppTest)
         if j.state == "done" and (Path(j.out) / "run.json").is_file():
             if buttons.button("Open on the Patch page", key=f"open_{j.id}"):
                 st.session_state["open_run"] = j.out
@@ -112,7 +114,8 @@ def _job_list() -> None:
 
 st.subheader("Jobs")
 st.caption("Fine-tunes run as background jobs on the server, one at a time unless its operator allows more "
-           "(PAINT_MAX_JOBS): a closed tab or a crash of this page stops nothing, and a cancelled job writes nothing.")
+           "(PAINT_MAX_JOBS): a closed tab or a crash of this page stops nothing, and a cancelled job writes nothing. "
+           "Anyone who may start a job here may cancel a running one, also after a page reload.")
 _polling = any(j.running for j in list_jobs(state.jobs_root()))  # refresh on its own only while a job runs
 st.fragment(run_every=JOB_POLL_S if _polling else None)(_job_list)()
 

@@ -7,8 +7,12 @@ The shipped weights and cached_results/ are never written by ``export`` or the d
 """
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
+import logging
 import os
+import re
 import shutil
 import socket
 import time
@@ -19,6 +23,9 @@ from typing import Iterator, Sequence
 
 from .checkpoints import CheckpointError, read_sidecar, sha256_file, sidecar_path
 from .paths import CACHED_RESULTS_DIR, WEIGHTS_DIR
+
+
+log = logging.getLogger(__name__)
 
 
 class WriteRefused(ValueError):
@@ -88,12 +95,49 @@ def check_run_output(out: str | Path, overwrite: bool) -> Path:
     return out
 
 
+def run_own_files(run_dir: str | Path) -> set[str]:
+    """The names of the files that make up run directory ``run_dir`` (what ``export`` must never replace)."""
+    names = {"run.json", "sweep.csv", "finetuned.safetensors", "finetuned.json", "zeroshot.safetensors",
+             "zeroshot.json"}
+    try:
+        zs = json.loads((Path(run_dir) / "run.json").read_text()).get("zeroshot_file")
+    except (OSError, ValueError, AttributeError):
+        zs = None
+    if isinstance(zs, str) and zs:
+        names |= {zs, Path(zs).with_suffix(".json").name}
+    return names
+
+
+def refuse_run_files(out: str | Path) -> None:
+    """A checkpoint output inside a run directory may be a new file or an earlier output there (an export or a
+    conversion: its sidecar names where it came from), never a file of the run itself: replacing its
+    weights with an export "succeeded" and left a run that no longer sweeps."""
+    out = Path(out)
+    where = out.parent.resolve() / out.name  # the folder's links resolved; a link as ``out`` is refused later
+    for folder in where.parents:
+        if not is_run_dir(folder):
+            continue
+        own = run_own_files(folder) if folder == where.parent else set()
+        taken = next((n for n in (where.name, sidecar_path(where).name) if n in own), None)
+        if taken is None and where.is_file():
+            try:
+                side = read_sidecar(where)
+            except CheckpointError:
+                side = {}
+            taken = None if ("run" in side or "converted_from" in side) else where.name
+        if taken is not None:
+            beside = folder.parent / f"{folder.name}-patched.safetensors"
+            raise WriteRefused(f"output {out} would replace {taken} of the run directory {folder}; write "
+                               f"exports beside the run instead (e.g. {beside})")
+
+
 def check_checkpoint_output(out: str | Path, overwrite: bool) -> Path:
     """Where a checkpoint (.safetensors + .json sidecar) may be written without clobbering anything."""
     out = Path(out)
     if out.suffix != ".safetensors":
         raise WriteRefused(f"output {out.name!r} must end in .safetensors")
     refuse_shipped(out, "output")
+    refuse_run_files(out)
     side = sidecar_path(out)
     for p in (out, side):
         if p.is_symlink() or (p.exists() and not p.is_file()):
@@ -209,14 +253,64 @@ def run_lock(run_dir: str | Path, command: str = "") -> Iterator[Path]:
             pass
 
 
+@contextmanager
+def folder_lock(folder: str | Path) -> Iterator[None]:
+    """One holder at a time of ``folder``'s bookkeeping, across threads and processes of this machine (an
+    flock on ``folder/.lock``, released by the kernel if the holder dies)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 # ------------------------------------------------------------------------------ atomic directories
+# .NAME.partial-HOST-PID-ID (a Linux pid has at most 7 digits: pid_max <= 2**22)
+_PARTIAL = re.compile(r"^\.(?P<name>.+)\.partial-(?P<host>[0-9a-f]{8})-(?P<pid>\d{1,7})-[0-9a-f]{8}$")
+
+
+def _host_tag() -> str:
+    """This machine in a file name (a pid means something only on the machine that wrote it)."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
 def staging_dir(final: str | Path) -> Path:
-    """A fresh, hidden folder beside ``final`` to write a new version in (unique per writer)."""
+    """A fresh, hidden folder beside ``final`` to write a new version in (unique per writer).
+
+    Its name holds this machine and process (``.NAME.partial-HOST-PID-ID``), so the folders left by writers
+    that were killed (SIGKILL, out of memory, power loss) are recognised and removed here, by the next writer
+    in the same folder."""
     final = Path(final).resolve()
     final.parent.mkdir(parents=True, exist_ok=True)
-    path = final.parent / f".{final.name}.partial-{uuid.uuid4().hex[:8]}"
+    remove_stale_partials(final.parent)
+    path = final.parent / f".{final.name}.partial-{_host_tag()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     path.mkdir()
     return path
+
+
+def remove_stale_partials(folder: str | Path) -> list[Path]:
+    """Remove the staging folders in ``folder`` whose writer, a process on this machine, is gone; returns
+    them. A folder of a live process, of another machine, or without a writer in its name (made before
+    names held one) is left alone: when in doubt, nothing is deleted."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    here = _host_tag()
+    for e in entries:
+        m = _PARTIAL.match(e.name)
+        if m is None or m["host"] != here or not e.is_dir(follow_symlinks=False) or process_alive(int(m["pid"])):
+            continue
+        shutil.rmtree(e.path, ignore_errors=True)
+        removed.append(Path(e.path))
+    if removed:
+        log.info("removed %d staging folder(s) of writers that died: %s", len(removed),
+                 ", ".join(p.name for p in removed))
+    return removed
 
 
 def swap_in(staged: str | Path, final: str | Path) -> None:

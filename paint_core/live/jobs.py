@@ -10,7 +10,6 @@ place stays as it was.
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
@@ -19,13 +18,11 @@ import sys
 import time
 import traceback
 import uuid
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from ..io.atomic import atomic_write_text
-from ..io.writes import process_alive
+from ..io.writes import folder_lock, process_alive
 
 STATES = ("running", "done", "failed", "cancelled", "lost")
 PROGRESS_EVERY_S = 0.5   # progress.json is rewritten at most this often
@@ -84,25 +81,14 @@ class JobStatus:
 _children: dict[str, subprocess.Popen] = {}  # this process's job processes, polled so they never linger as zombies
 
 
-@contextmanager
-def _board_lock(root: Path) -> Iterator[None]:
-    """One starter at a time (across threads and server processes): counting and starting are one step."""
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def start_job(root: str | Path, spec: FinetuneJob, description: str, limit: int = 1, owner: str = "") -> str:
     """Start ``spec`` in a process of its own; returns the job id. Refused (``JobRefused``) when ``limit``
-    jobs already run. ``owner`` (e.g. a browser session) is the only one offered to cancel it."""
+    jobs already run. ``owner`` (e.g. a browser session) is recorded; who may cancel is the caller's policy
+    (the dashboard's: dashboard/policy.py ``may_cancel``)."""
     root = Path(root)
     if limit < 1:
         raise JobRefused("this server runs no jobs (its job limit is 0)")
-    with _board_lock(root):
+    with folder_lock(root):  # one starter at a time: counting and starting are one step
         running = [j for j in list_jobs(root) if j.running]
         if len(running) >= limit:
             raise JobRefused("the server is already running its limit of jobs (" + "; ".join(
@@ -185,14 +171,17 @@ def wait_job(root: str | Path, job_id: str, timeout: float = 600.0, poll: float 
         time.sleep(poll)
 
 
-def cancel_job(root: str | Path, job_id: str) -> bool:
-    """Ask a running job to stop (SIGTERM to its process group); False if it is not running."""
+def cancel_job(root: str | Path, job_id: str, by: str | None = None) -> bool:
+    """Ask a running job to stop (SIGTERM to its process group); False if it is not running. ``by`` (e.g. a
+    browser session) is recorded, so a job cancelled by someone other than its starter says so."""
     status = job_status(Path(root) / job_id)
     if status is None or not status.running:
         return False
     pid = _pid(status.folder)
     if pid is None:
         return False
+    if by is not None:
+        atomic_write_text(status.folder / "cancel.json", json.dumps({"by": by, "at": time.time()}))
     try:
         os.killpg(pid, signal.SIGTERM)
     except OSError:
@@ -214,6 +203,14 @@ def read_log(root: str | Path, job_id: str, tail: int = LOG_TAIL_BYTES) -> str:
 
 
 # ------------------------------------------------------------------------------ the job's side
+def cancel_message(folder: Path) -> str:
+    """What a cancelled job reports: by whom, when another session than its starter cancelled it."""
+    meta, asked = _read_json(folder / "job.json") or {}, _read_json(folder / "cancel.json") or {}
+    by = asked.get("by")
+    who = " by another session" if by is not None and by != meta.get("owner") else ""
+    return f"cancelled{who}; nothing was written (an earlier run at the same place is unchanged)"
+
+
 def _raise_cancelled(signum, frame) -> None:
     raise JobCancelled()
 
@@ -255,7 +252,7 @@ def run_job(folder: str | Path) -> int:
         finish("done", f"run written to {out}")
         return 0
     except JobCancelled:
-        finish("cancelled", "cancelled; nothing was written (an earlier run at the same place is unchanged)")
+        finish("cancelled", cancel_message(folder))
         return 1
     except Exception as e:  # noqa: BLE001 -- every failure becomes the job's status, with its traceback in the log
         traceback.print_exc()
