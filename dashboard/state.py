@@ -231,8 +231,13 @@ def jobs_root() -> Path:
     return policy().write_root / ".jobs"
 
 
+def uploads_root() -> Path:
+    """Where zip uploads are unpacked, once per content: ``<write root>/.uploads`` (paint_core.io.uploads)."""
+    return policy().write_root / ".uploads"
+
+
 def session_id() -> str:
-    """This browser session's id: the owner of the jobs it starts (only it is offered to cancel them)."""
+    """This browser session's id: recorded as the owner of the jobs it starts and as who cancelled a job."""
     return st.session_state.setdefault("_paint_session_id", uuid.uuid4().hex)
 
 

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,15 +11,17 @@ from dashboard import figures, state
 from dashboard.policy import check_pretrained, check_task, policy
 from paint_core.data import world
 from paint_core.data.tasks import SHAPE_TEMPLATES, get_task
-from paint_core.data.typographic import extract_typographic_zip
+from paint_core.data.typographic import unpack_typographic_zip
 from paint_core.engine.attack import CONTROL_WORDS, batch_attack, margin_along_alpha, saliency, word_sweep
 from paint_core.engine.evaluation import materialize, zero_shot_head
+from paint_core.io.uploads import ZipLimits, release_uploads
 from paint_core.io.writes import WriteRefused
 from paint_core.live.sessions import SLIDER_ALPHAS, compare_predictions, parse_classnames
 
 # The shipped micro CLIP that reads (scripts/ship_reading_model.py), patched on the typographic task: the
 # default models barely read, so on them the demo would show no attack.
 READING_RUN = "reading/typographic"
+ZIP_LIMITS = ZipLimits()  # what a batch zip may hold (the engine's defaults)
 
 st.title("Typographic attack")
 st.caption("A word written on an object can fool CLIP. Compose an object or upload a photo, write a word on it, "
@@ -190,13 +190,23 @@ if batch_source == "Folder":
             spec = check_task(server, f"typographic:{folder.strip()}")
         except (WriteRefused, ValueError) as e:
             st.error(str(e))
+zip_upload = None
+if batch_source == "Zip" and server.read_only:
+    st.info("Zip uploads are switched off on this read-only server (PAINT_READ_ONLY): score the embedded set or "
+            "a folder under the server's data folders.")
 elif batch_source == "Zip":
-    up = st.file_uploader("Zip of label=<class>_text=<word>.png images", type=["zip"], key="typo_batch_zip")
-    if up is not None:
+    zip_upload = st.file_uploader("Zip of label=<class>_text=<word>.png images", type=["zip"], key="typo_batch_zip",
+                                  help=f"At most {ZIP_LIMITS.max_files:,} images, "
+                                       f"{ZIP_LIMITS.max_file_bytes // 2 ** 20} MB each, "
+                                       f"{ZIP_LIMITS.max_total_bytes // 2 ** 20} MB in all.")
+    if zip_upload is not None:
         try:
-            spec = "typographic:" + str(extract_typographic_zip(up.getvalue(), Path(tempfile.mkdtemp()) / "images"))
+            spec = "typographic:" + str(unpack_typographic_zip(zip_upload.getvalue(), state.uploads_root(),
+                                                               state.session_id()))
         except ValueError as e:
-            st.error(str(e))
+            st.error(f"Cannot use this zip: {e}")
+if zip_upload is None and not server.read_only:
+    release_uploads(state.uploads_root(), state.session_id())  # this session's unpacked zip is no longer needed
 if spec is not None and st.button("Score the set", key="typo_batch_go"):
     try:
         task = get_task(spec)
@@ -205,23 +215,24 @@ if spec is not None and st.button("Score the set", key="typo_batch_go"):
         batch_head = zero_shot_head(model0, tokenizer, task.classnames, task.templates)
         with page_models() as models:
             summary, per_image = batch_attack(models, batch_head, data, written)
-        st.session_state["typo_batch"] = (spec, task.classnames, summary, per_image, list(names))
+        last = names[-1]
+        raw = task.split("test", None)  # the worst images kept now: an unpacked zip may be released later
+        worst = []
+        for r in per_image.sort_values(f"{last} p_true").head(8).to_dict("records"):
+            said = ", ".join(f"{name.split()[0]} {task.classnames[int(r[f'{name} predicted'])]}" for name in names
+                             if f"{name} predicted" in r)
+            worst.append((raw[int(r["index"])][0].resize((96, 96)), f"{task.classnames[int(r['label'])]}; {said}"))
+        st.session_state["typo_batch"] = (summary, per_image, last, worst)
     except (ValueError, OSError) as e:
         st.error(f"Cannot score this set: {e}")
 if "typo_batch" in st.session_state:
-    spec, batch_classes, summary, per_image, batch_names = st.session_state["typo_batch"]  # names as scored
+    summary, per_image, last, worst = st.session_state["typo_batch"]  # as scored
     shown = summary.assign(accuracy=(100 * summary["accuracy"]).round(1),
                            attack_success=(100 * summary["attack_success"].astype(float)).round(1))
     st.dataframe(shown.rename(columns={"accuracy": "accuracy (%)", "attack_success": "attack success (%)"}),
                  hide_index=True, key="typo_batch_summary")
-    last = batch_names[-1]
-    worst = per_image.sort_values(f"{last} p_true").head(8)
     st.markdown(f"**Worst examples for the {last} model** (lowest probability of the true class)")
-    raw = get_task(spec).split("test", None)
-    thumbs = st.columns(8)
-    for col, r in zip(thumbs, worst.to_dict("records")):
-        said = ", ".join(f"{name.split()[0]} {batch_classes[int(r[f'{name} predicted'])]}" for name in batch_names
-                         if f"{name} predicted" in r)
-        col.image(raw[int(r["index"])][0].resize((96, 96)), caption=f"{batch_classes[int(r['label'])]}; {said}")
+    for col, (thumb, caption) in zip(st.columns(8), worst):
+        col.image(thumb, caption=caption)
     st.download_button("Per-image results as CSV", per_image.to_csv(index=False), file_name="typographic_batch.csv",
                        mime="text/csv", key="typo_batch_csv")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io.uploads import unpack_zip
 from .tasks import (FOLDER_MAX_ENTRIES, GENERIC_TEMPLATES, SPLITS, ImageFiles, Task, Transform, _carve,
                     _readable_class, _Subset)
 
@@ -89,46 +90,8 @@ def typographic_task(spec: str, carve: bool = False, seed: int = 0) -> Task:
                 written_class=lambda split: written[indices(split)])
 
 
-ZIP_MAX_FILES = 5_000
-ZIP_MAX_FILE_BYTES = 20 * 2 ** 20
-ZIP_MAX_TOTAL_BYTES = 500 * 2 ** 20
-
-
-def extract_typographic_zip(data: bytes, dest: str | Path) -> Path:
-    """A zip of PAINT-layout images unpacked flat into the new folder ``dest``, refusing anything odd before a
-    byte is written: other names, folders that would escape, links, more than 5,000 files, a file over 20 MB or
-    500 MB in all (sizes read from the archive are checked again while reading, against zip bombs)."""
-    import io
-    import stat
-    import zipfile
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        raise ValueError("the upload is not a zip archive") from None
-    with archive:
-        members = [m for m in archive.infolist() if not m.is_dir()]
-        if len(members) > ZIP_MAX_FILES:
-            raise ValueError(f"the zip holds {len(members):,} files; at most {ZIP_MAX_FILES:,}")
-        names = set()
-        for m in members:
-            name = Path(m.filename.replace("\\", "/")).name
-            if stat.S_ISLNK(m.external_attr >> 16):
-                raise ValueError(f"the zip holds a link ({m.filename!r}); only image files are read")
-            if not FILENAME.match(name):
-                raise ValueError(f"{m.filename!r} in the zip is not named label=<class>_text=<word>.png")
-            if name in names:
-                raise ValueError(f"two files in the zip are both named {name!r}")
-            names.add(name)
-            if m.file_size > ZIP_MAX_FILE_BYTES:
-                raise ValueError(f"{name} is {m.file_size / 2 ** 20:.0f} MB; at most {ZIP_MAX_FILE_BYTES // 2 ** 20} MB per image")
-        if sum(m.file_size for m in members) > ZIP_MAX_TOTAL_BYTES:
-            raise ValueError(f"the zip unpacks to more than {ZIP_MAX_TOTAL_BYTES // 2 ** 20} MB")
-        dest = Path(dest)
-        dest.mkdir(parents=True, exist_ok=False)
-        for m in members:
-            with archive.open(m) as src:
-                payload = src.read(ZIP_MAX_FILE_BYTES + 1)
-            if len(payload) > ZIP_MAX_FILE_BYTES:
-                raise ValueError(f"{m.filename} unpacks to more than its declared size")
-            (dest / Path(m.filename.replace("\\", "/")).name).write_bytes(payload)
-    return dest
+def unpack_typographic_zip(data: bytes, root: str | Path, user: str) -> Path:
+    """The folder of a zip of PAINT-layout images, unpacked flat under ``root`` once per content for ``user``
+    (limits, damage and clean-up: ``io.uploads``); ``UploadRefused`` with one line for anything odd."""
+    return unpack_zip(data, root, user, lambda name: FILENAME.match(name) is not None,
+                      "label=<class>_text=<word>.png")
