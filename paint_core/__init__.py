@@ -6,7 +6,8 @@
 """
 from .core.interpolation import Interpolator, interpolate
 from .core.selection import select_alpha
-from .core.task_vectors import TaskVector, merge
+from .core.methods import merge
+from .core.task_vectors import TaskVector
 from .data.tasks import Task, get_task, list_tasks
 from .engine.evaluation import evaluate, predict, sweep, zero_shot_head
 from .engine.finetune import FinetuneConfig, finetune

@@ -178,13 +178,29 @@ def _study_out(out: str) -> str:
     return out
 
 
-def _merges(names: list[str], k: float, p: float, seed: int) -> dict[str, dict]:
-    specs = {"sum": {}, "mean": {}, "ties": {"method": "ties", "k": k}, "dare": {"method": "dare", "p": p, "seed": seed}}
-    unknown = [n for n in names if n not in specs]
-    if unknown:
-        from .core.names import unknown_name
-        raise unknown_name("merge method", unknown[0], specs)
-    return {n: specs[n] for n in names}
+def _merges(args: argparse.Namespace) -> dict[str, dict]:
+    """The study's merges from --merges and the parameter options generated from the registry."""
+    from .core.methods import MERGE_METHODS, get_method, merge_entries
+    choices = []
+    for name in _csv(args.merges):
+        method = get_method(MERGE_METHODS, "merge method", name)
+        given = {p.name: getattr(args, p.name) for p in method.params if getattr(args, p.name, None) is not None}
+        choices.append((name, given))
+    return merge_entries(choices)
+
+
+def add_method_options(s: argparse.ArgumentParser, methods: dict, option: str, what: str) -> None:
+    """``--<option>`` (comma-separated names) and one ``--<param>`` per declared parameter, from a registry.
+    A parameter name shared by several methods is one option; left out, each method uses its declared default."""
+    s.add_argument(f"--{option}", default=",".join(methods), help=f"comma-separated {what}: "
+                   + "; ".join(f"{m.name}: {m.help}" for m in methods.values()).replace("%", "%%") + " (default: %(default)s)")
+    params: dict[str, list] = {}
+    for m in methods.values():
+        for p in m.params:
+            params.setdefault(p.name, []).append((m, p))
+    for name, uses in params.items():
+        s.add_argument(f"--{name}", type=uses[0][1].type, default=None, help="; ".join(
+            f"{m.name}: {p.help} in {p.range_text()} (default: {p.default:g})" for m, p in uses).replace("%", "%%"))
 
 
 def cmd_multitask(args: argparse.Namespace) -> int:
@@ -218,7 +234,7 @@ def cmd_arithmetic(args: argparse.Namespace) -> int:
     from .studies.relatives import arithmetic_study
 
     result = arithmetic_study(_csv(args.runs), _csv(args.supported), _study_out(args.out), negate=_csv(args.negate),
-                              merges=_merges(_csv(args.merges), args.k, args.p, args.seed), max_eval=args.max_eval)
+                              merges=_merges(args), max_eval=args.max_eval)
     for name, r in result["results"]["addition"].items():
         print(f"add {name}: lambda {r['lambda']:g}, mean normalized test accuracy {100 * r['mean_normalized_test']:.1f}")
     for name, r in result["results"]["negation"].items():
@@ -346,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .engine.pretrain import PretrainConfig
     from .engine.prompts import PromptConfig
     from .engine.evaluation import MAX_ALPHAS
+    from .core.methods import MERGE_METHODS
+    from .studies.multitask import MULTITASK_METHODS
     from .data.corpus import CorpusConfig
     from .version import __version__
 
@@ -454,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("multitask", help="patch several tasks at once: joint, sequential, parallel (resumable)")
     s.add_argument("--runs", required=True, help="comma-separated run directories, one per patch task")
     s.add_argument("--supported", required=True, help="comma-separated supported tasks")
-    s.add_argument("--methods", default="joint,sequential,parallel", help="comma-separated (default: %(default)s)")
+    add_method_options(s, MULTITASK_METHODS, "methods", "multi-task methods")
     add_study_output(s)
     add_runtime_options(s)
     s.set_defaults(func=cmd_multitask)
@@ -473,14 +491,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_runtime_options(s)
     s.set_defaults(func=cmd_wiseft)
 
-    s = sub.add_parser("arithmetic", help="task addition (sum/mean/ties/dare) and negation (resumable)")
+    s = sub.add_parser("arithmetic", help=f"task addition ({'/'.join(MERGE_METHODS)}) and negation (resumable)")
     s.add_argument("--runs", required=True, help="comma-separated run directories of one zero-shot model")
     s.add_argument("--supported", required=True, help="control tasks, comma-separated")
     s.add_argument("--negate", default="", help="tasks to forget, comma-separated")
-    s.add_argument("--merges", default="sum,mean,ties,dare", help="comma-separated (default: %(default)s)")
-    s.add_argument("--k", type=float, default=20, help="TIES: percent of entries kept, in (0, 100] (default: 20)")
-    s.add_argument("--p", type=float, default=0.5, help="DARE: drop rate in [0, 1) (default: 0.5)")
-    s.add_argument("--seed", type=int, default=0, help="DARE: random seed (default: 0)")
+    add_method_options(s, MERGE_METHODS, "merges", "merge methods")
     add_study_output(s)
     add_runtime_options(s)
     s.set_defaults(func=cmd_arithmetic)

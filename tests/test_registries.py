@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from paint_core.core.task_vectors import MERGE_METHODS, TaskVector, merge
+from paint_core.core.methods import MERGE_METHODS, merge
+from paint_core.core.task_vectors import TaskVector
 from paint_core.data.tasks import EMBEDDED_TASKS, get_task
 from paint_core.engine.prompts import KINDS, PromptConfig, PromptLearner
 from paint_core.models.clip import EMBEDDED_MODELS, load_model

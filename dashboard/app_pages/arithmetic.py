@@ -5,12 +5,14 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import figures, state
+from dashboard.widgets import method_widgets
+from paint_core.core.methods import MERGE_METHODS
 from paint_core.data.tasks import SUPPORTED_TASKS
 
 st.title("Task arithmetic: add, negate and merge task vectors")
 st.caption("theta = theta_zero-shot + merge(c_1 tau_1, ..., c_n tau_n), tau = fine-tuned minus zero-shot image "
-           "encoder. A negative coefficient forgets a task. TIES trims each vector to its top-k% entries and "
-           "elects signs; DARE drops entries at rate p and rescales the rest.")
+           "encoder. A negative coefficient forgets a task. "
+           + " ".join(f"**{m.name}**: {m.help}." for m in MERGE_METHODS.values()))
 
 runs = state.available_runs()
 by_model: dict[str, dict[str, str]] = {}
@@ -37,13 +39,8 @@ except (ValueError, FileNotFoundError, RuntimeError) as e:
 
 left, right = st.columns([1, 2])
 with left:
-    method = st.selectbox("Merge method", ["sum", "mean", "ties", "dare"], key="ta_method")
-    params = {}
-    if method == "ties":
-        params["k"] = st.slider("k: percent of entries kept", 1, 100, 20, key="ta_k")
-    if method == "dare":
-        params["p"] = st.slider("p: drop rate", 0.0, 0.95, 0.5, step=0.05, key="ta_p")
-        params["seed"] = int(st.number_input("seed", 0, 10_000, 0, key="ta_seed"))
+    method = st.selectbox("Merge method", list(MERGE_METHODS), key="ta_method")
+    params = method_widgets(MERGE_METHODS[method], "ta")
     coefficients = {t: st.slider(f"coefficient of tau({t})", -1.5, 2.0, 0.3, step=0.1, key=f"ta_coef_{t}")
                     for t in tasks}
 with right:

@@ -3,9 +3,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import torch
-
-from .names import unknown_name
 from .state_dicts import StateDict, add_scaled, check_compatible, difference
 
 
@@ -68,58 +65,3 @@ def apply_vectors(pretrained: StateDict, vectors: Sequence[TaskVector], coeffici
     for tv in vectors[1:]:
         vectors[0]._check(tv)
     return add_scaled(pretrained, [(float(c), tv.vector) for tv, c in zip(vectors, coefficients)])
-
-
-MERGE_METHODS = ("sum", "mean", "ties", "dare")
-
-
-def _topk_mask(tv: TaskVector, k: float) -> dict[str, torch.Tensor]:
-    """Entries of ``tv`` among its top ``k`` percent by magnitude (over the whole vector)."""
-    flat = torch.cat([v.abs().reshape(-1).float() for v in tv.vector.values()])
-    keep = max(1, int(round(flat.numel() * k / 100)))
-    threshold = torch.topk(flat, keep, sorted=False).values.min()
-    return {key: v.abs().float() >= threshold for key, v in tv.vector.items()}
-
-
-def merge(task_vectors: list[TaskVector], method: str = "sum", **params) -> TaskVector:
-    """Merge task vectors into one; scale it afterwards with ``apply_to(pretrained, scale)``.
-
-    - "sum": tau_1 + ... + tau_n (task arithmetic); "mean": the sum divided by n.
-    - "ties" (param ``k``, percent of entries kept per vector, default 20): trim each vector to its top-k%
-      magnitudes, elect per entry the sign of the summed trimmed values, average only the entries that agree.
-    - "dare" (params ``p``, drop rate in [0, 1), default 0.9, and ``seed``): drop each entry with probability
-      p, rescale the kept ones by 1 / (1 - p), then sum.
-    """
-    if not task_vectors:
-        raise ValueError("merge needs at least one task vector")
-    if method not in MERGE_METHODS:
-        raise unknown_name("merge method", method, MERGE_METHODS)
-    for tv in task_vectors[1:]:
-        task_vectors[0]._check(tv)
-    keys = list(task_vectors[0].vector)
-    if method in ("sum", "mean"):
-        total = sum(task_vectors[1:], task_vectors[0])
-        return total * (1 / len(task_vectors)) if method == "mean" else total
-    if method == "ties":
-        k = float(params.get("k", 20))
-        if not 0 < k <= 100:
-            raise ValueError(f"ties: k is the percent of entries kept, in (0, 100]; got {k}")
-        masks = [_topk_mask(tv, k) for tv in task_vectors]
-        out = {}
-        for key in keys:
-            trimmed = torch.stack([tv.vector[key] * m[key] for tv, m in zip(task_vectors, masks)])
-            sign = torch.sign(trimmed.sum(0))
-            agree = (torch.sign(trimmed) == sign) & (trimmed != 0)
-            count = agree.sum(0).clamp(min=1)
-            out[key] = (trimmed * agree).sum(0) / count
-        return task_vectors[0]._new(out)
-    p = float(params.get("p", 0.9))
-    if not 0 <= p < 1:
-        raise ValueError(f"dare: the drop rate p must be in [0, 1); got {p}")
-    gen = torch.Generator().manual_seed(int(params.get("seed", 0)))
-    out = {key: torch.zeros_like(task_vectors[0].vector[key]) for key in keys}
-    for tv in task_vectors:
-        for key in keys:
-            keep = torch.rand(tv.vector[key].shape, generator=gen) >= p
-            out[key] += tv.vector[key] * keep / (1 - p)
-    return task_vectors[0]._new(out)

@@ -14,7 +14,8 @@ import torch
 
 from ..core.interpolation import Interpolator
 from ..core.state_dicts import StateDict
-from ..core.task_vectors import TaskVector, merge
+from ..core.methods import merge
+from ..core.task_vectors import TaskVector
 from ..engine.evaluation import Evals, sweep
 
 

@@ -10,6 +10,7 @@ the tasks patched so far, mean supported accuracy).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import torch
@@ -17,13 +18,11 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..core.interpolation import Interpolator, interpolate
+from ..core.methods import Method
 from ..core.selection import select_alpha
 from ..core.state_dicts import StateDict, average_states
 from ..engine.evaluation import Evals, sweep
 from ..engine.finetune import FinetuneConfig, finetune, finetune_visual
-
-
-METHODS = ("joint", "sequential", "parallel")
 
 
 class BalancedTasks(Dataset):
@@ -112,3 +111,40 @@ def patch_parallel(model: torch.nn.Module, theta_zs: StateDict, tasks: Sequence[
     merged = average_states([finetuned[t] for t in tasks])
     choice, state = _choose(model, theta_zs, merged, evals, tasks, supported, alphas)
     return state, {"alpha": choice["alpha"], "stages": [choice]}
+
+
+@dataclass(frozen=True)
+class MultitaskSetting:
+    """What every multi-task method is given; the study builds it once for all of them."""
+    model: torch.nn.Module
+    theta_zs: StateDict
+    tasks: tuple[str, ...]
+    heads: dict[str, torch.Tensor]           # each task's zero-shot head
+    train_sets: dict[str, Dataset]
+    finetuned: dict[str, StateDict]          # each task's specialist (its run's fine-tuned weights)
+    evals: Evals
+    supported: tuple[str, ...]
+    alphas: tuple[float, ...]
+    cfg: FinetuneConfig                      # one specialist's fine-tuning
+
+
+def _joint(s: MultitaskSetting) -> tuple[StateDict, dict]:
+    cfg = replace(s.cfg, steps=s.cfg.steps * len(s.tasks))  # the same total compute as the specialists
+    return patch_joint(s.model, s.theta_zs, s.tasks, s.heads, s.train_sets, s.evals, s.supported, s.alphas, cfg)
+
+
+def _sequential(s: MultitaskSetting) -> tuple[StateDict, dict]:
+    return patch_sequential(s.model, s.theta_zs, s.tasks, s.heads, s.train_sets, s.evals, s.supported, s.alphas,
+                            s.cfg)
+
+
+def _parallel(s: MultitaskSetting) -> tuple[StateDict, dict]:
+    return patch_parallel(s.model, s.theta_zs, s.tasks, s.finetuned, s.evals, s.supported, s.alphas)
+
+
+# Declared like the merge methods (core/methods.py): a function of the setting and its declared parameters.
+MULTITASK_METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("joint", _joint, "one fine-tune on the union of the tasks (as many steps as all specialists)"),
+    Method("sequential", _sequential, "patch task 1, fine-tune that model on task 2, interpolate, and so on"),
+    Method("parallel", _parallel, "average the specialists' fine-tuned weights, then interpolate"),
+)}
