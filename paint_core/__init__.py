@@ -6,7 +6,7 @@
 """
 from .core.interpolation import Interpolator, interpolate
 from .core.selection import select_alpha
-from .core.methods import merge
+from .core.methods import merge, regmean_layer
 from .core.task_vectors import TaskVector
 from .data.tasks import Task, get_task, list_tasks
 from .engine.evaluation import evaluate, predict, sweep, zero_shot_head
@@ -20,5 +20,5 @@ from .version import __version__
 __all__ = [
     "CheckpointError", "FinetuneConfig", "Interpolator", "Run", "Task", "TaskVector", "__version__", "evaluate",
     "finetune", "get_task", "interpolate", "merge", "list_models", "list_tasks", "load_checkpoint", "load_model", "load_run",
-    "predict", "save_checkpoint", "select_alpha", "sweep", "zero_shot_head",
+    "predict", "regmean_layer", "save_checkpoint", "select_alpha", "sweep", "zero_shot_head",
 ]

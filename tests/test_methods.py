@@ -161,3 +161,32 @@ def test_every_method_and_a_registered_one_get_their_widgets_on_the_page(toy_met
     assert all(m.delta == "+0.0 vs zero-shot" for m in at.metric)
     at.slider(key="ta_scaled_factor").set_value(2.0).run()
     assert any(m.delta != "+0.0 vs zero-shot" for m in at.metric)
+
+
+def test_regmean_layer_equals_its_closed_form_and_the_mean_for_equal_grams():
+    import numpy as np
+    from paint_core import regmean_layer
+    g = torch.Generator().manual_seed(0)
+    weights = [torch.randn(3, 4, generator=g) for _ in range(2)]
+    xs = [torch.randn(10, 4, generator=g) for _ in range(2)]
+    grams = [x.T @ x for x in xs]
+    for alpha in (1.0, 0.5, 0.0):
+        tilde = [np.where(np.eye(4, dtype=bool), G.numpy(), alpha * G.numpy()).astype(np.float64) for G in grams]
+        expected = (np.linalg.inv(tilde[0] + tilde[1])
+                    @ (tilde[0] @ weights[0].numpy().T + tilde[1] @ weights[1].numpy().T)).T
+        got = regmean_layer(weights, grams, alpha=alpha)
+        assert got.shape == (3, 4) and got.dtype == torch.float32
+        np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-6)
+    # the merged layer minimises sum_i |X_i W^T - X_i W_i^T|^2: its gradient there is zero
+    w = regmean_layer(weights, grams).double().requires_grad_()
+    loss = sum(((x.double() @ w.T - x.double() @ wi.double().T) ** 2).sum() for x, wi in zip(xs, weights))
+    loss.backward()
+    assert w.grad.abs().max() < 1e-4  # float32 rounding of the result; a wrong W gives gradients of order 10
+    same = [grams[0]] * 3
+    three = weights + [torch.randn(3, 4, generator=g)]
+    torch.testing.assert_close(regmean_layer(three, same), sum(three) / 3, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError) as e:
+        regmean_layer(weights, [grams[0], torch.eye(3)])
+    assert str(e.value) == "regmean_layer: model 1 has weight (3, 4) and Gram (3, 3); expected (3, 4) and (4, 4)"
+    with pytest.raises(ValueError, match="one Gram per weight; got 2 weights, 1 Grams"):
+        regmean_layer(weights, grams[:1])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
@@ -149,6 +149,32 @@ def _dare(task_vectors: list[TaskVector], p: float, seed: int) -> TaskVector:
             keep = torch.rand(tv.vector[key].shape, generator=gen) >= p
             out[key] += tv.vector[key] * keep / (1 - p)
     return task_vectors[0]._new(out)
+
+
+def regmean_layer(weights: Sequence[torch.Tensor], grams: Sequence[torch.Tensor], alpha: float = 1.0) -> torch.Tensor:
+    """RegMean (Jin et al. 2023) for one linear layer: the weight whose outputs are closest, in least squares, to
+    each model's own outputs on its own inputs.
+
+    ``weights``: torch Linear weights, [out, in] each; ``grams``: each model's input Gram X_i^T X_i, [in, in].
+    With in-by-out weights W_i = weights[i].T and G~_i = G_i with its off-diagonal entries times ``alpha`` in
+    [0, 1] (1: plain RegMean; 0: diagonal Grams, a per-input weighted mean), W* = (sum G~_i)^-1 sum G~_i W_i.
+    Returns W*.T ([out, in], the weights' dtype). Equal Grams give the plain mean.
+    """
+    if not weights or len(weights) != len(grams):
+        raise ValueError(f"regmean_layer needs one Gram per weight; got {len(weights)} weights, {len(grams)} Grams")
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"regmean_layer: alpha scales the off-diagonal Gram entries, in [0, 1]; got {alpha}")
+    out_dim, in_dim = weights[0].shape
+    for i, (w, g) in enumerate(zip(weights, grams)):
+        if tuple(w.shape) != (out_dim, in_dim) or tuple(g.shape) != (in_dim, in_dim):
+            raise ValueError(f"regmean_layer: model {i} has weight {tuple(w.shape)} and Gram {tuple(g.shape)}; "
+                             f"expected ({out_dim}, {in_dim}) and ({in_dim}, {in_dim})")
+    dtype = torch.promote_types(weights[0].dtype, torch.float64)
+    scale = torch.full((in_dim, in_dim), float(alpha), dtype=dtype).fill_diagonal_(1.0)
+    tilde = [g.to(dtype) * scale for g in grams]
+    lhs = sum(tilde[1:], tilde[0])
+    rhs = sum(t @ w.to(dtype).T for t, w in zip(tilde, weights))
+    return torch.linalg.solve(lhs, rhs).T.to(weights[0].dtype)
 
 
 MERGE_METHODS: dict[str, Method] = {m.name: m for m in (
