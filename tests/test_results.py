@@ -86,13 +86,13 @@ def test_shipped_studies_are_current_for_reproduce(tmp_path, monkeypatch):
     """The migrated cached_results hold exactly the inputs reproduce asks for: its study calls reuse all of
     them (every computation is disabled here), so `reproduce` would recompute nothing."""
     from paint_core.data.tasks import DIGIT_SHIFTS, EMBEDDED_TASKS, PATCH_TASKS, SUPPORTED_TASKS
-    from paint_core.studies import closed_vocab, prompt_update
+    from paint_core.studies import closed_vocab, multitask, prompt_update
     from paint_core.studies.reproduce import TRANSFER_SOURCES, continued_model, diagnose
 
     def no_work(*args, **kwargs):
         raise AssertionError("recomputed a shipped result")
     for module, name in [(relatives, "edit_sweep"), (relatives, "ensemble_sweep"), (relatives, "transfer_matrix"),
-                         (relatives, "patch_joint"), (relatives, "patch_sequential"), (relatives, "patch_parallel"),
+                         (multitask, "patch_joint"), (multitask, "patch_sequential"), (multitask, "patch_parallel"),
                          (relatives, "_scores"), (prompt_update, "update_study"), (closed_vocab, "disentanglement_error"),
                          (closed_vocab, "create_encoder")]:
         monkeypatch.setattr(module, name, no_work)
