@@ -235,6 +235,46 @@ def test_activation_is_read_from_the_file(tmp_path, tiny_pair, research_classes,
         assert not torch.allclose(as_gelu.encode_text(tokens), research.encode_text(tokens), atol=1e-3)
 
 
+def test_the_sidecar_activation_is_checked_on_every_load(tmp_path, tiny_pair, research_classes, monkeypatch,
+                                                         capsys):
+    """Issue 25: a converted QuickGELU checkpoint loaded as the GELU model (load_model, import-run; the
+    dashboard's checkpoint fields call load_model) is refused, naming the right model, by the sidecar's
+    activation or, for files that record only the model, by its name."""
+    from paint_core.io.checkpoints import CheckpointError, save_checkpoint
+    from paint_core.models.clip import load_model
+    ImageEncoder, _ = research_classes
+    gelu, quick = tiny_pair
+    torch.manual_seed(0)
+    src = tmp_path / "openai_style.pt"
+    src.write_bytes(pickle.dumps(ImageEncoder(open_clip.create_model(quick, pretrained=None))))
+    monkeypatch.delitem(sys.modules, "src.modeling")
+    converted = tmp_path / "converted.safetensors"
+    assert _convert(src, converted, model=quick) == 0
+    refusal = (f"{converted} was trained with QuickGELU activations (its sidecar: model {quick}, activation "
+               f"quick_gelu) but {gelu} uses GELU: its features would be wrong. Use --model {quick}.")
+    with pytest.raises(CheckpointError) as e:
+        load_model(gelu, str(converted))
+    assert str(e.value) == refusal
+    capsys.readouterr()
+    assert main(["import-run", "--model", gelu, "--zeroshot", str(converted), "--finetuned", str(converted),
+                 "--task", "digits", "--out", str(tmp_path / "run")]) == 1
+    assert capsys.readouterr().err == f"error: {refusal}\n"
+    assert not (tmp_path / "run").exists()
+    state, _ = load_checkpoint(converted)
+    named = tmp_path / "named.safetensors"  # a sidecar with the model's name only (an export, a fine-tune)
+    save_checkpoint(named, state, {"model": quick})
+    with pytest.raises(CheckpointError) as e:
+        load_model(gelu, str(named))
+    assert str(e.value) == (f"{named} was trained with QuickGELU activations (its sidecar: model {quick}) but "
+                            f"{gelu} uses GELU: its features would be wrong. Use --model {quick}.")
+    gelu_file = tmp_path / "gelu.safetensors"
+    save_checkpoint(gelu_file, state, {"model": gelu})
+    with pytest.raises(CheckpointError, match=f"trained with GELU activations .* Use --model {gelu}.$"):
+        load_model(quick, str(gelu_file))
+    loaded = load_model(quick, str(converted))[0].state_dict()  # the right model loads it
+    assert all(torch.equal(loaded[k], state[k]) for k in state)
+
+
 def test_activation_without_a_variant_is_said(tmp_path, research_classes, monkeypatch, capsys):
     ImageEncoder, _ = research_classes
     register_embedded_configs()
