@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import shutil
 import threading
 from contextlib import ExitStack, contextmanager
@@ -143,8 +144,10 @@ def run_finetune(out: str | Path, model_name: str, pretrained: str | None, task_
     encoder at that precision; every sweep and the dashboard read the stored weights, so they agree.
     """
     out = check_run_output(out, overwrite)
-    if cfg.steps < 1 or cfg.batch_size < 1 or not cfg.lr > 0 or cfg.warmup < 0:
-        raise ValueError(f"fine-tuning needs steps >= 1, batch size >= 1, lr > 0 and warmup >= 0; got {cfg}")
+    if cfg.steps < 1 or cfg.batch_size < 1 or not 0 < cfg.lr < math.inf or cfg.warmup < 0 \
+            or not 0 <= cfg.weight_decay < math.inf or not 0 < cfg.grad_clip < math.inf:
+        raise ValueError(f"fine-tuning needs steps >= 1, batch size >= 1, a finite lr > 0, warmup >= 0, a finite "
+                         f"weight decay >= 0 and a finite grad clip > 0; got {cfg}")
     task = get_task(task_name, root=data_root, download=download)
     if sweep_spec is not None:
         sweep_spec.validate(data_root, download)
