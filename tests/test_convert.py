@@ -325,3 +325,26 @@ def test_import_run_from_research_checkpoints(tmp_path, research_model, research
                  "--out", str(tmp_path / "runs" / "bad")]) == 1
     assert "outside the image encoder (first: 'token_embedding.weight')" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["imported"]  # nothing half-written
+
+
+def test_import_run_names_a_precision_mismatch(tmp_path, research_model, capsys):
+    """Issue 25: a float32 zero-shot with a float16 fine-tune was refused as 'changes weights outside the
+    image encoder', without a word about precision; a real change outside it is still that refusal."""
+    zs = research_model.state_dict()
+    ft = {k: (v + 0.01 if k.startswith("visual.") else v).half() if v.is_floating_point() else v for k, v in zs.items()}
+    torch.save(zs, tmp_path / "zs32.pt")
+    torch.save(ft, tmp_path / "ft16.pt")
+    args = ["import-run", "--zeroshot", str(tmp_path / "zs32.pt"), "--model", "micro-rn-s", "--task", "digits"]
+    assert main([*args, "--finetuned", str(tmp_path / "ft16.pt"), "--out", str(tmp_path / "run")]) == 1
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path / 'ft16.pt'} and {tmp_path / 'zs32.pt'} differ outside the image encoder only by rounding "
+        "to float16: they were saved at different precisions (e.g. a float32 zero-shot and a float16 fine-tune). "
+        "Save both at one precision (e.g. both in float16) and import again\n")
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in zs.items()}, tmp_path / "zs16.pt")
+    assert main(["import-run", "--zeroshot", str(tmp_path / "zs16.pt"), "--model", "micro-rn-s", "--task", "digits",
+                 "--finetuned", str(tmp_path / "ft16.pt"), "--out", str(tmp_path / "run")]) == 0  # the advice works
+    ft["token_embedding.weight"] = ft["token_embedding.weight"] + 1
+    torch.save(ft, tmp_path / "ft16_text.pt")
+    assert main([*args, "--finetuned", str(tmp_path / "ft16_text.pt"), "--out", str(tmp_path / "run2")]) == 1
+    assert "changes weights outside the image encoder (first: 'token_embedding.weight')" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ft16.pt", "ft16_text.pt", "run", "zs16.pt", "zs32.pt"]
