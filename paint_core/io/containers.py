@@ -59,6 +59,7 @@ def check_zip(zf: zipfile.ZipFile, file_size: int) -> int:
                              "nothing was decompressed")
         total += info.file_size
     if total > allocation_limit(file_size):
-        raise ValueError(f"refused: the archive's members declare {total:,} bytes, more than a checkpoint of "
-                         f"{file_size:,} bytes can hold; nothing was decompressed")
+        raise ValueError(f"refused: the archive's members declare {total:,} bytes, past the "
+                         f"{allocation_limit(file_size):,} that reading a file of {file_size:,} bytes may take; "
+                         "nothing was decompressed")
     return total

@@ -54,12 +54,13 @@ class _Budget:
     """Bytes a read may still allocate; ``size`` is the size of the file being read (for the message)."""
 
     def __init__(self, size: int):
-        self.size, self.left = size, allocation_limit(size)
+        self.size, self.limit = size, allocation_limit(size)
+        self.left = self.limit
 
     def charge(self, nbytes: int, what: str) -> None:
         if nbytes > self.left:
-            raise UnsafePickleError(f"refused: {what} would take {nbytes:,} bytes, more than a checkpoint of "
-                                    f"{self.size:,} bytes can need; nothing was allocated")
+            raise UnsafePickleError(f"refused: {what} would take {nbytes:,} bytes, past the {self.limit:,} that "
+                                    f"reading a file of {self.size:,} bytes may take in all; nothing was allocated")
         self.left -= nbytes
 
 
