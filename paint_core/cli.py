@@ -115,16 +115,19 @@ def cmd_import_run(args: argparse.Namespace) -> int:
 
 def cmd_attack(args: argparse.Namespace) -> int:
     from .engine.evaluation import parse_alphas
-    from .studies.typographic import attack_sweep
+    from .studies.typographic import attack_sweep, single_answer_note
 
     rows = attack_sweep(args.run, args.task, parse_alphas(args.alphas), max_eval=args.max_eval)
     if args.json:
         print(json.dumps(rows, indent=2))
-        return 0
-    print(f"{'alpha':>6} {'accuracy':>9} {'attack success':>15}   (n images, n attacked)")
-    for r in rows:
-        success = "-" if r["attack_success"] is None else f"{100 * r['attack_success']:.1f}%"
-        print(f"{r['alpha']:>6g} {100 * r['accuracy']:>8.1f}% {success:>15}   ({r['n']}, {r['n_attacked']})")
+    else:
+        print(f"{'alpha':>6} {'accuracy':>9} {'attack success':>15}   (n images, n attacked)")
+        for r in rows:
+            success = "-" if r["attack_success"] is None else f"{100 * r['attack_success']:.1f}%"
+            print(f"{r['alpha']:>6g} {100 * r['accuracy']:>8.1f}% {success:>15}   ({r['n']}, {r['n_attacked']})")
+    note = single_answer_note(rows)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     return 0
 
 

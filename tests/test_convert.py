@@ -235,6 +235,46 @@ def test_activation_is_read_from_the_file(tmp_path, tiny_pair, research_classes,
         assert not torch.allclose(as_gelu.encode_text(tokens), research.encode_text(tokens), atol=1e-3)
 
 
+def test_the_sidecar_activation_is_checked_on_every_load(tmp_path, tiny_pair, research_classes, monkeypatch,
+                                                         capsys):
+    """Issue 25: a converted QuickGELU checkpoint loaded as the GELU model (load_model, import-run; the
+    dashboard's checkpoint fields call load_model) is refused, naming the right model, by the sidecar's
+    activation or, for files that record only the model, by its name."""
+    from paint_core.io.checkpoints import CheckpointError, save_checkpoint
+    from paint_core.models.clip import load_model
+    ImageEncoder, _ = research_classes
+    gelu, quick = tiny_pair
+    torch.manual_seed(0)
+    src = tmp_path / "openai_style.pt"
+    src.write_bytes(pickle.dumps(ImageEncoder(open_clip.create_model(quick, pretrained=None))))
+    monkeypatch.delitem(sys.modules, "src.modeling")
+    converted = tmp_path / "converted.safetensors"
+    assert _convert(src, converted, model=quick) == 0
+    refusal = (f"{converted} was trained with QuickGELU activations (its sidecar: model {quick}, activation "
+               f"quick_gelu) but {gelu} uses GELU: its features would be wrong. Use --model {quick}.")
+    with pytest.raises(CheckpointError) as e:
+        load_model(gelu, str(converted))
+    assert str(e.value) == refusal
+    capsys.readouterr()
+    assert main(["import-run", "--model", gelu, "--zeroshot", str(converted), "--finetuned", str(converted),
+                 "--task", "digits", "--out", str(tmp_path / "run")]) == 1
+    assert capsys.readouterr().err == f"error: {refusal}\n"
+    assert not (tmp_path / "run").exists()
+    state, _ = load_checkpoint(converted)
+    named = tmp_path / "named.safetensors"  # a sidecar with the model's name only (an export, a fine-tune)
+    save_checkpoint(named, state, {"model": quick})
+    with pytest.raises(CheckpointError) as e:
+        load_model(gelu, str(named))
+    assert str(e.value) == (f"{named} was trained with QuickGELU activations (its sidecar: model {quick}) but "
+                            f"{gelu} uses GELU: its features would be wrong. Use --model {quick}.")
+    gelu_file = tmp_path / "gelu.safetensors"
+    save_checkpoint(gelu_file, state, {"model": gelu})
+    with pytest.raises(CheckpointError, match=f"trained with GELU activations .* Use --model {gelu}.$"):
+        load_model(quick, str(gelu_file))
+    loaded = load_model(quick, str(converted))[0].state_dict()  # the right model loads it
+    assert all(torch.equal(loaded[k], state[k]) for k in state)
+
+
 def test_activation_without_a_variant_is_said(tmp_path, research_classes, monkeypatch, capsys):
     ImageEncoder, _ = research_classes
     register_embedded_configs()
@@ -285,3 +325,26 @@ def test_import_run_from_research_checkpoints(tmp_path, research_model, research
                  "--out", str(tmp_path / "runs" / "bad")]) == 1
     assert "outside the image encoder (first: 'token_embedding.weight')" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["imported"]  # nothing half-written
+
+
+def test_import_run_names_a_precision_mismatch(tmp_path, research_model, capsys):
+    """Issue 25: a float32 zero-shot with a float16 fine-tune was refused as 'changes weights outside the
+    image encoder', without a word about precision; a real change outside it is still that refusal."""
+    zs = research_model.state_dict()
+    ft = {k: (v + 0.01 if k.startswith("visual.") else v).half() if v.is_floating_point() else v for k, v in zs.items()}
+    torch.save(zs, tmp_path / "zs32.pt")
+    torch.save(ft, tmp_path / "ft16.pt")
+    args = ["import-run", "--zeroshot", str(tmp_path / "zs32.pt"), "--model", "micro-rn-s", "--task", "digits"]
+    assert main([*args, "--finetuned", str(tmp_path / "ft16.pt"), "--out", str(tmp_path / "run")]) == 1
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path / 'ft16.pt'} and {tmp_path / 'zs32.pt'} differ outside the image encoder only by rounding "
+        "to float16: they were saved at different precisions (e.g. a float32 zero-shot and a float16 fine-tune). "
+        "Save both at one precision (e.g. both in float16) and import again\n")
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in zs.items()}, tmp_path / "zs16.pt")
+    assert main(["import-run", "--zeroshot", str(tmp_path / "zs16.pt"), "--model", "micro-rn-s", "--task", "digits",
+                 "--finetuned", str(tmp_path / "ft16.pt"), "--out", str(tmp_path / "run")]) == 0  # the advice works
+    ft["token_embedding.weight"] = ft["token_embedding.weight"] + 1
+    torch.save(ft, tmp_path / "ft16_text.pt")
+    assert main([*args, "--finetuned", str(tmp_path / "ft16_text.pt"), "--out", str(tmp_path / "run2")]) == 1
+    assert "changes weights outside the image encoder (first: 'token_embedding.weight')" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ft16.pt", "ft16_text.pt", "run", "zs16.pt", "zs32.pt"]

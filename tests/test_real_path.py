@@ -1,12 +1,13 @@
 """The real path, no download: ViT-B-32 with random weights saved to a local file, on an ImageFolder."""
 import json
+import os
 
 import open_clip
 import pandas as pd
 import pytest
 import torch
 
-from paint_core import load_checkpoint, load_model
+from paint_core import CheckpointError, load_checkpoint, load_model
 from paint_core.cli import main
 from paint_core.io.checkpoints import save_checkpoint
 from conftest import write_imagefolder
@@ -55,3 +56,22 @@ def test_cli_patches_vit_b32_on_an_imagefolder(tmp_path, vit_file, capsys):
     exported, side = load_checkpoint(out)
     assert side["alpha"] == 0 and all(torch.equal(exported[k], zs[k]) for k in zs)
     assert main(["export", "--run", str(run), "--alpha", "1.5", "--out", str(out)]) == 1
+
+
+def test_vit_b32_quickgelu_file_is_refused_as_vit_b32(tmp_path, vit_file):
+    """Issue 25: the reviewer's case, a file whose sidecar says ViT-B-32-quickgelu / quick_gelu loaded as
+    ViT-B-32 (features 4e-2 off), and the GELU file loaded as ViT-B-32-quickgelu."""
+    quick = tmp_path / "vitb32-openai.safetensors"
+    os.link(vit_file, quick)  # the same bytes (and sha256) under a sidecar that says QuickGELU
+    meta = json.loads(vit_file.with_suffix(".json").read_text())
+    quick.with_suffix(".json").write_text(json.dumps({**meta, "model": "ViT-B-32-quickgelu",
+                                                      "activation": "quick_gelu"}))
+    with pytest.raises(CheckpointError) as e:
+        load_model("ViT-B-32", str(quick))
+    assert str(e.value) == (f"{quick} was trained with QuickGELU activations (its sidecar: model ViT-B-32-quickgelu, "
+                            "activation quick_gelu) but ViT-B-32 uses GELU: its features would be wrong. "
+                            "Use --model ViT-B-32-quickgelu.")
+    with pytest.raises(CheckpointError) as e:
+        load_model("ViT-B-32-quickgelu", str(vit_file))
+    assert str(e.value) == (f"{vit_file} was trained with GELU activations (its sidecar: model ViT-B-32) but "
+                            "ViT-B-32-quickgelu uses QuickGELU: its features would be wrong. Use --model ViT-B-32.")

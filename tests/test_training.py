@@ -93,3 +93,44 @@ def test_finetune_through_the_loop_equals_the_loop_by_hand(random_micro_file):
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
     assert any(not torch.equal(states[0][k], load_model("micro-rn-s", random_micro_file)[0].state_dict()[k])
                for k in states[0] if k.startswith("visual."))
+
+
+def _entries(root) -> list[str]:
+    return sorted(p.name for p in root.iterdir())
+
+
+def test_a_diverging_finetune_is_an_error_and_leaves_no_run(tmp_path, capsys):
+    """Issue 25: lr 1e6 made a run of 99.8% NaN weights that exited 0; now the loss is read as it goes."""
+    from paint_core.cli import main
+    out = tmp_path / "X"
+    args = ["finetune", "--model", "micro-rn-s", "--task", "digits", "--warmup", "0", "--batch-size", "8",
+            "--out", str(out)]
+    assert main([*args, "--steps", "3", "--lr", "1e6"]) == 1
+    err = capsys.readouterr().err  # (after the progress bar's lines)
+    assert err.splitlines()[-1] == ("error: training diverged: the loss is nan at step 2 of 3 (learning rate "
+                                    "7.5e+05); lower the learning rate") and "Traceback" not in err
+    assert _entries(tmp_path) == []  # no run, no hidden partial folder
+    # one step: the loss before it was fine, the weights after it exploded (finite, ~1e6 times their size)
+    assert main([*args, "--steps", "1", "--lr", "1e6"]) == 1
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("error: fine-tuning diverged: the weights' norm grew ")
+    assert float(err.split("grew ")[1].split("-fold")[0]) > 1e5
+    assert err.endswith("-fold (more than 100); lower the learning rate")
+    assert _entries(tmp_path) == []
+    for lr in ("inf", "nan", "-inf"):
+        assert main([*args, "--steps", "3", f"--lr={lr}"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: fine-tuning needs steps >= 1, batch size >= 1, a finite lr > 0, warmup >= 0, "
+                              "a finite weight decay >= 0 and a finite grad clip > 0; got FinetuneConfig(") \
+            and f"lr={lr}," in err and err.count("\n") == 1
+    assert _entries(tmp_path) == []
+
+
+def test_weights_with_nan_are_named():
+    from paint_core.engine.training import TrainingDiverged, check_not_diverged
+    good = {"visual.a": torch.ones(3), "visual.n": torch.tensor([1, 2])}
+    check_not_diverged(good, torch.tensor(math.sqrt(3.0)), "fine-tuning")  # unchanged weights: fine
+    with pytest.raises(TrainingDiverged) as e:
+        check_not_diverged({**good, "visual.b": torch.tensor([1.0, float("nan")])}, torch.tensor(1.0), "fine-tuning")
+    assert str(e.value) == ("fine-tuning diverged: 1 of 2 weight tensors hold NaN or inf (first: 'visual.b'); "
+                            "lower the learning rate")

@@ -102,9 +102,16 @@ def image_features(model: torch.nn.Module, images: torch.Tensor, batch_size: int
     return run_batches(lambda x: F.normalize(model.encode_image(x), dim=-1), images, model, batch_size)[0]
 
 
+def check_max_eval(limit: int | None) -> None:
+    """``max_eval`` (score the first N images of a split) is None (all) or a positive whole number."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"max_eval must be a positive number of images, got {limit}")
+
+
 def materialize(dataset: Dataset, limit: int | None = None, batch_size: int = 256) -> TensorDataset:
     """Preprocess a small split once into tensors in memory (first ``limit`` items): for live subsamples and
     probes. Whole splits go through ``decode_split`` (bounded memory, decoded once, on disk)."""
+    check_max_eval(limit)
     n = len(dataset) if limit is None else min(limit, len(dataset))
     xs, ys = [], []
     for i in range(n):
@@ -133,6 +140,7 @@ def decode_split(task, split: str, preprocess: Callable, limit: int | None = Non
     """A task's split ready for repeated scoring: decoded once to uint8 at the input size, on disk (reused across
     alphas, runs and processes; under torchrun rank 0 decodes and the others wait), else the plain split."""
     from ..version import code_version
+    check_max_eval(limit)
     rt = current_runtime()
 
     def build(progress: bool) -> Dataset | None:
@@ -250,9 +258,12 @@ def attack_scores(model: torch.nn.Module, head: torch.Tensor, dataset: Dataset, 
                   batch_size: int = 256) -> dict:
     """Accuracy, and the attack-success rate of typographic images: among the attacked images (the written word
     is a class other than the label), the share classified as the written word. ``written[i]`` is -1 when
-    image i's word is not a class."""
+    image i's word is not a class. ``single_answer``: the class index given to every image, if the model gave
+    only one (out-of-domain images often get one answer: then the rates say little)."""
     out, labels = run_batches(lambda x: logits(model, head, x), dataset, model, batch_size)
-    return attack_summary(out.argmax(-1), labels, written)
+    pred = out.argmax(-1)
+    one = len(pred) > 1 and bool((pred == pred[0]).all())
+    return {**attack_summary(pred, labels, written), "single_answer": int(pred[0]) if one else None}
 
 
 def attack_summary(pred: torch.Tensor, labels: torch.Tensor, written: Sequence[int]) -> dict:

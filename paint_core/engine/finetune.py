@@ -12,7 +12,7 @@ from ..core.state_dicts import StateDict
 from . import distributed
 from .evaluation import logits
 from ..runtime import current_runtime, module_device
-from .training import ProgressFn, cosine_lr, epochs, param_groups, train_loop
+from .training import ProgressFn, check_not_diverged, cosine_lr, epochs, param_groups, train_loop, weights_norm
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,7 @@ def finetune_visual(model: torch.nn.Module, train_set: Dataset, loss_fn: Callabl
     visual = list(model.visual.parameters())
     for p in visual:
         p.requires_grad_(True)
+    norm_before = weights_norm(visual)
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay, only=visual), lr=cfg.lr)
     loader = _global_batches(train_set, cfg.batch_size, cfg.seed, rank, world)
     model.eval()
@@ -96,6 +97,7 @@ def finetune_visual(model: torch.nn.Module, train_set: Dataset, loss_fn: Callabl
         for p in model.parameters():
             p.requires_grad_(False)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    check_not_diverged({k: v for k, v in state.items() if k.startswith("visual.")}, norm_before, what="fine-tuning")
     distributed.check_agreement({k: v for k, v in state.items() if k.startswith("visual.")}, "the fine-tuned weights")
     return state
 

@@ -85,7 +85,7 @@ def pretrain(model_name: str, out: str | Path, cfg: PretrainConfig = PretrainCon
     model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=None)
     if init_from is not None:
         from ..models.clip import load_weights_file
-        load_weights_file(model, init_from)
+        load_weights_file(model, init_from, model_name)
     model.to(current_runtime().torch_device)
     out_name = out_name or model_name
     tokenizer = open_clip.get_tokenizer(model_name)

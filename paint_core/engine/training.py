@@ -29,6 +29,35 @@ class Progress:
 ProgressFn = Callable[[Progress], None]
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss or the weights stopped being numbers (or exploded): what training produced is garbage."""
+
+
+# Weights whose norm grew this many times in one fine-tune have exploded (fine-tuning moves them by a fraction).
+DIVERGED_GROWTH = 100.0
+
+
+def weights_norm(params: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The L2 norm of all ``params`` together, on their device (read it once: one host sync)."""
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.detach().float()) for p in params]))
+
+
+def check_not_diverged(named: dict[str, torch.Tensor], norm_before: torch.Tensor, what: str) -> None:
+    """Raise ``TrainingDiverged`` if a tensor of ``named`` holds NaN or inf, or their norm grew more than
+    ``DIVERGED_GROWTH``-fold from ``norm_before``. One host sync when all is well."""
+    tensors = [v for v in named.values() if v.is_floating_point()]
+    finite = torch.stack([torch.isfinite(v).all() for v in tensors])
+    if not bool(finite.all()):
+        names = [k for k, v in named.items() if v.is_floating_point()]
+        bad = [n for n, ok in zip(names, finite.tolist()) if not ok]
+        raise TrainingDiverged(f"{what} diverged: {len(bad)} of {len(names)} weight tensors hold NaN or inf "
+                               f"(first: {bad[0]!r}); lower the learning rate")
+    growth = float(weights_norm(tensors) / norm_before.clamp_min(1e-12))
+    if growth > DIVERGED_GROWTH:
+        raise TrainingDiverged(f"{what} diverged: the weights' norm grew {growth:.3g}-fold (more than "
+                               f"{DIVERGED_GROWTH:g}); lower the learning rate")
+
+
 def train_loop(batches: Iterable[Any], loss_fn: Callable[[Any], torch.Tensor], optimizer: torch.optim.Optimizer,
                steps: int, lr_at: Callable[[int], float], clip: Sequence[torch.nn.Parameter] | None = None,
                grad_clip: float | None = None, after_step: Callable[[int, float], None] | None = None,
@@ -63,6 +92,9 @@ def train_loop(batches: Iterable[Any], loss_fn: Callable[[Any], torch.Tensor], o
                     loss = loss_fn(part) * weight
                 (scaler.scale(loss) if scaler is not None else loss).backward()
                 loss_value += loss.item()
+            if scaler is None and not math.isfinite(loss_value):  # (a gradient scaler skips such steps itself)
+                raise TrainingDiverged(f"training diverged: the loss is {loss_value} at step {step + 1} of {steps} "
+                                       f"(learning rate {lr_at(step):.3g}); lower the learning rate")
             if scaler is not None:
                 scaler.unscale_(optimizer)
             if grad_clip is not None and clip is not None:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from ..core.state_dicts import StateDict
 from ..version import code_version
 from .atomic import atomic_path, atomic_write_text
 from .paths import WEIGHTS_DIR
+from .safe_pickle import Stub, UnsafePickleError, read_objects
 
 
 SIDECAR_SCHEMA = 1
@@ -121,22 +120,26 @@ def load_checkpoint(path: str | Path, require_sidecar: bool = False) -> tuple[St
 
 
 def load_state_dict_file(path: str | Path) -> StateDict:
-    """A state dict from .safetensors, or from .pt/.pth/.bin through ``torch.load(weights_only=True)``.
+    """A state dict from .safetensors, or from .pt/.pth/.bin read by ``safe_pickle`` (nothing in the file runs,
+    and memory stays within a small multiple of its size; torch.load's weights_only reader allocates what a
+    file's ``bytearray(N)`` asks for).
 
-    Pickled whole modules are refused here, never unpickled: convert them with ``python -m paint_core convert``.
+    Pickled whole modules are refused here: convert them with ``python -m paint_core convert``.
     """
     path = Path(path)
     if path.suffix == ".safetensors":
         return load_checkpoint(path)[0]
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(
-            f"{path} is a pickle that holds more than tensors (a whole module, or code), so it was not loaded. "
-            f"If you trust where it came from, convert it safely: python -m paint_core convert {path} "
-            f"--model NAME --out weights.safetensors\n(detail: {str(e).splitlines()[0]})") from e
-    except (RuntimeError, zipfile.BadZipFile, EOFError, OSError) as e:
-        raise CheckpointError(f"{path} is not a readable torch checkpoint: {e}") from e
+        obj = read_objects(path)
+    except UnsafePickleError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    except OSError as e:
+        raise CheckpointError(f"{path} cannot be read: {e}") from e
+    module = obj.get("state_dict") if isinstance(obj, dict) else obj
+    if isinstance(module, Stub):
+        raise CheckpointError(f"{path} is a pickled whole module ({type(module).__name__}), not a state dict, so it "
+                              f"was not loaded. Convert it (nothing in it runs): python -m paint_core convert {path} "
+                              "--model NAME --out weights.safetensors")
     return _unwrap_state_dict(obj, path)
 
 
@@ -145,6 +148,10 @@ def _unwrap_state_dict(obj: Any, path: Path) -> StateDict:
         obj = obj["state_dict"]  # open_clip training checkpoints
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path} does not hold a state dict of tensors")
+    odd = next((k for k in obj if not isinstance(k, str)), None)
+    if odd is not None:
+        raise CheckpointError(f"{path} does not hold a state dict: its keys must be parameter names (text), but "
+                              f"one is {str(odd)[:40]} ({type(odd).__name__})")
     if obj and all(k.startswith("module.") for k in obj):
         obj = {k[len("module."):]: v for k, v in obj.items()}
     return obj

@@ -21,12 +21,18 @@ def _flatten_stub(obj: Any, prefix: str = "") -> StateDict:
     tensors = [*(d.get("_parameters") or {}).items(), *((k, v) for k, v in (d.get("_buffers") or {}).items()
                                                          if k not in skip)]
     for k, v in tensors:
+        if not isinstance(k, str):
+            raise CheckpointError(f"a module of the checkpoint names a tensor by {str(k)[:40]} "
+                                  f"({type(k).__name__}), not by a name")
         if v is None:
             continue
         if not isinstance(v, torch.Tensor):
             raise CheckpointError(f"{prefix}{k} is a {type(v).__name__}, not a tensor")
         out[prefix + k] = v.detach()
     for k, v in (d.get("_modules") or {}).items():
+        if not isinstance(k, str):
+            raise CheckpointError(f"a module of the checkpoint names a submodule by {str(k)[:40]} "
+                                  f"({type(k).__name__}), not by a name")
         if v is not None:
             out.update(_flatten_stub(v, f"{prefix}{k}."))
     return out

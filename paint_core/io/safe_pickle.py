@@ -6,17 +6,25 @@ with a pure-Python unpickler whose every global is either a function of this mod
 harmless constant (a dtype, OrderedDict), or an inert stand-in class. No opcode may modify anything but a
 stand-in or a plain container (BUILD on a function, class or module is refused), persistent ids only name
 storages inside the file, and TorchScript archives (whose loading runs their code) are refused outright.
+
+Memory is bounded too: everything a read allocates beyond the pickle's own opcodes (a zip member, a legacy
+storage, a ``bytearray(N)``, a container built from another, a stand-in class) is charged to a budget of
+``containers.allocation_limit(file size)``, shared by nested reads, and refused before it is allocated.
 """
 from __future__ import annotations
 
 import pickle
 import zipfile
 from collections import OrderedDict
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Iterator
 
 import io
 import torch
+
+from .containers import TORCHSCRIPT, allocation_limit, check_zip, is_torchscript, other_format
 
 
 LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
@@ -38,7 +46,80 @@ CODE_MODULES = {"os", "posix", "nt", "subprocess", "sys", "builtins", "__builtin
 
 
 class UnsafePickleError(pickle.UnpicklingError):
-    """The file asked for something that could run code or change the program; nothing was run."""
+    """The file was refused (it asked for code, for more memory than its size allows, or is no checkpoint at
+    all); nothing was run."""
+
+
+class _Budget:
+    """Bytes a read may still allocate; ``size`` is the size of the file being read (for the message)."""
+
+    def __init__(self, size: int):
+        self.size, self.limit = size, allocation_limit(size)
+        self.left = self.limit
+
+    def charge(self, nbytes: int, what: str) -> None:
+        if nbytes > self.left:
+            raise UnsafePickleError(f"refused: {what} would take {nbytes:,} bytes, past the {self.limit:,} that "
+                                    f"reading a file of {self.size:,} bytes may take in all; nothing was allocated")
+        self.left -= nbytes
+
+
+_BUDGET: ContextVar[_Budget | None] = ContextVar("paint_core_pickle_budget", default=None)
+
+
+@contextmanager
+def _budget(size: int) -> Iterator[None]:
+    """The budget of a read of ``size`` bytes; a nested read (a storage pickled as bytes) shares the outer one."""
+    if _BUDGET.get() is not None:
+        yield
+        return
+    token = _BUDGET.set(_Budget(size))
+    try:
+        yield
+    finally:
+        _BUDGET.reset(token)
+
+
+def _charge(nbytes: int, what: str) -> None:
+    budget = _BUDGET.get()
+    if budget is None:
+        raise UnsafePickleError("internal error: a pickle was read outside read_objects (no memory budget)")
+    budget.charge(int(nbytes), what)
+
+
+_ELEMENT_COST = 64  # bytes charged per element of a container built from another (a generous estimate)
+
+
+def _sized(arg: Any, what: str) -> Any:
+    """Charge building a container from ``arg``; only plain containers and text may be copied."""
+    if not isinstance(arg, (list, tuple, dict, set, frozenset, str, bytes, bytearray)):
+        raise UnsafePickleError(f"refused to build {what} from a {type(arg).__name__}")
+    _charge(_ELEMENT_COST * len(arg), what)
+    return arg
+
+
+def _container(kind: type) -> Any:
+    def build(*args: Any) -> Any:
+        if len(args) > 1:
+            raise UnsafePickleError(f"refused: {kind.__name__}() with {len(args)} arguments")
+        return kind(*(_sized(a, kind.__name__) for a in args))
+    build.__name__ = kind.__name__
+    return build
+
+
+def _bytearray(*args: Any) -> bytearray:
+    """bytearray(data) or bytearray(text, encoding) as pickles of a bytearray write it; bytearray(N) only
+    within the budget (it allocates N bytes)."""
+    if args and isinstance(args[0], int) and not isinstance(args[0], bool):
+        if args[0] < 0:
+            raise UnsafePickleError("refused: bytearray of negative size")
+        _charge(args[0], f"bytearray({args[0]})")
+        return bytearray(args[0])
+    if len(args) > 3 or (args and not isinstance(args[0], (bytes, bytearray, str, list, tuple))):
+        raise UnsafePickleError("refused: bytearray of something that is not data")
+    if args:
+        _charge(len(args[0]), "a bytearray")
+    return bytearray(*args)
 
 
 class Stub:
@@ -62,10 +143,19 @@ class _StorageType:
         self.dtype = dtype
 
 
+MAX_DIMS = 64  # torch's own limit on a tensor's dimensions
+
+
 def _rebuild_tensor(storage: Any, offset: int, size: tuple, stride: tuple, *_ignored: Any) -> torch.Tensor:
     if not isinstance(storage, StorageBytes):
         raise UnsafePickleError("a tensor was rebuilt from something that is not a storage of the file")
-    return torch.as_strided(storage.flat, tuple(size), tuple(stride), int(offset))
+    if not (isinstance(size, (tuple, list)) and isinstance(stride, (tuple, list))) \
+            or len(size) > MAX_DIMS or len(stride) > MAX_DIMS:
+        raise UnsafePickleError("a tensor's size or stride is not a short tuple of integers")
+    view = torch.as_strided(storage.flat, tuple(size), tuple(stride), int(offset))
+    # a view that repeats its storage's elements (stride 0) is free until copied: charge what a copy would take
+    _charge(max(0, view.numel() - storage.flat.numel()) * view.element_size(), f"a tensor of size {tuple(size)}")
+    return view
 
 
 def _rebuild_parameter(data: Any, *_ignored: Any) -> torch.Tensor:
@@ -83,16 +173,20 @@ def _rebuild_from_type(func: Any, _new_type: Any, args: tuple, _state: Any) -> t
 def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
     if isinstance(cls, type) and issubclass(cls, Stub):
         return cls()
-    if cls is OrderedDict:
+    if cls is _SAFE[("collections", "OrderedDict")]:
         return OrderedDict()
     raise UnsafePickleError(f"refused to reconstruct {cls!r}")
 
 
 def _size(*args: Any) -> tuple:
-    return tuple(*args)
+    if len(args) > 1:
+        raise UnsafePickleError(f"refused: torch.Size with {len(args)} arguments")
+    return tuple(_sized(args[0], "torch.Size")) if args else ()
 
 
 def _device(*args: Any) -> str:
+    if args and not isinstance(args[0], (str, int)):
+        raise UnsafePickleError("refused: a device named by something that is not a name")
     return str(args[0]) if args else "cpu"
 
 
@@ -101,12 +195,14 @@ _SAFE = {
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
     ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type,
-    ("collections", "OrderedDict"): OrderedDict, ("copyreg", "_reconstructor"): _reconstructor,
+    ("collections", "OrderedDict"): _container(OrderedDict), ("copyreg", "_reconstructor"): _reconstructor,
     ("torch", "Size"): _size, ("torch", "device"): _device,
-    ("builtins", "set"): set, ("builtins", "frozenset"): frozenset, ("builtins", "slice"): slice,
-    ("builtins", "object"): object, ("builtins", "list"): list, ("builtins", "dict"): dict,
-    ("builtins", "tuple"): tuple, ("builtins", "bytearray"): bytearray,
+    ("builtins", "set"): _container(set), ("builtins", "frozenset"): _container(frozenset),
+    ("builtins", "slice"): slice, ("builtins", "object"): object, ("builtins", "list"): _container(list),
+    ("builtins", "dict"): _container(dict), ("builtins", "tuple"): _container(tuple),
+    ("builtins", "bytearray"): _bytearray,
 }
+STUB_CLASS_COST = 4096  # bytes charged per stand-in class (a class object is about 1 KB; cached per name)
 
 
 class SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its opcodes can be overridden
@@ -118,6 +214,7 @@ class SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its opcode
     def __init__(self, file: BinaryIO, storages: Any = None):
         super().__init__(file)
         self._storages = storages
+        self._stubs: dict[tuple[str, str], type] = {}
 
     def find_class(self, module: str, name: str) -> Any:
         module = "builtins" if module == "__builtin__" else module
@@ -134,7 +231,10 @@ class SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its opcode
         if module.split(".")[0] in CODE_MODULES or (module == "torch" and name[:1].islower()):
             raise UnsafePickleError(f"refused to load global {module}.{name}: it is not a tensor or a module "
                                     "class, and calling it could run code; nothing was run")
-        return type(name, (Stub,), {"__module__": "paint_core.stub." + module})
+        if (module, name) not in self._stubs:
+            _charge(STUB_CLASS_COST + len(module) + len(name), f"a stand-in class for {module[:40]}.{name[:40]}")
+            self._stubs[(module, name)] = type(name, (Stub,), {"__module__": "paint_core.stub." + module})
+        return self._stubs[(module, name)]
 
     def persistent_load(self, pid: Any) -> Any:
         if self._storages is None:
@@ -178,14 +278,17 @@ def _storage_dtype(storage_type: Any) -> torch.dtype:
     return storage_type.dtype
 
 
-def _read_zip(zf: zipfile.ZipFile) -> Any:
+def _read_zip(zf: zipfile.ZipFile, file_size: int) -> Any:
     names = zf.namelist()
-    if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
-        raise UnsafePickleError("this is a TorchScript archive: loading it runs the code it holds, so it is not "
-                                "converted. Save the weights instead: torch.save(model.state_dict(), 'weights.pt')")
+    if is_torchscript(names):
+        raise UnsafePickleError(TORCHSCRIPT)
     pkl = [n for n in names if n.endswith("data.pkl")]
     if len(pkl) != 1:
         raise UnsafePickleError("not a torch checkpoint archive (no single data.pkl)")
+    try:
+        _charge(check_zip(zf, file_size), "the archive's members")
+    except ValueError as e:
+        raise UnsafePickleError(str(e)) from None
     prefix = pkl[0][: -len("data.pkl")]
     order = zf.read(prefix + "byteorder").decode().strip() if prefix + "byteorder" in names else "little"
     if order != "little":
@@ -201,10 +304,13 @@ def _read_zip(zf: zipfile.ZipFile) -> Any:
         if name not in names:
             raise UnsafePickleError(f"the pickle names storage {key!r}, which the archive does not hold")
         if key not in loaded:
-            raw = bytearray(zf.read(name))
-            flat = torch.frombuffer(raw, dtype=_storage_dtype(storage_type)) if raw else \
-                torch.empty(0, dtype=_storage_dtype(storage_type))
-            loaded[key] = StorageBytes(flat)
+            dtype = _storage_dtype(storage_type)
+            info = zf.getinfo(name)
+            raw = bytearray(info.file_size)  # declared, checked by check_zip; zipfile never reads past it
+            with zf.open(info) as f:
+                if f.readinto(raw) != len(raw):
+                    raise UnsafePickleError(f"storage {key!r} is shorter than its archive entry declares")
+            loaded[key] = StorageBytes(torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype))
         return loaded[key]
 
     return _unpickle(zf.read(pkl[0]), storage)
@@ -232,6 +338,7 @@ def _read_legacy(f: BinaryIO, file_size: int) -> Any:
         if not 0 <= numel * torch.empty(0, dtype=dtype).element_size() <= file_size:
             raise UnsafePickleError(f"storage {root_key} declares {numel} elements, more than the file holds")
         if root_key not in objects:
+            _charge(numel * torch.empty(0, dtype=dtype).element_size(), f"storage {root_key[:40]}")
             declared[root_key] = (dtype, numel)
             objects[root_key] = StorageBytes(torch.zeros(numel, dtype=dtype))  # filled from the raw section
         if view is not None:
@@ -259,28 +366,35 @@ def _read_legacy(f: BinaryIO, file_size: int) -> Any:
 
 def _load_storage_from_bytes(data: bytes) -> StorageBytes:
     """What ``pickle.dump(model)`` writes for every storage: a torch.save of the storage alone, as bytes."""
-    obj = read_objects_from_bytes(bytes(data))
+    if not isinstance(data, (bytes, bytearray)):
+        raise UnsafePickleError("an embedded storage is not bytes")
+    obj = read_objects_from_bytes(data)
     if not isinstance(obj, StorageBytes):
         raise UnsafePickleError("an embedded storage is not a storage")
     return obj
 
 
-def _looks_like_zip(data: bytes) -> bool:
+def _looks_like_zip(data: bytes | BinaryIO) -> bool:
     try:
-        return zipfile.is_zipfile(io.BytesIO(data))
+        return zipfile.is_zipfile(io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data)
     except Exception:  # is_zipfile itself raises on some damaged end records: a damaged zip
         return True
 
 
-def read_objects_from_bytes(data: bytes) -> Any:
-    if _looks_like_zip(data):
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                return _read_zip(zf)
-        except UnsafePickleError:
-            raise
-        except Exception as e:  # a damaged archive: one clear message
-            raise UnsafePickleError(f"not a readable checkpoint archive ({type(e).__name__}: {e})") from None
+def _from_zip(source: bytes | BinaryIO, size: int) -> Any:
+    try:
+        with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as zf:
+            return _read_zip(zf, size)
+    except UnsafePickleError:
+        raise
+    except Exception as e:  # a damaged archive: one clear message
+        raise UnsafePickleError(f"not a readable checkpoint archive ({type(e).__name__}: {e})") from None
+
+
+def _from_pickle(data: bytes) -> Any:
+    kind = other_format(bytes(data[:16]))
+    if kind is not None:
+        raise UnsafePickleError(f"this is a {kind}, not a checkpoint (weights saved by torch.save or pickle)")
     first = _unpickle(data)
     if isinstance(first, int) and first == LEGACY_MAGIC:
         try:
@@ -292,7 +406,21 @@ def read_objects_from_bytes(data: bytes) -> Any:
     return first  # a plain pickle.dump (PAINT / wise-ft checkpoints)
 
 
+def read_objects_from_bytes(data: bytes | bytearray) -> Any:
+    """``read_objects`` of a file's contents."""
+    with _budget(len(data)):
+        return _from_zip(data, len(data)) if _looks_like_zip(data) else _from_pickle(data)
+
+
 def read_objects(path: str | Path) -> Any:
-    """The object pickled in ``path`` with tensors rebuilt and every class an inert stand-in."""
-    data = Path(path).read_bytes()
-    return read_objects_from_bytes(data)
+    """The object pickled in ``path`` with tensors rebuilt and every class an inert stand-in. A zip archive
+    is read member by member from the file (memory: its tensors once, plus a bounded overhead)."""
+    with open(path, "rb") as f:
+        size = f.seek(0, io.SEEK_END)
+        f.seek(0)
+        with _budget(size):
+            if _looks_like_zip(f):
+                f.seek(0)
+                return _from_zip(f, size)
+            f.seek(0)
+            return _from_pickle(f.read())

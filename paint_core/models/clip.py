@@ -15,7 +15,7 @@ import torch
 
 from ..core.names import unknown_name
 from ..core.state_dicts import cast_like, check_compatible
-from ..io.checkpoints import CheckpointError, load_state_dict_file
+from ..io.checkpoints import CheckpointError, load_checkpoint, read_sidecar
 from ..io.paths import CONFIG_DIR, WEIGHTS_DIR
 from ..runtime import current_runtime
 
@@ -62,7 +62,12 @@ def create_architecture(name: str) -> torch.nn.Module:
     register_embedded_configs()
     if name not in open_clip.list_models():
         raise _unknown_model(name)
-    return open_clip.create_model(name, pretrained=None)
+    quiet = _DropRandomInitWarning()  # random weights are what is asked for here
+    logging.getLogger().addFilter(quiet)
+    try:
+        return open_clip.create_model(name, pretrained=None)
+    finally:
+        logging.getLogger().removeFilter(quiet)
 
 
 def load_model(name: str, pretrained: str | None = None, device: str | None = None
@@ -93,7 +98,7 @@ def load_model(name: str, pretrained: str | None = None, device: str | None = No
     finally:
         logging.getLogger().removeFilter(quiet)
     if is_file:
-        load_weights_file(model, pretrained)
+        load_weights_file(model, pretrained, name)
     if device is None:
         device = current_runtime().device
     model.to(device)
@@ -101,13 +106,15 @@ def load_model(name: str, pretrained: str | None = None, device: str | None = No
     return model, preprocess, open_clip.get_tokenizer(name)
 
 
-def load_weights_file(model: torch.nn.Module, path: str | Path) -> None:
-    """Load a local checkpoint into ``model``; a mismatched architecture names the first differing key."""
+def load_weights_file(model: torch.nn.Module, path: str | Path, name: str | None = None) -> None:
+    """Load a local checkpoint into ``model`` (open_clip model ``name``); a mismatched architecture names the
+    first differing key, and a file whose sidecar says it needs the other activation names the right model."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
+    check_sidecar_activation(read_sidecar(path), model, name, path)
     expected = model.state_dict()
-    state = cast_like(load_state_dict_file(path), expected)
+    state = cast_like(load_checkpoint(path)[0], expected)
     if "logit_scale" in state and state["logit_scale"].shape != expected["logit_scale"].shape:
         state["logit_scale"] = state["logit_scale"].reshape(expected["logit_scale"].shape)
     try:
@@ -115,3 +122,42 @@ def load_weights_file(model: torch.nn.Module, path: str | Path) -> None:
     except ValueError as e:
         raise CheckpointError(f"{e}. Is the checkpoint for another architecture?") from e
     model.load_state_dict(state)
+
+
+# OpenAI's CLIPs use QuickGELU, open_clip's own GELU; open_clip names the QuickGELU twin of a model NAME-quickgelu.
+# The weights load either way (same keys and shapes) but read with the wrong one the features are off by ~4e-2.
+QUICKGELU_SUFFIX = "-quickgelu"
+
+
+def uses_quick_gelu(model: torch.nn.Module) -> bool:
+    return any(type(m).__name__ == "QuickGELU" for m in model.modules())
+
+
+def activation_variant(name: str, quick_gelu: bool) -> str | None:
+    """The open_clip name of ``name``'s twin with QuickGELU (``quick_gelu``) or GELU, if open_clip has one."""
+    other = f"{name}{QUICKGELU_SUFFIX}" if quick_gelu else name.removesuffix(QUICKGELU_SUFFIX)
+    return other if other != name and other in open_clip.list_models() else None
+
+
+def check_activation(model: torch.nn.Module, name: str, quick_gelu: bool, source: str, evidence: str = "") -> None:
+    """Refuse weights trained with QuickGELU (``quick_gelu``) or GELU for a model with the other activation,
+    naming the model to use instead; ``evidence`` says how the file's activation is known."""
+    if quick_gelu == uses_quick_gelu(model):
+        return
+    want, have = ("QuickGELU", "GELU") if quick_gelu else ("GELU", "QuickGELU")
+    right = activation_variant(name, quick_gelu)
+    raise CheckpointError(f"{source} was trained with {want} activations{evidence} but {name} uses {have}: its "
+                          "features would be wrong. " + (f"Use --model {right}." if right else
+                                                         f"open_clip has no {want} variant of {name}."))
+
+
+def check_sidecar_activation(meta: dict, model: torch.nn.Module, name: str | None, path: Path) -> None:
+    """The activation a checkpoint's sidecar records (``activation``, or a ``model`` of the same family with or
+    without -quickgelu) against the model ``name`` it is loaded into."""
+    said, recorded = meta.get("activation"), meta.get("model")
+    if said is None and isinstance(recorded, str) and name is not None and recorded != name \
+            and recorded.removesuffix(QUICKGELU_SUFFIX) == name.removesuffix(QUICKGELU_SUFFIX):
+        said = "quick_gelu" if recorded.endswith(QUICKGELU_SUFFIX) else "gelu"
+    if said in ("quick_gelu", "gelu"):
+        shown = ", ".join(f"{k} {meta[k]}" for k in ("model", "activation") if isinstance(meta.get(k), str))
+        check_activation(model, name or "this model", said == "quick_gelu", str(path), f" (its sidecar: {shown})")

@@ -56,8 +56,7 @@ def _create_encoder(timm, name: str, pretrained: str | None) -> tuple[nn.Module,
         cfg = timm.data.resolve_data_config({}, model=encoder)
         preprocess = timm.data.create_transform(**cfg)
     if pretrained not in (None, "timm", "random"):
-        state, _ = load_checkpoint(pretrained) if str(pretrained).endswith(".safetensors") else (
-            torch.load(pretrained, map_location="cpu", weights_only=True), None)
+        state, _ = load_checkpoint(pretrained)  # .pt too: read safely, memory bounded
         expected = encoder.state_dict()
         state = cast_like({k.removeprefix("visual."): v for k, v in state.items()}, expected)
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import shutil
 import threading
 from contextlib import ExitStack, contextmanager
@@ -20,7 +21,7 @@ from ..core.state_dicts import StateDict, cast_like, state_digest
 from ..core.task_vectors import TaskVector
 from ..data.tasks import SPLITS, get_task
 from ..engine import distributed
-from ..engine.evaluation import MAX_ALPHAS, build_evals, sweep, zero_shot_head
+from ..engine.evaluation import MAX_ALPHAS, build_evals, check_max_eval, sweep, zero_shot_head
 from ..engine.finetune import FinetuneConfig, finetune
 from ..engine.training import Progress, ProgressFn
 from ..io.paths import REPO_DIR
@@ -84,8 +85,7 @@ class SweepSpec:
         bad = [s for s in self.splits if s not in SPLITS]
         if bad or not self.splits:
             raise ValueError(f"splits must be among {', '.join(SPLITS)}, got {','.join(self.splits) or 'none'}")
-        if self.max_eval is not None and (isinstance(self.max_eval, bool) or int(self.max_eval) < 1):
-            raise ValueError(f"max_eval must be a positive number of images, got {self.max_eval}")
+        check_max_eval(self.max_eval)
         if int(self.batch_size) < 1:
             raise ValueError(f"batch size must be positive, got {self.batch_size}")
         for name in self.supported:
@@ -145,8 +145,10 @@ def run_finetune(out: str | Path, model_name: str, pretrained: str | None, task_
     encoder at that precision; every sweep and the dashboard read the stored weights, so they agree.
     """
     out = check_run_output(out, overwrite)
-    if cfg.steps < 1 or cfg.batch_size < 1 or not cfg.lr > 0 or cfg.warmup < 0:
-        raise ValueError(f"fine-tuning needs steps >= 1, batch size >= 1, lr > 0 and warmup >= 0; got {cfg}")
+    if cfg.steps < 1 or cfg.batch_size < 1 or not 0 < cfg.lr < math.inf or cfg.warmup < 0 \
+            or not 0 <= cfg.weight_decay < math.inf or not 0 < cfg.grad_clip < math.inf:
+        raise ValueError(f"fine-tuning needs steps >= 1, batch size >= 1, a finite lr > 0, warmup >= 0, a finite "
+                         f"weight decay >= 0 and a finite grad clip > 0; got {cfg}")
     task = get_task(task_name, root=data_root, download=download)
     if sweep_spec is not None:
         sweep_spec.validate(data_root, download)
@@ -184,6 +186,24 @@ def _endpoint_state(path: str | Path, model_name: str, base: str | None) -> Stat
     return convert_checkpoint(path, model_name, base).state
 
 
+def _beyond_rounding(a: StateDict, b: StateDict, keys: Sequence[str]) -> tuple[str | None, list[str]]:
+    """(the half precision to which ``a`` and ``b`` round alike at some of ``keys``, or None; the keys that
+    differ beyond any such rounding): a pair saved at two precisions differs at every key, but only so."""
+    def held_in(x: torch.Tensor, d: torch.dtype) -> bool:
+        return torch.equal(x.to(d).to(x.dtype), x)
+
+    halves = (torch.float16, torch.bfloat16)
+    found, beyond = None, []
+    for k in keys:  # alike once rounded, and one of them stored at that precision (not a small real change)
+        same = [d for d in halves if a[k].is_floating_point() and torch.equal(a[k].to(d), b[k].to(d))
+                and (held_in(a[k], d) or held_in(b[k], d))]
+        if same:
+            found = found or str(same[0]).removeprefix("torch.")
+        else:
+            beyond.append(k)
+    return found, beyond
+
+
 def import_run(out: str | Path, model_name: str, zeroshot: str | Path, finetuned: str | Path, task_name: str,
                base: str | None = None, command: str = "", data_root: str | None = None, overwrite: bool = False,
                sweep_spec: SweepSpec | None = None, on_progress: ProgressFn | None = None) -> Path:
@@ -206,6 +226,12 @@ def import_run(out: str | Path, model_name: str, zeroshot: str | Path, finetuned
         save_checkpoint(zs_file, theta_zs, {"model": model_name, "imported_from": str(zeroshot), "alpha": 0.0})
         theta_ft = _endpoint_state(finetuned, model_name, str(zs_file))
         outside = [k for k in theta_zs if not k.startswith("visual.") and not torch.equal(theta_ft[k], theta_zs[k])]
+        rounding, outside = _beyond_rounding(theta_zs, theta_ft, outside)
+        if rounding and not outside:
+            raise ValueError(f"{finetuned} and {zeroshot} differ outside the image encoder only by rounding to "
+                             f"{rounding}: they were saved at different precisions (e.g. a float32 zero-shot and a "
+                             f"{rounding} fine-tune). Save both at one precision (e.g. both in {rounding}) and "
+                             "import again")
         if outside:
             raise ValueError(f"{finetuned} changes weights outside the image encoder (first: {outside[0]!r}); "
                              "PAINT patches the image encoder only, with the zero-shot text head frozen")
