@@ -149,13 +149,18 @@ def cmd_export_task(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .models.clip import list_models
+    # registries only, no torch: answers at once even on a loaded machine
     from .data.tasks import list_tasks
+    from .io.paths import REPO_DIR, WEIGHTS_DIR
+    from .models.registry import EMBEDDED_ENCODERS, SHIPPED_WEIGHTS, list_models
 
-    from .models.encoders import EMBEDDED_ENCODERS
+    weights = {stem: f"{desc}: --model {model} --pretrained "
+                     f"{(WEIGHTS_DIR / f'{stem}.safetensors').relative_to(REPO_DIR)}"
+               for stem, (model, desc) in SHIPPED_WEIGHTS.items()}
     encoders = {n: "closed-vocabulary image encoder (timm ViT, 48 px), supervised on the embedded world; "
                    "any timm name works too" for n in EMBEDDED_ENCODERS}
-    for title, entries in (("models", list_models()), ("closed-vocabulary encoders", encoders), ("tasks", list_tasks())):
+    for title, entries in (("models", list_models()), ("more shipped weights", weights),
+                           ("closed-vocabulary encoders", encoders), ("tasks", list_tasks())):
         print(f"{title}:")
         for name, desc in entries.items():
             print(f"  {name:16s} {desc}")
@@ -313,7 +318,7 @@ DISTRIBUTED_COMMANDS = ("finetune", "sweep")
 
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     """--device, --precision and --workers: where the command computes (``paint_core.runtime``)."""
-    from .runtime import PRECISIONS
+    from .configs import PRECISIONS
     parser.add_argument("--device", default="auto",
                         help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps (default: %(default)s)")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
@@ -336,11 +341,8 @@ def add_study_output(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .studies.closed_vocab import ClosedVocabConfig
-    from .engine.pretrain_encoder import EncoderPretrainConfig
-    from .engine.finetune import FinetuneConfig
-    from .engine.pretrain import PretrainConfig
-    from .engine.prompts import PromptConfig
+    # torch-free on purpose: --help, COMMAND --help and usage errors answer without importing torch
+    from .configs import ClosedVocabConfig, EncoderPretrainConfig, FinetuneConfig, PretrainConfig, PromptConfig
     from .data.corpus import CorpusConfig
     from .version import __version__
 

@@ -66,3 +66,57 @@ def test_console_script_is_python_m_paint_core():
     a = subprocess.run([exe, "--version"], capture_output=True, text=True)
     b = subprocess.run([sys.executable, "-m", "paint_core", "--version"], capture_output=True, text=True)
     assert a.returncode == b.returncode == 0 and a.stdout == b.stdout and a.stdout.startswith("paint-core 0.")
+
+
+HEAVY = ("torch", "open_clip", "torchvision", "timm")
+
+
+def _heavy_imports(argvs: list[list[str]]) -> dict[str, list[str]]:
+    """For each argv, which heavy libraries a fresh interpreter holds after ``main(argv)`` (help, usage errors,
+    list): counted in sys.modules, not timed, so the test means the same on a quiet or a loaded machine."""
+    script = ("import contextlib, io, json, sys\n"
+              "from paint_core.cli import main\n"
+              "out = {}\n"
+              f"for argv in {argvs!r}:\n"
+              "    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+              "        try:\n"
+              "            main(argv)\n"
+              "        except SystemExit:\n"
+              "            pass\n"
+              f"    out[' '.join(argv)] = [m for m in {HEAVY!r} if m in sys.modules]\n"
+              "print(json.dumps(out))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    import json
+    return json.loads(done.stdout)
+
+
+def test_help_usage_errors_and_list_import_no_torch():
+    """`paint-core --help`, every `COMMAND --help`, a usage error and `list` answer without torch (issue 26:
+    each paid the whole import, tens of seconds on a loaded machine)."""
+    argvs = [["--help"], *[[name, "--help"] for name in sorted(subcommands())], ["finetun"],
+             ["finetune", "--model", "micro-rn-l"], ["sweep", "--run", "x", "--precision", "fp64"], ["list"]]
+    assert _heavy_imports(argvs) == {" ".join(a): [] for a in argvs}
+
+
+def test_python_m_paint_core_help_imports_no_torch():
+    code = ("import runpy, sys\nsys.argv = ['paint_core', '--help']\n"
+            "try:\n    runpy.run_module('paint_core', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print([m for m in ('torch', 'open_clip') if m in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "[]", done.stderr
+
+
+def test_list_names_every_shipped_model_and_weights_file(capsys):
+    from paint_core.io.paths import WEIGHTS_DIR
+    from paint_core.models.registry import EMBEDDED_MODELS, SHIPPED_WEIGHTS
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in EMBEDDED_MODELS:
+        assert f"\n  {name:16s} " in out
+    assert "micro-rn-s-reads" in SHIPPED_WEIGHTS  # the Typographic page's reader
+    for stem, (model, _) in SHIPPED_WEIGHTS.items():
+        assert (WEIGHTS_DIR / f"{stem}.safetensors").is_file()
+        assert f"--model {model} --pretrained paint_core/weights/{stem}.safetensors" in out
+        import json
+        assert json.loads((WEIGHTS_DIR / f"{stem}.json").read_text())["model"] == model

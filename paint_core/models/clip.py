@@ -19,12 +19,7 @@ from ..io.checkpoints import CheckpointError, load_state_dict_file
 from ..io.paths import CONFIG_DIR, WEIGHTS_DIR
 from ..runtime import current_runtime
 
-
-# name -> what it is. The shipped weights are weights/<name>.safetensors (+ .json sidecar).
-EMBEDDED_MODELS: dict[str, str] = {
-    "micro-rn-s": "micro CLIP, ModifiedResNet width 32 at 48 px, text width 128 (the small one)",
-    "micro-rn-l": "micro CLIP, ModifiedResNet width 48 at 48 px, text width 128 (the large one, the default)",
-}
+from .registry import EMBEDDED_MODELS
 
 
 class _DropRandomInitWarning(logging.Filter):
@@ -39,11 +34,6 @@ class _DropRandomInitWarning(logging.Filter):
 def register_embedded_configs() -> None:
     """Make the embedded JSON configs known to open_clip (file stem = model name)."""
     open_clip.add_model_config(CONFIG_DIR)
-
-
-def list_models() -> dict[str, str]:
-    """The embedded models (name -> description). Any open_clip model name works too."""
-    return dict(EMBEDDED_MODELS)
 
 
 def embedded_weights(name: str) -> Path:
