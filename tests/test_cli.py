@@ -120,3 +120,27 @@ def test_list_names_every_shipped_model_and_weights_file(capsys):
         assert f"--model {model} --pretrained paint_core/weights/{stem}.safetensors" in out
         import json
         assert json.loads((WEIGHTS_DIR / f"{stem}.json").read_text())["model"] == model
+
+
+def test_select_prints_a_readable_table_with_the_sweeps_numbers(capsys):
+    """One row per task: val and test accuracy at the chosen alpha, zero-shot test and the change in points,
+    read back against sweep.csv itself (issue 26: it printed "val: runs/x patch digits 0.9798")."""
+    import pandas as pd
+    from paint_core.io.paths import CACHED_RESULTS_DIR
+    from paint_core.studies.patch import select_run
+    run = CACHED_RESULTS_DIR / "micro-rn-l" / "digits"
+    assert main(["select", "--run", str(run)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    alpha = select_run(run)["alpha"]
+    assert lines[0].startswith(f"run {run}: alpha {alpha:g} chosen on val (the best mean of the patch accuracy")
+    assert lines[1].split() == ["task", "role", "val", "test", "zero-shot", "test", "change", "(points)"]
+    df = pd.read_csv(run / "sweep.csv")
+    acc = lambda t, split, a: float(df[(df.task == t) & (df.split == split) & (df.alpha == a)].accuracy.iloc[0])  # noqa: E731
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:]}
+    assert list(rows) == ["digits", "colours", "shapes"] and rows["digits"][0] == "patch"
+    for task, (role, val, test, zs, change) in rows.items():
+        assert role == ("patch" if task == "digits" else "supported")
+        assert val == f"{100 * acc(task, 'val', alpha):.1f}%" and test == f"{100 * acc(task, 'test', alpha):.1f}%"
+        assert zs == f"{100 * acc(task, 'test', 0.0):.1f}%"
+        assert change == f"{100 * (acc(task, 'test', alpha) - acc(task, 'test', 0.0)):+.1f}"
+    assert rows["digits"][4] == "+40.2"  # the Start page's "+40.2 points"

@@ -105,3 +105,15 @@ def load_weights_file(model: torch.nn.Module, path: str | Path) -> None:
     except ValueError as e:
         raise CheckpointError(f"{e}. Is the checkpoint for another architecture?") from e
     model.load_state_dict(state)
+
+
+def save_open_clip_config(model: torch.nn.Module, name: str, path: str | Path) -> None:
+    """Write open_clip's own ``open_clip_config.json`` for ``model`` (built from the config ``name``) with open_clip's
+    own writer: the architecture and the preprocessing, so plain open_clip rebuilds the model from the folder
+    (``create_model_and_transforms("local-dir:DIR")``) without this package's embedded configs."""
+    from open_clip.push_to_hf_hub import save_config_for_hf
+    register_embedded_configs()
+    config = open_clip.get_model_config(name)
+    if config is None:
+        raise _unknown_model(name)
+    save_config_for_hf(model, Path(path), model_config=config)
