@@ -286,16 +286,49 @@ def margin_figure(table: pd.DataFrame, alpha: float | None = None) -> go.Figure:
     return fig
 
 
+# Viridis's anchors (dark purple -> teal -> yellow): reads on any image once the image is shown in grey.
+_HEAT_COLOURS = ((68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37))
+HEAT_OPACITY = 0.6
+
+
+def heat_colours(heat):
+    """Map values in [0, 1] (any shape) to RGB in [0, 255] along the viridis anchors; shape (..., 3)."""
+    import numpy as np
+    anchors = np.asarray(_HEAT_COLOURS, dtype=np.float32)
+    pos = np.clip(np.asarray(heat, dtype=np.float32), 0, 1) * (len(anchors) - 1)
+    lo = np.minimum(pos.astype(int), len(anchors) - 2)
+    frac = (pos - lo)[..., None]
+    return anchors[lo] * (1 - frac) + anchors[lo + 1] * frac
+
+
+def model_view(image):
+    """The central square of ``image``: what an open_clip preprocess (resize the short side, centre crop) shows the
+    model, so a saliency map lies over the part of the picture it was computed on."""
+    w, h = image.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    return image.crop((left, top, left + side, top + side))
+
+
 def saliency_overlay(image, cam, size: int = 160):
-    """The image with a saliency map ([H, W] in [0, 1], any resolution) laid over it in red, as a PIL image."""
+    """The model's view of ``image`` in grey with a saliency map ([H, W] in [0, 1], any resolution) laid over it as
+    a colour map (yellow: most evidence, dark purple: none), as a PIL image. Grey underneath and a colour map on top
+    read on any picture (issue 26: a red overlay vanished on red objects)."""
     import numpy as np
     from PIL import Image
-    base = np.asarray(image.convert("RGB").resize((size, size)), dtype=np.float32)
-    heat = np.asarray(Image.fromarray((np.asarray(cam) * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR),
-                      dtype=np.float32)[..., None] / 255
-    red = np.zeros_like(base)
-    red[..., 0] = 255
-    return Image.fromarray((base * (1 - 0.6 * heat) + red * 0.6 * heat).astype(np.uint8))
+    grey = np.asarray(model_view(image).convert("L").convert("RGB").resize((size, size)), dtype=np.float32)
+    heat = np.asarray(Image.fromarray((np.clip(np.asarray(cam, dtype=np.float32), 0, 1) * 255).astype(np.uint8))
+                      .resize((size, size), Image.BILINEAR), dtype=np.float32) / 255
+    out = grey * (1 - HEAT_OPACITY) + heat_colours(heat) * HEAT_OPACITY
+    return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
+
+
+def fit_image(image, size: int = 160):
+    """``image`` scaled so its longer side is ``size`` px, its aspect ratio kept (issue 26: uploads were squashed to
+    a square: a ball became an egg)."""
+    w, h = image.size
+    scale = size / max(w, h)
+    return image.resize((max(1, round(w * scale)), max(1, round(h * scale))))
 
 
 def along_alpha_figure(table: pd.DataFrame, true_class: str, alpha: float | None = None, top: int = 4) -> go.Figure:

@@ -140,7 +140,36 @@ def test_word_sweep_heatmap_and_margin_figure_hold_the_tables_values():
     assert [t.name for t in fig.data] == ["clean", "attacked"] and list(fig.data[1].y) == [-1.0, 0.5]
     overlay = saliency_overlay(Image.new("RGB", (10, 10), (0, 0, 255)), [[0.0, 1.0], [0.0, 1.0]], size=4)
     px = overlay.load()
-    assert px[0, 0] == (0, 0, 255) and px[3, 0][0] > 100  # no evidence left untouched, evidence turns red
+    assert px[3, 0][0] > 140 and px[3, 0][1] > 140 and px[3, 0][2] < 60  # evidence: yellow
+    assert sum(px[0, 0]) < 150 and px[0, 0][2] > px[0, 0][1]              # none: dark purple
+
+
+@pytest.mark.parametrize("background", [(220, 20, 20), (20, 200, 20), (20, 20, 220), (255, 255, 255), (0, 0, 0)])
+def test_the_saliency_overlay_reads_on_any_background(background):
+    """Where the evidence is stands out from where it is not on every colour, red included (issue 26: the red
+    overlay vanished on red objects), and looks the same whatever the image's hue (the image is shown in grey)."""
+    import numpy as np
+    from PIL import Image
+
+    from dashboard.figures import HEAT_OPACITY, heat_colours, saliency_overlay
+    image = Image.new("RGB", (40, 40), background)
+    px = saliency_overlay(image, [[0.0, 1.0]], size=40).load()
+    cold, hot = np.array(px[2, 20], dtype=float), np.array(px[37, 20], dtype=float)
+    assert np.linalg.norm(hot - cold) > 140
+    grey = float(np.asarray(image.convert("L"))[0, 0])
+    expected_hot = grey * (1 - HEAT_OPACITY) + heat_colours(1.0) * HEAT_OPACITY
+    np.testing.assert_allclose(hot, expected_hot, atol=2)  # only the grey level of the image shows through
+
+
+def test_uploads_keep_their_aspect_ratio_and_the_overlay_covers_what_the_model_sees():
+    from PIL import Image
+
+    from dashboard.figures import fit_image, model_view, saliency_overlay
+    wide = Image.new("RGB", (300, 200), (0, 0, 0))
+    wide.paste((255, 255, 255), (0, 0, 50, 200))  # a white band at the left, outside the centre square
+    assert fit_image(wide, 160).size == (160, 107) and fit_image(Image.new("RGB", (48, 96)), 160).size == (80, 160)
+    assert model_view(wide).size == (200, 200) and model_view(wide).getpixel((0, 100)) == (0, 0, 0)
+    assert saliency_overlay(wide, [[0.0]], size=160).size == (160, 160)
 
 
 def test_explorer_positions_are_built_from_the_shared_store():
