@@ -346,3 +346,68 @@ def along_alpha_figure(table: pd.DataFrame, true_class: str, alpha: float | None
     fig.update_layout(xaxis_title="alpha (0 zero-shot, 1 fine-tuned)", yaxis_title="probability", yaxis_range=[0, 1],
                       height=320, margin={"t": 30})
     return fig
+
+
+# ------------------------------------------------------------------------------------------------- tables
+# Tables the relatives' pages show: readable headers, every cell a value (no None), accuracies in % and
+# differences in points, each said in the header.
+
+def _pct(v: float) -> float:
+    return round(100 * float(v), 1)
+
+
+def _alpha_text(alpha) -> str:
+    """An alpha, or one per step (a list, or the study's text of one: "[0.8, 0.2, 0.3]"), as "0.8, 0.2, 0.3"."""
+    if isinstance(alpha, (list, tuple)):
+        return ", ".join(f"{float(a):g}" for a in alpha)
+    if isinstance(alpha, str):
+        return ", ".join(f"{float(a):g}" for a in alpha.strip("[] ").split(","))
+    return f"{float(alpha):g}"
+
+
+def multitask_table(rows: list[dict], tasks: list[str], supported: list[str]) -> pd.DataFrame:
+    """One row per model (specialists, joint, sequential, parallel): test accuracy % per task, the means, and the
+    gap to the specialists in points (the specialists are that reference: their cell says so)."""
+    out = []
+    for r in rows:
+        out.append({"model": r["model"], "alpha": _alpha_text(r["alpha"]),
+                    **{f"{t} %": _pct(r[t]) for t in [*tasks, *supported]},
+                    "patch mean %": _pct(r["patch_mean"]), "supported mean %": _pct(r["supported_mean"]),
+                    "vs specialists (points)": "reference" if r.get("vs_specialists") is None
+                    else f"{100 * r['vs_specialists']:+.1f}"})
+    return pd.DataFrame(out)
+
+
+def transfer_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Broad transfer rows (``transfer`` study): accuracies in %, the change in points, best change first."""
+    rows = rows.sort_values("change", ascending=False)
+    return pd.DataFrame({"patched on": rows["patch_task"].to_numpy(), "evaluated on": rows["eval_task"].to_numpy(),
+                         "alpha": [f"{a:g}" for a in rows["alpha"]],
+                         "zero-shot %": [_pct(v) for v in rows["zero_shot"]],
+                         "patched %": [_pct(v) for v in rows["patched"]],
+                         "change (points)": [round(100 * float(v), 1) for v in rows["change"]]})
+
+
+def negation_table(negation: dict[str, dict]) -> pd.DataFrame:
+    """One row per forgotten task: its test accuracy before and after negation, and the control tasks' mean."""
+    out = []
+    for task, r in negation.items():
+        control = r["control"]
+        out.append({"forget": task, "lambda": f"{r['lambda']:g}", "chance %": _pct(r["chance"]),
+                    "forgotten task: zero-shot %": _pct(r["zero_shot_test"][task]),
+                    "forgotten task: negated %": _pct(r["test"][task]),
+                    "controls": ", ".join(control),
+                    "controls: zero-shot %": _pct(sum(r["zero_shot_test"][c] for c in control) / len(control)),
+                    "controls: negated %": _pct(sum(r["test"][c] for c in control) / len(control))})
+    return pd.DataFrame(out)
+
+
+def wiseft_table(summary: dict[str, dict]) -> pd.DataFrame:
+    """Per ensemble on one shifted task: the endpoints, the best shifted accuracy and where, in % and points."""
+    names = {"weight": "weight-space", "output": "output-space"}
+    return pd.DataFrame([{"ensemble": names.get(n, n), "zero-shot on the shift %": _pct(s["zero_shot"]["shift"]),
+                          "fine-tuned on the shift %": _pct(s["finetuned"]["shift"]),
+                          "best on the shift %": _pct(s["best_shift"]), "at alpha": f"{s['best_shift_alpha']:g}",
+                          "beats both endpoints": "yes" if s["beats_both_endpoints_on_shift"] else "no",
+                          "most points above the endpoints' line": round(100 * s["max_effective_robustness"], 1)}
+                         for n, s in summary.items()])
