@@ -373,7 +373,7 @@ def multitask_table(rows: list[dict], tasks: list[str], supported: list[str]) ->
         out.append({"model": r["model"], "alpha": _alpha_text(r["alpha"]),
                     **{f"{t} %": _pct(r[t]) for t in [*tasks, *supported]},
                     "patch mean %": _pct(r["patch_mean"]), "supported mean %": _pct(r["supported_mean"]),
-                    "vs specialists (points)": "reference" if r.get("vs_specialists") is None
+                    "vs specialists (pts)": "reference" if r.get("vs_specialists") is None
                     else f"{100 * r['vs_specialists']:+.1f}"})
     return pd.DataFrame(out)
 
@@ -405,9 +405,9 @@ def negation_table(negation: dict[str, dict]) -> pd.DataFrame:
 def wiseft_table(summary: dict[str, dict]) -> pd.DataFrame:
     """Per ensemble on one shifted task: the endpoints, the best shifted accuracy and where, in % and points."""
     names = {"weight": "weight-space", "output": "output-space"}
-    return pd.DataFrame([{"ensemble": names.get(n, n), "zero-shot on the shift %": _pct(s["zero_shot"]["shift"]),
-                          "fine-tuned on the shift %": _pct(s["finetuned"]["shift"]),
-                          "best on the shift %": _pct(s["best_shift"]), "at alpha": f"{s['best_shift_alpha']:g}",
+    return pd.DataFrame([{"ensemble": names.get(n, n), "shift: zero-shot %": _pct(s["zero_shot"]["shift"]),
+                          "shift: fine-tuned %": _pct(s["finetuned"]["shift"]),
+                          "shift: best %": _pct(s["best_shift"]), "at alpha": f"{s['best_shift_alpha']:g}",
                           "beats both endpoints": "yes" if s["beats_both_endpoints_on_shift"] else "no",
-                          "most points above the endpoints' line": round(100 * s["max_effective_robustness"], 1)}
+                          "above the line (points)": round(100 * s["max_effective_robustness"], 1)}
                          for n, s in summary.items()])

@@ -63,17 +63,21 @@ def job_timing(started: float, ended: float | None, running: bool, now: float) -
     return f"took {duration(ended - started)}" if ended is not None else "duration unknown"
 
 
-def degenerate_run_note(steps: int | None, patch: str, zero_shot: float | None, fine_tuned: float | None) -> str | None:
+def degenerate_run_note(steps: int | None, patch: str, sweep) -> str | None:
     """Why a Patch page shows next to nothing: the fine-tuned endpoint is (almost) the zero-shot model, so every
-    alpha is the same model. ``zero_shot`` / ``fine_tuned``: the patch task's accuracies at alpha 0 and 1 (0-1)."""
+    alpha is the same model. ``steps``: run.json's fine-tuning steps (None: an imported run); ``sweep``: sweep.csv's
+    table (may be empty), whose test split gives the patch task's accuracy at alpha 0 and 1."""
+    test = sweep[(sweep["split"] == "test") & (sweep["task"] == patch)].sort_values("alpha") if len(sweep) else []
+    zero_shot, fine_tuned = (float(test["accuracy"].iloc[0]), float(test["accuracy"].iloc[-1])) if len(test) > 1 \
+        else (None, None)
     few = steps is not None and steps < 10
-    flat = zero_shot is not None and fine_tuned is not None and abs(fine_tuned - zero_shot) < 0.01
+    flat = zero_shot is not None and abs(fine_tuned - zero_shot) < 0.01
     if not (few or flat):
         return None
     why = f"it was fine-tuned for only {steps} step{'s' if steps != 1 else ''}" if few else \
         "fine-tuning did not change its accuracy"
-    change = "" if zero_shot is None or fine_tuned is None else \
-        f" ({patch}: {100 * zero_shot:.1f}% zero-shot, {100 * fine_tuned:.1f}% fine-tuned)"
+    change = "" if zero_shot is None else \
+        f" ({patch}: {100 * zero_shot:.1f}% zero-shot, {100 * fine_tuned:.1f}% fine-tuned, test split)"
     return (f"This run can show little: {why}{change}, so the fine-tuned weights are close to the zero-shot ones and "
             "every alpha gives nearly the same model. Fine-tune for more steps (the default is 300) to see the "
             "trade-off between the patch task and the supported tasks.")

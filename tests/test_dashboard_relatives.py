@@ -69,7 +69,7 @@ def test_wiseft_page_table_equals_the_study():
     at.selectbox(key="wf_shift").set_value(shift).run()
     table = at.dataframe[0].value.set_index("ensemble")
     for name in ("weight", "output"):
-        assert table.loc[f"{name}-space", "best on the shift %"] == pytest.approx(
+        assert table.loc[f"{name}-space", "shift: best %"] == pytest.approx(
             round(100 * result["summary_test"][shift][name]["best_shift"], 1))
     names = [t["name"] for t in _spec(at)["data"]]
     assert names[0].startswith("endpoints") and "weight-space ensemble" in names and "output-space ensemble" in names
@@ -165,9 +165,9 @@ def test_multitask_and_transfer_tables_are_readable_and_hold_the_study():
         r = rows[shown["model"]]
         assert shown["alpha"] == str(r["alpha"]).strip("[]")  # e.g. "0.8, 0.2, 0.3", not a cut-off "[0.8, 0.2"
         assert shown["digits %"] == round(100 * r["digits"], 1)
-        assert shown["vs specialists (points)"] == ("reference" if r.get("vs_specialists") is None
+        assert shown["vs specialists (pts)"] == ("reference" if r.get("vs_specialists") is None
                                                     else f"{100 * r['vs_specialists']:+.1f}")
-    assert table.set_index("model").loc["joint", "vs specialists (points)"] == "-3.4"  # the README's figure
+    assert table.set_index("model").loc["joint", "vs specialists (pts)"] == "-3.4"  # the README's figure
     transfer = at.dataframe[1].value
     _readable(transfer)
     rows = pd.DataFrame(_flat(REL / "transfer.json")["rows"])

@@ -49,13 +49,23 @@ def test_job_timing_running_finished_or_unknown():
     assert text.job_timing(100.0, None, False, now=999.0) == "duration unknown"
 
 
+def _sweep(zero_shot: float, fine_tuned: float):
+    import pandas as pd
+    return pd.DataFrame([{"alpha": a, "task": t, "split": sp, "accuracy": acc, "n": 100}
+                         for a, acc in ((1.0, fine_tuned), (0.0, zero_shot), (0.5, 0.5))
+                         for t in ("digits", "shapes") for sp in ("val", "test")])
+
+
 def test_a_degenerate_run_says_why():
-    note = text.degenerate_run_note(1, "digits", 0.582, 0.585)
+    import pandas as pd
+    note = text.degenerate_run_note(1, "digits", _sweep(0.582, 0.585))
     assert note.startswith("This run can show little: it was fine-tuned for only 1 step (digits: 58.2% zero-shot, "
-                           "58.5% fine-tuned)")
-    assert "fine-tuning did not change its accuracy" in text.degenerate_run_note(300, "digits", 0.5, 0.503)
-    assert text.degenerate_run_note(300, "digits", 0.582, 0.992) is None
-    assert text.degenerate_run_note(None, "digits", None, None) is None
+                           "58.5% fine-tuned, test split), so the fine-tuned weights are close to the zero-shot ones")
+    assert "fine-tuning did not change its accuracy" in text.degenerate_run_note(300, "digits", _sweep(0.5, 0.503))
+    assert text.degenerate_run_note(300, "digits", _sweep(0.582, 0.992)) is None
+    assert text.degenerate_run_note(None, "digits", pd.DataFrame()) is None
+    assert text.degenerate_run_note(3, "digits", pd.DataFrame()).startswith(
+        "This run can show little: it was fine-tuned for only 3 steps, so")
 
 
 def _summary(weight_best: float, weight_beats: bool) -> dict:
@@ -82,3 +92,15 @@ def test_prediction_columns_name_every_column_narrowly():
                           "patched (alpha 0.5) prob"]
     assert [c["label"] for c in cols.values()] == ["#", "zero-shot", "prob.", "patched (alpha 0.5)", "prob."]
     assert sum(c["width"] for c in cols.values()) <= 450  # fits beside the picture at 1400 px
+
+
+def test_the_served_dashboard_hides_the_deploy_button():
+    """Issue 26, item 9: Streamlit's "Deploy" button showed. scripts/dashboard.sh starts Streamlit in the repository's
+    root, where .streamlit/config.toml asks for the minimal toolbar (the browser test checks the page itself)."""
+    import tomllib
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    config = tomllib.loads((root / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["toolbarMode"] == "minimal"
+    script = (root / "scripts" / "dashboard.sh").read_text()
+    assert script.index('cd "$(dirname "$0")/.."') < script.index("streamlit run")

@@ -86,12 +86,45 @@ def test_explorer_entry_and_payload_carry_the_numbers():
                            ["one", "two"], ["one", "one"], ["one", "two"])
     assert [m["value"] for m in entry["metrics"]] == ["75.0%", "50.0%", "100.0%"]
     assert [m["delta"] for m in entry["metrics"]] == ["+25.0 vs zero-shot", "+0.0 vs zero-shot", "+0.0 vs zero-shot"]
-    assert entry["metrics"][0]["label"] == "digits (patch, n=4)" and entry["metrics"][1]["label"] == "shapes (supported, n=4)"
+    assert entry["metrics"][0]["label"] == "digits (patch)" and entry["metrics"][1]["label"] == "shapes (supported)"
+    assert [m["sample"] for m in entry["metrics"]] == ["live: first 4 test images", "live: first 4 test images",
+                                                       "live: first 2 test images"]
     assert entry["live"] == [0.75, 0.75] and entry["live_text"] == ["75.0%", "75.0%"]
     assert entry["captions"] == ["true one | zs one | now one (right)", "true two | zs one | now two (right)"]
     data = payload("runs/x", 0.35, 0.5, {alpha_key(0.35): entry}, 21, 0.05, "digits", [b"\x89PNG"], "<svg/>", "val")
     assert list(data["positions"]) == ["0.35"] and data["alpha"] == 0.35 and data["split"] == "val"
     assert base64.b64decode(data["thumbs"][0].split(",", 1)[1]) == b"\x89PNG"
+
+
+@pytest.mark.parametrize("alphas, step, n", [
+    ([i / 10 for i in range(11)], 0.1, 11),          # the default sweep: the slider steps with it
+    ([0, 0.2, 0.4, 0.6, 0.8, 1.0], 0.2, 6),
+    ([0, 0.25, 0.5, 0.75, 1.0], 0.05, 21),           # a grid, but too coarse for a slider
+    ([0, 1], 0.05, 21),                              # two endpoints: the slider keeps its own positions
+    ([0, 0.1, 0.3, 1.0], 0.05, 21),                  # uneven
+    ([], 0.05, 21),                                  # no sweep
+])
+def test_the_slider_follows_the_sweeps_grid_when_it_is_fine_enough(alphas, step, n):
+    from dashboard.explorer import slider_grid
+    got_step, positions = slider_grid(alphas, 0.05)
+    assert got_step == pytest.approx(step) and len(positions) == n and positions[0] == 0 and positions[-1] == 1
+    if step != 0.05:
+        assert list(positions) == [round(a, 2) for a in alphas]
+
+
+def test_whole_split_figures_are_the_sweeps_own():
+    from dashboard.explorer import whole_split
+    df = _sweep()
+    whole = whole_split(df, "val", "digits", ["shapes"])
+    val = df[df["split"] == "val"]
+    for alpha in sorted(set(val["alpha"])):
+        at = val[val["alpha"] == alpha].set_index("task")["accuracy"]
+        zero = val[val["alpha"] == 0].set_index("task")["accuracy"]
+        got = whole[f"{alpha:.2f}"]
+        assert got["tasks"]["digits"]["value"] == f"{100 * at['digits']:.1f}%"
+        assert got["tasks"]["digits"]["delta"] == f"{100 * (at['digits'] - zero['digits']):+.1f} vs zero-shot"
+        assert got["patch"] == f"{100 * at['digits']:.1f}%" and got["supported"] == f"{100 * at['shapes']:.1f}%"
+        assert got["tasks"]["shapes"]["n"] == 10
 
 
 def test_accuracy_vs_alpha_has_one_line_per_task():

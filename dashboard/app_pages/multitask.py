@@ -20,7 +20,7 @@ with tab_mt:
         st.plotly_chart(figures.multitask_figure(rows, tasks, sup), key="mt_chart")
         st.dataframe(figures.multitask_table(rows, tasks, sup), key="mt_table", hide_index=True)
         st.caption("Test accuracy (%) per task; alpha chosen on val (sequential: one per step); vs specialists: "
-                   "the mean patch accuracy's gap to the specialists' own, in points.")
+                   "the mean patch accuracy's gap to the specialists' own, in points (pts).")
         best = max((r for r in rows if not r["model"].startswith("specialist")), key=lambda r: r["patch_mean"], default=None)
         if best:
             st.markdown(f"Best multi-task model on the patch tasks (test): **{best['model']}**, mean "

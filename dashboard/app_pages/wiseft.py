@@ -18,3 +18,5 @@ if doc:
     summary = result["summary_test"][shift]
     st.markdown("**What it shows:** " + text.wiseft_conclusion(summary, shift, result["id_task"]))
     st.dataframe(figures.wiseft_table(summary), key="wf_table", hide_index=True)
+    st.caption(f"shift: accuracy (%) on {shift}; above the line: the most points an ensemble lies above the straight "
+               "line joining the endpoints (effective robustness).")
