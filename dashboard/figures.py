@@ -286,16 +286,49 @@ def margin_figure(table: pd.DataFrame, alpha: float | None = None) -> go.Figure:
     return fig
 
 
+# Viridis's anchors (dark purple -> teal -> yellow): reads on any image once the image is shown in grey.
+_HEAT_COLOURS = ((68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37))
+HEAT_OPACITY = 0.6
+
+
+def heat_colours(heat):
+    """Map values in [0, 1] (any shape) to RGB in [0, 255] along the viridis anchors; shape (..., 3)."""
+    import numpy as np
+    anchors = np.asarray(_HEAT_COLOURS, dtype=np.float32)
+    pos = np.clip(np.asarray(heat, dtype=np.float32), 0, 1) * (len(anchors) - 1)
+    lo = np.minimum(pos.astype(int), len(anchors) - 2)
+    frac = (pos - lo)[..., None]
+    return anchors[lo] * (1 - frac) + anchors[lo + 1] * frac
+
+
+def model_view(image):
+    """The central square of ``image``: what an open_clip preprocess (resize the short side, centre crop) shows the
+    model, so a saliency map lies over the part of the picture it was computed on."""
+    w, h = image.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    return image.crop((left, top, left + side, top + side))
+
+
 def saliency_overlay(image, cam, size: int = 160):
-    """The image with a saliency map ([H, W] in [0, 1], any resolution) laid over it in red, as a PIL image."""
+    """The model's view of ``image`` in grey with a saliency map ([H, W] in [0, 1], any resolution) laid over it as
+    a colour map (yellow: most evidence, dark purple: none), as a PIL image. Grey underneath and a colour map on top
+    read on any picture (issue 26: a red overlay vanished on red objects)."""
     import numpy as np
     from PIL import Image
-    base = np.asarray(image.convert("RGB").resize((size, size)), dtype=np.float32)
-    heat = np.asarray(Image.fromarray((np.asarray(cam) * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR),
-                      dtype=np.float32)[..., None] / 255
-    red = np.zeros_like(base)
-    red[..., 0] = 255
-    return Image.fromarray((base * (1 - 0.6 * heat) + red * 0.6 * heat).astype(np.uint8))
+    grey = np.asarray(model_view(image).convert("L").convert("RGB").resize((size, size)), dtype=np.float32)
+    heat = np.asarray(Image.fromarray((np.clip(np.asarray(cam, dtype=np.float32), 0, 1) * 255).astype(np.uint8))
+                      .resize((size, size), Image.BILINEAR), dtype=np.float32) / 255
+    out = grey * (1 - HEAT_OPACITY) + heat_colours(heat) * HEAT_OPACITY
+    return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
+
+
+def fit_image(image, size: int = 160):
+    """``image`` scaled so its longer side is ``size`` px, its aspect ratio kept (issue 26: uploads were squashed to
+    a square: a ball became an egg)."""
+    w, h = image.size
+    scale = size / max(w, h)
+    return image.resize((max(1, round(w * scale)), max(1, round(h * scale))))
 
 
 def along_alpha_figure(table: pd.DataFrame, true_class: str, alpha: float | None = None, top: int = 4) -> go.Figure:
@@ -313,3 +346,68 @@ def along_alpha_figure(table: pd.DataFrame, true_class: str, alpha: float | None
     fig.update_layout(xaxis_title="alpha (0 zero-shot, 1 fine-tuned)", yaxis_title="probability", yaxis_range=[0, 1],
                       height=320, margin={"t": 30})
     return fig
+
+
+# ------------------------------------------------------------------------------------------------- tables
+# Tables the relatives' pages show: readable headers, every cell a value (no None), accuracies in % and
+# differences in points, each said in the header.
+
+def _pct(v: float) -> float:
+    return round(100 * float(v), 1)
+
+
+def _alpha_text(alpha) -> str:
+    """An alpha, or one per step (a list, or the study's text of one: "[0.8, 0.2, 0.3]"), as "0.8, 0.2, 0.3"."""
+    if isinstance(alpha, (list, tuple)):
+        return ", ".join(f"{float(a):g}" for a in alpha)
+    if isinstance(alpha, str):
+        return ", ".join(f"{float(a):g}" for a in alpha.strip("[] ").split(","))
+    return f"{float(alpha):g}"
+
+
+def multitask_table(rows: list[dict], tasks: list[str], supported: list[str]) -> pd.DataFrame:
+    """One row per model (specialists, joint, sequential, parallel): test accuracy % per task, the means, and the
+    gap to the specialists in points (the specialists are that reference: their cell says so)."""
+    out = []
+    for r in rows:
+        out.append({"model": r["model"], "alpha": _alpha_text(r["alpha"]),
+                    **{f"{t} %": _pct(r[t]) for t in [*tasks, *supported]},
+                    "patch mean %": _pct(r["patch_mean"]), "supported mean %": _pct(r["supported_mean"]),
+                    "vs specialists (pts)": "reference" if r.get("vs_specialists") is None
+                    else f"{100 * r['vs_specialists']:+.1f}"})
+    return pd.DataFrame(out)
+
+
+def transfer_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Broad transfer rows (``transfer`` study): accuracies in %, the change in points, best change first."""
+    rows = rows.sort_values("change", ascending=False)
+    return pd.DataFrame({"patched on": rows["patch_task"].to_numpy(), "evaluated on": rows["eval_task"].to_numpy(),
+                         "alpha": [f"{a:g}" for a in rows["alpha"]],
+                         "zero-shot %": [_pct(v) for v in rows["zero_shot"]],
+                         "patched %": [_pct(v) for v in rows["patched"]],
+                         "change (points)": [round(100 * float(v), 1) for v in rows["change"]]})
+
+
+def negation_table(negation: dict[str, dict]) -> pd.DataFrame:
+    """One row per forgotten task: its test accuracy before and after negation, and the control tasks' mean."""
+    out = []
+    for task, r in negation.items():
+        control = r["control"]
+        out.append({"forget": task, "lambda": f"{r['lambda']:g}", "chance %": _pct(r["chance"]),
+                    "forgotten task: zero-shot %": _pct(r["zero_shot_test"][task]),
+                    "forgotten task: negated %": _pct(r["test"][task]),
+                    "controls": ", ".join(control),
+                    "controls: zero-shot %": _pct(sum(r["zero_shot_test"][c] for c in control) / len(control)),
+                    "controls: negated %": _pct(sum(r["test"][c] for c in control) / len(control))})
+    return pd.DataFrame(out)
+
+
+def wiseft_table(summary: dict[str, dict]) -> pd.DataFrame:
+    """Per ensemble on one shifted task: the endpoints, the best shifted accuracy and where, in % and points."""
+    names = {"weight": "weight-space", "output": "output-space"}
+    return pd.DataFrame([{"ensemble": names.get(n, n), "shift: zero-shot %": _pct(s["zero_shot"]["shift"]),
+                          "shift: fine-tuned %": _pct(s["finetuned"]["shift"]),
+                          "shift: best %": _pct(s["best_shift"]), "at alpha": f"{s['best_shift_alpha']:g}",
+                          "beats both endpoints": "yes" if s["beats_both_endpoints_on_shift"] else "no",
+                          "above the line (points)": round(100 * s["max_effective_robustness"], 1)}
+                         for n, s in summary.items()])

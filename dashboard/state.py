@@ -12,8 +12,8 @@ import streamlit as st
 from PIL import Image
 
 from paint_core.data.images import ImageInputError, read_image
-from paint_core.live.sessions import (LIVE_EVAL_N, SLIDER_ALPHAS, EvalSet, ModelPool, PatchSession, PredictionStore,
-                                      build_eval_sets, subsample_accuracies)
+from paint_core.live.sessions import (LIVE_EVAL_N, SLIDER_ALPHAS, SLIDER_STEP, EvalSet, ModelPool, PatchSession,
+                                      PredictionStore, build_eval_sets, subsample_accuracies)
 from paint_core.io.paths import CACHED_RESULTS_DIR
 from paint_core.io.results import read_results
 from paint_core.studies.patch import Run, load_run, select_run
@@ -105,10 +105,16 @@ def shared_store(path: str) -> PredictionStore:
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _shared_store(path: str, identity: str) -> PredictionStore:
+    from dashboard.explorer import slider_grid
     store = PredictionStore()
     run = _shared_run(path, identity)
-    store.warm(run, _shared_eval_sets(path, identity, run_tasks(run), live_n()), SLIDER_ALPHAS,
-               start=chosen_alpha(path) or 0.0)
+    sweep = sweep_of(path)
+    _, grid = slider_grid(sweep["alpha"].unique() if len(sweep) else (), SLIDER_STEP)
+    start = chosen_alpha(path) or 0.0
+    near = lambda a: abs(a - start)  # noqa: E731
+    # the Patch page's positions first (nearest to the chosen alpha first), then the other pages' finer ones
+    order = [*sorted(grid, key=near), *sorted((a for a in SLIDER_ALPHAS if a not in grid), key=near)]
+    store.warm(run, _shared_eval_sets(path, identity, run_tasks(run), live_n()), order)
     return store
 
 

@@ -56,19 +56,28 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def select_report(run: str, choice: dict) -> str:
+    """``select_run``'s choice as a person reads it: the rule, then one row per task (val and test accuracy at the
+    chosen alpha, test at zero-shot, the change in points)."""
+    patch = choice["patch"]
+    tasks = [patch, *sorted(t for t in choice["test"] if t != patch)]
+    width = max(len(t) for t in [*tasks, "task"])
+    lines = [f"run {run}: alpha {choice['alpha']:g} chosen on val (the best mean of the patch accuracy, "
+             f"{100 * choice['patch_accuracy']:.1f}%, and the supported mean, {100 * choice['supported_accuracy']:.1f}%)",
+             f"  {'task':{width}s}  {'role':9s}  {'val':>6s}  {'test':>6s}  {'zero-shot test':>14s}  change (points)"]
+    for t in tasks:
+        val, test, zs = choice["per_task"].get(t), choice["test"][t], choice["test_zeroshot"].get(t)
+        lines.append(f"  {t:{width}s}  {'patch' if t == patch else 'supported':9s}  "
+                     + (f"{100 * val:5.1f}%" if val is not None else f"{'-':>6s}") + f"  {100 * test:5.1f}%  "
+                     + (f"{100 * zs:13.1f}%  {100 * (test - zs):+.1f}" if zs is not None else f"{'-':>14s}  -"))
+    return "\n".join(lines)
+
+
 def cmd_select(args: argparse.Namespace) -> int:
     from .studies.patch import select_run
 
     choice = select_run(args.run)
-    if args.json:
-        print(json.dumps(choice, indent=2))
-        return 0
-    print(f"chosen alpha (on val): {choice['alpha']:g}")
-    print(f"  val: {args.run} patch {choice['patch']} {choice['patch_accuracy']:.4f}, "
-          f"supported mean {choice['supported_accuracy']:.4f}")
-    for task, acc in choice["test"].items():
-        zs = choice["test_zeroshot"].get(task)
-        print(f"  test {task}: {acc:.4f}" + (f" (zero-shot {zs:.4f})" if zs is not None else ""))
+    print(json.dumps(choice, indent=2) if args.json else select_report(args.run, choice))
     return 0
 
 
@@ -82,6 +91,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     except AlphaOutOfRange as e:  # export is the one command that can go beyond the endpoints
         raise AlphaOutOfRange(f"{e}; pass --extrapolate to go beyond the endpoints") from None
     print(f"wrote {args.out} (alpha {args.alpha:g}, sha256 {sidecar['sha256'][:12]}...)")
+    if Path(args.out).suffix == ".safetensors":
+        print(f"  weights of {sidecar['model']}: open_clip.create_model_and_transforms({sidecar['model']!r}, "
+              f"pretrained={args.out!r}) (an embedded micro model also needs open_clip.add_model_config"
+              "(<paint_core>/model_configs); or export to a folder, which carries its config)")
+    else:
+        print(f"  open_clip's layout: open_clip.create_model_and_transforms('local-dir:{args.out}')")
     return 0
 
 
@@ -156,13 +171,18 @@ def cmd_export_task(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .models.clip import list_models
+    # registries only, no torch: answers at once even on a loaded machine
     from .data.tasks import list_tasks
+    from .io.paths import REPO_DIR, WEIGHTS_DIR
+    from .models.registry import EMBEDDED_ENCODERS, SHIPPED_WEIGHTS, list_models
 
-    from .models.encoders import EMBEDDED_ENCODERS
+    weights = {stem: f"{desc}: --model {model} --pretrained "
+                     f"{(WEIGHTS_DIR / f'{stem}.safetensors').relative_to(REPO_DIR)}"
+               for stem, (model, desc) in SHIPPED_WEIGHTS.items()}
     encoders = {n: "closed-vocabulary image encoder (timm ViT, 48 px), supervised on the embedded world; "
                    "any timm name works too" for n in EMBEDDED_ENCODERS}
-    for title, entries in (("models", list_models()), ("closed-vocabulary encoders", encoders), ("tasks", list_tasks())):
+    for title, entries in (("models", list_models()), ("more shipped weights", weights),
+                           ("closed-vocabulary encoders", encoders), ("tasks", list_tasks())):
         print(f"{title}:")
         for name, desc in entries.items():
             print(f"  {name:16s} {desc}")
@@ -336,7 +356,7 @@ DISTRIBUTED_COMMANDS = ("finetune", "sweep")
 
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     """--device, --precision and --workers: where the command computes (``paint_core.runtime``)."""
-    from .runtime import PRECISIONS
+    from .configs import PRECISIONS
     parser.add_argument("--device", default="auto",
                         help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps (default: %(default)s)")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
@@ -359,14 +379,11 @@ def add_study_output(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .studies.closed_vocab import ClosedVocabConfig
-    from .engine.pretrain_encoder import EncoderPretrainConfig
-    from .engine.finetune import FinetuneConfig
-    from .engine.pretrain import PretrainConfig
-    from .engine.prompts import PromptConfig
-    from .engine.evaluation import MAX_ALPHAS
+    # torch-free on purpose: --help, COMMAND --help and usage errors answer without importing torch
+    from .configs import ClosedVocabConfig, EncoderPretrainConfig, FinetuneConfig, PretrainConfig, PromptConfig
+    from .configs import MAX_ALPHAS
     from .core.methods import MERGE_METHODS
-    from .studies.multitask import MULTITASK_METHODS
+    from .studies.multitask_methods import MULTITASK_METHODS
     from .data.corpus import CorpusConfig
     from .version import __version__
 
@@ -420,7 +437,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export", help="write the patched weights at one alpha as safetensors")
     s.add_argument("--run-dir", "--run", dest="run", required=True, help="run directory")
     s.add_argument("--alpha", type=float, required=True, help="0 is zero-shot, 1 is fine-tuned")
-    s.add_argument("--out", required=True, help="the .safetensors file to write (a .json sidecar goes beside it)")
+    s.add_argument("--out", required=True,
+                   help="a folder in open_clip's layout (config + weights; plain open_clip loads it with "
+                        "create_model_and_transforms('local-dir:FOLDER')), or a .safetensors file (weights only, "
+                        "a .json sidecar beside it)")
     s.add_argument("--extrapolate", action="store_true", help="allow alpha outside [0, 1]")
     s.add_argument("--overwrite", action="store_true", help="replace an earlier export at --out")
     s.set_defaults(func=cmd_export)

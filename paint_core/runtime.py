@@ -15,11 +15,10 @@ from typing import Iterator
 
 import torch
 
+from .configs import PRECISIONS
+
 
 log = logging.getLogger(__name__)
-
-# open_clip's names: fp32, amp (float16 autocast with a gradient scaler), amp_bf16 (bfloat16 autocast, no scaler).
-PRECISIONS = ("fp32", "amp", "amp_bf16")
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,7 @@ def _explorer_state(page) -> dict:
       markers: [...document.querySelectorAll('.pe-marker')].filter(g => g.getAttribute('display') === 'inline')
                                                            .map(g => g.dataset.alpha),
       sample: document.querySelector('.pe-sample figcaption').textContent,
+      whole: document.querySelector('.pe-metric[data-task="digits"] .pe-metric-whole').textContent,
       status: document.querySelector('.pe-status').textContent,
     })""")
 
@@ -89,8 +90,14 @@ def _wait_for_alpha(page, alpha: str, timeout: float = 120) -> dict:
     raise AssertionError(f"the explorer never showed alpha {alpha}: {_explorer_state(page)}")
 
 
+def _digits_box(page):
+    """The metric labelled "digits" (its label alone: the box's text runs on into the value)."""
+    label = page.locator('[data-testid="stMetricLabel"]').filter(has_text=re.compile(r"^\s*digits\s*$"))
+    return page.locator('[data-testid="stMetric"]').filter(has=label).first
+
+
 def _digits_metric(page) -> str:
-    metric = page.locator('[data-testid="stMetric"]').filter(has_text="digits (").first
+    metric = _digits_box(page)
     return metric.locator('[data-testid="stMetricValue"]').inner_text()
 
 
@@ -146,21 +153,29 @@ def test_slider_moves_numbers_and_chart_in_a_real_browser(app_url):
         ready = page.locator(".pe-ready").inner_text()
     assert re.fullmatch(r"\d+\.\d%", start["digits"]) and re.fullmatch(r"\d+\.\d%", end["digits"])
     assert start["digits"] != end["digits"]
-    assert start["caption"] == f"Frontier (test) at alpha 0: live subsample patch {start['digits']}, supported " + \
-        start["caption"].rsplit("supported ", 1)[1]
-    assert end["caption"].startswith(f"Frontier (test) at alpha 1: live subsample patch {end['digits']}, supported ")
+    import pandas as pd
+    sweep = pd.read_csv(ROOT / "cached_results" / "micro-rn-l" / "digits" / "sweep.csv")
+    digits = sweep[(sweep["split"] == "test") & (sweep["task"] == "digits")].set_index("alpha")
+    pct = r"\d+\.\d%"
+    for shown, alpha in ((start, 0), (end, 1)):  # the live sample and the whole split, each named
+        assert re.fullmatch(rf"Frontier \(test\) at alpha {alpha}: live subsample patch {re.escape(shown['digits'])}, "
+                            rf"supported {pct}; whole test split: patch {100 * digits.loc[alpha, 'accuracy']:.1f}%, "
+                            rf"supported {pct}", shown["caption"]), shown["caption"]
+        assert shown["whole"].startswith(f"whole test split ({int(digits.loc[alpha, 'n'])} images, from the sweep): "
+                                         f"{100 * digits.loc[alpha, 'accuracy']:.1f}%, ")
     assert start["markers"] == ["0.00"] and end["markers"] == ["1.00"]  # one marker, the slider's
     assert start["sample"].startswith("true ") and " | now " in end["sample"]
     assert reloaded["digits"] == end["digits"]  # the server took the browser's alpha
-    # one marker per position the server has sent (the warm-up may still be filling the others)
-    assert ready.startswith(f"{known} of {len(SLIDER_ALPHAS)} slider positions computed") and known >= 3
+    # one marker per position the server has sent (the warm-up may still be filling the others); the slider steps
+    # with the sweep (0, 0.1, ..., 1)
+    assert ready.startswith(f"{known} of {digits.index.nunique()} slider positions computed") and known >= 3
 
 
 def test_task_arithmetic_slider_redraws_live_in_a_real_browser(app_url):
     """Negating the digits vector with its coefficient slider lowers the live digits accuracy on the page."""
     with _browser_page() as page:
         page.goto(app_url + "/arithmetic", timeout=120_000)
-        page.locator('[data-testid="stMetric"]').filter(has_text="digits (").first.wait_for(timeout=180_000)
+        _digits_box(page).wait_for(timeout=180_000)
         page.wait_for_timeout(1500)
         before = _digits_metric(page)
         slider = page.locator('[data-testid="stSlider"]').filter(has_text="coefficient of tau(digits)")
@@ -210,10 +225,11 @@ def test_the_story_page_opens_first_and_leads_to_the_patch_page(app_url):
         page.locator(".js-plotly-plot").nth(1).wait_for(timeout=60_000)  # both charts drawn (they render after the text)
         charts = page.locator(".js-plotly-plot").count()
         page.screenshot(path=str(ARTIFACTS / "dashboard_story.png"), full_page=True)
+        deploy = page.get_by_text("Deploy", exact=True).count()  # hidden by .streamlit/config.toml
         page.get_by_role("link", name="Patch").first.click()
         page.locator('.pe-metric[data-task="digits"]').first.wait_for(timeout=180_000)
         patch_heading = _explorer_state(page)["heading"]
-    assert shown == f"{chosen:g}" and charts >= 2
+    assert shown == f"{chosen:g}" and charts >= 2 and deploy == 0
     assert patch_heading.startswith(f"Live accuracy at alpha = {chosen:g}")  # the Patch page opens at the choice
 
 

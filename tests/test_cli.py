@@ -66,3 +66,81 @@ def test_console_script_is_python_m_paint_core():
     a = subprocess.run([exe, "--version"], capture_output=True, text=True)
     b = subprocess.run([sys.executable, "-m", "paint_core", "--version"], capture_output=True, text=True)
     assert a.returncode == b.returncode == 0 and a.stdout == b.stdout and a.stdout.startswith("paint-core 0.")
+
+
+HEAVY = ("torch", "open_clip", "torchvision", "timm")
+
+
+def _heavy_imports(argvs: list[list[str]]) -> dict[str, list[str]]:
+    """For each argv, which heavy libraries a fresh interpreter holds after ``main(argv)`` (help, usage errors,
+    list): counted in sys.modules, not timed, so the test means the same on a quiet or a loaded machine."""
+    script = ("import contextlib, io, json, sys\n"
+              "from paint_core.cli import main\n"
+              "out = {}\n"
+              f"for argv in {argvs!r}:\n"
+              "    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+              "        try:\n"
+              "            main(argv)\n"
+              "        except SystemExit:\n"
+              "            pass\n"
+              f"    out[' '.join(argv)] = [m for m in {HEAVY!r} if m in sys.modules]\n"
+              "print(json.dumps(out))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    import json
+    return json.loads(done.stdout)
+
+
+def test_help_usage_errors_and_list_import_no_torch():
+    """`paint-core --help`, every `COMMAND --help`, a usage error and `list` answer without torch (issue 26:
+    each paid the whole import, tens of seconds on a loaded machine)."""
+    argvs = [["--help"], *[[name, "--help"] for name in sorted(subcommands())], ["finetun"],
+             ["finetune", "--model", "micro-rn-l"], ["sweep", "--run", "x", "--precision", "fp64"], ["list"]]
+    assert _heavy_imports(argvs) == {" ".join(a): [] for a in argvs}
+
+
+def test_python_m_paint_core_help_imports_no_torch():
+    code = ("import runpy, sys\nsys.argv = ['paint_core', '--help']\n"
+            "try:\n    runpy.run_module('paint_core', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print([m for m in ('torch', 'open_clip') if m in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "[]", done.stderr
+
+
+def test_list_names_every_shipped_model_and_weights_file(capsys):
+    from paint_core.io.paths import WEIGHTS_DIR
+    from paint_core.models.registry import EMBEDDED_MODELS, SHIPPED_WEIGHTS
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in EMBEDDED_MODELS:
+        assert f"\n  {name:16s} " in out
+    assert "micro-rn-s-reads" in SHIPPED_WEIGHTS  # the Typographic page's reader
+    for stem, (model, _) in SHIPPED_WEIGHTS.items():
+        assert (WEIGHTS_DIR / f"{stem}.safetensors").is_file()
+        assert f"--model {model} --pretrained paint_core/weights/{stem}.safetensors" in out
+        import json
+        assert json.loads((WEIGHTS_DIR / f"{stem}.json").read_text())["model"] == model
+
+
+def test_select_prints_a_readable_table_with_the_sweeps_numbers(capsys):
+    """One row per task: val and test accuracy at the chosen alpha, zero-shot test and the change in points,
+    read back against sweep.csv itself (issue 26: it printed "val: runs/x patch digits 0.9798")."""
+    import pandas as pd
+    from paint_core.io.paths import CACHED_RESULTS_DIR
+    from paint_core.studies.patch import select_run
+    run = CACHED_RESULTS_DIR / "micro-rn-l" / "digits"
+    assert main(["select", "--run", str(run)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    alpha = select_run(run)["alpha"]
+    assert lines[0].startswith(f"run {run}: alpha {alpha:g} chosen on val (the best mean of the patch accuracy")
+    assert lines[1].split() == ["task", "role", "val", "test", "zero-shot", "test", "change", "(points)"]
+    df = pd.read_csv(run / "sweep.csv")
+    acc = lambda t, split, a: float(df[(df.task == t) & (df.split == split) & (df.alpha == a)].accuracy.iloc[0])  # noqa: E731
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:]}
+    assert list(rows) == ["digits", "colours", "shapes"] and rows["digits"][0] == "patch"
+    for task, (role, val, test, zs, change) in rows.items():
+        assert role == ("patch" if task == "digits" else "supported")
+        assert val == f"{100 * acc(task, 'val', alpha):.1f}%" and test == f"{100 * acc(task, 'test', alpha):.1f}%"
+        assert zs == f"{100 * acc(task, 'test', 0.0):.1f}%"
+        assert change == f"{100 * (acc(task, 'test', alpha) - acc(task, 'test', 0.0)):+.1f}"
+    assert rows["digits"][4] == "+40.2"  # the Start page's "+40.2 points"

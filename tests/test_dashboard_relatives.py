@@ -34,7 +34,7 @@ def _page(name: str) -> AppTest:
 
 
 def _metric(at: AppTest, task: str) -> str:
-    return next(m.value for m in at.metric if m.label.startswith(f"{task} ("))
+    return next(m.value for m in at.metric if m.label == task or m.label.startswith(f"{task} ("))
 
 
 def _flat(path: Path) -> dict:
@@ -53,7 +53,7 @@ def test_multitask_page_shows_the_study():
     table = at.dataframe[0].value
     assert list(table["model"]) == [r["model"] for r in result["comparison"]]
     digits = [round(100 * r["digits"], 1) for r in result["comparison"]]
-    assert table["digits"].tolist() == digits
+    assert table["digits %"].tolist() == digits
     assert len(_spec(at, 0)["data"]) == len(result["comparison"])
     heat = _spec(at, 1)["data"][0]  # the transfer tab renders too (tabs are all rendered)
     transfer = pd.DataFrame(_flat(REL / "transfer.json")["rows"])
@@ -69,7 +69,8 @@ def test_wiseft_page_table_equals_the_study():
     at.selectbox(key="wf_shift").set_value(shift).run()
     table = at.dataframe[0].value.set_index("ensemble")
     for name in ("weight", "output"):
-        assert table.loc[name, "best shifted %"] == pytest.approx(round(100 * result["summary_test"][shift][name]["best_shift"], 1))
+        assert table.loc[f"{name}-space", "shift: best %"] == pytest.approx(
+            round(100 * result["summary_test"][shift][name]["best_shift"], 1))
     names = [t["name"] for t in _spec(at)["data"]]
     assert names[0].startswith("endpoints") and "weight-space ensemble" in names and "output-space ensemble" in names
 
@@ -144,3 +145,65 @@ def test_a_study_written_under_runs_is_listed(tmp_path, monkeypatch):
     assert at.selectbox(key="wf_shift").options == data["inputs"]["shift_tasks"]
     at.switch_page("app_pages/prompts.py").run()
     assert len(at.selectbox(key="pr_study").options) == 4  # the two shipped studies and the two copies
+
+
+def _readable(table: pd.DataFrame) -> None:
+    """No None or NaN cell, no snake_case header: what a class reads, not the study's raw keys."""
+    assert not table.isna().any().any(), table
+    assert not (table.astype(str) == "None").any().any(), table
+    assert not [c for c in table.columns if "_" in c], list(table.columns)
+
+
+def test_multitask_and_transfer_tables_are_readable_and_hold_the_study():
+    """Issue 26, item 7: None cells, a cut-off "[0.8, 0.2", snake_case headers, fractions beside points."""
+    result = _flat(REL / "multitask.json")
+    at = _page("multitask")
+    table = at.dataframe[0].value
+    _readable(table)
+    rows = {r["model"]: r for r in result["comparison"]}
+    for _, shown in table.iterrows():
+        r = rows[shown["model"]]
+        assert shown["alpha"] == str(r["alpha"]).strip("[]")  # e.g. "0.8, 0.2, 0.3", not a cut-off "[0.8, 0.2"
+        assert shown["digits %"] == round(100 * r["digits"], 1)
+        assert shown["vs specialists (pts)"] == ("reference" if r.get("vs_specialists") is None
+                                                    else f"{100 * r['vs_specialists']:+.1f}")
+    assert table.set_index("model").loc["joint", "vs specialists (pts)"] == "-3.4"  # the README's figure
+    transfer = at.dataframe[1].value
+    _readable(transfer)
+    rows = pd.DataFrame(_flat(REL / "transfer.json")["rows"])
+    rows = rows[(rows["mode"] == "finetuned") & rows["disjoint_classes"]].sort_values("change", ascending=False)
+    assert list(transfer.columns) == ["patched on", "evaluated on", "alpha", "zero-shot %", "patched %",
+                                      "change (points)"]
+    assert transfer["patched %"].tolist() == [round(100 * v, 1) for v in rows["patched"]]
+    assert transfer["change (points)"].tolist() == [round(100 * v, 1) for v in rows["change"]]
+
+
+def test_arithmetic_labels_fit_and_the_negation_table_has_no_empty_cells():
+    result = _flat(REL / "arithmetic.json")
+    at = _page("arithmetic")
+    at.selectbox(key="ta_model").set_value("micro-rn-l").run()
+    assert [m.label for m in at.metric] == ["digits", "counting", "typographic", "shapes", "colours"]
+    assert all(m.delta.endswith(" pts") for m in at.metric)
+    assert any(c.value.startswith("Task vectors: digits, counting, typographic; controls: shapes, colours. First "
+                                  f"{LIVE_EVAL_N} test images") for c in at.caption)
+    negation = next(d.value for d in at.dataframe if "forget" in d.value.columns)
+    _readable(negation)
+    for _, shown in negation.iterrows():
+        r = result["negation"][shown["forget"]]
+        assert shown["forgotten task: negated %"] == round(100 * r["test"][shown["forget"]], 1)
+        assert shown["controls: negated %"] == round(100 * sum(r["test"][c] for c in r["control"])
+                                                     / len(r["control"]), 1)
+    assert negation.set_index("forget").loc["digits", "forgotten task: negated %"] == 9.4  # the README's figure
+
+
+def test_wiseft_page_states_its_conclusion_in_words():
+    from dashboard.text import wiseft_conclusion
+    result = _flat(REL / "wiseft.json")
+    at = _page("wiseft")
+    for shift in result["shift_tasks"]:
+        at.selectbox(key="wf_shift").set_value(shift).run()
+        said = next(m.value for m in at.markdown if m.value.startswith("**What it shows:**"))
+        assert said == "**What it shows:** " + wiseft_conclusion(result["summary_test"][shift], shift, result["id_task"])
+        # micro-rn-l: neither ensemble beats the fine-tuned model on any digit shift (README, WiSE-FT)
+        assert "Neither ensemble beats both endpoints on the shift" in said
+        _readable(at.dataframe[0].value)

@@ -86,12 +86,45 @@ def test_explorer_entry_and_payload_carry_the_numbers():
                            ["one", "two"], ["one", "one"], ["one", "two"])
     assert [m["value"] for m in entry["metrics"]] == ["75.0%", "50.0%", "100.0%"]
     assert [m["delta"] for m in entry["metrics"]] == ["+25.0 vs zero-shot", "+0.0 vs zero-shot", "+0.0 vs zero-shot"]
-    assert entry["metrics"][0]["label"] == "digits (patch, n=4)" and entry["metrics"][1]["label"] == "shapes (supported, n=4)"
+    assert entry["metrics"][0]["label"] == "digits (patch)" and entry["metrics"][1]["label"] == "shapes (supported)"
+    assert [m["sample"] for m in entry["metrics"]] == ["live: first 4 test images", "live: first 4 test images",
+                                                       "live: first 2 test images"]
     assert entry["live"] == [0.75, 0.75] and entry["live_text"] == ["75.0%", "75.0%"]
     assert entry["captions"] == ["true one | zs one | now one (right)", "true two | zs one | now two (right)"]
     data = payload("runs/x", 0.35, 0.5, {alpha_key(0.35): entry}, 21, 0.05, "digits", [b"\x89PNG"], "<svg/>", "val")
     assert list(data["positions"]) == ["0.35"] and data["alpha"] == 0.35 and data["split"] == "val"
     assert base64.b64decode(data["thumbs"][0].split(",", 1)[1]) == b"\x89PNG"
+
+
+@pytest.mark.parametrize("alphas, step, n", [
+    ([i / 10 for i in range(11)], 0.1, 11),          # the default sweep: the slider steps with it
+    ([0, 0.2, 0.4, 0.6, 0.8, 1.0], 0.2, 6),
+    ([0, 0.25, 0.5, 0.75, 1.0], 0.05, 21),           # a grid, but too coarse for a slider
+    ([0, 1], 0.05, 21),                              # two endpoints: the slider keeps its own positions
+    ([0, 0.1, 0.3, 1.0], 0.05, 21),                  # uneven
+    ([], 0.05, 21),                                  # no sweep
+])
+def test_the_slider_follows_the_sweeps_grid_when_it_is_fine_enough(alphas, step, n):
+    from dashboard.explorer import slider_grid
+    got_step, positions = slider_grid(alphas, 0.05)
+    assert got_step == pytest.approx(step) and len(positions) == n and positions[0] == 0 and positions[-1] == 1
+    if step != 0.05:
+        assert list(positions) == [round(a, 2) for a in alphas]
+
+
+def test_whole_split_figures_are_the_sweeps_own():
+    from dashboard.explorer import whole_split
+    df = _sweep()
+    whole = whole_split(df, "val", "digits", ["shapes"])
+    val = df[df["split"] == "val"]
+    for alpha in sorted(set(val["alpha"])):
+        at = val[val["alpha"] == alpha].set_index("task")["accuracy"]
+        zero = val[val["alpha"] == 0].set_index("task")["accuracy"]
+        got = whole[f"{alpha:.2f}"]
+        assert got["tasks"]["digits"]["value"] == f"{100 * at['digits']:.1f}%"
+        assert got["tasks"]["digits"]["delta"] == f"{100 * (at['digits'] - zero['digits']):+.1f} vs zero-shot"
+        assert got["patch"] == f"{100 * at['digits']:.1f}%" and got["supported"] == f"{100 * at['shapes']:.1f}%"
+        assert got["tasks"]["shapes"]["n"] == 10
 
 
 def test_accuracy_vs_alpha_has_one_line_per_task():
@@ -140,7 +173,36 @@ def test_word_sweep_heatmap_and_margin_figure_hold_the_tables_values():
     assert [t.name for t in fig.data] == ["clean", "attacked"] and list(fig.data[1].y) == [-1.0, 0.5]
     overlay = saliency_overlay(Image.new("RGB", (10, 10), (0, 0, 255)), [[0.0, 1.0], [0.0, 1.0]], size=4)
     px = overlay.load()
-    assert px[0, 0] == (0, 0, 255) and px[3, 0][0] > 100  # no evidence left untouched, evidence turns red
+    assert px[3, 0][0] > 140 and px[3, 0][1] > 140 and px[3, 0][2] < 60  # evidence: yellow
+    assert sum(px[0, 0]) < 150 and px[0, 0][2] > px[0, 0][1]              # none: dark purple
+
+
+@pytest.mark.parametrize("background", [(220, 20, 20), (20, 200, 20), (20, 20, 220), (255, 255, 255), (0, 0, 0)])
+def test_the_saliency_overlay_reads_on_any_background(background):
+    """Where the evidence is stands out from where it is not on every colour, red included (issue 26: the red
+    overlay vanished on red objects), and looks the same whatever the image's hue (the image is shown in grey)."""
+    import numpy as np
+    from PIL import Image
+
+    from dashboard.figures import HEAT_OPACITY, heat_colours, saliency_overlay
+    image = Image.new("RGB", (40, 40), background)
+    px = saliency_overlay(image, [[0.0, 1.0]], size=40).load()
+    cold, hot = np.array(px[2, 20], dtype=float), np.array(px[37, 20], dtype=float)
+    assert np.linalg.norm(hot - cold) > 140
+    grey = float(np.asarray(image.convert("L"))[0, 0])
+    expected_hot = grey * (1 - HEAT_OPACITY) + heat_colours(1.0) * HEAT_OPACITY
+    np.testing.assert_allclose(hot, expected_hot, atol=2)  # only the grey level of the image shows through
+
+
+def test_uploads_keep_their_aspect_ratio_and_the_overlay_covers_what_the_model_sees():
+    from PIL import Image
+
+    from dashboard.figures import fit_image, model_view, saliency_overlay
+    wide = Image.new("RGB", (300, 200), (0, 0, 0))
+    wide.paste((255, 255, 255), (0, 0, 50, 200))  # a white band at the left, outside the centre square
+    assert fit_image(wide, 160).size == (160, 107) and fit_image(Image.new("RGB", (48, 96)), 160).size == (80, 160)
+    assert model_view(wide).size == (200, 200) and model_view(wide).getpixel((0, 100)) == (0, 0, 0)
+    assert saliency_overlay(wide, [[0.0]], size=160).size == (160, 160)
 
 
 def test_explorer_positions_are_built_from_the_shared_store():

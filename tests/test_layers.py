@@ -6,9 +6,9 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "paint_core"
 # lower numbers are lower layers; a module may import only from its own layer or below (runtime.py, the device
-# and precision every layer computes with, sits at the bottom; version.py, the code
+# and precision every layer computes with, and configs.py, the recipes' settings, sit at the bottom; version.py, the code
 # version written into files, sits with io/)
-LAYERS = {"core": 1, "runtime": 1, "io": 2, "version": 2, "data": 3, "models": 3, "engine": 4, "studies": 5, "live": 6,
+LAYERS = {"core": 1, "runtime": 1, "configs": 1, "io": 2, "version": 2, "data": 3, "models": 3, "engine": 4, "studies": 5, "live": 6,
           "cli": 7, "__init__": 7, "__main__": 8}
 
 

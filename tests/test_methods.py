@@ -16,7 +16,7 @@ from paint_core.core.task_vectors import TaskVector
 from paint_core.data.tasks import get_task
 from paint_core.engine.evaluation import materialize, zero_shot_head
 from paint_core.io.results import entry_is_current
-from paint_core.studies.multitask import MULTITASK_METHODS
+from paint_core.studies.multitask_methods import MULTITASK_METHODS
 from paint_core.studies.patch import run_task_vector
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -46,11 +46,15 @@ with left:
 with right:
     acc = session.accuracies(coefficients, method, **params)
     st.subheader("Live accuracy (test subsample)")
+    controls = [t for t in acc if t not in tasks]
+    st.caption(f"Task vectors: {', '.join(tasks)}; controls: {', '.join(controls) or 'none'}. First "
+               f"{len(session.eval_sets[next(iter(acc))].labels)} test images of each task; the change against "
+               "zero-shot in points.")
     cols = st.columns(len(acc))
     for col, (t, a) in zip(cols, acc.items()):
         role = "task vector" if t in tasks else "control"
-        n = len(session.eval_sets[t].labels)
-        col.metric(f"{t} ({role}, n={n})", f"{100 * a:.1f}%", f"{100 * (a - session.zero_shot[t]):+.1f} vs zero-shot")
+        col.metric(t, f"{100 * a:.1f}%", f"{100 * (a - session.zero_shot[t]):+.1f} pts",
+                   help=f"{role}, n={len(session.eval_sets[t].labels)} test images")
 
 st.subheader("The study on the full splits (lambda chosen on val, test accuracy)")
 doc = state.study("arithmetic", key="ta_study_model")
@@ -69,11 +73,6 @@ if doc:
         pick = st.selectbox("Lambda curve of", list(result["addition"]), key="ta_curve")
         st.plotly_chart(figures.lambda_figure(pd.DataFrame(result["addition"][pick]["val_sweep"]), "normalized"),
                         key="ta_lambda_chart")
-    neg = [{"forget": t, "lambda": r["lambda"], "chance %": round(100 * r["chance"], 1),
-            f"{t} zero-shot %": round(100 * r["zero_shot_test"][t], 1), f"{t} negated %": round(100 * r["test"][t], 1),
-            "control zero-shot %": round(100 * sum(r["zero_shot_test"][c] for c in r["control"]) / len(r["control"]), 1),
-            "control negated %": round(100 * sum(r["test"][c] for c in r["control"]) / len(r["control"]), 1)}
-           for t, r in result["negation"].items()]
-    if neg:
+    if result["negation"]:
         st.markdown("**Negation** (lambda: the lowest target accuracy keeping control >= 95% of zero-shot, on val)")
-        st.dataframe(pd.DataFrame(neg), key="ta_negation", hide_index=True)
+        st.dataframe(figures.negation_table(result["negation"]), key="ta_negation", hide_index=True)

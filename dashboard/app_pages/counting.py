@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import figures, state
+from dashboard import figures, state, text
 from paint_core.data import world
 from paint_core.live.sessions import compare_predictions, per_class_accuracy
 from paint_core.data.tasks import get_task
@@ -41,13 +41,16 @@ with right:
     if image is None:
         st.info("Compose an image or upload one.")
     else:
+        warning = text.photo_warning(session.run.model.visual.image_size) if source == "Upload" else None
+        if warning:
+            st.warning(warning)
         c1, c2 = st.columns([1, 3])
-        c1.image(image.resize((160, 160)))
+        c1.image(figures.fit_image(image, 160))
         with session.patched_model() as patched:  # borrowed from the run's pool for this one call
             models = {"zero-shot": session.run.model, f"patched (alpha {alpha:g})": patched}
             table = compare_predictions(models, session.run.preprocess, session.run.tokenizer, image,
                                         task.classnames, task.templates, head_model=session.run.model)
-        c2.dataframe(table, hide_index=True, key="count_table")
+        c2.dataframe(table, hide_index=True, key="count_table", column_config=text.prediction_columns(list(models)))
 
 if "counting" in session.eval_sets:
     ev = session.eval_sets["counting"]
@@ -58,12 +61,13 @@ if "counting" in session.eval_sets:
         index=list(ev.classnames))
     st.subheader(f"Accuracy per true count (test subsample, n={len(ev.labels)})")
     st.plotly_chart(figures.per_count_figure(per, list(per.columns)), key="per_count")
-    st.dataframe((100 * per).round(1), key="per_count_table")
+    st.dataframe((100 * per).round(1), key="per_count_table",
+                 column_config={"_index": {"label": "true count"}, **{c: {"label": f"{c}: accuracy %"} for c in per}})
     st.subheader("One test image along alpha")
     raw = task.split("test")
     pick = st.number_input(f"Test image (1-{len(ev.labels)})", 1, len(ev.labels), 1, key="count_pick") - 1
     c1, c2 = st.columns([1, 3])
-    c1.image(raw[int(pick)][0].resize((160, 160)), caption=f"true count {ev.classnames[int(ev.labels[int(pick)])]}")
+    c1.image(figures.fit_image(raw[int(pick)][0], 160), caption=f"true count {ev.classnames[int(ev.labels[int(pick)])]}")
     story = session.along_alpha("counting", int(pick))
     c2.plotly_chart(figures.along_alpha_figure(story, ev.classnames[int(ev.labels[int(pick)])], alpha), key="count_story")
     st.download_button("Its probabilities along alpha as CSV", story.to_csv(), file_name="count_along_alpha.csv",

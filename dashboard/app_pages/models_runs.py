@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import state
+from dashboard import state, text
 from dashboard.policy import check_finetune, may_cancel, policy
 from paint_core.engine.evaluation import parse_alphas
 from paint_core.studies.patch import SweepSpec, export_run
@@ -93,7 +93,8 @@ def _job_list() -> None:
         box = st.container(border=True)
         head, buttons = box.columns([4, 1])
         head.markdown(f"**{j.description}** · {STATE_LABELS.get(j.state, j.state)} · started "
-                      f"{time.strftime('%H:%M:%S', time.localtime(j.started))}")
+                      f"{time.strftime('%H:%M:%S', time.localtime(j.started))} · "
+                      f"{text.job_timing(j.started, j.ended, j.running, time.time())}")
         if j.total:
             loss = f", loss {j.loss:.3f}" if j.loss is not None else ""
             head.progress(min(1.0, j.done / j.total), text=f"{j.what}: {j.done}/{j.total}{loss}")

@@ -18,11 +18,9 @@ with tab_mt:
         tasks, sup = doc["inputs"]["tasks"], doc["inputs"]["supported"]
         rows = doc["results"]["comparison"]
         st.plotly_chart(figures.multitask_figure(rows, tasks, sup), key="mt_chart")
-        table = pd.DataFrame(rows)
-        for c in [*tasks, *sup, "patch_mean", "supported_mean", "vs_specialists"]:
-            table[c] = table[c].map(lambda v: None if v is None else round(100 * v, 1))
-        st.dataframe(table.rename(columns={"patch_mean": "patch mean %", "supported_mean": "supported mean %",
-                                           "vs_specialists": "vs specialists (points)"}), key="mt_table", hide_index=True)
+        st.dataframe(figures.multitask_table(rows, tasks, sup), key="mt_table", hide_index=True)
+        st.caption("Test accuracy (%) per task; alpha chosen on val (sequential: one per step); vs specialists: "
+                   "the mean patch accuracy's gap to the specialists' own, in points (pts).")
         best = max((r for r in rows if not r["model"].startswith("specialist")), key=lambda r: r["patch_mean"], default=None)
         if best:
             st.markdown(f"Best multi-task model on the patch tasks (test): **{best['model']}**, mean "
@@ -38,4 +36,6 @@ with tab_tr:
         st.plotly_chart(figures.transfer_heatmap(sub), key="tr_heatmap")
         st.caption("Cells marked ¤ share class names with the patch task (not a transfer test).")
         disjoint = sub[sub["disjoint_classes"]].sort_values("change", ascending=False)
-        st.dataframe(disjoint.assign(change=lambda d: (100 * d["change"]).round(1)), key="tr_table", hide_index=True)
+        st.dataframe(figures.transfer_table(disjoint), key="tr_table", hide_index=True)
+        st.caption("Pairs with disjoint classes only, largest change first: accuracy (%) before and after, the change "
+                   "in points.")

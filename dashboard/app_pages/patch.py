@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import explorer, figures, state
+from dashboard import explorer, figures, state, text
 from paint_core.core.frontier import frontier
-from paint_core.live.sessions import SLIDER_ALPHAS, SLIDER_STEP
+from paint_core.live.sessions import SLIDER_STEP
 from paint_core.data.tasks import get_task
 
 st.title("Patch: interpolate zero-shot and fine-tuned weights")
@@ -21,6 +21,12 @@ chosen = state.chosen_alpha(path)
 state.follow_run(path, "alpha", chosen, 0.0)
 df = state.sweep_of(path)
 supported = [t for t in state.run_tasks(run) if t != patch_task]
+# the slider moves over the sweep's own grid when it is fine enough: every position then has its whole-split figure
+step, grid = explorer.slider_grid(df["alpha"].unique() if len(df) else (), SLIDER_STEP)
+grid_keys = {explorer.alpha_key(a) for a in grid}
+degenerate = text.degenerate_run_note((run.meta.get("config") or {}).get("steps"), patch_task, df)
+if degenerate:
+    st.info(degenerate)
 split = st.radio("Frontier split", ["test", "val"], horizontal=True, key="split") if len(df) else "test"
 f, frontier_error = None, None  # alpha does not change it: computed once per page run, not per slider move
 if len(df):
@@ -41,18 +47,19 @@ def take_reported_alpha() -> None:
     """The browser's explorer reports its alpha (for this run) after a move: it becomes this session's alpha."""
     reported = (st.session_state.get(EXPLORER_KEY) or {}).get("alpha")
     if isinstance(reported, dict) and reported.get("run") == path and isinstance(reported.get("alpha"), (int, float)):
-        st.session_state["alpha"] = min(1.0, max(0.0, round(float(reported["alpha"]) / SLIDER_STEP) * SLIDER_STEP))
+        st.session_state["alpha"] = min(1.0, max(0.0, round(round(float(reported["alpha"]) / step) * step, 2)))
 
 
 @st.fragment
 def alpha_view() -> None:
     """The slider and everything it changes, drawn by the browser from every position computed so far; the
     server reruns only this fragment, when the browser reports its alpha or asks for a position it lacks."""
-    alpha = round(float(st.session_state.get("alpha", chosen if chosen is not None else 0.0)), 2)
+    alpha = float(st.session_state.get("alpha", chosen if chosen is not None else 0.0))
+    alpha = min(1.0, max(0.0, round(round(alpha / step) * step, 2)))  # on the slider's grid
     session.set_alpha(alpha)
     session.probabilities()  # the position itself: a lookup when precomputed, else computed now and shared
     positions = state.explorer_positions(path, tuple(supported), tuple(int(y) for y in sample_labels))
-    entries = positions.entries()
+    entries = {k: e for k, e in positions.entries().items() if k in grid_keys}
     svg, note = None, None
     if frontier_error is not None:
         note = f"The sweep table cannot draw a frontier: {frontier_error}"
@@ -62,12 +69,12 @@ def alpha_view() -> None:
                 "dashed chord joins zero-shot and fine-tuned, where mixing the two models' answers would land. "
                 "Points above it are what interpolating weights buys. The star is the paper's choice: the alpha "
                 "with the best average of patch and supported accuracy on validation data. The red circle is the "
-                "curve at the slider, the red x the live subsample (it can sit off the curve: it is measured on "
-                "fewer images). Hover over a point for its alpha.")
+                "curve at the slider (the whole split, from the sweep), the red x the live sample (it can sit off "
+                "the curve: it is measured on fewer images). Hover over a point for its alpha.")
     else:
         note = f"No sweep yet for this run: `python -m paint_core sweep --run {path} --supported shapes,colours`"
-    data = explorer.payload(path, alpha, chosen, entries, len(SLIDER_ALPHAS), SLIDER_STEP, patch_task, thumbs, svg,
-                            split, note)
+    whole = explorer.whole_split(df, split, patch_task, supported) if len(df) else {}
+    data = explorer.payload(path, alpha, chosen, entries, len(grid), step, patch_task, thumbs, svg, split, note, whole)
     explorer.alpha_explorer(data, key=EXPLORER_KEY, on_alpha_change=take_reported_alpha)
 
 alpha_view()

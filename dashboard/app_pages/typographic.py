@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import figures, state
+from dashboard import figures, state, text
 from dashboard.policy import check_pretrained, check_task, policy
 from paint_core.data import world
 from paint_core.data.tasks import SHAPE_TEMPLATES, get_task
@@ -36,9 +36,12 @@ if mode == "A patched run":
     chosen = state.chosen_alpha(str(session.run.path))
     state.follow_run(str(session.run.path), "typo_alpha", chosen, 0.5)
     example = state.fooling_example(str(session.run.path), chosen if chosen is not None else 0.5)
-    if example is not None and "typo_shape" not in st.session_state:  # open on an attack the patch fixes
+    # open each run once on an attack its patch fixes; a marker of our own, not a widget's state (Streamlit drops
+    # a widget's state while it is not drawn: in Upload mode the Object selector's, so the word was re-seeded)
+    if example is not None and st.session_state.get("typo_seeded") != str(session.run.path):
         st.session_state.update({"typo_shape": example["shape"], "typo_colour": example["colour"],
-                                 "typo_seed": example["seed"], "typo_word": example["word"]})
+                                 "typo_seed": example["seed"], "typo_word": example["word"],
+                                 "typo_seeded": str(session.run.path)})
 else:
     z1, z2 = st.columns(2)
     zs_name = z1.text_input("open_clip model", "micro-rn-l", key="typo_zs_model")
@@ -61,11 +64,13 @@ with left:
     if source == "Compose":
         shape = st.selectbox("Object", world.SHAPES, key="typo_shape")
         colour = st.selectbox("Colour", list(world.COLOURS), key="typo_colour")
-        seed = st.number_input("Scene seed", 0, 10_000, 0, key="typo_seed")
+        seed = st.number_input("Scene seed", 0, 10_000, key="typo_seed")  # default: its minimum, 0
         base = world.render_object(np.random.default_rng(int(seed)), shape, colour, radius=(0.3, 0.34))
     else:
         base = state.uploaded_image("typo_upload")
-    word = st.text_input("Word to write", "star", key="typo_word")
+        carries_word = st.checkbox("The photo already carries a written word", False, key="typo_upload_word")
+    st.session_state.setdefault("typo_word", "star")  # set once here, not as the widget's default: no conflict
+    word = st.text_input("Word to write", key="typo_word")  # with a seeded value
     position = st.selectbox("Where", world.WORD_POSITIONS, key="typo_position")
     size = st.slider("Text height (fraction of the image)", 0.05, 0.5, 0.22, 0.01, key="typo_size")
     alpha = st.slider("alpha of the patched model", 0.0, 1.0, float(chosen if chosen is not None else 0.5), 0.05,
@@ -83,9 +88,9 @@ except ValueError as e:
 
 attacked = world.write_word(base, word, position, size)
 input_size = model0.visual.image_size
-if source == "Upload" and min(input_size if isinstance(input_size, (tuple, list)) else (input_size,)) < 100:
-    right.warning("This model sees images at 48 px: it was trained on the procedural world and cannot read "
-                  "photos. Open a run of a real CLIP to inspect photos.")
+warning = text.photo_warning(input_size) if source == "Upload" else None
+if warning:
+    right.warning(warning)
 names = ["zero-shot"]
 if session is not None:
     session.set_alpha(alpha)
@@ -104,14 +109,15 @@ def page_models():
 
 shown = {}  # the top-5 tables, by image; the verdict reads the attacked one's first row
 with right:
-    for title, img, key in (("Without the word", base, "typo_clean"), (f"With the word “{word}”", attacked, "typo_attacked")):
+    titles = text.image_titles(source, word, source == "Upload" and carries_word)
+    for title, img, key in zip(titles, (base, attacked), ("typo_clean", "typo_attacked")):
         st.markdown(f"**{title}**")
         c1, c2 = st.columns([1, 3])
-        c1.image(img.resize((160, 160)), caption=title)
+        c1.image(figures.fit_image(img, 160), caption=title)
         with page_models() as models:
             table = shown[key] = compare_predictions(models, preprocess, tokenizer, img, classnames,
                                                      SHAPE_TEMPLATES, head_model=model0)
-        c2.dataframe(table, hide_index=True, key=f"{key}_table")
+        c2.dataframe(table, hide_index=True, key=f"{key}_table", column_config=text.prediction_columns(names))
         c2.plotly_chart(figures.probability_bars(table, names), key=f"{key}_bars")
 
 if not word.strip():
@@ -123,12 +129,11 @@ true_idx = classnames.index(true_name)
 written_idx = classnames.index(word) if word in classnames else None
 head = zero_shot_head(model0, tokenizer, classnames, SHAPE_TEMPLATES)
 x_clean, x_attacked = preprocess(base), preprocess(attacked)
-zs_says = shown["typo_attacked"].iloc[0, 1]
-verdict = f"zero-shot {'fooled' if zs_says != true_name else 'not fooled'}: predicts *{zs_says}*"
-if session is not None:
-    patched_says = shown["typo_attacked"].iloc[0, 3]
-    verdict += f"; patched (alpha {alpha:g}) {'fixed' if patched_says == true_name else 'still wrong'}: *{patched_says}*"
-st.markdown(f"**Verdict:** {verdict}.", help="On the image with the word; the true class is chosen below the image.")
+top = shown["typo_attacked"].iloc[0]
+verdict = text.verdict(top[f"{names[0]} class"], true_name, word,
+                       *((top[f"{names[1]} class"], alpha) if session is not None else ()))
+st.markdown(f"**Verdict:** {verdict}.", help="On the image with the word; the true class is chosen below the image. "
+            "Fooled: the model names the written word; a wrong answer that is not the word is a plain error.")
 
 st.subheader("Word sweep")
 st.caption("Each cell: the word written at that place and height, coloured by the true class's probability, "
@@ -163,8 +168,8 @@ else:
 
 st.subheader("Where the model looks")
 st.caption("Grad-CAM for ResNet towers (the deepest stage with a map of at least 6 x 6: layer2 on the 48 px micro "
-           "models, so the map is coarse), attention rollout for ViTs, for the true class: red is where the "
-           "evidence is.")
+           "models, so the map is coarse), attention rollout for ViTs, for the true class, over the square the model "
+           "sees (in grey): yellow is where the evidence is, dark purple where there is none.")
 sal_cols = st.columns(4)
 with page_models() as models:
     cams = {(name, label): saliency(model, head, x, true_idx) for name, model in models.items()

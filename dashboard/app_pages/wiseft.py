@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import figures, state
+from dashboard import figures, state, text
 
 st.title("WiSE-FT: robustness to distribution shift")
 st.caption("The weight-space ensemble is PAINT's interpolation; the output-space ensemble mixes the two models' "
@@ -16,10 +16,7 @@ if doc:
     rows = pd.DataFrame(result["rows"])
     st.plotly_chart(figures.wiseft_figure(rows, result["id_task"], shift), key="wf_chart")
     summary = result["summary_test"][shift]
-    table = pd.DataFrame([{"ensemble": name, "zero-shot shifted %": 100 * s["zero_shot"]["shift"],
-                           "fine-tuned shifted %": 100 * s["finetuned"]["shift"],
-                           "best shifted %": 100 * s["best_shift"], "at alpha": s["best_shift_alpha"],
-                           "beats both endpoints": s["beats_both_endpoints_on_shift"],
-                           "max points above the line": 100 * s["max_effective_robustness"]}
-                          for name, s in summary.items()]).round(1)
-    st.dataframe(table, key="wf_table", hide_index=True)
+    st.markdown("**What it shows:** " + text.wiseft_conclusion(summary, shift, result["id_task"]))
+    st.dataframe(figures.wiseft_table(summary), key="wf_table", hide_index=True)
+    st.caption(f"shift: accuracy (%) on {shift}; above the line: the most points an ensemble lies above the straight "
+               "line joining the endpoints (effective robustness).")

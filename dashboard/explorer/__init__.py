@@ -24,12 +24,52 @@ def alpha_key(alpha: float) -> str:
     return f"{float(alpha):.2f}"
 
 
+# A sweep grid at least this fine becomes the slider's grid: every position then has its whole-split figure
+# and its own point on the curve (issue 26: the slider stepped by 0.05 over a 0.1 sweep).
+MAX_GRID_STEP = 0.2
+
+
+def slider_grid(sweep_alphas: Sequence[float], default_step: float) -> tuple[float, tuple[float, ...]]:
+    """(step, positions) of the Patch page's slider: the sweep's alphas when they are an even grid from 0 to 1 with
+    a step of at most ``MAX_GRID_STEP`` that the slider's ``default_step`` divides; else every ``default_step``."""
+    alphas = sorted({round(float(a), 6) for a in sweep_alphas})
+    fallback = (default_step, tuple(round(default_step * i, 2) for i in range(int(round(1 / default_step)) + 1)))
+    if len(alphas) < 2 or alphas[0] != 0 or alphas[-1] != 1:
+        return fallback
+    step = alphas[1] - alphas[0]
+    even = all(abs((b - a) - step) < 1e-6 for a, b in zip(alphas, alphas[1:]))
+    ratio = step / default_step
+    if not even or step > MAX_GRID_STEP + 1e-9 or abs(ratio - round(ratio)) > 1e-6:
+        return fallback
+    return round(step, 6), tuple(round(a, 2) for a in alphas)
+
+
+def whole_split(sweep, split: str, patch: str, supported: Sequence[str]) -> dict[str, dict]:
+    """``alpha_key`` -> the sweep's figures on the whole ``split`` at that alpha: per task the accuracy, its change
+    against alpha 0 (zero-shot) and n, and the frontier's point (patch, mean supported). ``sweep``: sweep.csv's
+    table. Shown beside the live subsample's figures, so a number on the Start page is found here too."""
+    df = sweep[sweep["split"] == split]
+    if not len(df) or 0.0 not in set(df["alpha"].round(6)):
+        return {}
+    table = df.pivot_table(index="alpha", columns="task", values="accuracy")
+    counts = df.pivot_table(index="alpha", columns="task", values="n")
+    zero = table.loc[table.index.min()]
+    out = {}
+    for alpha, row in table.iterrows():
+        tasks = {t: {"value": f"{100 * row[t]:.1f}%", "delta": f"{100 * (row[t] - zero[t]):+.1f} vs zero-shot",
+                     "n": int(counts.loc[alpha, t])} for t in table.columns}
+        mean = sum(row[t] for t in supported) / len(supported) if supported else float("nan")
+        out[alpha_key(alpha)] = {"tasks": tasks, "patch": f"{100 * row[patch]:.1f}%", "supported": f"{100 * mean:.1f}%"}
+    return out
+
+
 def position_entry(accuracies: dict[str, float], zero_shot: dict[str, float], patch: str, supported: Sequence[str],
                    n_by_task: dict[str, int], true_names: Sequence[str], zero_shot_names: Sequence[str],
                    now_names: Sequence[str]) -> dict:
-    """What the explorer shows at one position: a metric per task (accuracy, change against zero-shot), the live
-    point (patch, mean supported accuracy) and the sample grid's captions."""
-    metrics = [{"task": t, "label": f"{t} ({'patch' if t == patch else 'supported'}, n={n_by_task[t]})",
+    """What the explorer shows at one position: a metric per task (live accuracy on the first ``n`` test images,
+    change against zero-shot), the live point (patch, mean supported accuracy) and the sample grid's captions."""
+    metrics = [{"task": t, "label": f"{t} ({'patch' if t == patch else 'supported'})",
+                "sample": f"live: first {n_by_task[t]} test images",
                 "value": f"{100 * a:.1f}%", "delta": f"{100 * (a - zero_shot[t]):+.1f} vs zero-shot",
                 "sign": (a > zero_shot[t]) - (a < zero_shot[t])} for t, a in accuracies.items()]
     live = [accuracies[patch], sum(accuracies[t] for t in supported) / len(supported)] if supported else \
@@ -42,11 +82,13 @@ def position_entry(accuracies: dict[str, float], zero_shot: dict[str, float], pa
 
 def payload(run: str, alpha: float, chosen: float | None, positions: dict[str, dict], n_positions: int, step: float,
             patch: str, thumbnails: Sequence[bytes], frontier_svg: str | None, split: str,
-            frontier_note: str | None = None) -> dict:
+            frontier_note: str | None = None, whole: dict[str, dict] | None = None) -> dict:
     """The component's data: everything the browser needs to answer a move by itself. ``run`` names the run (a
-    new name resets the browser's slider to ``alpha``); ``positions`` maps ``alpha_key`` to ``position_entry``."""
+    new name resets the browser's slider to ``alpha``); ``positions`` maps ``alpha_key`` to ``position_entry``;
+    ``whole`` maps ``alpha_key`` to ``whole_split``'s figures (the sweep's, on the whole split)."""
     return {"run": run, "alpha": float(alpha), "chosen": chosen, "positions": positions, "n_positions": n_positions,
             "step": step, "patch": patch, "split": split, "svg": frontier_svg, "frontier_note": frontier_note,
+            "whole": whole or {},
             "thumbs": ["data:image/png;base64," + base64.b64encode(b).decode("ascii") for b in thumbnails]}
 
 

@@ -28,8 +28,9 @@ function build(root, data) {
   const status = element("p", "pe-status");
   const metrics = element("div", "pe-metrics");
   const note = element("p", "pe-note", "The patch task is the one being fixed; the supported tasks are the ones " +
-    "the model must keep doing well. Live numbers are measured on the first test images of each task (n above), " +
-    "so they can differ by a few points from the curves below, which use the whole split of the sweep.");
+    "the model must keep doing well. Each task shows two figures: live, measured now on its first test images, and " +
+    "the whole split, read from the run's sweep (the curves below and the Start page use it). They can differ by " +
+    "a few points: the live sample is small.");
   const columns = element("div", "pe-columns");
   const left = element("div", "pe-left");
   const picture = element("div", "pe-frontier-box");
@@ -72,6 +73,8 @@ function show(root) {
   const parts = root.__parts;
   const alpha = root.__alpha;
   const entry = data.positions[alpha.toFixed(2)];
+  const whole = (data.whole || {})[alpha.toFixed(2)];
+  const swept = Object.keys(data.whole || {}).length > 0;
   parts.slider.value = String(alpha);
   parts.value.textContent = shown(alpha);
   const known = Object.keys(data.positions).length;
@@ -89,7 +92,8 @@ function show(root) {
   if (parts.metrics.children.length !== entry.metrics.length) {
     parts.metrics.replaceChildren(...entry.metrics.map(() => {
       const box = element("div", "pe-metric");
-      box.append(element("div", "pe-metric-label"), element("div", "pe-metric-value"), element("div", "pe-metric-delta"));
+      box.append(element("div", "pe-metric-label"), element("div", "pe-metric-value"), element("div", "pe-metric-delta"),
+                 element("div", "pe-metric-sample"), element("div", "pe-metric-whole"));
       return box;
     }));
   }
@@ -100,12 +104,17 @@ function show(root) {
     box.children[1].textContent = m.value;
     box.children[2].textContent = m.delta;
     box.children[2].className = "pe-metric-delta " + (m.sign > 0 ? "pe-up" : m.sign < 0 ? "pe-down" : "");
+    box.children[3].textContent = m.sample || "";
+    const w = whole && whole.tasks[m.task];
+    box.children[4].textContent = w ? `whole ${data.split} split (${w.n} images, from the sweep): ${w.value}, ${w.delta}`
+      : swept ? `whole ${data.split} split: not swept at alpha ${shown(alpha)}` : "";
   });
   parts.picture.querySelectorAll(".pe-marker").forEach((g) => {
     g.setAttribute("display", g.dataset.alpha === alpha.toFixed(2) ? "inline" : "none");
   });
   parts.pictureCaption.textContent = data.svg ? `Frontier (${data.split}) at alpha ${shown(alpha)}: live subsample ` +
-    `patch ${entry.live_text[0]}, supported ${entry.live_text[1]}` : "";
+    `patch ${entry.live_text[0]}, supported ${entry.live_text[1]}` +
+    (whole ? `; whole ${data.split} split: patch ${whole.patch}, supported ${whole.supported}` : "") : "";
   parts.gridTitle.textContent = `Samples of ${data.patch}: zero-shot vs alpha = ${shown(alpha)}`;
   [...parts.grid.children].forEach((figure, i) => {
     const caption = entry.captions[i] || "";

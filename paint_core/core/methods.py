@@ -3,18 +3,20 @@
 The CLI options, the study inputs, the dashboard's widgets and the registry tests are all generated from these
 declarations (the idea of mergekit's ``parameters()``), so a new method is one ``Method`` entry in
 ``MERGE_METHODS`` plus its function, and its defaults cannot drift between the places that use it.
-Multi-task patching methods (``studies.multitask.MULTITASK_METHODS``) are declared with the same ``Method``.
+Multi-task patching methods (``studies.multitask_methods.MULTITASK_METHODS``) are declared with the same ``Method``.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from .names import unknown_name
-from .task_vectors import TaskVector
+
+if TYPE_CHECKING:  # torch-free at import: the CLI's --help lists these methods without paying for torch
+    import torch
+
+    from .task_vectors import TaskVector
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,7 @@ def _mean(task_vectors: list[TaskVector]) -> TaskVector:
 
 def _topk_mask(tv: TaskVector, k: float) -> dict[str, torch.Tensor]:
     """Entries of ``tv`` among its top ``k`` percent by magnitude (over the whole vector)."""
+    import torch
     flat = torch.cat([v.abs().reshape(-1).float() for v in tv.vector.values()])
     keep = max(1, int(round(flat.numel() * k / 100)))
     threshold = torch.topk(flat, keep, sorted=False).values.min()
@@ -129,6 +132,7 @@ def _topk_mask(tv: TaskVector, k: float) -> dict[str, torch.Tensor]:
 
 
 def _ties(task_vectors: list[TaskVector], k: float) -> TaskVector:
+    import torch
     masks = [_topk_mask(tv, k) for tv in task_vectors]
     out = {}
     for key in task_vectors[0].vector:
@@ -141,6 +145,7 @@ def _ties(task_vectors: list[TaskVector], k: float) -> TaskVector:
 
 
 def _dare(task_vectors: list[TaskVector], p: float, seed: int) -> TaskVector:
+    import torch
     gen = torch.Generator().manual_seed(seed)
     keys = list(task_vectors[0].vector)
     out = {key: torch.zeros_like(task_vectors[0].vector[key]) for key in keys}
@@ -160,6 +165,7 @@ def regmean_layer(weights: Sequence[torch.Tensor], grams: Sequence[torch.Tensor]
     [0, 1] (1: plain RegMean; 0: diagonal Grams, a per-input weighted mean), W* = (sum G~_i)^-1 sum G~_i W_i.
     Returns W*.T ([out, in], the weights' dtype). Equal Grams give the plain mean.
     """
+    import torch
     if not weights or len(weights) != len(grams):
         raise ValueError(f"regmean_layer needs one Gram per weight; got {len(weights)} weights, {len(grams)} Grams")
     if not 0 <= alpha <= 1:

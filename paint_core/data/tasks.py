@@ -13,21 +13,23 @@ import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import inspect
 import numpy as np
-import torch
 from PIL import Image
-from torch.utils.data import Dataset
 
 from . import world as w
 from ..core.names import unknown_name
 
+if TYPE_CHECKING:  # the splits below are plain map-style datasets (len + getitem), which DataLoader takes as they
+    import torch   # are: the registry imports without torch, so `paint-core list` and a task-name check are quick
+    from torch.utils.data import Dataset
+
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
-Transform = Callable[[Image.Image], torch.Tensor]
+Transform = Callable[[Image.Image], "torch.Tensor"]
 
 # Prompt templates. Their wording differs from the pretraining captions on purpose.
 SHAPE_TEMPLATES = ("a photo of a {}.", "a drawing of a {}.", "an image of a {} shape.")
@@ -55,7 +57,7 @@ class Task:
         return self.make_split(name, transform)
 
 
-class GeneratedSplit(Dataset):
+class GeneratedSplit:
     """``n`` images drawn by ``draw(rng) -> (image, label)``, image i from its own seed: random access, no storage."""
 
     def __init__(self, draw: Callable[[np.random.Generator], tuple[Image.Image, int]], n: int, seed: tuple[int, ...],
@@ -72,7 +74,7 @@ class GeneratedSplit(Dataset):
         return (self.transform(img) if self.transform else img), label
 
 
-class ArraySplit(Dataset):
+class ArraySplit:
     """Images rendered on access from stored arrays (the scikit-learn digits)."""
 
     def __init__(self, render: Callable[[int], Image.Image], labels: np.ndarray, transform: Transform | None):
@@ -247,7 +249,7 @@ def get_task(name: str, root: str | None = None, download: bool = False) -> Task
 
 
 # ------------------------------------------------------------------------------------ real data
-class _Subset(Dataset):
+class _Subset:
     def __init__(self, base, indices: np.ndarray, transform: Transform | None):
         self.base, self.indices, self.transform = base, indices, transform
 
@@ -279,7 +281,7 @@ class FolderWalkError(ValueError):
     """A folder that is not a dataset, or too big or too deep to walk."""
 
 
-class ImageFiles(Dataset):
+class ImageFiles:
     """(PIL image, label) for ``samples``, the files a bounded walk found (torchvision's ImageFolder follows
     symbolic links and walks without limit, which on a server means ``imagefolder:/`` fills the disk)."""
 
@@ -384,6 +386,7 @@ def imagefolder_task(path: str, seed: int = 0) -> Task:
 def torchvision_dataset_class(name: str) -> type:
     """The torchvision dataset class named ``name``, in any letter case (``mnist`` is MNIST)."""
     import torchvision.datasets as tvd
+    from torch.utils.data import Dataset
     known = {n.lower(): n for n in dir(tvd)
              if isinstance(getattr(tvd, n), type) and issubclass(getattr(tvd, n), Dataset)}
     if name.lower() not in known:

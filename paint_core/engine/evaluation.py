@@ -9,6 +9,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from ..configs import MAX_ALPHAS  # noqa: F401 (declared torch-free for the CLI's help)
 from tqdm.auto import tqdm
 
 from ..core.interpolation import Interpolator
@@ -183,7 +185,6 @@ def evaluate_all(model: torch.nn.Module, evals: Evals, split: str | None = None,
             for (t, s), (ds, head) in evals.items() if split is None or s == split}
 
 
-MAX_ALPHAS = 1001      # most alphas in one grid: 0:1:0.001; each costs one evaluation of every split
 ALPHA_DECIMALS = 6     # alphas are kept (and matched in sweep.csv) to this many decimals
 
 

@@ -8,7 +8,7 @@ import logging
 import math
 import sys
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -25,20 +25,10 @@ from ..io.checkpoints import save_checkpoint
 from ..models.clip import register_embedded_configs
 from ..runtime import current_runtime
 from .training import ProgressFn, cosine_lr, param_groups, train_loop
+from ..configs import PretrainConfig  # noqa: F401 (declared there, torch-free for the CLI)
 
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    steps: int = 2500             # the shipped micro CLIPs' recipe
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.1
-    warmup: int = 150
-    corpus_size: int = 200_000     # distinct (image, caption) pairs; steps * batch / corpus_size epochs
-    seed: int = 0
 
 
 def _corpus_chunk(args: tuple[int, int, int, corpus_mod.CorpusConfig]) -> tuple[np.ndarray, list[str]]:

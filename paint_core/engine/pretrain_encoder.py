@@ -1,7 +1,6 @@
 """Supervised pretraining of the embedded closed-vocabulary encoder (micro-vit) on shape x colour labels."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from ..models.clip import embedded_weights
 from ..models.encoders import Classifier, create_encoder
 from ..runtime import current_runtime
 from .training import cosine_lr, param_groups, train_loop
+from ..configs import EncoderPretrainConfig  # noqa: F401 (declared there, torch-free for the CLI)
 
 
 # ------------------------------------------------------------------------------ pretraining
@@ -22,16 +22,6 @@ def _draw_shape_colour(rng: np.random.Generator):
     s, c = int(rng.integers(0, len(w.SHAPES))), int(rng.integers(0, len(w.COLOURS)))
     style = "outline" if rng.random() < 0.05 else "filled"  # the outline style stays rare, as in the CLIP corpus
     return w.render_object(rng, w.SHAPES[s], list(w.COLOURS)[c], style), s * len(w.COLOURS) + c
-
-
-@dataclass(frozen=True)
-class EncoderPretrainConfig:
-    steps: int = 2000
-    batch_size: int = 128
-    lr: float = 1e-3
-    warmup: int = 100
-    weight_decay: float = 0.05
-    seed: int = 0
 
 
 def pretrain_encoder(name: str = "micro-vit", out: str | Path | None = None,

@@ -13,7 +13,7 @@ open_clip model whose token width matches, and is refused with both widths named
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -27,22 +27,11 @@ from ..core.names import unknown_name
 from ..io.checkpoints import load_checkpoint, save_checkpoint
 from ..runtime import module_device
 from .training import cosine_lr, train_loop
+from ..configs import PromptConfig  # noqa: F401 (declared there, torch-free for the CLI)
 
 
 KINDS = ("coop", "contcoop")
 PLACEHOLDER = "X"
-
-
-@dataclass(frozen=True)
-class PromptConfig:
-    kind: str = "coop"
-    n_ctx: int = 4
-    steps: int = 200
-    lr: float = 2e-3
-    batch_size: int = 32
-    distill: float = 1.0     # ContCoOp's weight of 1 - cos(prompted text feature, zero-shot text feature)
-    heads: int = 4           # ContCoOp's attention heads
-    seed: int = 0
 
 
 def token_width(model: nn.Module) -> int:

@@ -158,6 +158,45 @@ def check_checkpoint_output(out: str | Path, overwrite: bool) -> Path:
     return out
 
 
+# open_clip's folder layout (its hub format), loadable with ``open_clip.create_model_and_transforms("local-dir:DIR")``
+OPEN_CLIP_CONFIG = "open_clip_config.json"
+OPEN_CLIP_WEIGHTS = "open_clip_model.safetensors"
+
+
+def is_open_clip_export(path: str | Path) -> bool:
+    """A folder an earlier ``export`` wrote: open_clip's config, the weights and their matching sidecar, no more."""
+    path = Path(path)
+    weights = path / OPEN_CLIP_WEIGHTS
+    names = {p.name for p in path.iterdir()} if path.is_dir() and not path.is_symlink() else set()
+    if names != {OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS, sidecar_path(weights).name}:
+        return False
+    try:
+        return read_sidecar(weights).get("sha256") == sha256_file(weights)
+    except (CheckpointError, OSError):
+        return False
+
+
+def check_export_folder_output(out: str | Path, overwrite: bool) -> Path:
+    """Where an open_clip folder may be written: a new or empty folder, or (with ``overwrite``) an earlier export."""
+    text = str(out).strip()
+    out = Path(text)
+    if text in ("", ".") or out.resolve() == Path(out.resolve().anchor):
+        raise WriteRefused(f"output folder {str(out)!r}: give a folder name such as runs/patched")
+    refuse_shipped(out, "output")
+    if out.is_symlink():
+        raise WriteRefused(f"output folder {out} is a symbolic link; give the real folder")
+    if out.exists() and not out.is_dir():
+        raise WriteRefused(f"{out} is a file; an export ends in .safetensors (one file) or names a folder "
+                           "(open_clip's layout)")
+    if out.is_dir() and any(out.iterdir()):
+        if not is_open_clip_export(out):
+            raise WriteRefused(f"{out} already exists and is not an export made by this tool; refusing to replace "
+                               "it: choose a new output folder")
+        if not overwrite:
+            raise WriteRefused(f"{out} holds an earlier export; replacing it must be asked for (CLI: --overwrite)")
+    return out
+
+
 def check_json_output(out: str | Path) -> Path:
     """A study's JSON output: new, or an earlier result of the same kind (which the study resumes from)."""
     out = Path(out)

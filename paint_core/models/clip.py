@@ -19,12 +19,7 @@ from ..io.checkpoints import CheckpointError, load_checkpoint, read_sidecar
 from ..io.paths import CONFIG_DIR, WEIGHTS_DIR
 from ..runtime import current_runtime
 
-
-# name -> what it is. The shipped weights are weights/<name>.safetensors (+ .json sidecar).
-EMBEDDED_MODELS: dict[str, str] = {
-    "micro-rn-s": "micro CLIP, ModifiedResNet width 32 at 48 px, text width 128 (the small one)",
-    "micro-rn-l": "micro CLIP, ModifiedResNet width 48 at 48 px, text width 128 (the large one, the default)",
-}
+from .registry import EMBEDDED_MODELS
 
 
 class _DropRandomInitWarning(logging.Filter):
@@ -39,11 +34,6 @@ class _DropRandomInitWarning(logging.Filter):
 def register_embedded_configs() -> None:
     """Make the embedded JSON configs known to open_clip (file stem = model name)."""
     open_clip.add_model_config(CONFIG_DIR)
-
-
-def list_models() -> dict[str, str]:
-    """The embedded models (name -> description). Any open_clip model name works too."""
-    return dict(EMBEDDED_MODELS)
 
 
 def embedded_weights(name: str) -> Path:
@@ -161,3 +151,15 @@ def check_sidecar_activation(meta: dict, model: torch.nn.Module, name: str | Non
     if said in ("quick_gelu", "gelu"):
         shown = ", ".join(f"{k} {meta[k]}" for k in ("model", "activation") if isinstance(meta.get(k), str))
         check_activation(model, name or "this model", said == "quick_gelu", str(path), f" (its sidecar: {shown})")
+
+
+def save_open_clip_config(model: torch.nn.Module, name: str, path: str | Path) -> None:
+    """Write open_clip's own ``open_clip_config.json`` for ``model`` (built from the config ``name``) with open_clip's
+    own writer: the architecture and the preprocessing, so plain open_clip rebuilds the model from the folder
+    (``create_model_and_transforms("local-dir:DIR")``) without this package's embedded configs."""
+    from open_clip.push_to_hf_hub import save_config_for_hf
+    register_embedded_configs()
+    config = open_clip.get_model_config(name)
+    if config is None:
+        raise _unknown_model(name)
+    save_config_for_hf(model, Path(path), model_config=config)

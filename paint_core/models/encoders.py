@@ -13,12 +13,7 @@ from ..core.names import unknown_name
 from ..core.state_dicts import cast_like, check_compatible
 from ..io.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .clip import embedded_weights
-
-
-MICRO_VIT = {"img_size": 48, "patch_size": 8, "embed_dim": 128, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0}
-
-
-EMBEDDED_ENCODERS = {"micro-vit": MICRO_VIT}
+from .registry import EMBEDDED_ENCODERS
 
 
 def _micro_preprocess() -> Callable:

@@ -9,7 +9,7 @@ Embedded default: ``micro-vit``, a timm VisionTransformer the project pretrains 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -27,14 +27,7 @@ from ..io.checkpoints import load_checkpoint, save_checkpoint
 from ..io.results import finished, resume, write_results
 from ..models.encoders import Classifier, create_encoder, load_head, save_head
 from ..runtime import current_runtime, module_device
-
-
-@dataclass(frozen=True)
-class ClosedVocabConfig:
-    probe_steps: int = 300
-    probe_lr: float = 1e-2
-    finetune: FinetuneConfig = FinetuneConfig(steps=300, lr=1e-4, warmup=30)
-    lrs: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3)  # fine-tuning learning rates tried; the best on val is kept
+from ..configs import ClosedVocabConfig  # noqa: F401 (declared there, torch-free for the CLI)
 
 
 def finetune_encoder(encoder: nn.Module, head: nn.Linear, train_set: Dataset,

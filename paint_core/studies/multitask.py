@@ -18,7 +18,6 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..core.interpolation import Interpolator, interpolate
-from ..core.methods import Method
 from ..core.selection import select_alpha
 from ..core.state_dicts import StateDict, average_states
 from ..engine.evaluation import Evals, sweep
@@ -142,9 +141,3 @@ def _parallel(s: MultitaskSetting) -> tuple[StateDict, dict]:
     return patch_parallel(s.model, s.theta_zs, s.tasks, s.finetuned, s.evals, s.supported, s.alphas)
 
 
-# Declared like the merge methods (core/methods.py): a function of the setting and its declared parameters.
-MULTITASK_METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("joint", _joint, "one fine-tune on the union of the tasks (as many steps as all specialists)"),
-    Method("sequential", _sequential, "patch task 1, fine-tune that model on task 2, interpolate, and so on"),
-    Method("parallel", _parallel, "average the specialists' fine-tuned weights, then interpolate"),
-)}

@@ -29,8 +29,9 @@ from ..io.atomic import atomic_write_bytes
 from ..io.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from ..io.run_dir import (RUN_SCHEMA, SWEEP_COLUMNS, check_sweep_matches, portable_path, read_run_meta, read_sweep,
                           write_run_meta)
-from ..io.writes import WriteRefused, check_checkpoint_output, check_run_output, run_lock, staging_dir, swap_in
-from ..models.clip import load_model
+from ..io.writes import (OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS, WriteRefused, check_checkpoint_output,
+                         check_export_folder_output, check_run_output, run_lock, staging_dir, swap_in)
+from ..models.clip import load_model, save_open_clip_config
 from ..runtime import current_runtime
 from ..version import code_version
 
@@ -367,20 +368,33 @@ def select_run(path: str | Path) -> dict:
 
 def export_run(path: str | Path, alpha: float | None, out: str | Path, allow_extrapolation: bool = False,
                overwrite: bool = False) -> dict:
-    """Write the full model state at ``alpha`` (None: the alpha the run chose on val) as safetensors with a
-    sidecar; returns the sidecar, which names the alpha.
+    """Write the full model state at ``alpha`` (None: the alpha the run chose on val); returns the weights' sidecar,
+    which names the alpha. ``out`` ending in .safetensors: one file with a JSON sidecar. Any other ``out``: a folder
+    in open_clip's own layout (``open_clip_config.json`` + ``open_clip_model.safetensors`` + its sidecar), which
+    plain open_clip loads with ``create_model_and_transforms("local-dir:OUT")``: the export carries its config.
 
-    Never into the shipped weights or cached_results/, never over a file this tool did not write, and over
-    an earlier export only with ``overwrite``."""
+    Never into the shipped weights or cached_results/, never over a file or folder this tool did not write, and
+    over an earlier export only with ``overwrite``."""
     if alpha is not None:
         check_alpha(alpha, allow_extrapolation)
-    check_checkpoint_output(out, overwrite)
+    folder = Path(out).suffix != ".safetensors"
+    (check_export_folder_output if folder else check_checkpoint_output)(out, overwrite)
     if alpha is None:
         alpha = select_run(path)["alpha"]
     run = load_run(path)
     state = interpolate(run.theta_zs, run.theta_ft, alpha, allow_extrapolation)
-    return save_checkpoint(out, state, {"model": run.meta["model"], "pretrained": run.meta["pretrained"],
-                                        "task": run.meta["task"], "alpha": float(alpha), "run": str(path)})
+    meta = {"model": run.meta["model"], "pretrained": run.meta["pretrained"], "task": run.meta["task"],
+            "alpha": float(alpha), "run": str(path)}
+    if not folder:
+        return save_checkpoint(out, state, meta)
+    staged = staging_dir(out)
+    try:
+        save_open_clip_config(run.model, run.meta["model"], staged / OPEN_CLIP_CONFIG)
+        sidecar = save_checkpoint(staged / OPEN_CLIP_WEIGHTS, state, meta)
+        swap_in(staged, out)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    return sidecar
 
 
 def patch_story(path: str | Path, split: str = "test") -> dict:
