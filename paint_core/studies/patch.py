@@ -377,7 +377,11 @@ def export_run(path: str | Path, alpha: float | None, out: str | Path, allow_ext
     over an earlier export only with ``overwrite``."""
     if alpha is not None:
         check_alpha(alpha, allow_extrapolation)
-    folder = Path(out).suffix != ".safetensors"
+    suffix = Path(out).suffix
+    if suffix not in ("", ".safetensors"):  # "x.txt" is a typo more often than a folder's name
+        raise WriteRefused(f"output {Path(out).name!r} must end in .safetensors (one weights file) or have no "
+                           "suffix (a folder in open_clip's layout)")
+    folder = suffix != ".safetensors"
     (check_export_folder_output if folder else check_checkpoint_output)(out, overwrite)
     if alpha is None:
         alpha = select_run(path)["alpha"]
