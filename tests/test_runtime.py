@@ -135,7 +135,7 @@ def test_cuda_finetune_and_evaluation_agree_with_the_cpu(digits_bits):
 
 def _study_commands(tmp_path, device: str, precision: str) -> dict[str, list[str]]:
     """The three commands that were CPU-only before, at sizes a test affords (micro-rn-s only: GPU runs travel
-    without micro-rn-l's weights, see the README)."""
+    without micro-rn-l's weights, see CONTRIBUTING.md)."""
     d = tmp_path / f"{device.replace(':', '')}-{precision}"
     rt = ["--device", device, "--precision", precision]
     return {
