@@ -1,6 +1,9 @@
 """Shared fixtures: a micro CLIP with random weights saved to and loaded back from a local file."""
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 import open_clip
 import pytest
@@ -56,3 +59,10 @@ def write_imagefolder(root, classes: dict[str, tuple[int, int, int]], per_class:
             for i in range(per_class):
                 arr = np.clip(np.array(rgb) + rng.normal(0, 20, (40, 40, 3)), 0, 255).astype(np.uint8)
                 Image.fromarray(arr).save(d / f"{i}.png")
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file and folder under ``root`` (hidden ones too) with its content hash: a test compares two to show
+    that a refused input wrote and lost nothing."""
+    return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir")
+            for p in sorted(root.rglob("*"))}

@@ -3,7 +3,6 @@ one message, alpha grids are bounded, any session may cancel a running job after
 lands on a run's own files."""
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import signal
@@ -22,6 +21,7 @@ from paint_core.data import world
 from paint_core.engine.finetune import FinetuneConfig
 from paint_core.live.jobs import list_jobs
 from paint_core.studies.patch import run_finetune, run_sweep
+from conftest import snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "dashboard" / "app.py")
@@ -45,11 +45,6 @@ def page(name: str) -> AppTest:
     at.switch_page(f"app_pages/{name}.py").run()
     assert not at.exception, at.exception
     return at
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir")
-            for p in sorted(root.rglob("*"))}
 
 
 def typographic_zip() -> bytes:

@@ -2,7 +2,6 @@
 revealed, existing runs are replaced only when asked, one job at a time, read-only mode, fresh caches."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
@@ -13,16 +12,12 @@ from paint_core.io.run_dir import read_run_meta
 from paint_core.studies.patch import run_finetune, run_sweep
 from paint_core.io.paths import WEIGHTS_DIR
 from paint_core.live.jobs import list_jobs, read_log, wait_job
+from conftest import snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "dashboard" / "app.py")
 TINY = FinetuneConfig(steps=2, batch_size=8, warmup=1)
 pytestmark = pytest.mark.slow
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir")
-            for p in sorted(root.rglob("*"))}
 
 
 def models_page() -> AppTest:

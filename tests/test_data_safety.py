@@ -26,15 +26,9 @@ from paint_core.studies.patch import run_finetune, run_sweep, select_run
 from paint_core.data.tasks import FolderWalkError, get_task, scan_image_folder
 from paint_core.io.paths import CACHED_RESULTS_DIR, WEIGHTS_DIR
 from paint_core.io.writes import RunLocked, WriteRefused, lock_path, run_lock
-from conftest import write_imagefolder
+from conftest import snapshot, write_imagefolder
 
 TINY = FinetuneConfig(steps=2, batch_size=8, warmup=1)
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """Every file and folder under ``root`` (hidden ones too) with its content hash."""
-    return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir")
-            for p in sorted(root.rglob("*"))}
 
 
 @pytest.fixture(scope="module")

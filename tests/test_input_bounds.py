@@ -3,7 +3,6 @@ non-finite grids get one line, messages name only options that exist, an export 
 files, a job says who cancelled it, and the staging folder of a killed fine-tune is removed."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -21,13 +20,9 @@ from paint_core.engine.finetune import FinetuneConfig
 from paint_core.io import writes
 from paint_core.live.jobs import cancel_message
 from paint_core.studies.patch import SweepSpec, run_finetune, run_sweep
+from conftest import snapshot
 
 TINY = FinetuneConfig(steps=2, batch_size=8, warmup=1)
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir")
-            for p in sorted(root.rglob("*"))}
 
 
 @pytest.fixture(scope="module")
