@@ -82,15 +82,16 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .core.interpolation import AlphaOutOfRange
+    from .core.plan import AlphaOutOfRange, Plan, read_plan
     from .studies.patch import export_run
 
+    plan = read_plan(args.plan) if args.plan else Plan.of(args.alpha)
     try:
-        sidecar = export_run(args.run, args.alpha, args.out, allow_extrapolation=args.extrapolate,
+        sidecar = export_run(args.run, plan, args.out, allow_extrapolation=args.extrapolate,
                              overwrite=args.overwrite)
     except AlphaOutOfRange as e:  # export is the one command that can go beyond the endpoints
         raise AlphaOutOfRange(f"{e}; pass --extrapolate to go beyond the endpoints") from None
-    print(f"wrote {args.out} (alpha {args.alpha:g}, sha256 {sidecar['sha256'][:12]}...)")
+    print(f"wrote {args.out} ({plan.label()}, sha256 {sidecar['sha256'][:12]}...)")
     if Path(args.out).suffix == ".safetensors":
         print(f"  weights of {sidecar['model']}: open_clip.create_model_and_transforms({sidecar['model']!r}, "
               f"pretrained={args.out!r}) (an embedded micro model also needs open_clip.add_model_config"
@@ -159,6 +160,37 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         pretrain_encoder("micro-vit", command="python -m paint_core pretrain-classifier --model micro-vit")
     reproduce(Path(args.out) if args.out else CACHED_RESULTS, models, args.tasks.split(",") if args.tasks else None)
     print((Path(args.out) if args.out else CACHED_RESULTS).joinpath("summary.md").read_text())
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .configs import SearchConfig
+    from .core.plan import Plan
+    from .studies.search import search_run
+
+    result = search_run(args.run, args.out, args.method, _config(SearchConfig, args),
+                        _csv(args.supported) if args.supported else None, args.max_eval, args.batch_size,
+                        command=_command_line())
+    print(f"wrote {args.out}: {Plan.per_block(result['blocks']).label()} after {result['evaluated']} plans")
+    for name in ("uniform", "plan"):
+        r = result[name]
+        print(f"  {name:<8} {r['key']:<60.60}  " + "  ".join(
+            f"{split}: patch {100 * r[split]['patch']:.1f}, supported {100 * r[split]['supported']:.1f} "
+            f"(drift {100 * r[split]['drift']:+.1f})" for split in ("val", "test")))
+    return 0
+
+
+def cmd_blocks(args: argparse.Namespace) -> int:
+    from .studies.search import model_blocks
+
+    blocks = model_blocks(args.model, args.pretrained)
+    if args.json:
+        print(json.dumps({"blocks": [{"name": b.name, "keys": list(b.keys)} for b in blocks]}, indent=1))
+        return 0
+    width = max(len(b.name) for b in blocks)
+    for b in blocks:
+        shown = ", ".join(b.keys[:2]) + (f", ... ({len(b.keys)} keys)" if len(b.keys) > 2 else "")
+        print(f"{b.name:<{width}}  {shown}")
     return 0
 
 
@@ -315,6 +347,11 @@ def cmd_prompts(args: argparse.Namespace) -> int:
 
 # What each config field means on the command line; the defaults and types come from the dataclasses.
 FIELD_HELP = {
+    "tolerance": "largest drop of the mean supported val accuracy from zero-shot (0.01 = 1 point)",
+    "budget": "cma: plans evaluated on val; adamerging: gradient steps",
+    "sigma": "cma: initial step size of the coefficients around the best uniform alpha",
+    "unlabeled": "adamerging: unlabeled train images of the patch task", "search_lr": "adamerging: Adam's "
+    "learning rate on the block coefficients", "search_batch": "adamerging: images per gradient step",
     "steps": "optimizer steps", "batch_size": "images per step", "lr": "peak learning rate (cosine schedule)",
     "weight_decay": "AdamW weight decay on matrices and kernels", "warmup": "linear warm-up steps",
     "grad_clip": "gradient-norm clip", "seed": "random seed (data order, initialisation)",
@@ -351,7 +388,7 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type, only: tuple[s
                                 help=f"{FIELD_HELP[f.name]} (default: %(default)s)")
 
 
-DISTRIBUTED_COMMANDS = ("finetune", "sweep")
+DISTRIBUTED_COMMANDS = ("finetune", "sweep", "search")
 
 
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
@@ -380,7 +417,8 @@ def add_study_output(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     # torch-free on purpose: --help, COMMAND --help and usage errors answer without importing torch
-    from .configs import ClosedVocabConfig, EncoderPretrainConfig, FinetuneConfig, PretrainConfig, PromptConfig
+    from .configs import (ClosedVocabConfig, EncoderPretrainConfig, FinetuneConfig, PretrainConfig, PromptConfig,
+                          SearchConfig)
     from .configs import MAX_ALPHAS
     from .core.methods import MERGE_METHODS
     from .studies.multitask_methods import MULTITASK_METHODS
@@ -434,9 +472,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the choice as JSON")
     s.set_defaults(func=cmd_select)
 
-    s = sub.add_parser("export", help="write the patched weights at one alpha as safetensors")
+    s = sub.add_parser("export", help="write the patched weights at one alpha (or per-block plan) as safetensors")
     s.add_argument("--run-dir", "--run", dest="run", required=True, help="run directory")
-    s.add_argument("--alpha", type=float, required=True, help="0 is zero-shot, 1 is fine-tuned")
+    which = s.add_mutually_exclusive_group(required=True)
+    which.add_argument("--alpha", type=float, help="0 is zero-shot, 1 is fine-tuned")
+    which.add_argument("--plan", help="a plan.json with a coefficient per block (paint-core search writes one)")
     s.add_argument("--out", required=True,
                    help="a folder in open_clip's layout (config + weights; plain open_clip loads it with "
                         "create_model_and_transforms('local-dir:FOLDER')), or a .safetensors file (weights only, "
@@ -559,6 +599,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="JSON file to write")
     add_runtime_options(s)
     s.set_defaults(func=cmd_prompts)
+
+    from .studies.search_methods import SEARCHERS
+    s = sub.add_parser("search", help="a coefficient per block, searched under PAINT's rule (resumable)")
+    s.add_argument("--run-dir", "--run", dest="run", required=True, help="a run directory")
+    s.add_argument("--supported", default=None, help="comma-separated supported tasks (default: the run's sweep's)")
+    s.add_argument("--out", required=True, help="the plan.json to write (export --plan reads it)")
+    s.add_argument("--method", default="cma", choices=SEARCHERS,
+                   help="cma: CMA-ES on val accuracies; adamerging: entropy of unlabeled patch images (default: "
+                        "%(default)s)")
+    s.add_argument("--max-eval", type=int, default=None, help="images per split (default: the run's sweep's)")
+    s.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: %(default)s)")
+    add_config_options(s, SearchConfig)
+    add_runtime_options(s)
+    s.set_defaults(func=cmd_search)
+
+    s = sub.add_parser("blocks", help="the blocks of a model's image tower, each of which a plan gives a coefficient")
+    s.add_argument("--model", required=True, help="an open_clip model name, or a closed-vocabulary encoder")
+    s.add_argument("--pretrained", default=None, help="a checkpoint (only its key names matter)")
+    s.add_argument("--json", action="store_true", help='print {"blocks": [{"name": ..., "keys": [...]}, ...]}')
+    s.set_defaults(func=cmd_blocks)
 
     s = sub.add_parser("list", help="list embedded models and tasks")
     s.set_defaults(func=cmd_list)

@@ -65,3 +65,14 @@ class ClosedVocabConfig:
     probe_lr: float = 1e-2
     finetune: FinetuneConfig = FinetuneConfig(steps=300, lr=1e-4, warmup=30)
     lrs: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3)  # fine-tuning learning rates tried; the best on val is kept
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    tolerance: float = 0.01        # PAINT's rule: mean supported val accuracy within 1 point of zero-shot
+    budget: int = 60               # cma: plans evaluated on val; adamerging: gradient steps
+    sigma: float = 0.15            # cma: initial step size around the best uniform alpha
+    seed: int = 0
+    unlabeled: int = 512           # adamerging: unlabeled train images of the patch task
+    search_lr: float = 0.01        # adamerging: Adam's learning rate on the block coefficients
+    search_batch: int = 32         # adamerging: images per gradient step

@@ -51,3 +51,17 @@ def gain_within_drift(df: pd.DataFrame, patch: str, supported: Sequence[str], ma
     return {"alpha": alpha, "patch_gain": float(ft.loc[alpha, "patch"] - ft["patch"].iloc[0]),
             "supported_drift": float(ft["supported"].iloc[0] - ft.loc[alpha, "supported"]),
             "val_supported_drift": float(drift[alpha])}
+
+
+def plan_points(df: pd.DataFrame, patch: str, supported: Sequence[str], split: str) -> pd.DataFrame:
+    """Per plan key (uniform and per-block): ``patch`` accuracy, mean ``supported`` accuracy and ``alpha`` (NaN for
+    a per-block plan), for plans with rows for every task on ``split``; uniform plans first, by alpha."""
+    sub = df[df["split"] == split]
+    piv = sub.pivot_table(index="plan", columns="task", values="accuracy", aggfunc="mean")
+    missing = [t for t in [patch, *supported] if t not in piv.columns]
+    if missing:
+        raise ValueError(f"the sweep has no {split} rows for: {', '.join(missing)}")
+    piv = piv.dropna(subset=[patch, *supported])
+    out = pd.DataFrame({"patch": piv[patch], "supported": piv[list(supported)].mean(axis=1)})
+    out["alpha"] = sub.groupby("plan")["alpha"].first().reindex(out.index)
+    return out.sort_values(["alpha"], na_position="last", kind="stable")

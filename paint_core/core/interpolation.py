@@ -1,41 +1,46 @@
-"""theta(alpha) = (1 - alpha) * theta_zeroshot + alpha * theta_finetuned, pure and live.
+"""theta(alpha) = (1 - alpha) * theta_zeroshot + alpha * theta_finetuned, pure and live, with one alpha for the
+whole model or one per block of the image tower (a ``Plan``).
 
 Every floating-point tensor is interpolated (BatchNorm running statistics included); integer buffers
 (e.g. ``num_batches_tracked``) are copied from the zero-shot side, never averaged.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
+from .blocks import block_of_keys
+from .plan import Plan, check_alpha
 from .state_dicts import StateDict, check_compatible
 
 
-class AlphaOutOfRange(ValueError):
-    """An alpha outside [0, 1] where extrapolation was not asked for. The message names no way to ask for it:
-    only the caller knows whether it has one (the CLI's ``export --extrapolate``; ``sweep`` and the dashboard
-    have none), and adds it."""
+def varying_blocks(theta_zs: StateDict, theta_ft: StateDict) -> list[str]:
+    """The blocks with at least one floating-point tensor that differs between the endpoints."""
+    blocks = block_of_keys(theta_zs)
+    return list(dict.fromkeys(blocks[k] for k, z in theta_zs.items()
+                              if z.is_floating_point() and not torch.equal(z, theta_ft[k])))
 
 
-def check_alpha(alpha: float, allow_extrapolation: bool = False) -> float:
-    """alpha in [0, 1] (0 is zero-shot, 1 is fine-tuned); outside only if extrapolation is asked for."""
-    alpha = float(alpha)
-    if not math.isfinite(alpha):
-        raise ValueError(f"alpha must be a finite number, got {alpha}")
-    if not allow_extrapolation and not 0.0 <= alpha <= 1.0:
-        raise AlphaOutOfRange(f"alpha must be in [0, 1] (0 = zero-shot, 1 = fine-tuned), got {alpha:g}")
-    return alpha
-
-
-def interpolate(theta_zs: StateDict, theta_ft: StateDict, alpha: float,
+def interpolate(theta_zs: StateDict, theta_ft: StateDict, alpha: float | Plan,
                 allow_extrapolation: bool = False) -> StateDict:
-    """A new state dict at ``alpha``; the inputs are not modified."""
-    alpha = check_alpha(alpha, allow_extrapolation)
+    """A new state dict at ``alpha`` (a number or a per-block ``Plan``); the inputs are not modified."""
+    plan = Plan.of(alpha).check(allow_extrapolation)
     check_compatible(theta_zs, theta_ft, "zero-shot and fine-tuned state dicts")
-    return {k: torch.lerp(z, theta_ft[k], alpha) if z.is_floating_point() else z.clone()
-            for k, z in theta_zs.items()}
+    if plan.is_uniform:
+        return {k: torch.lerp(z, theta_ft[k], plan.alpha) if z.is_floating_point() else z.clone()
+                for k, z in theta_zs.items()}
+    blocks = block_of_keys(theta_zs)
+    plan.check_blocks(dict.fromkeys(blocks.values()), varying_blocks(theta_zs, theta_ft))
+    out = {}
+    for k, z in theta_zs.items():
+        if not z.is_floating_point():
+            out[k] = z.clone()
+        elif torch.equal(z, theta_ft[k]):
+            out[k] = z.clone()  # equal at both ends: the same at every coefficient, named in the plan or not
+        else:
+            out[k] = torch.lerp(z, theta_ft[k], plan.coefficient(blocks[k]))
+    return out
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,14 @@ class FlatEndpoints:
     groups: tuple[tuple[torch.dtype, tuple[str, ...], torch.Tensor, torch.Tensor], ...]
     fixed: dict  # non-floating tensors (e.g. num_batches_tracked) and floating ones equal at both ends (a frozen
                  # text tower): the zero-shot value at every alpha, never part of the live buffer
+    segments: tuple[tuple[tuple[str, int, int], ...], ...] = ()  # per group: (block, start, stop) of the flat
+                                                                 # buffer; a group's keys are laid out by block
+    block_names: tuple[str, ...] = ()  # every block of the model, in forward order
+
+    @property
+    def varying(self) -> tuple[str, ...]:
+        """The blocks whose weights differ between the endpoints (the ones a plan moves)."""
+        return tuple(dict.fromkeys(b for seg in self.segments for b, _, _ in seg))
 
 
 def flatten_endpoints(theta_zs: StateDict, theta_ft: StateDict, model: torch.nn.Module) -> FlatEndpoints:
@@ -53,23 +66,33 @@ def flatten_endpoints(theta_zs: StateDict, theta_ft: StateDict, model: torch.nn.
     check_compatible(theta_zs, theta_ft, "zero-shot and fine-tuned state dicts")
     check_compatible(theta_zs, model.state_dict(), "endpoints and model")
     tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    blocks = block_of_keys(theta_zs)
+    names = tuple(dict.fromkeys(blocks.values()))
+    rank = {name: i for i, name in enumerate(names)}
     by_dtype: dict[torch.dtype, list[str]] = {}
     fixed = {}
-    for key, t in tensors.items():
+    for key, t in sorted(tensors.items(), key=lambda kv: rank.get(blocks.get(kv[0], ""), -1)):  # stable: by block
         if key not in theta_zs:  # non-persistent buffers are not in the state dict
             continue
         if t.is_floating_point() and not torch.equal(theta_zs[key], theta_ft[key]):
             by_dtype.setdefault(t.dtype, []).append(key)
         else:
             fixed[key] = theta_zs[key]
-    groups = []
+    groups, segments = [], []
     with torch.no_grad():
         for dtype, keys in by_dtype.items():
             device = tensors[keys[0]].device
             zs = torch.cat([theta_zs[k].reshape(-1).to(device=device, dtype=dtype) for k in keys])
             ft = torch.cat([theta_ft[k].reshape(-1).to(device=device, dtype=dtype) for k in keys])
             groups.append((dtype, tuple(keys), zs, ft))
-    return FlatEndpoints(tuple(groups), fixed)
+            spans: dict[str, list[int]] = {}
+            offset = 0
+            for k in keys:
+                span = spans.setdefault(blocks[k], [offset, offset])
+                offset += tensors[k].numel()
+                span[1] = offset
+            segments.append(tuple((b, lo, hi) for b, (lo, hi) in spans.items()))
+    return FlatEndpoints(tuple(groups), fixed, tuple(segments), names)
 
 
 class Interpolator:
@@ -78,7 +101,8 @@ class Interpolator:
     The endpoints are flattened into one buffer pair per dtype (``FlatEndpoints``, shareable between
     interpolators of the same run), and every floating-point parameter and buffer of the model becomes a view
     into a third flat buffer of its own, so ``set_alpha`` is a single ``torch.lerp(..., out=...)`` per dtype:
-    memory-bandwidth bound. The endpoints given are never modified.
+    memory-bandwidth bound. A per-block plan is one lerp per block on contiguous slices of the same buffers (the
+    keys are laid out by block). The endpoints given are never modified.
     """
 
     def __init__(self, model: torch.nn.Module, theta_zs: StateDict | None = None, theta_ft: StateDict | None = None,
@@ -89,7 +113,7 @@ class Interpolator:
             endpoints = flatten_endpoints(theta_zs, theta_ft, model)
         self.model = model
         self.allow_extrapolation = allow_extrapolation
-        self.alpha: float | None = None
+        self.plan: Plan | None = None
         self.endpoints = endpoints
         tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
         missing = [k for _, keys, _, _ in endpoints.groups for k in keys if k not in tensors]
@@ -115,10 +139,24 @@ class Interpolator:
                     offset += n
                 self._groups.append((zs, ft, live))
 
+    @property
+    def alpha(self) -> float | None:
+        """The uniform alpha the weights hold (None before the first move, or under a per-block plan)."""
+        return self.plan.uniform if self.plan is not None else None
+
     def set_alpha(self, alpha: float) -> None:
         """Set every floating-point weight to (1 - alpha) * zero-shot + alpha * fine-tuned."""
-        alpha = check_alpha(alpha, self.allow_extrapolation)
+        self.set_plan(Plan.of(check_alpha(alpha, self.allow_extrapolation)))
+
+    def set_plan(self, plan: Plan | float) -> None:
+        """Set each block's weights to (1 - c_b) * zero-shot + c_b * fine-tuned; a number is the uniform plan."""
+        plan = Plan.of(plan).check(self.allow_extrapolation)
+        plan.check_blocks(self.endpoints.block_names, self.endpoints.varying)
         with torch.no_grad():
-            for zs, ft, live in self._groups:
-                torch.lerp(zs, ft, alpha, out=live)
-        self.alpha = alpha
+            for (zs, ft, live), segments in zip(self._groups, self.endpoints.segments or [()] * len(self._groups)):
+                if plan.is_uniform:
+                    torch.lerp(zs, ft, plan.alpha, out=live)
+                    continue
+                for block, lo, hi in segments:
+                    torch.lerp(zs[lo:hi], ft[lo:hi], plan.coefficient(block), out=live[lo:hi])
+        self.plan = plan

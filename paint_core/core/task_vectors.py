@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from .blocks import block_of_keys
+from .plan import Plan
 from .state_dicts import StateDict, add_scaled, check_compatible, difference
 
 
@@ -53,9 +55,20 @@ class TaskVector:
 
     __rmul__ = __mul__
 
-    def apply_to(self, pretrained: StateDict, scale: float = 1.0) -> StateDict:
-        """pretrained + scale * tau for every key of the vector; other tensors are copied unchanged."""
-        return add_scaled(pretrained, [(scale, self.vector)])
+    def apply_to(self, pretrained: StateDict, scale: float | Plan = 1.0) -> StateDict:
+        """pretrained + scale * tau for every key of the vector; other tensors are copied unchanged. ``scale`` may
+        be a per-block ``Plan``: each key is scaled by its block's coefficient (blocks of ``pretrained``'s keys)."""
+        if not isinstance(scale, Plan) or scale.is_uniform:
+            return add_scaled(pretrained, [(Plan.of(scale).alpha if isinstance(scale, Plan) else scale, self.vector)])
+        blocks = block_of_keys(pretrained)
+        outside = [k for k in self.vector if k not in blocks]
+        if outside:
+            raise ValueError(f"key {outside[0]!r} is not in the base state dict")
+        scale.check_blocks(dict.fromkeys(blocks.values()),
+                           dict.fromkeys(blocks[k] for k, v in self.vector.items() if v.any()))
+        named = dict(scale.blocks)  # blocks left out of the plan have a zero vector (checked above)
+        return add_scaled(pretrained, [(1.0, {k: v * named[blocks[k]] for k, v in self.vector.items()
+                                              if blocks[k] in named})])
 
 
 def apply_vectors(pretrained: StateDict, vectors: Sequence[TaskVector], coefficients: Sequence[float]) -> StateDict:

@@ -14,8 +14,9 @@ from ..configs import MAX_ALPHAS  # noqa: F401 (declared torch-free for the CLI'
 from tqdm.auto import tqdm
 
 from ..core.interpolation import Interpolator
+from ..core.plan import DECIMALS, Plan
 from ..data.decoded import DecodedSplit, decoded_split, iter_decoded
-from ..io.run_dir import SWEEP_COLUMNS
+from ..io.run_dir import PLAN_COLUMN, empty_sweep, with_plan_keys
 from ..runtime import autocast, current_runtime, module_device
 from . import distributed
 
@@ -185,7 +186,6 @@ def evaluate_all(model: torch.nn.Module, evals: Evals, split: str | None = None,
             for (t, s), (ds, head) in evals.items() if split is None or s == split}
 
 
-ALPHA_DECIMALS = 6     # alphas are kept (and matched in sweep.csv) to this many decimals
 
 
 def parse_alphas(spec: str) -> list[float]:
@@ -205,16 +205,16 @@ def parse_alphas(spec: str) -> list[float]:
             raise ValueError(f"alphas {shown!r}: start, stop and step must be finite numbers")
         if step <= 0 or stop < start:
             raise ValueError(f"alphas {shown!r}: step must be > 0 and stop >= start")
-        if step < 10 ** -ALPHA_DECIMALS:
-            raise ValueError(f"alphas {shown!r}: step must be at least {10 ** -ALPHA_DECIMALS:g} (alphas are kept "
-                             f"to {ALPHA_DECIMALS} decimals)")
+        if step < 10 ** -DECIMALS:
+            raise ValueError(f"alphas {shown!r}: step must be at least {10 ** -DECIMALS:g} (alphas are kept "
+                             f"to {DECIMALS} decimals)")
         steps = (stop - start) / step  # inf when it overflows (e.g. 0:1e308:1e-6)
         if not math.isfinite(steps) or round(steps) + 1 > MAX_ALPHAS:
             count = f"{round(steps) + 1:,}" if math.isfinite(steps) else "too many"
             coarser = (stop - start) / (MAX_ALPHAS - 1)
             hint = f" (e.g. {start:g}:{stop:g}:{coarser:.2g})" if math.isfinite(coarser) else ""
             raise ValueError(f"alphas {shown!r}: {count} values; at most {MAX_ALPHAS:,} per sweep{hint}")
-        return [round(start + i * step, ALPHA_DECIMALS) for i in range(round(steps) + 1)]
+        return [round(start + i * step, DECIMALS) for i in range(round(steps) + 1)]
     parts = [a for a in spec.split(",") if a.strip()]  # no larger than the text itself
     if len(parts) > MAX_ALPHAS:
         raise ValueError(f"alphas: {len(parts):,} values; at most {MAX_ALPHAS:,} per sweep")
@@ -229,30 +229,31 @@ def parse_alphas(spec: str) -> list[float]:
 
 
 def sweep(interpolator: Interpolator, evals: Evals,
-          alphas: Iterable[float], batch_size: int = 256, done: pd.DataFrame | None = None,
-          on_alpha: Callable[[pd.DataFrame], None] | None = None) -> pd.DataFrame:
-    """Accuracy of every (task, split) in ``evals`` at every alpha; columns alpha, task, split, accuracy, n.
+          plans: Iterable[float | Plan], batch_size: int = 256, done: pd.DataFrame | None = None,
+          on_alpha: Callable[[pd.DataFrame], None] | None = None, desc: str = "sweep") -> pd.DataFrame:
+    """Accuracy of every (task, split) in ``evals`` at every plan (an alpha is the uniform plan); columns alpha,
+    task, split, accuracy, n, plan (``Plan.key``; ``alpha`` is NaN on per-block rows).
 
     ``done`` holds rows already measured (a resumed sweep skips them); ``on_alpha`` receives the whole
-    table after each alpha, so the caller can write it out and lose nothing if the sweep is killed.
+    table after each plan, so the caller can write it out and lose nothing if the sweep is killed.
     """
-    table = done.copy() if done is not None and len(done) else pd.DataFrame(columns=SWEEP_COLUMNS)
-    have = {(round(float(a), 6), t, s) for a, t, s in table[["alpha", "task", "split"]].itertuples(index=False)}
-    alphas = [round(float(a), 6) for a in alphas]
-    for alpha in tqdm(alphas, desc="sweep", unit="alpha"):
-        todo = [(t, s) for (t, s) in evals if (alpha, t, s) not in have]
+    table = with_plan_keys(done) if done is not None and len(done) else empty_sweep()
+    have = {(p, t, s) for p, t, s in table[[PLAN_COLUMN, "task", "split"]].itertuples(index=False)}
+    for plan in tqdm(list(dict.fromkeys(Plan.of(p) for p in plans)), desc=desc, unit="plan"):
+        todo = [(t, s) for (t, s) in evals if (plan.key, t, s) not in have]
         if not todo:
             continue
-        interpolator.set_alpha(alpha)
+        interpolator.set_plan(plan)
         rows = []
         for task, split in todo:
             ds, head = evals[(task, split)]
-            rows.append({"alpha": alpha, "task": task, "split": split,
-                         "accuracy": evaluate(interpolator.model, head, ds, batch_size), "n": len(ds)})
+            rows.append({"alpha": plan.uniform if plan.is_uniform else math.nan, "task": task, "split": split,
+                         "accuracy": evaluate(interpolator.model, head, ds, batch_size), "n": len(ds),
+                         PLAN_COLUMN: plan.key})
         table = pd.concat([table, pd.DataFrame(rows)], ignore_index=True) if len(table) else pd.DataFrame(rows)
         if on_alpha:
             on_alpha(table)
-    return table.sort_values(["alpha", "task", "split"]).reset_index(drop=True)
+    return table.sort_values(["alpha", PLAN_COLUMN, "task", "split"]).reset_index(drop=True)
 
 
 def attack_scores(model: torch.nn.Module, head: torch.Tensor, dataset: Dataset, written: Sequence[int],

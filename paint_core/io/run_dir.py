@@ -3,7 +3,9 @@
     run.json                 what was done: model, pretrained, task, supported tasks, hyper-parameters,
                              seed, code version, command (config and provenance as separate fields)
     finetuned.safetensors    the fine-tuned image encoder (``visual.*``; the rest equals zero-shot) + sidecar
-    sweep.csv                alpha, task, split, accuracy, n (rewritten atomically after every alpha)
+    sweep.csv                alpha, task, split, accuracy, n (rewritten atomically after every plan); when the
+                             table holds a per-block plan, a sixth column ``plan`` names each row's plan by its
+                             key (``Plan.key``) and ``alpha`` is empty on per-block rows
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..core.plan import Plan, format_coefficient
 from .atomic import atomic_write_text
 from .checkpoints import sha256_file
 from .paths import REPO_DIR
@@ -21,6 +24,7 @@ from .paths import REPO_DIR
 log = logging.getLogger(__name__)
 RUN_SCHEMA = 1
 SWEEP_COLUMNS = ["alpha", "task", "split", "accuracy", "n"]
+PLAN_COLUMN = "plan"
 RUN_FILES = ("run.json", "finetuned.safetensors", "finetuned.json")
 
 
@@ -93,9 +97,43 @@ def read_sweep(path: str | Path) -> pd.DataFrame:
         df = pd.read_csv(f)
     except (ValueError, pd.errors.ParserError) as e:
         raise ValueError(f"{f} is not a readable CSV: {e}") from e
-    if list(df.columns) != SWEEP_COLUMNS:
-        raise ValueError(f"{f} has columns {list(df.columns)}, expected {SWEEP_COLUMNS}")
+    if list(df.columns) not in (SWEEP_COLUMNS, [*SWEEP_COLUMNS, PLAN_COLUMN]):
+        raise ValueError(f"{f} has columns {list(df.columns)}, expected {SWEEP_COLUMNS} (and {PLAN_COLUMN!r})")
+    try:
+        return with_plan_keys(df)
+    except ValueError as e:
+        raise ValueError(f"{f}: {e}") from None
+
+
+def empty_sweep() -> pd.DataFrame:
+    return pd.DataFrame(columns=[*SWEEP_COLUMNS, PLAN_COLUMN])
+
+
+def with_plan_keys(df: pd.DataFrame) -> pd.DataFrame:
+    """The table with its ``plan`` column: filled from ``alpha`` where a row has none (uniform rows, tables
+    written before plans existed). Every row names a plan or an alpha."""
+    df = df.copy()
+    keys = df[PLAN_COLUMN] if PLAN_COLUMN in df else pd.Series([None] * len(df), index=df.index, dtype=object)
+    missing = keys.isna()
+    if (missing & df["alpha"].isna()).any():
+        raise ValueError("a row has neither an alpha nor a plan")
+    keys = keys.astype(object)
+    keys[missing] = [format_coefficient(a) for a in df.loc[missing, "alpha"]]
+    df[PLAN_COLUMN] = keys.astype(str)
     return df
+
+
+def sweep_csv(table: pd.DataFrame) -> bytes:
+    """sweep.csv's bytes: the five columns while every plan is uniform (as every sweep before plans wrote them),
+    with ``plan`` added once a per-block plan is in the table."""
+    table = with_plan_keys(table)
+    per_block = table["alpha"].isna().any()
+    return table[[*SWEEP_COLUMNS, PLAN_COLUMN] if per_block else SWEEP_COLUMNS].to_csv(index=False).encode()
+
+
+def plans_of(table: pd.DataFrame) -> dict[str, Plan]:
+    """key -> Plan of every plan in a sweep table."""
+    return {k: Plan.from_key(k) for k in dict.fromkeys(with_plan_keys(table)[PLAN_COLUMN])}
 
 
 def check_sweep_matches(path: str | Path, meta: dict) -> None:

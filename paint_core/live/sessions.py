@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from ..core.interpolation import Interpolator
+from ..core.plan import Plan
 from ..data.tasks import get_task
 from ..engine.evaluation import materialize, predict, zero_shot_head
 from ..runtime import module_device
@@ -63,28 +64,30 @@ def subsample_accuracies(probs: dict[str, torch.Tensor], eval_sets: dict[str, Ev
 
 
 class PredictionStore:
-    """Subsample predictions per alpha of one run, shared by every session (thread-safe).
+    """Subsample predictions per plan (an alpha is the uniform plan) of one run, shared by every session
+    (thread-safe).
 
-    The subsample and the weights at an alpha never change, so a forward pass made by one session, or by
+    The subsample and the weights at a plan never change, so a forward pass made by one session, or by
     the background warm-up, serves every other session: a slider position computed once is a lookup after.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._probs: dict[float, dict[str, torch.Tensor]] = {}
+        self._probs: dict[Plan, dict[str, torch.Tensor]] = {}
         self.warm_seconds: float | None = None  # how long the warm-up took, once it has finished
 
-    def get(self, alpha: float) -> dict[str, torch.Tensor] | None:
+    def get(self, plan: float | Plan) -> dict[str, torch.Tensor] | None:
         with self._lock:
-            return self._probs.get(round(float(alpha), 6))
+            return self._probs.get(Plan.of(plan))
 
-    def put(self, alpha: float, probs: dict[str, torch.Tensor]) -> None:
+    def put(self, plan: float | Plan, probs: dict[str, torch.Tensor]) -> None:
         with self._lock:
-            self._probs.setdefault(round(float(alpha), 6), probs)
+            self._probs.setdefault(Plan.of(plan), probs)
 
     def alphas(self) -> list[float]:
+        """The uniform plans computed so far, as alphas."""
         with self._lock:
-            return sorted(self._probs)
+            return sorted(p.uniform for p in self._probs if p.is_uniform)
 
     def warm(self, run: Run, eval_sets: dict[str, EvalSet], alphas: Sequence[float],
              start: float | None = None) -> threading.Thread:
@@ -98,7 +101,7 @@ class PredictionStore:
                 if _SHUTTING_DOWN.is_set():
                     return
                 if self.get(a) is None:
-                    interp.set_alpha(a)
+                    interp.set_plan(a)
                     self.put(a, {t: predict(model, e.head, e.images) for t, e in eval_sets.items()})
             self.warm_seconds = time.perf_counter() - t0
 
@@ -156,11 +159,11 @@ class ModelPool:
         return self._made
 
     @contextmanager
-    def borrow(self, alpha: float) -> Iterator[torch.nn.Module]:
-        """A model holding theta(``alpha``) for the block; never keep it past the block."""
+    def borrow(self, plan: float | Plan) -> Iterator[torch.nn.Module]:
+        """A model holding theta(``plan``) for the block; never keep it past the block."""
         model, interp = self._take()
         try:
-            interp.set_alpha(alpha)
+            interp.set_plan(plan)
             yield model
         finally:
             self._free.put((model, interp))
@@ -178,7 +181,8 @@ class ModelPool:
 
 
 class PatchSession:
-    """One user's alpha on a run. ``set_alpha`` moves it; ``accuracies`` evaluates the subsample there.
+    """One user's alpha (or per-block plan) on a run. ``set_alpha`` / ``set_plan`` move it; ``accuracies``
+    evaluates the subsample there.
 
     Predictions come from the shared ``store`` when another session (or the warm-up) made them; otherwise a
     model is borrowed from ``pool`` (default: a private pool of one) and the result shared through the store.
@@ -190,27 +194,35 @@ class PatchSession:
         self.eval_sets = eval_sets
         self.store = store
         self.pool = pool if pool is not None else ModelPool(run, 1)
-        self._alpha = 0.0
-        self._probs_by_alpha: dict[float, dict[str, torch.Tensor]] = {}
+        self._plan = Plan.of(0.0)
+        self._probs_by_alpha: dict[Plan, dict[str, torch.Tensor]] = {}
         self.zero_shot_probs = self.probabilities()
 
     @property
-    def alpha(self) -> float:
-        return self._alpha
+    def alpha(self) -> float | None:
+        """The session's alpha; None while it holds a per-block plan."""
+        return self._plan.uniform
+
+    @property
+    def plan(self) -> Plan:
+        return self._plan
 
     def set_alpha(self, alpha: float) -> None:
-        self._alpha = float(alpha)
+        self.set_plan(Plan.of(alpha))
+
+    def set_plan(self, plan: Plan | float) -> None:
+        self._plan = Plan.of(plan).check()
 
     @contextmanager
     def patched_model(self) -> Iterator[torch.nn.Module]:
         """The model at this session's alpha, borrowed for the block (for uploads and other images)."""
-        with self.pool.borrow(self._alpha) as model:
+        with self.pool.borrow(self._plan) as model:
             yield model
 
     def probabilities(self) -> dict[str, torch.Tensor]:
         """Subsample probabilities at the current alpha; remembered per alpha, so going back to a slider
         position costs nothing (a slider has few positions; the weights at an alpha never change)."""
-        alpha = self._alpha
+        alpha = self._plan
         if alpha not in self._probs_by_alpha:
             shared = self.store.get(alpha) if self.store is not None else None
             if shared is None:
@@ -234,7 +246,7 @@ class PatchSession:
             raise ValueError(f"sample {index} is not in the {len(ev.labels)}-image subsample of {task}")
         rows = []
         for a in alphas:
-            known = self._probs_by_alpha.get(a) or (self.store.get(a) if self.store is not None else None)
+            known = self._probs_by_alpha.get(Plan.of(a)) or (self.store.get(a) if self.store is not None else None)
             if known is not None:
                 rows.append(known[task][index].numpy())
             else:

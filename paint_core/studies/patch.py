@@ -15,7 +15,8 @@ from typing import Callable, Iterator, Sequence
 import pandas as pd
 import torch
 
-from ..core.interpolation import FlatEndpoints, Interpolator, check_alpha, flatten_endpoints, interpolate
+from ..core.interpolation import FlatEndpoints, Interpolator, flatten_endpoints, interpolate
+from ..core.plan import Plan
 from ..core.selection import select_alpha
 from ..core.state_dicts import StateDict, cast_like, state_digest
 from ..core.task_vectors import TaskVector
@@ -27,8 +28,8 @@ from ..engine.training import Progress, ProgressFn
 from ..io.paths import REPO_DIR
 from ..io.atomic import atomic_write_bytes
 from ..io.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from ..io.run_dir import (RUN_SCHEMA, SWEEP_COLUMNS, check_sweep_matches, portable_path, read_run_meta, read_sweep,
-                          write_run_meta)
+from ..io.run_dir import (PLAN_COLUMN, RUN_SCHEMA, check_sweep_matches, empty_sweep, portable_path, read_run_meta,
+                          read_sweep, sweep_csv, write_run_meta)
 from ..io.writes import (OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS, WriteRefused, check_checkpoint_output,
                          check_export_folder_output, check_run_output, run_lock, staging_dir, swap_in)
 from ..models.clip import load_model, save_open_clip_config
@@ -69,7 +70,7 @@ def shared_endpoints(run: Run) -> FlatEndpoints:
 class SweepSpec:
     """What a sweep measures; validated before any file is touched."""
     supported: tuple[str, ...]
-    alphas: tuple[float, ...]
+    plans: tuple[float | Plan, ...]  # alphas or per-block plans
     splits: tuple[str, ...] = ("val", "test")
     max_eval: int | None = None
     batch_size: int = 256
@@ -77,12 +78,12 @@ class SweepSpec:
     def validate(self, data_root: str | None = None, download: bool = False) -> None:
         if not self.supported:
             raise ValueError("give at least one supported task (e.g. --supported shapes,colours)")
-        if not self.alphas:
+        if not self.plans:
             raise ValueError("give at least one alpha (e.g. --alphas 0:1:0.1)")
-        if len(self.alphas) > MAX_ALPHAS:
-            raise ValueError(f"{len(self.alphas):,} alphas; at most {MAX_ALPHAS:,} per sweep")
-        for a in self.alphas:
-            check_alpha(a)
+        if len(self.plans) > MAX_ALPHAS:
+            raise ValueError(f"{len(self.plans):,} alphas; at most {MAX_ALPHAS:,} per sweep")
+        for a in self.plans:
+            Plan.of(a).check()
         bad = [s for s in self.splits if s not in SPLITS]
         if bad or not self.splits:
             raise ValueError(f"splits must be among {', '.join(SPLITS)}, got {','.join(self.splits) or 'none'}")
@@ -295,17 +296,18 @@ def run_task_vector(run: Run) -> TaskVector:
                               if k.startswith("visual.") and v.is_floating_point()}, base=base)
 
 
-def run_sweep(path: str | Path, supported: Sequence[str], alphas: Sequence[float],
+def run_sweep(path: str | Path, supported: Sequence[str], plans: Sequence[float | Plan],
               splits: Sequence[str] = ("val", "test"), max_eval: int | None = None, batch_size: int = 256,
               on_progress: ProgressFn | None = None, overwrite: bool = False,
               command: str = "") -> pd.DataFrame:
-    """Sweep a run over ``alphas`` on the patch task and ``supported`` tasks; resumes from sweep.csv.
+    """Sweep a run over ``plans`` (alphas or per-block plans) on the patch task and ``supported`` tasks; resumes
+    from sweep.csv.
 
     All inputs are checked first and a failed sweep changes no file. A finished sweep with other settings
     (supported tasks, max_eval) is replaced only with ``overwrite``, and only once the new one has its first
     alpha. One writer at a time (a lock beside the run directory).
     """
-    spec = SweepSpec(tuple(supported), tuple(float(a) for a in alphas), tuple(splits), max_eval, batch_size)
+    spec = SweepSpec(tuple(supported), tuple(Plan.of(a) for a in plans), tuple(splits), max_eval, batch_size)
     meta = read_run_meta(path)
     spec.validate(meta.get("data_root"), meta.get("download", False))
     with _rank0_holds(lambda stack: stack.enter_context(run_lock(path, command))):
@@ -314,38 +316,58 @@ def run_sweep(path: str | Path, supported: Sequence[str], alphas: Sequence[float
 
 def _sweep_locked(path: Path, spec: SweepSpec, overwrite: bool,
                   on_progress: ProgressFn | None) -> pd.DataFrame:
-    meta = read_run_meta(path)
-    try:
-        check_sweep_matches(path, meta)
-        previous = read_sweep(path)
-    except ValueError as e:
-        log.warning("%s: starting the sweep afresh", e)
-        previous = pd.DataFrame(columns=SWEEP_COLUMNS)
-    settings = {"supported": list(spec.supported), "max_eval": spec.max_eval}
-    if len(previous) and {k: meta.get(k) for k in settings} != settings:
-        if not overwrite:
-            raise WriteRefused(f"run {path} already has a sweep with supported {meta.get('supported')} and "
-                               f"max_eval {meta.get('max_eval')}; replacing it with supported {settings['supported']}"
-                               f" and max_eval {spec.max_eval} must be asked for (CLI: --overwrite)")
-        previous = previous.iloc[0:0]
-    run = load_run(path)
-    tasks = [meta["task"], *[s for s in spec.supported if s != meta["task"]]]
-    evals = build_evals(run.model, run.preprocess, run.tokenizer, tasks, spec.splits, spec.max_eval,
-                        meta.get("data_root"), meta.get("download", False))
-    interp = Interpolator(run.model, run.theta_zs, run.theta_ft)
+    return RunSweep(path, spec, overwrite, on_progress).measure(spec.plans)
 
-    def save(table: pd.DataFrame) -> None:
+
+class RunSweep:
+    """A run's evaluation sets and interpolator, loaded once; ``measure(plans)`` adds the plans' rows to sweep.csv
+    (skipping rows it has), written after each plan. Used inside the run's lock: by ``sweep``, and by
+    ``search``, which measures one generation of plans at a time."""
+
+    def __init__(self, path: Path, spec: SweepSpec, overwrite: bool = False, on_progress: ProgressFn | None = None):
+        meta = read_run_meta(path)
+        try:
+            check_sweep_matches(path, meta)
+            previous = read_sweep(path)
+        except ValueError as e:
+            log.warning("%s: starting the sweep afresh", e)
+            previous = empty_sweep()
+        settings = {"supported": list(spec.supported), "max_eval": spec.max_eval}
+        if len(previous) and {k: meta.get(k) for k in settings} != settings:
+            if not overwrite:
+                raise WriteRefused(f"run {path} already has a sweep with supported {meta.get('supported')} and "
+                                   f"max_eval {meta.get('max_eval')}; replacing it with supported "
+                                   f"{settings['supported']} and max_eval {spec.max_eval} must be asked for "
+                                   "(CLI: --overwrite)")
+            previous = previous.iloc[0:0]
+        self.path, self.spec, self.meta, self.settings = path, spec, meta, settings
+        self.table, self.on_progress = previous, on_progress
+        self.run = load_run(path)
+        tasks = [meta["task"], *[s for s in spec.supported if s != meta["task"]]]
+        self.evals = build_evals(self.run.model, self.run.preprocess, self.run.tokenizer, tasks, spec.splits,
+                                 spec.max_eval, meta.get("data_root"), meta.get("download", False))
+        self.interpolator = Interpolator(self.run.model, self.run.theta_zs, self.run.theta_ft)
+
+    def _save(self, table: pd.DataFrame, wanted: set[str]) -> None:
+        self.table = table
         if not distributed.is_main():
             return
-        data = table[SWEEP_COLUMNS].to_csv(index=False).encode()
-        atomic_write_bytes(path / "sweep.csv", data)
-        write_run_meta(path, {**meta, **settings, "sweep_sha256": hashlib.sha256(data).hexdigest()})  # last
-        if on_progress:
-            on_progress(Progress(table["alpha"].nunique(), len(set(spec.alphas) | set(table["alpha"])), "sweep"))
+        data = sweep_csv(table)
+        atomic_write_bytes(self.path / "sweep.csv", data)
+        write_run_meta(self.path, {**self.meta, **self.settings,
+                                   "sweep_sha256": hashlib.sha256(data).hexdigest()})  # last
+        if self.on_progress:
+            have = set(table[PLAN_COLUMN])
+            self.on_progress(Progress(len(have & wanted), len(wanted), "sweep"))
 
-    table = sweep(interp, evals, spec.alphas, spec.batch_size, done=previous, on_alpha=save)
-    save(table)
-    return table
+    def measure(self, plans: Sequence[float | Plan], desc: str = "sweep") -> pd.DataFrame:
+        """The whole table once every plan has rows for every (task, split) of the spec."""
+        plans = [Plan.of(p).check() for p in plans]
+        wanted = {p.key for p in plans}
+        table = sweep(self.interpolator, self.evals, plans, self.spec.batch_size, done=self.table,
+                      on_alpha=lambda t: self._save(t, wanted), desc=desc)
+        self._save(table, wanted)
+        return table
 
 
 def select_run(path: str | Path) -> dict:
@@ -366,29 +388,30 @@ def select_run(path: str | Path) -> dict:
     return choice
 
 
-def export_run(path: str | Path, alpha: float | None, out: str | Path, allow_extrapolation: bool = False,
+def export_run(path: str | Path, alpha: float | Plan | None, out: str | Path, allow_extrapolation: bool = False,
                overwrite: bool = False) -> dict:
-    """Write the full model state at ``alpha`` (None: the alpha the run chose on val); returns the weights' sidecar,
-    which names the alpha. ``out`` ending in .safetensors: one file with a JSON sidecar. Any other ``out``: a folder
+    """Write the full model state at ``alpha`` (a number, a per-block ``Plan``, or None: the alpha the run chose on
+    val); returns the weights' sidecar, which names the alpha, or the plan's coefficients under ``plan``. ``out`` ending in .safetensors: one file with a JSON sidecar. Any other ``out``: a folder
     in open_clip's own layout (``open_clip_config.json`` + ``open_clip_model.safetensors`` + its sidecar), which
     plain open_clip loads with ``create_model_and_transforms("local-dir:OUT")``: the export carries its config.
 
     Never into the shipped weights or cached_results/, never over a file or folder this tool did not write, and
     over an earlier export only with ``overwrite``."""
-    if alpha is not None:
-        check_alpha(alpha, allow_extrapolation)
+    plan = Plan.of(alpha).check(allow_extrapolation) if alpha is not None else None
     suffix = Path(out).suffix
     if suffix not in ("", ".safetensors"):  # "x.txt" is a typo more often than a folder's name
         raise WriteRefused(f"output {Path(out).name!r} must end in .safetensors (one weights file) or have no "
                            "suffix (a folder in open_clip's layout)")
     folder = suffix != ".safetensors"
     (check_export_folder_output if folder else check_checkpoint_output)(out, overwrite)
-    if alpha is None:
-        alpha = select_run(path)["alpha"]
+    if plan is None:
+        plan = Plan.of(select_run(path)["alpha"])
     run = load_run(path)
-    state = interpolate(run.theta_zs, run.theta_ft, alpha, allow_extrapolation)
+    state = interpolate(run.theta_zs, run.theta_ft, plan, allow_extrapolation)
     meta = {"model": run.meta["model"], "pretrained": run.meta["pretrained"], "task": run.meta["task"],
-            "alpha": float(alpha), "run": str(path)}
+            "alpha": plan.uniform, "run": str(path)}
+    if not plan.is_uniform:
+        meta["plan"] = plan.to_json()["blocks"]
     if not folder:
         return save_checkpoint(out, state, meta)
     staged = staging_dir(out)

@@ -14,7 +14,8 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from ..core.interpolation import Interpolator, check_alpha
+from ..core.interpolation import Interpolator
+from ..core.plan import check_alpha
 from ..core.selection import endpoints_line
 from ..core.state_dicts import StateDict
 from ..engine.evaluation import Evals, logits, run_batches, sweep
