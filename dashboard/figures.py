@@ -12,11 +12,14 @@ from paint_core.core.frontier import chord_gap
 
 
 def frontier_figure(f: pd.DataFrame, patch: str, alpha: float | None = None, chosen: float | None = None,
-                    live: tuple[float, float] | None = None, split: str = "test") -> go.Figure:
+                    live: tuple[float, float] | None = None, split: str = "test", plans: pd.DataFrame | None = None,
+                    marked: dict[str, tuple[float, float]] | None = None) -> go.Figure:
     """Supported accuracy vs patch accuracy along alpha (one point per alpha), from ``paint_core.frontier``.
 
     ``alpha`` marks the slider's alpha on the curve, ``chosen`` the paper's choice, ``live`` the accuracies
-    measured live on the evaluation subsample (patch, supported).
+    measured live on the evaluation subsample (patch, supported). ``plans``: per-block plans measured on the same
+    split (``plan_points`` rows: patch, supported), drawn as points beside the curve; ``marked``: label ->
+    (patch, supported) of plans to name (a search's choice). Accuracies in [0, 1].
     """
     x, y, a = (100 * f["patch"]).tolist(), (100 * f["supported"]).tolist(), [float(v) for v in f.index]
     fig = go.Figure()
@@ -37,9 +40,17 @@ def frontier_figure(f: pd.DataFrame, patch: str, alpha: float | None = None, cho
         fig.add_trace(go.Scatter(x=[100 * f.loc[nearest, "patch"]], y=[100 * f.loc[nearest, "supported"]],
                                  mode="markers", name=f"slider (alpha {alpha:g})",
                                  marker={"size": 14, "color": "red", "symbol": "circle-open", "line": {"width": 3}}))
+    if plans is not None and len(plans):
+        fig.add_trace(go.Scatter(x=(100 * plans["patch"]).tolist(), y=(100 * plans["supported"]).tolist(),
+                                 mode="markers", name="per-block plans measured by a search", customdata=list(plans.index),
+                                 marker={"size": 6, "color": "rgba(120, 80, 200, 0.45)"},
+                                 hovertemplate="%{customdata}<br>patch %{x:.1f}%<br>supported %{y:.1f}%<extra></extra>"))
+    for label, (p, s) in (marked or {}).items():
+        fig.add_trace(go.Scatter(x=[100 * p], y=[100 * s], mode="markers", name=label,
+                                 marker={"size": 14, "symbol": "diamond", "line": {"width": 1}}))
     if live is not None:
         fig.add_trace(go.Scatter(x=[100 * live[0]], y=[100 * live[1]], mode="markers",
-                                 name=f"live subsample (alpha {alpha:g})" if alpha is not None else "live",
+                                 name=f"live subsample (alpha {alpha:g})" if alpha is not None else "live subsample (this plan)",
                                  marker={"size": 14, "color": "red", "symbol": "x"}))
     fig.update_layout(xaxis_title=f"patch task: {patch} accuracy (%)", yaxis_title="supported tasks accuracy (%)",
                       legend={"orientation": "h", "y": -0.25}, margin={"t": 30}, height=430)

@@ -154,3 +154,33 @@ def check_finetune(p: ServerPolicy, model: str, pretrained: str, task: str, supp
         raise WriteRefused(f"give a folder inside {p.write_root}, e.g. {p.write_root / 'my-run'}")
     return FinetuneRequest(model, check_pretrained(p, model, pretrained), check_task(p, task), tuple(tasks),
                            out_dir, int(steps), int(max_eval))
+
+
+MAX_SEARCH_BUDGET = 200  # plans one search job may measure (each is a pass over the val splits)
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    run: Path
+    method: str
+    budget: int
+    tolerance: float
+
+
+def check_search(p: ServerPolicy, run: str, method: str, budget: int, tolerance_points: float) -> SearchRequest:
+    """The per-block search form, checked before any work. A search adds rows to the run's sweep.csv and writes
+    its plan into the run, so only runs inside the write root may be searched (copy a cached run there first)."""
+    from paint_core.io.writes import is_run_dir
+    from paint_core.studies.search_methods import SEARCHERS
+    if p.read_only:
+        raise WriteRefused("this dashboard is read-only (PAINT_READ_ONLY)")
+    if method not in SEARCHERS:
+        raise WriteRefused(f"unknown search method {method!r}; choose from {', '.join(SEARCHERS)}")
+    if not 1 <= int(budget) <= MAX_SEARCH_BUDGET:
+        raise WriteRefused(f"the search budget must be between 1 and {MAX_SEARCH_BUDGET} plans on this server")
+    if not 0 <= float(tolerance_points) < 100:
+        raise WriteRefused(f"the tolerance is in points of supported accuracy, in [0, 100); got {tolerance_points:g}")
+    run_dir = resolve_inside(run, [p.write_root], "run directory (a search writes into its run)")
+    if not is_run_dir(run_dir):
+        raise WriteRefused(f"{run} is not a run directory (it has no run.json); fine-tune one first")
+    return SearchRequest(run_dir, method, int(budget), float(tolerance_points) / 100)

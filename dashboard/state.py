@@ -16,7 +16,8 @@ from paint_core.live.sessions import (LIVE_EVAL_N, SLIDER_ALPHAS, SLIDER_STEP, E
                                       PredictionStore, build_eval_sets, subsample_accuracies)
 from paint_core.io.paths import CACHED_RESULTS_DIR
 from paint_core.io.results import read_results
-from paint_core.studies.patch import Run, load_run, select_run
+from paint_core.studies.patch import Run, load_run, select_run, shared_endpoints
+from paint_core.studies.search import SearchedPlan, searched_plans
 from paint_core.io.run_dir import read_sweep
 from paint_core.data.tasks import SUPPORTED_TASKS, get_task
 from paint_core.runtime import Runtime, make_runtime, set_default_runtime
@@ -88,8 +89,8 @@ def shared_eval_sets(path: str, tasks: tuple[str, ...], n: int | None = None) ->
 
 
 @st.cache_data(show_spinner=False)
-def sweep_table(path: str, mtime: float):
-    return read_sweep(path)
+def sweep_table(path: str, mtime: float, per_block: bool = False):
+    return read_sweep(path, per_block)
 
 
 def run_tasks(run: Run) -> tuple[str, ...]:
@@ -254,9 +255,21 @@ def chosen_alpha(path: str) -> float | None:
         return None
 
 
-def sweep_of(path: str):
+def run_blocks(path: str) -> tuple[str, ...]:
+    """The blocks a per-block plan moves on this run (those its fine-tune changed), in forward order."""
+    return shared_endpoints(shared_run(path)).varying
+
+
+def run_searched_plans(path: str) -> tuple[list[SearchedPlan], list[str]]:
+    """The plans searched for this run (``plan-*.json`` in it), and a sentence per file that cannot be read."""
+    return searched_plans(path)
+
+
+def sweep_of(path: str, per_block: bool = False):
+    """The run's sweep table (uniform alphas; ``per_block``: with the rows of searched plans), read once per
+    change of the file."""
     f = Path(path) / "sweep.csv"
-    return sweep_table(path, f.stat().st_mtime if f.is_file() else 0.0)
+    return sweep_table(path, f.stat().st_mtime if f.is_file() else 0.0, per_block)
 
 
 def pick_run(default_task: str | None = None, key: str = "run", prefer: str | None = None) -> str | None:

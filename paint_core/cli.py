@@ -49,10 +49,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .engine.evaluation import parse_alphas
     from .studies.patch import run_sweep
 
-    table = run_sweep(args.run, _csv(args.supported), parse_alphas(args.alphas), splits=_csv(args.splits),
+    from .core.plan import read_plan
+
+    plans = [*parse_alphas(args.alphas), *(read_plan(f) for f in _csv(args.plans or ""))]
+    table = run_sweep(args.run, _csv(args.supported), plans, splits=_csv(args.splits),
                       max_eval=args.max_eval, batch_size=args.batch_size, overwrite=args.overwrite,
                       command=_command_line())
-    print(table.pivot_table(index="alpha", columns=["split", "task"], values="accuracy").round(4).to_string())
+    uniform, per_block = table[table["alpha"].notna()], table[table["alpha"].isna()]
+    print(uniform.pivot_table(index="alpha", columns=["split", "task"], values="accuracy").round(4).to_string())
+    if len(per_block):
+        print("per-block plans:")
+        print(per_block.pivot_table(index="plan", columns=["split", "task"], values="accuracy").round(4).to_string())
     return 0
 
 
@@ -171,7 +178,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     result = search_run(args.run, args.out, args.method, _config(SearchConfig, args),
                         _csv(args.supported) if args.supported else None, args.max_eval, args.batch_size,
                         command=_command_line())
-    print(f"wrote {args.out}: {Plan.per_block(result['blocks']).label()} after {result['evaluated']} plans")
+    print(f"wrote {result['file']}: {Plan.per_block(result['blocks']).label()} after {result['evaluated']} plans")
     for name in ("uniform", "plan"):
         r = result[name]
         print(f"  {name:<8} {r['key']:<60.60}  " + "  ".join(
@@ -459,6 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run-dir", "--run", dest="run", required=True, help="run directory (made by finetune)")
     s.add_argument("--supported", required=True, help="comma-separated supported tasks")
     s.add_argument("--alphas", default="0:1:0.1", help=alphas_help)
+    s.add_argument("--plans", default=None, help="comma-separated plan.json files (a coefficient per block) "
+                   "measured beside the alphas; their rows join sweep.csv")
     s.add_argument("--splits", default="val,test", help="comma-separated splits (default: %(default)s)")
     s.add_argument("--max-eval", type=int, default=None, help=max_eval_help)
     s.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: %(default)s)")
@@ -604,7 +613,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("search", help="a coefficient per block, searched under PAINT's rule (resumable)")
     s.add_argument("--run-dir", "--run", dest="run", required=True, help="a run directory")
     s.add_argument("--supported", default=None, help="comma-separated supported tasks (default: the run's sweep's)")
-    s.add_argument("--out", required=True, help="the plan.json to write (export --plan reads it)")
+    s.add_argument("--out", default=None, help="the plan.json to write (export --plan reads it; default: "
+                   "plan-METHOD.json in the run, where the dashboard's Patch page finds it)")
     s.add_argument("--method", default="cma", choices=SEARCHERS,
                    help="cma: CMA-ES on val accuracies; adamerging: entropy of unlabeled patch images (default: "
                         "%(default)s)")

@@ -262,3 +262,26 @@ def test_a_job_started_in_the_browser_outlives_its_tab_and_opens_its_run(tmp_pat
             html = box.inner_html()
     assert (tmp_path / "runs" / "from-browser" / "sweep.csv").is_file()
     assert shown >= 1, html  # the run selector shows the job's run
+
+
+def test_per_block_mode_in_a_real_browser(app_url):
+    """The Patch page's per-block mode: the searched plan's preset moves every block slider, and the page shows that
+    plan's key, its live accuracies and the searched points beside the frontier (screenshot: docs/per-block.png)."""
+    from paint_core.core.plan import Plan
+    from paint_core.studies.search import read_searched_plan
+    searched = read_searched_plan(ROOT / "cached_results" / "micro-rn-l" / "digits" / "plan-cma.json")
+    rounded = Plan.per_block({b: round(c, 2) for b, c in searched.plan.blocks})
+    with _browser_page() as page:
+        page.goto(app_url + "/patch", timeout=120_000)
+        page.locator(".pe-metric").first.wait_for(timeout=180_000)
+        page.get_by_text("per block", exact=True).click()
+        page.get_by_role("button", name=re.compile(r"^searched by cma")).click()
+        page.get_by_text(rounded.key).first.wait_for(timeout=120_000)
+        page.wait_for_timeout(1500)
+        label = page.locator('[data-testid="stMetricLabel"]').filter(has_text=re.compile(r"^\s*digits \(patch\)"))
+        value = page.locator('[data-testid="stMetric"]').filter(has=label).first.locator(
+            '[data-testid="stMetricValue"]').inner_text()
+        legend = page.locator(".js-plotly-plot").first.inner_text()
+        page.screenshot(path=str(ARTIFACTS / "dashboard_per_block.png"), full_page=True)
+    assert re.fullmatch(r"\d+\.\d%", value)
+    assert "searched by cma (test)" in legend and "per-block plans measured by a search" in legend

@@ -16,9 +16,10 @@ from paint_core.cli import main
 from paint_core.configs import FinetuneConfig, SearchConfig
 from paint_core.core.blocks import TEXT_BLOCK, image_blocks
 from paint_core.core.interpolation import Interpolator, interpolate
-from paint_core.core.plan import AlphaOutOfRange, Plan, read_plan
+from paint_core.core.plan import AlphaOutOfRange, Plan, early_blocks_frozen, read_plan
 from paint_core.core.task_vectors import TaskVector
 from paint_core.io.paths import CACHED_RESULTS_DIR
+from paint_core.io.writes import WriteRefused
 from paint_core.io.run_dir import read_sweep, sweep_csv
 from paint_core.models.clip import load_model
 from paint_core.studies.patch import SweepSpec, run_finetune, run_sweep
@@ -155,9 +156,10 @@ def test_interpolating_a_plan_is_as_fast_as_a_scalar_within_reason():
 # ------------------------------------------------------------------------------------------------ tables
 def test_cached_sweeps_keep_their_bytes_and_gain_plan_keys():
     for f in sorted(CACHED_RESULTS_DIR.glob("micro-rn-l/*/sweep.csv")):
-        table = read_sweep(f.parent)
-        assert list(table["plan"]) == [Plan.of(a).key for a in table["alpha"]]
-        assert sweep_csv(table) == f.read_bytes()  # every number stays exactly what it is
+        table = read_sweep(f.parent, per_block=True)
+        uniform = table[table["alpha"].notna()]
+        assert list(uniform["plan"]) == [Plan.of(a).key for a in uniform["alpha"]]
+        assert sweep_csv(table) == f.read_bytes()  # read and written again: every number stays what it is
 
 
 @pytest.fixture(scope="module")
@@ -177,10 +179,12 @@ def test_sweep_rows_carry_plans_and_old_tables_resume(run):
     assert (table["plan"] == "0.5").sum() == 4  # the all-equal plan is alpha 0.5: no new rows
     header = (run / "sweep.csv").read_text().splitlines()[0]
     assert header == "alpha,task,split,accuracy,n,plan"
-    again = read_sweep(run)
+    again = read_sweep(run, per_block=True)
     pd.testing.assert_frame_equal(again.sort_values(["plan", "task", "split"]).reset_index(drop=True),
                                   table.sort_values(["plan", "task", "split"]).reset_index(drop=True),
                                   check_dtype=False)
+    uniform = read_sweep(run)  # what the curves and the pages along alpha read: the uniform alphas only
+    assert uniform["alpha"].notna().all() and set(uniform["plan"]) == {"0", "0.5", "1"}
 
 
 def test_an_exported_plan_loads_in_plain_open_clip_and_scores_as_swept(run, tmp_path):
@@ -200,7 +204,7 @@ def test_an_exported_plan_loads_in_plain_open_clip_and_scores_as_swept(run, tmp_
     task = get_task("digits")
     val = torch.utils.data.Subset(task.split("val", preprocess), range(48))
     acc = evaluate(model, zero_shot_head(model, tokenizer, task.classnames, task.templates), val)
-    table = read_sweep(run)
+    table = read_sweep(run, per_block=True)
     swept = table[(table["plan"] == plan.key) & (table["task"] == "digits") & (table["split"] == "val")]
     assert acc == pytest.approx(float(swept["accuracy"].iloc[0]), abs=1e-9)
 
@@ -210,7 +214,7 @@ def test_both_searchers_keep_the_supported_rule_on_val_and_resume(run, tmp_path,
     cfg = SearchConfig(tolerance=0.02, budget=budget, unlabeled=64, search_batch=16, search_lr=0.05)
     out = tmp_path / f"{method}.json"
     result = search_run(run, out, method, cfg)
-    table = read_sweep(run)
+    table = read_sweep(run, per_block=True)
     val = table[table["split"] == "val"].pivot_table(index="plan", columns="task", values="accuracy")
     zero_shot, chosen = val.loc["0", "shapes"], val.loc[result["plan"]["key"], "shapes"]
     assert zero_shot - chosen <= 0.02 + 1e-12  # recomputed from sweep.csv, not from the searcher's report
@@ -223,4 +227,26 @@ def test_both_searchers_keep_the_supported_rule_on_val_and_resume(run, tmp_path,
     if method == "cma":  # a second run replays its seeded generations from sweep.csv: no new rows, same plan
         n = len(table)
         again = search_run(run, tmp_path / "again.json", method, cfg)
-        assert len(read_sweep(run)) == n and again["blocks"] == result["blocks"]
+        assert len(read_sweep(run, per_block=True)) == n and again["blocks"] == result["blocks"]
+
+
+def test_the_sweep_command_measures_plan_files_beside_the_alphas(run, tmp_path, capsys):
+    plan = Plan.per_block({"stem": 0.1, "layer1": 0.1, "layer2": 0.3, "layer3": 0.6, "layer4": 0.9, "attnpool": 1})
+    f = tmp_path / "p.json"
+    f.write_text(json.dumps(plan.to_json()))
+    assert main(["sweep", "--run", str(run), "--supported", "shapes", "--alphas", "0.5", "--plans", str(f),
+                 "--max-eval", "48"]) == 0
+    out = capsys.readouterr().out
+    assert "per-block plans:" in out and plan.key in out
+    table = read_sweep(run, per_block=True)
+    assert len(table[table["plan"] == plan.key]) == 4  # 2 tasks x 2 splits
+
+
+def test_presets_and_plan_files_never_take_a_runs_own_files(run):
+    plan = early_blocks_frozen(["stem", "layer1", "layer2", "layer3", "layer4"], 0.7)
+    assert dict(plan.blocks) == {"stem": 0, "layer1": 0, "layer2": 0.7, "layer3": 0.7, "layer4": 0.7}
+    with pytest.raises(ValueError, match="cannot freeze"):
+        early_blocks_frozen(["stem"], 0.5, frozen=2)
+    for name in ("run.json", "finetuned.json"):
+        with pytest.raises(WriteRefused, match="is a file of the run directory"):
+            search_run(run, run / name)

@@ -107,6 +107,7 @@ def test_runs_of_different_zero_shot_models_are_refused(capsys):
 
 
 def test_summary_md_carries_the_relatives_as_stored():
-    from paint_core.studies.reproduce import relatives_markdown
+    from paint_core.studies.reproduce import plans_markdown, relatives_markdown
     text = (ROOT / "cached_results" / "summary.md").read_text()
-    assert text.endswith(relatives_markdown(ROOT / "cached_results")) and "## Relatives on micro-rn-l" in text
+    tail = relatives_markdown(ROOT / "cached_results") + plans_markdown(ROOT / "cached_results")
+    assert text.endswith(tail) and "## Per-block plans" in tail and "## Relatives on micro-rn-l" in text

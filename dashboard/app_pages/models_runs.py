@@ -1,8 +1,8 @@
-"""Models & runs: fine-tune and sweep a model on a task, and export weights at an alpha.
+"""Models & runs: fine-tune and sweep a model on a task, search a per-block plan, and export weights at an alpha.
 
 Every typed value is checked against the server's policy (dashboard/policy.py) before any work: runs are
 written only under the write root, existing runs are replaced only when asked, and one job runs at a time.
-A fine-tune runs as a background job (paint_core.live.jobs): its own process, listed here with progress,
+A fine-tune or a search runs as a background job (paint_core.live.jobs): its own process, listed here with progress,
 log, cancel and a link to the run it made.
 """
 from __future__ import annotations
@@ -13,12 +13,15 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard import state, text
-from dashboard.policy import check_finetune, may_cancel, policy
+from dashboard.policy import MAX_SEARCH_BUDGET, check_finetune, check_search, may_cancel, policy
+from paint_core.core.plan import Plan, read_plan
 from paint_core.engine.evaluation import parse_alphas
 from paint_core.studies.patch import SweepSpec, export_run
 from paint_core.data.tasks import list_tasks
 from paint_core.io.writes import check_run_output, resolve_inside
-from paint_core.live.jobs import FinetuneJob, cancel_job, list_jobs, read_log, start_job
+from paint_core.live.jobs import FinetuneJob, SearchJob, cancel_job, list_jobs, read_log, start_job
+from paint_core.studies.search import default_plan_path
+from paint_core.studies.search_methods import SEARCHERS
 
 DOWNLOAD_LIMIT = 200 * 2**20  # bytes a browser download may carry from this page
 JOBS_SHOWN = 10                # the newest jobs listed
@@ -77,6 +80,34 @@ if start:
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:
         st.error(f"Fine-tune refused: {e}")
 
+st.subheader("Search a per-block plan")
+st.caption("One coefficient per block of the image tower, searched under PAINT's rule: the patch task's val "
+           "accuracy as high as it goes while the supported tasks stay within the tolerance of zero-shot. cma "
+           "measures each plan on the val splits (about 1.5 s a plan for the embedded model on 2 cores); "
+           "adamerging learns the coefficients from unlabeled patch images, then checks the rule. The plan is "
+           "written into the run, where the Patch page's per-block mode offers it.")
+with st.form("search_form"):
+    c1, c2, c3 = st.columns(3)
+    search_run_dir = c1.text_input("run directory (under the write root)", "runs/my-run", key="se_run")
+    method = c2.selectbox("method", SEARCHERS, key="se_method")
+    budget = c3.number_input("plans to measure (cma)", 1, MAX_SEARCH_BUDGET, 60, key="se_budget")
+    tolerance = c3.number_input("supported drift allowed (points)", 0.0, 10.0, 1.0, step=0.5, key="se_tolerance")
+    start_search = st.form_submit_button("Search", key="se_start")
+if start_search:
+    try:
+        req = check_search(server, search_run_dir, method, int(budget), float(tolerance))
+        runtime = state.server_runtime()
+        plan_file = default_plan_path(req.run, req.method)
+        spec = SearchJob(run=str(req.run), out=str(plan_file), method=req.method, budget=req.budget,
+                         tolerance=req.tolerance, device=runtime.device, precision=runtime.precision,
+                         command="dashboard: Models & runs")
+        started = start_job(state.jobs_root(), spec, f"{req.method} search of {req.run.name}",
+                            limit=server.max_jobs, owner=state.session_id())
+        st.session_state["_running_jobs"] = {j.id for j in list_jobs(state.jobs_root()) if j.running} | {started}
+        st.success(f"Search started as a background job; its plan will be {plan_file}.")
+    except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:
+        st.error(f"Search refused: {e}")
+
 
 def _job_list() -> None:
     """The server's jobs, newest first: progress, log, cancel (any session's, see policy.may_cancel), and the
@@ -105,16 +136,16 @@ def _job_list() -> None:
                               help=None if j.owner == state.session_id() else "started by another session"):
                 cancel_job(state.jobs_root(), j.id, by=state.session_id())
                 st.rerun(scope="app")  # "fragment" raises when the list is drawn by a full run (as in AppTest)
-        if j.state == "done" and (Path(j.out) / "run.json").is_file():
+        if j.state == "done" and (Path(j.run) / "run.json").is_file():
             if buttons.button("Open on the Patch page", key=f"open_{j.id}"):
-                st.session_state["open_run"] = j.out
+                st.session_state["open_run"] = j.run
                 st.switch_page(PATCH_PAGE)
         with box.expander("log"):
             st.code(read_log(state.jobs_root(), j.id)[-4000:] or "(empty)", language=None)
 
 
 st.subheader("Jobs")
-st.caption("Fine-tunes run as background jobs on the server, one at a time unless its operator allows more "
+st.caption("Fine-tunes and searches run as background jobs on the server, one at a time unless its operator allows more "
            "(PAINT_MAX_JOBS): a closed tab or a crash of this page stops nothing, and a cancelled job writes nothing. "
            "Anyone who may start a job here may cancel a running one, also after a page reload.")
 _polling = any(j.running for j in list_jobs(state.jobs_root()))  # refresh on its own only while a job runs
@@ -124,7 +155,9 @@ st.subheader("Export patched weights")
 with st.form("export_form"):
     c1, c2, c3 = st.columns(3)
     run_dir = c1.text_input("run directory", "cached_results/micro-rn-l/digits", key="ex_run")
-    alpha_text = c2.text_input("alpha (empty: the alpha the run chose on val)", "", key="ex_alpha")
+    alpha_text = c2.text_input("alpha, or a plan.json (empty: the alpha the run chose on val)", "",
+                               key="ex_alpha", help="A number in [0, 1], or the path of a per-block plan (the "
+                               "search writes plan-METHOD.json into the run; the Patch page downloads one)")
     target = c3.text_input("output .safetensors", "runs/patched.safetensors", key="ex_out")
     overwrite = c3.checkbox("replace an earlier export with this name", False, key="ex_replace")
     go = st.form_submit_button("Export", key="ex_go")
@@ -132,13 +165,18 @@ if go:
     try:
         source = resolve_inside(run_dir, server.read_roots, "run directory")
         dest = resolve_inside(target, [server.write_root], "output")
-        try:
-            alpha = float(alpha_text) if alpha_text.strip() else None
-        except ValueError:
-            raise ValueError(f"alpha {alpha_text!r}: give a number in [0, 1], or leave it empty for the alpha "
-                             "the run chose on val") from None
+        coefficient = alpha_text.strip()
+        if coefficient.endswith(".json"):
+            alpha = read_plan(resolve_inside(coefficient, server.read_roots, "plan"))
+        else:
+            try:
+                alpha = float(coefficient) if coefficient else None
+            except ValueError:
+                raise ValueError(f"alpha {alpha_text!r}: give a number in [0, 1] or a plan.json, or leave it empty "
+                                 "for the alpha the run chose on val") from None
         side = export_run(source, alpha, dest, overwrite=overwrite)
-        st.success(f"Wrote {dest} at alpha {side['alpha']:g} (sha256 {side['sha256'][:16]}..., sidecar "
+        exported = Plan.of(side["alpha"]) if side["alpha"] is not None else Plan.per_block(side["plan"])
+        st.success(f"Wrote {dest} at {exported.label()} (sha256 {side['sha256'][:16]}..., sidecar "
                    f"{Path(dest).with_suffix('.json').name})")
         if dest.stat().st_size <= DOWNLOAD_LIMIT:
             st.download_button("Download the weights", dest.read_bytes(), file_name=dest.name,

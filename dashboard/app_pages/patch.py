@@ -1,10 +1,13 @@
 """Patch: the alpha slider re-interpolates the weights live; accuracies, samples and the frontier follow."""
 from __future__ import annotations
 
+import json
+
 import streamlit as st
 
 from dashboard import explorer, figures, state, text
-from paint_core.core.frontier import frontier
+from paint_core.core.frontier import frontier, plan_points
+from paint_core.core.plan import Plan, early_blocks_frozen
 from paint_core.live.sessions import SLIDER_STEP
 from paint_core.data.tasks import get_task
 
@@ -77,7 +80,82 @@ def alpha_view() -> None:
     data = explorer.payload(path, alpha, chosen, entries, len(grid), step, patch_task, thumbs, svg, split, note, whole)
     explorer.alpha_explorer(data, key=EXPLORER_KEY, on_alpha_change=take_reported_alpha)
 
-alpha_view()
+BLOCK_STEP = 0.01  # a block slider's step: a searched plan's coefficients are shown to two decimals
+
+
+def block_key(block: str) -> str:
+    return f"block::{path}::{block}"
+
+
+def apply_preset(coefficients: dict[str, float]) -> None:
+    """A preset button's callback: it moves every block slider (before the sliders are drawn again)."""
+    for b, c in coefficients.items():
+        st.session_state[block_key(b)] = round(round(c / BLOCK_STEP) * BLOCK_STEP, 2)
+
+
+@st.fragment
+def block_view() -> None:
+    """One slider per block the fine-tune changed; the subsample is re-scored at the plan (computed once per plan
+    and shared through the run's store) and the plan drawn beside the uniform frontier."""
+    blocks = state.run_blocks(path)
+    searched, problems = state.run_searched_plans(path)
+    for problem in problems:
+        st.warning(problem)
+    here = float(st.session_state.get("alpha", chosen if chosen is not None else 0.5))
+    presets = {f"uniform at alpha {here:g}": (Plan.of(here), "every block at the current alpha"),
+               "early blocks frozen": (early_blocks_frozen(blocks, here), f"{', '.join(blocks[:len(blocks) // 2])} "
+                                       f"at 0 (zero-shot), the rest at {here:g}")}
+    for sp in searched:
+        kept = "" if not sp.plan.is_uniform else f"; no plan beat uniform alpha {sp.plan.key}, which it kept"
+        presets[f"searched by {sp.file.stem.removeprefix('plan-')}"] = (sp.plan, f"{sp.file.name}: val patch {100 * sp.val.patch:.1f}%, "
+                                               f"supported drift {100 * sp.val.drift:+.1f} points{kept}")
+    for col, (label, (preset, about)) in zip(st.columns(len(presets)), presets.items()):
+        col.button(label, key=f"preset::{label}", on_click=apply_preset, help=about,
+                   args=({b: preset.coefficient(b) for b in blocks},), width="stretch")
+    coefficients = {}
+    for row in range(0, len(blocks), 4):  # in forward order, four to a row
+        for col, b in zip(st.columns(4), blocks[row:row + 4]):
+            st.session_state.setdefault(block_key(b), round(here, 2))
+            coefficients[b] = col.slider(b, 0.0, 1.0, step=BLOCK_STEP, key=block_key(b))
+    plan = Plan.per_block(coefficients)
+    session.set_plan(plan)
+    now, zero = session.accuracies(), session.accuracies(session.zero_shot_probs)
+    n = {t: len(e.labels) for t, e in session.eval_sets.items()}
+    st.markdown(f"**{plan.label()}** · key `{plan.key}`")
+    for col, (t, a) in zip(st.columns(len(now)), now.items()):
+        col.metric(f"{t} ({'patch' if t == patch_task else 'supported'}), live: first {n[t]} test images",
+                   f"{100 * a:.1f}%", f"{100 * (a - zero[t]):+.1f} vs zero-shot")
+    if f is None:
+        return
+    live = (now[patch_task], sum(now[t] for t in supported) / len(supported)) if supported else None
+    points = plan_points(state.sweep_of(path, per_block=True), patch_task, supported, split)
+    measured = points[points["alpha"].isna()]
+    marked = {f"searched by {sp.method} ({split})": ((sp.val if split == "val" else sp.test).patch,
+                                                    (sp.val if split == "val" else sp.test).supported)
+              for sp in searched}
+    st.plotly_chart(figures.frontier_figure(f, patch_task, chosen=chosen, live=live, split=split, plans=measured,
+                                            marked=marked), key="block_frontier")
+    if plan.key in measured.index:
+        row = measured.loc[plan.key]
+        st.caption(f"This plan on the whole {split} split (from the sweep): patch {100 * row['patch']:.1f}%, "
+                   f"supported {100 * row['supported']:.1f}%.")
+    st.caption("The curve is one alpha for every weight; the diamonds are the plans searches chose and the small "
+               "points the per-block plans measured on the whole split (on val every plan a search tried, on test "
+               "only the plans it chose: it never looks at test); the red x is this plan on the live subsample. "
+               "Use a plan "
+               "elsewhere: download it and run `python -m paint_core export --run-dir RUN --plan plan.json --out "
+               "patched.safetensors`.")
+    st.download_button("This plan as plan.json", json.dumps(plan.to_json(), indent=1), file_name="plan.json",
+                       mime="application/json", key="plan_json")
+
+
+mode = st.radio("Coefficients", ["one alpha", "per block"], horizontal=True, key="coef_mode",
+                help="One alpha mixes every weight alike (PAINT); per block gives each block of the image tower its "
+                     "own coefficient.")
+if mode == "one alpha":
+    alpha_view()
+else:
+    block_view()
 if f is not None:
     st.plotly_chart(figures.frontier_figure(f, patch_task, chosen=chosen, split=split), key="frontier")
     st.caption("The frontier again as an interactive chart (zoom, hover, export as PNG from its toolbar).")

@@ -13,7 +13,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 DECIMALS = 6  # coefficients are kept (and matched in sweep.csv) to this many decimals
 
@@ -144,7 +144,7 @@ class Plan:
 
     def label(self) -> str:
         """For people: "alpha 0.5" or "per block (mean 0.43)"."""
-        return f"alpha {self.key}" if self.uniform is not None else f"per block (mean {format_coefficient(self.mean())})"
+        return f"alpha {self.key}" if self.uniform is not None else f"per block (mean {self.mean():.2f})"
 
 
 def read_plan(path: str | Path) -> Plan:
@@ -161,3 +161,13 @@ def read_plan(path: str | Path) -> Plan:
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not JSON: {e}") from None
     return Plan.from_json(data, str(path))
+
+
+def early_blocks_frozen(names: Sequence[str], alpha: float, frozen: int | None = None) -> Plan:
+    """The first ``frozen`` of the ordered blocks ``names`` (default: the first half, rounded down) kept at
+    zero-shot and the rest at ``alpha``: asks whether the early, generic features need patching at all."""
+    names = list(names)
+    frozen = len(names) // 2 if frozen is None else frozen
+    if not 0 <= frozen <= len(names):
+        raise ValueError(f"cannot freeze {frozen} of {len(names)} blocks")
+    return Plan.per_block({b: (0.0 if i < frozen else check_alpha(alpha)) for i, b in enumerate(names)})

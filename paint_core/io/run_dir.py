@@ -89,7 +89,9 @@ def write_run_meta(path: Path, meta: dict) -> None:
     atomic_write_text(path / "run.json", json.dumps(meta, indent=2, sort_keys=True))
 
 
-def read_sweep(path: str | Path) -> pd.DataFrame:
+def read_sweep(path: str | Path, per_block: bool = False) -> pd.DataFrame:
+    """A run's sweep table: the uniform alphas' rows (what the curves, selection and pages along alpha read), or
+    with ``per_block`` also the rows of the per-block plans a search measured (alpha NaN, ``plan`` their key)."""
     f = Path(path) / "sweep.csv"
     if not f.is_file():
         return pd.DataFrame(columns=SWEEP_COLUMNS)
@@ -100,9 +102,10 @@ def read_sweep(path: str | Path) -> pd.DataFrame:
     if list(df.columns) not in (SWEEP_COLUMNS, [*SWEEP_COLUMNS, PLAN_COLUMN]):
         raise ValueError(f"{f} has columns {list(df.columns)}, expected {SWEEP_COLUMNS} (and {PLAN_COLUMN!r})")
     try:
-        return with_plan_keys(df)
+        df = with_plan_keys(df)
     except ValueError as e:
         raise ValueError(f"{f}: {e}") from None
+    return df if per_block else df[df["alpha"].notna()].reset_index(drop=True)
 
 
 def empty_sweep() -> pd.DataFrame:

@@ -204,6 +204,8 @@ def check_json_output(out: str | Path) -> Path:
         raise WriteRefused(f"output {out.name!r} must end in .json")
     if out.is_symlink() or (out.exists() and not out.is_file()):
         raise WriteRefused(f"{out} exists and is not a plain file; choose another output")
+    if is_run_dir(out.parent) and out.name in run_own_files(out.parent):
+        raise WriteRefused(f"{out} is a file of the run directory {out.parent}; choose another name")
     if out.exists():
         try:
             ours = isinstance(json.loads(out.read_text()), dict)

@@ -1,4 +1,4 @@
-"""Background jobs: a fine-tune and its sweep in a process of their own, so that a closed tab, a rerun or a
+"""Background jobs: a fine-tune and its sweep, or a per-block search, in a process of their own, so that a closed tab, a rerun or a
 crashed page loses nothing, and a class keeps its sliders responsive while a job trains.
 
 A job is a folder ``<jobs root>/<id>/`` holding ``job.json`` (what to run), ``log.txt`` (everything the job
@@ -57,6 +57,22 @@ class FinetuneJob:
 
 
 @dataclass(frozen=True)
+class SearchJob:
+    """A per-block search (as ``paint_core search`` does) of run directory ``run``, its plan written to ``out``."""
+    run: str
+    out: str
+    method: str = "cma"
+    budget: int = 60
+    tolerance: float = 0.01
+    device: str = "auto"
+    precision: str = "fp32"
+    command: str = "dashboard job"
+
+
+JOB_KINDS = {"finetune": FinetuneJob, "search": SearchJob}
+
+
+@dataclass(frozen=True)
 class JobStatus:
     id: str
     folder: Path
@@ -71,6 +87,7 @@ class JobStatus:
     message: str = ""
     ended: float | None = None
     owner: str = field(default="", repr=False)
+    run: str = ""                 # the run directory the job makes (a fine-tune) or reads (a search)
 
     @property
     def running(self) -> bool:
@@ -81,11 +98,14 @@ class JobStatus:
 _children: dict[str, subprocess.Popen] = {}  # this process's job processes, polled so they never linger as zombies
 
 
-def start_job(root: str | Path, spec: FinetuneJob, description: str, limit: int = 1, owner: str = "") -> str:
+def start_job(root: str | Path, spec: FinetuneJob | SearchJob, description: str, limit: int = 1, owner: str = "") -> str:
     """Start ``spec`` in a process of its own; returns the job id. Refused (``JobRefused``) when ``limit``
     jobs already run. ``owner`` (e.g. a browser session) is recorded; who may cancel is the caller's policy
     (the dashboard's: dashboard/policy.py ``may_cancel``)."""
     root = Path(root)
+    kind = next((k for k, c in JOB_KINDS.items() if isinstance(spec, c)), None)
+    if kind is None:
+        raise TypeError(f"not a job: {spec!r}")
     if limit < 1:
         raise JobRefused("this server runs no jobs (its job limit is 0)")
     with folder_lock(root):  # one starter at a time: counting and starting are one step
@@ -98,7 +118,7 @@ def start_job(root: str | Path, spec: FinetuneJob, description: str, limit: int 
         folder = root / job_id
         folder.mkdir()
         atomic_write_text(folder / "job.json", json.dumps(
-            {"kind": "finetune", "spec": asdict(spec), "description": description, "owner": owner,
+            {"kind": kind, "spec": asdict(spec), "description": description, "owner": owner,
              "started": time.time()}, indent=1))
         with open(folder / "log.txt", "ab") as log:
             proc = subprocess.Popen([sys.executable, "-m", "paint_core.live.jobs", str(folder)], stdout=log,
@@ -145,7 +165,8 @@ def job_status(folder: str | Path) -> JobStatus | None:
             "lost", "the job process ended without reporting (killed, or out of memory); see its log", None)
     return JobStatus(folder.name, folder, meta.get("description", ""), state, meta["spec"].get("out", ""),
                      meta.get("started", 0.0), int(progress.get("done", 0)), int(progress.get("total", 0)),
-                     progress.get("what", ""), progress.get("loss"), message, ended, meta.get("owner", ""))
+                     progress.get("what", ""), progress.get("loss"), message, ended, meta.get("owner", ""),
+                     meta["spec"].get("run", meta["spec"].get("out", "")))
 
 
 def list_jobs(root: str | Path) -> list[JobStatus]:
@@ -220,8 +241,10 @@ def run_job(folder: str | Path) -> int:
     status.json. Returns the process exit code."""
     from ..engine.training import Progress
     from ..runtime import make_runtime, use_runtime
-    from ..studies.patch import SweepSpec, run_finetune
+    from ..configs import SearchConfig
     from ..engine.finetune import FinetuneConfig
+    from ..studies.patch import SweepSpec, run_finetune
+    from ..studies.search import search_run
 
     folder = Path(folder)
     signal.signal(signal.SIGTERM, _raise_cancelled)
@@ -241,9 +264,17 @@ def run_job(folder: str | Path) -> int:
 
     try:
         meta = json.loads((folder / "job.json").read_text())
-        fields = meta["spec"]
-        spec = FinetuneJob(**{**fields, "supported": tuple(fields["supported"]), "alphas": tuple(fields["alphas"])})
+        fields, kind = meta["spec"], meta.get("kind", "finetune")
         print(f"[job] {meta.get('description', '')}", flush=True)
+        if kind == "search":
+            spec = SearchJob(**fields)
+            with use_runtime(make_runtime(spec.device, spec.precision)):
+                result = search_run(spec.run, spec.out, spec.method,
+                                    SearchConfig(tolerance=spec.tolerance, budget=spec.budget),
+                                    command=spec.command, on_progress=report)
+            finish("done", f"plan written to {result['file']} ({result['evaluated']} plans measured)")
+            return 0
+        spec = FinetuneJob(**{**fields, "supported": tuple(fields["supported"]), "alphas": tuple(fields["alphas"])})
         with use_runtime(make_runtime(spec.device, spec.precision)):
             out = run_finetune(spec.out, spec.model, spec.pretrained, spec.task,
                                FinetuneConfig(steps=spec.steps, lr=spec.lr), command=spec.command,

@@ -328,7 +328,7 @@ class RunSweep:
         meta = read_run_meta(path)
         try:
             check_sweep_matches(path, meta)
-            previous = read_sweep(path)
+            previous = read_sweep(path, per_block=True)
         except ValueError as e:
             log.warning("%s: starting the sweep afresh", e)
             previous = empty_sweep()
@@ -391,7 +391,8 @@ def select_run(path: str | Path) -> dict:
 def export_run(path: str | Path, alpha: float | Plan | None, out: str | Path, allow_extrapolation: bool = False,
                overwrite: bool = False) -> dict:
     """Write the full model state at ``alpha`` (a number, a per-block ``Plan``, or None: the alpha the run chose on
-    val); returns the weights' sidecar, which names the alpha, or the plan's coefficients under ``plan``. ``out`` ending in .safetensors: one file with a JSON sidecar. Any other ``out``: a folder
+    val); returns the weights' sidecar: ``alpha``, or for a per-block plan None and its coefficients under
+    ``plan``. ``out`` ending in .safetensors: one file with a JSON sidecar. Any other ``out``: a folder
     in open_clip's own layout (``open_clip_config.json`` + ``open_clip_model.safetensors`` + its sidecar), which
     plain open_clip loads with ``create_model_and_transforms("local-dir:OUT")``: the export carries its config.
 

@@ -128,6 +128,35 @@ def reproduce_prompts(out: Path) -> None:
                           new_label=label)
 
 
+PLAN_TASKS = ("digits", "counting", "typographic")  # searched on micro-rn-l (issue 27's science)
+PLAN_MODEL = "micro-rn-l"
+READING_RUN = Path("reading") / "typographic"       # the reading model's typographic run, searched too
+
+
+def reproduce_plans(out: Path) -> list[Path]:
+    """Per-block plans searched by every searcher (default settings) for micro-rn-l's digits, counting and
+    typographic runs and the reading model's typographic run: plan-<method>.json in each run, the plans' rows in
+    its sweep.csv. A plan file written with the same settings is kept (and a cut-off cma search replays)."""
+    from ..configs import SearchConfig
+    from .search import default_plan_path, search_run
+    from .search_methods import SEARCHERS
+    written = []
+    runs = [out / PLAN_MODEL / t for t in PLAN_TASKS] + [out / READING_RUN]
+    for run_dir in runs:
+        if not (run_dir / "run.json").is_file():
+            continue
+        for method in SEARCHERS:
+            f = default_plan_path(run_dir, method)
+            try:
+                done = json.loads(f.read_text())["config"] == asdict(SearchConfig())
+            except (OSError, ValueError, KeyError, TypeError):
+                done = False
+            if not done:
+                search_run(run_dir, f, method, SearchConfig(), command=COMMAND)
+            written.append(f)
+    return written
+
+
 def reproduce(out: Path = CACHED_RESULTS, models: list[str] | None = None, tasks: list[str] | None = None) -> dict:
     models = models or list(EMBEDDED_MODELS)
     tasks = tasks or list(PATCH_TASKS)
@@ -142,11 +171,13 @@ def reproduce(out: Path = CACHED_RESULTS, models: list[str] | None = None, tasks
     for model_name in RELATIVES_MODELS:
         if model_name in models:
             reproduce_relatives(out, model_name)
+    if PLAN_MODEL in models:
+        reproduce_plans(out)
     if set(PROMPT_MODELS) <= set(models):
         reproduce_prompts(out)
         reproduce_closed_vocab(out)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
-    atomic_write_text(out / "summary.md", summary_markdown(summary) + relatives_markdown(out))
+    atomic_write_text(out / "summary.md", summary_markdown(summary) + relatives_markdown(out) + plans_markdown(out))
     return summary
 
 
@@ -275,3 +306,24 @@ def relatives_markdown(out: Path) -> str:
         lines += ["", f"## Prompts: {d['old']} -> {d['new']} (mean over tasks, shots, seeds)", "",
                   "| " + " | ".join(by) + " |", "|" + "---|" * len(by), "| " + " | ".join(_pct(_mean(v)) for v in by.values()) + " |"]
     return "\n".join(lines) + ("\n" if lines else "")
+
+
+def plans_markdown(out: Path) -> str:
+    """The searched per-block plans against the best uniform alpha, both within the tolerance on val, on val and
+    test (points; drift = mean supported accuracy lost against zero-shot)."""
+    from .search import read_searched_plan
+    files = sorted((out / PLAN_MODEL).glob("*/plan-*.json")) + sorted((out / READING_RUN).glob("plan-*.json"))
+    if not files:
+        return ""
+    lines = ["", "## Per-block plans (searched on val within 1 point of supported drift; patch / drift, points)", "",
+             "| run | method | plans measured | best uniform: val | test | plan: val | test | coefficients |",
+             "|---|---|---|---|---|---|---|---|"]
+    for f in files:
+        sp = read_searched_plan(f)
+        evaluated = json.loads(f.read_text())["evaluated"]
+        cell = lambda m: f"{100 * m.patch:.1f} / {100 * m.drift:+.1f}"  # noqa: E731
+        blocks = ", ".join(f"{b} {c:.2f}" for b, c in sp.plan.blocks) if not sp.plan.is_uniform else \
+            f"uniform {sp.plan.key} (no plan beat it on val)"
+        lines.append(f"| {f.parent.relative_to(out)} | {sp.method} | {evaluated} | alpha {sp.uniform.key}: "
+                     f"{cell(sp.uniform_val)} | {cell(sp.uniform_test)} | {cell(sp.val)} | {cell(sp.test)} | {blocks} |")
+    return "\n".join(lines) + "\n"

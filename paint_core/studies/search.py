@@ -26,17 +26,23 @@ import pandas as pd
 from ..configs import SearchConfig
 from ..core.blocks import Block, image_blocks
 from ..core.frontier import plan_points
-from ..core.plan import Plan, format_coefficient
+from ..core.plan import Plan, format_coefficient, read_plan
 from ..engine.training import Progress, ProgressFn
 from ..io.atomic import atomic_write_text
 from ..io.run_dir import read_run_meta
 from ..io.writes import check_json_output, run_lock
 from .patch import RunSweep, SweepSpec, _rank0_holds
 
-log = logging.getLogger(__name__)
 from .search_methods import SEARCHERS
+
+log = logging.getLogger(__name__)
 UNIFORM_GRID = tuple(round(0.1 * i, 1) for i in range(11))
 BLEND_BACK = (0.75, 0.5, 0.25)  # adamerging: how far a plan breaking the rule is moved back to the uniform one
+PLAN_FILE = "plan-{method}.json"  # a search's default output, inside the run: the Patch page finds it there
+
+
+def default_plan_path(run_dir: str | Path, method: str) -> Path:
+    return Path(run_dir) / PLAN_FILE.format(method=method)
 
 
 def model_blocks(name: str, pretrained: str | None = None) -> tuple[Block, ...]:
@@ -75,10 +81,11 @@ def best_uniform(points: pd.DataFrame, tolerance: float) -> Plan:
     return Plan.of(float(ok.loc[ok["patch"].idxmax(), "alpha"]))
 
 
-def search_run(path: str | Path, out: str | Path, method: str = "cma", config: SearchConfig = SearchConfig(),
+def search_run(path: str | Path, out: str | Path | None = None, method: str = "cma", config: SearchConfig = SearchConfig(),
                supported: Sequence[str] | None = None, max_eval: int | None = None, batch_size: int = 256,
                command: str = "", on_progress: ProgressFn | None = None) -> dict:
-    """Search a per-block plan for the run at ``path`` and write it to ``out`` (plan.json); returns what it wrote.
+    """Search a per-block plan for the run at ``path`` and write it to ``out`` (default: ``plan-<method>.json`` in
+    the run, where the Patch page finds it); returns what it wrote.
 
     ``supported`` and ``max_eval`` default to the run's sweep (the plans' rows join its table)."""
     if method not in SEARCHERS:
@@ -93,7 +100,7 @@ def search_run(path: str | Path, out: str | Path, method: str = "cma", config: S
     if not supported:
         raise ValueError(f"run {path} has no supported tasks yet; pass --supported")
     max_eval = max_eval if max_eval is not None else meta.get("max_eval")
-    out = check_json_output(out)
+    out = check_json_output(out if out is not None else default_plan_path(path, method))
     spec = SweepSpec(supported, UNIFORM_GRID, ("val", "test"), max_eval, batch_size)
     spec.validate(meta.get("data_root"), meta.get("download", False))
     with _rank0_holds(lambda stack: stack.enter_context(run_lock(path, command))):
@@ -101,7 +108,7 @@ def search_run(path: str | Path, out: str | Path, method: str = "cma", config: S
         result = _search(sweeper, method, config, on_progress)
     result = {**result, "run": str(path), "method": method, "config": asdict(config), "command": command}
     atomic_write_text(out, json.dumps(result, indent=1) + "\n")
-    return result
+    return {**result, "file": str(out)}
 
 
 def _search(sweeper: RunSweep, method: str, config: SearchConfig, on_progress: ProgressFn | None) -> dict:
@@ -222,3 +229,40 @@ def _adamerging(sweeper: RunSweep, varying: list[str], start: Plan, config: Sear
         log.info("the learned plan drifts %s points on supported val; blends towards alpha %s measured",
                  format_coefficient(100 * m.drift), start.key)
     return tried
+
+
+@dataclass(frozen=True)
+class SearchedPlan:
+    """A search's plan.json as the pages show it: the plan and its measured accuracies (whole splits)."""
+    file: Path
+    method: str
+    plan: Plan
+    val: Measured
+    test: Measured
+    uniform: Plan
+    uniform_val: Measured
+    uniform_test: Measured
+
+
+def read_searched_plan(path: str | Path) -> SearchedPlan:
+    """A plan.json written by ``search_run``; a clear ValueError for anything else."""
+    path = Path(path)
+    plan = read_plan(path)  # size, JSON and the blocks checked there
+    doc = json.loads(path.read_text())
+    try:
+        return SearchedPlan(path, str(doc["method"]), plan, Measured(**doc["plan"]["val"]),
+                            Measured(**doc["plan"]["test"]), Plan.from_json(doc["uniform"], f"{path} uniform"),
+                            Measured(**doc["uniform"]["val"]), Measured(**doc["uniform"]["test"]))
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"{path} is not a plan written by `paint-core search` (missing or odd {e})") from None
+
+
+def searched_plans(run_dir: str | Path) -> tuple[list[SearchedPlan], list[str]]:
+    """The searched plans kept in a run (``plan-*.json``), and a sentence for each such file that cannot be read."""
+    found, problems = [], []
+    for f in sorted(Path(run_dir).glob(PLAN_FILE.format(method="*"))):
+        try:
+            found.append(read_searched_plan(f))
+        except ValueError as e:
+            problems.append(str(e))
+    return found, problems
