@@ -6,6 +6,9 @@
 With ``--model`` the run is built in a temporary folder from random weights of that open_clip architecture
 (zero-shot) and a perturbed copy of its image tower (fine-tuned), imported with ``import_run``; patch task
 digits, supported shapes. ``--device`` / ``--precision`` as in the CLI; GPU timings synchronize the device.
+The live numbers are computed in ``--live-precision`` (default auto: bfloat16 autocast on CUDA, as the Patch
+page does; ``live_runtime``); the naive path in the same precision. Target (issue 28): a cold move of 1,000
+images per task (``--n 1000``) under 150 ms on a GPU.
 
 Live path: PatchSession.set_alpha (in-place Interpolator) + predictions on the subsample (LIVE_EVAL_N = 100 images per
 task by default, patch + supported tasks), exactly what the Patch page does per slider move. Naive path: rebuild the model
@@ -31,7 +34,10 @@ from paint_core import interpolate, load_run
 from paint_core.io.checkpoints import save_checkpoint
 from paint_core.runtime import make_runtime, set_default_runtime
 from paint_core.studies.patch import import_run
-from paint_core.live.sessions import LIVE_EVAL_N, SLIDER_ALPHAS, PatchSession, PredictionStore, build_eval_sets
+from paint_core.live.sessions import (LIVE_EVAL_N, SLIDER_ALPHAS, PatchSession, PredictionStore, build_eval_sets,
+                                      live_runtime)
+from paint_core.runtime import PRECISION_WORDS, use_runtime
+from common import device_name, register_proxy, write_json
 from paint_core.models.clip import create_architecture
 from paint_core.engine.evaluation import predict
 
@@ -58,13 +64,17 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="time a random-weight run of this open_clip model instead of --run")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--live-precision", default="auto")
+    ap.add_argument("--json", default=None, help="append the figures as a JSON line to this file")
     args = ap.parse_args()
+    register_proxy()
     runtime = make_runtime(args.device, args.precision)
     set_default_runtime(runtime)  # the warm-up thread computes there too
     if args.model:
         args.run = str(random_run(args.model, Path(tempfile.mkdtemp(prefix="paint-slider-"))))
     run = load_run(args.run)
     device = runtime.torch_device
+    live_rt = live_runtime(runtime, args.live_precision)
 
     def sync() -> None:
         if device.type == "cuda":
@@ -72,7 +82,7 @@ def main() -> None:
 
     tasks = (run.meta["task"], *(run.meta.get("supported") or ["shapes"]))
     sets = build_eval_sets(run, tasks, args.n)
-    session = PatchSession(run, sets)
+    session = PatchSession(run, sets, PredictionStore(live_rt))  # a store of its own: every move below is cold
     alphas = [round(0.1 * ((i * 3) % 10) + 0.05, 2) for i in range(args.moves)]
 
     live, live_weights = [], []
@@ -95,14 +105,16 @@ def main() -> None:
         model.load_state_dict(interpolate(run.theta_zs, run.theta_ft, a))
         sync()
         naive_weights.append(time.perf_counter() - t)
-        for e in sets.values():
-            predict(model, e.head, e.images)
+        with use_runtime(live_rt):
+            for e in sets.values():
+                predict(model, e.head, e.images)
+        sync()
         naive.append(time.perf_counter() - t)
 
     n_images = sum(len(e.labels) for e in sets.values())
     lm, nm = statistics.median(live), statistics.median(naive)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"{run.meta['model']} on {runtime.device} ({name}), {runtime.precision}")
+    name = device_name(device)
+    print(f"{run.meta['model']} on {runtime.device} ({name}), live numbers in {PRECISION_WORDS[live_rt.precision]}")
     print(f"run {args.run}: {len(sets)} tasks, {n_images} images per move, median of {args.moves} moves")
     print(f"  live (Interpolator + predictions)      : {lm * 1e3:7.1f} ms per move (target < 300 ms)")
     print(f"  naive (rebuild + load_state_dict + same): {nm * 1e3:7.1f} ms per move")
@@ -114,7 +126,7 @@ def main() -> None:
         session.accuracies()
         revisit.append(time.perf_counter() - t)
     print(f"  live, back to a visited position       : {statistics.median(revisit) * 1e3:7.1f} ms per move")
-    store = PredictionStore()
+    store = PredictionStore(live_rt)
     store.warm(run, sets, SLIDER_ALPHAS, start=0.5).join()
     fresh = PatchSession(run, sets, store)
     slider = [SLIDER_ALPHAS[(i * 7) % len(SLIDER_ALPHAS)] for i in range(args.moves)]
@@ -131,6 +143,10 @@ def main() -> None:
     lw, nw = statistics.median(live_weights), statistics.median(naive_weights)
     print(f"  of which the weight update: live {lw * 1e3:.1f} ms, naive {nw * 1e3:.1f} ms ({nw / lw:.0f}x); "
           f"the rest is the forward pass over the subsample, the same in both")
+    write_json(args.json, {"bench": "slider", "model": run.meta["model"], "device": name, "precision": live_rt.precision,
+                           "n_per_task": args.n, "tasks": len(sets), "live_ms": lm * 1e3, "naive_ms": nm * 1e3,
+                           "revisit_ms": statistics.median(revisit) * 1e3, "shared_ms": sm * 1e3,
+                           "warm_s": store.warm_seconds, "weights_ms": lw * 1e3})
 
 
 if __name__ == "__main__":

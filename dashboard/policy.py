@@ -44,6 +44,7 @@ class ServerPolicy:
     precision: str
     live_n: int
     decode_cache: Path
+    live_precision: str = "auto"
 
     @property
     def read_roots(self) -> tuple[Path, ...]:
@@ -74,7 +75,8 @@ def policy() -> ServerPolicy:
         max_steps=_int("PAINT_MAX_STEPS", 2000), max_eval=_int("PAINT_MAX_EVAL", 2000),
         max_jobs=_int("PAINT_MAX_JOBS", 1), device=os.environ.get("PAINT_DEVICE", "auto").strip() or "auto",
         precision=os.environ.get("PAINT_PRECISION", "fp32").strip() or "fp32", live_n=_int("PAINT_LIVE_N", 0),
-        decode_cache=Path(os.environ.get("PAINT_CACHE_DIR") or write_root / ".decoded").expanduser().resolve())
+        decode_cache=Path(os.environ.get("PAINT_CACHE_DIR") or write_root / ".decoded").expanduser().resolve(),
+        live_precision=os.environ.get("PAINT_LIVE_PRECISION", "auto").strip() or "auto")
 
 
 def _looks_like_path(text: str) -> bool:

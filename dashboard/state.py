@@ -13,14 +13,14 @@ from PIL import Image
 
 from paint_core.data.images import ImageInputError, read_image
 from paint_core.live.sessions import (LIVE_EVAL_N, SLIDER_ALPHAS, SLIDER_STEP, EvalSet, ModelPool, PatchSession,
-                                      PredictionStore, build_eval_sets, subsample_accuracies)
+                                      PredictionStore, build_eval_sets, live_runtime, subsample_accuracies)
 from paint_core.io.paths import CACHED_RESULTS_DIR
 from paint_core.io.results import read_results
 from paint_core.studies.patch import Run, load_run, select_run, shared_endpoints
 from paint_core.studies.search import SearchedPlan, searched_plans
 from paint_core.io.run_dir import read_sweep
 from paint_core.data.tasks import SUPPORTED_TASKS, get_task
-from paint_core.runtime import Runtime, make_runtime, set_default_runtime
+from paint_core.runtime import PRECISION_WORDS, Runtime, make_runtime, set_default_runtime
 
 from dashboard.policy import policy
 
@@ -36,6 +36,13 @@ def server_runtime() -> Runtime:
     runtime = make_runtime(p.device, p.precision)
     set_default_runtime(runtime)
     return runtime
+
+
+def live_precision_note(path: str) -> str:
+    """Which precision the live numbers of the run at ``path`` are computed in (PAINT_LIVE_PRECISION)."""
+    live = shared_store(path).runtime
+    return (f"Live numbers on this page: {PRECISION_WORDS[live.precision]} on {live.device}; the curves are the "
+            "sweep's, in the precision it ran in.")
 
 
 def live_n() -> int:
@@ -107,7 +114,7 @@ def shared_store(path: str) -> PredictionStore:
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _shared_store(path: str, identity: str) -> PredictionStore:
     from dashboard.explorer import slider_grid
-    store = PredictionStore()
+    store = PredictionStore(live_runtime(server_runtime(), policy().live_precision))
     run = _shared_run(path, identity)
     sweep = sweep_of(path)
     _, grid = slider_grid(sweep["alpha"].unique() if len(sweep) else (), SLIDER_STEP)

@@ -19,18 +19,21 @@ from .configs import PRECISIONS
 
 
 log = logging.getLogger(__name__)
+PRECISION_WORDS = {"fp32": "float32", "amp": "float16 autocast", "amp_bf16": "bfloat16 autocast"}
 
 
 @dataclass(frozen=True)
 class Runtime:
     """How to compute, never what: a resolved device ("cpu", "cuda:0"), a precision, DataLoader workers for
     image decoding, and for big towers gradient accumulation (micro-batches per step: the same update in less
-    memory) and gradient checkpointing. None of these is part of a result's inputs."""
+    memory) and gradient checkpointing; ``compile``: fine-tune through torch.compile. None of these is part of a
+    result's inputs."""
     device: str = "cpu"
     precision: str = "fp32"
     workers: int = 0
     accum_steps: int = 1
     grad_checkpointing: bool = False
+    compile: bool = False
 
     @property
     def torch_device(self) -> torch.device:
@@ -71,7 +74,7 @@ def _device_index(spec: str) -> int:
 
 
 def make_runtime(device: str = "auto", precision: str = "fp32", workers: int = 0, accum_steps: int = 1,
-                 grad_checkpointing: bool = False) -> Runtime:
+                 grad_checkpointing: bool = False, compile: bool = False) -> Runtime:
     """A checked ``Runtime``; logs the device chosen, so "auto" never hides where the work runs."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from: {', '.join(PRECISIONS)}")
@@ -84,7 +87,7 @@ def make_runtime(device: str = "auto", precision: str = "fp32", workers: int = 0
         raise ValueError("--precision amp_bf16: this GPU has no bfloat16 support; use amp")
     where = f"{resolved} ({torch.cuda.get_device_name(torch.device(resolved))})" if resolved.startswith("cuda") else resolved
     log.info("computing on %s, precision %s, %d data workers", where, precision, int(workers))
-    return Runtime(resolved, precision, int(workers), int(accum_steps), bool(grad_checkpointing))
+    return Runtime(resolved, precision, int(workers), int(accum_steps), bool(grad_checkpointing), bool(compile))
 
 
 _CURRENT: ContextVar[Runtime | None] = ContextVar("paint_runtime", default=None)

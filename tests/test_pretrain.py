@@ -8,7 +8,8 @@ from paint_core.engine.pretrain import PretrainConfig, pretrain
 pytestmark = pytest.mark.slow
 
 
-def test_pretrain_loss_goes_down_and_resumes(tmp_path):
+def test_pretrain_loss_goes_down_and_resumes(tmp_path, monkeypatch):
+    monkeypatch.setattr("paint_core.engine.training.LOSS_EVERY", 1)  # each report then carries its own step's loss
     cfg = PretrainConfig(steps=40, batch_size=32, corpus_size=1200, warmup=5, lr=1e-3)
     seen = []
 

@@ -107,8 +107,8 @@ def block_view() -> None:
                                        f"at 0 (zero-shot), the rest at {here:g}")}
     for sp in searched:
         kept = "" if not sp.plan.is_uniform else f"; no plan beat uniform alpha {sp.plan.key}, which it kept"
-        presets[f"searched by {sp.file.stem.removeprefix('plan-')}"] = (sp.plan, f"{sp.file.name}: val patch {100 * sp.val.patch:.1f}%, "
-                                               f"supported drift {100 * sp.val.drift:+.1f} points{kept}")
+        about = f"{sp.file.name}: val patch {100 * sp.val.patch:.1f}%, supported drift {100 * sp.val.drift:+.1f} points"
+        presets[f"searched by {sp.file.stem.removeprefix('plan-')}"] = (sp.plan, about + kept)
     for col, (label, (preset, about)) in zip(st.columns(len(presets)), presets.items()):
         col.button(label, key=f"preset::{label}", on_click=apply_preset, help=about,
                    args=({b: preset.coefficient(b) for b in blocks},), width="stretch")
@@ -156,6 +156,7 @@ if mode == "one alpha":
     alpha_view()
 else:
     block_view()
+st.caption(state.live_precision_note(path))
 if f is not None:
     st.plotly_chart(figures.frontier_figure(f, patch_task, chosen=chosen, split=split), key="frontier")
     st.caption("The frontier again as an interactive chart (zoom, hover, export as PNG from its toolbar).")

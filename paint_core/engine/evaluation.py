@@ -2,23 +2,23 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, TensorDataset
-
-from ..configs import MAX_ALPHAS  # noqa: F401 (declared torch-free for the CLI's help)
+from torch.utils.data import Dataset, TensorDataset
 from tqdm.auto import tqdm
 
+from ..configs import MAX_ALPHAS  # noqa: F401 (declared torch-free for the CLI's help)
 from ..core.interpolation import Interpolator
 from ..core.plan import DECIMALS, Plan
-from ..data.decoded import DecodedSplit, decoded_split, iter_decoded
+from ..data.decoded import decoded_split, uint8_split
 from ..io.run_dir import PLAN_COLUMN, empty_sweep, with_plan_keys
 from ..runtime import autocast, current_runtime, module_device
 from . import distributed
+from .feed import eval_batches
 
 
 @torch.no_grad()
@@ -48,28 +48,6 @@ def logits(model: torch.nn.Module, head: torch.Tensor, images: torch.Tensor) -> 
     return model.logit_scale.exp() * feats @ head.T.to(feats.device, feats.dtype)
 
 
-def _batches(data: torch.Tensor | Dataset, batch_size: int, device: torch.device,
-             shard: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-    """(model input on ``device``, labels on the CPU or None) batch by batch. ``shard``: this process's share
-    under torchrun, whole batches k with k % world == rank, so each image meets the same batch as in one process."""
-    world, rank = (distributed.world_size(), distributed.rank()) if shard else (1, 0)
-    rt = current_runtime()
-    pin = device.type == "cuda"
-    if isinstance(data, torch.Tensor):
-        for k, i in enumerate(range(0, len(data), batch_size)):
-            if k % world == rank:
-                yield data[i:i + batch_size].to(device, non_blocking=True), None
-    elif isinstance(data, DecodedSplit):
-        total = (len(data) + batch_size - 1) // batch_size
-        for images, labels in iter_decoded(data, batch_size, range(rank, total, world), rt.workers, pin):
-            yield data.normalize(images.to(device, non_blocking=True)), labels
-    else:
-        loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=rt.workers, pin_memory=pin)
-        for k, (x, y) in enumerate(loader):
-            if k % world == rank:
-                yield x.to(device, non_blocking=True), torch.as_tensor(y)
-
-
 @torch.no_grad()
 def run_batches(fn: Callable[[torch.Tensor], torch.Tensor], data: torch.Tensor | Dataset, module: torch.nn.Module,
                 batch_size: int = 256, shard: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -79,18 +57,19 @@ def run_batches(fn: Callable[[torch.Tensor], torch.Tensor], data: torch.Tensor |
     batches under torchrun (possibly none: then empty outputs)."""
     was_training = module.training
     module.eval()
+    world, rank = (distributed.world_size(), distributed.rank()) if shard else (1, 0)
     try:
         outs, labels = [], []
-        for x, y in _batches(data, batch_size, module_device(module), shard=shard):
+        for x, y in eval_batches(data, batch_size, module_device(module), world, rank):
             with autocast():
-                outs.append(fn(x).float().cpu())
+                outs.append(fn(x))  # left on the device: one copy back at the end, no wait per batch
             if y is not None:
                 labels.append(y)
         if not outs:
             if shard:
                 return torch.empty(0), torch.empty(0, dtype=torch.long)
             raise ValueError("no inputs to run")
-        return torch.cat(outs), (torch.cat(labels) if labels else None)
+        return torch.cat(outs).float().cpu(), (torch.cat(labels) if labels else None)
     finally:
         module.train(was_training)
 
@@ -159,6 +138,17 @@ def decode_split(task, split: str, preprocess: Callable, limit: int | None = Non
         return decoded
     ds = task.split(split, preprocess)
     return ds if limit is None or limit >= len(ds) else torch.utils.data.Subset(ds, range(limit))
+
+
+def train_split(task, preprocess: Callable, reads: int) -> Dataset:
+    """A task's training split for a run that reads ``reads`` images: decoded once into the uint8 cache when that
+    is an epoch or more (then held on a GPU and cut there, or read back a batch at a time), else decoded per image
+    by the workers into uint8; either way normalised on the device, exactly the preprocess's tensors. The plain
+    split when the preprocess cannot be split."""
+    n = len(task.split("train"))
+    if reads >= n:
+        return decode_split(task, "train", preprocess)
+    return uint8_split(lambda t: task.split("train", t), preprocess) or task.split("train", preprocess)
 
 
 Evals = dict[tuple[str, str], tuple[Dataset, torch.Tensor]]

@@ -5,13 +5,14 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
+from torch.utils.data import Dataset
 
 from ..core.state_dicts import StateDict
 from . import distributed
 from .evaluation import logits
 from ..runtime import current_runtime, module_device
-from .training import ProgressFn, check_not_diverged, cosine_lr, epochs, param_groups, train_loop, weights_norm
+from .feed import train_batches
+from .training import ProgressFn, adamw, check_not_diverged, cosine_lr, param_groups, train_loop, weights_norm
 from ..configs import FinetuneConfig  # noqa: F401 (declared there, torch-free for the CLI)
 
 
@@ -61,8 +62,8 @@ def finetune_visual(model: torch.nn.Module, train_set: Dataset, loss_fn: Callabl
     for p in visual:
         p.requires_grad_(True)
     norm_before = weights_norm(visual)
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay, only=visual), lr=cfg.lr)
-    loader = _global_batches(train_set, cfg.batch_size, cfg.seed, rank, world)
+    opt = adamw(param_groups(model, cfg.weight_decay, only=visual), lr=cfg.lr)
+    batches = train_batches(train_set, cfg.batch_size, cfg.seed, rank, world)
     model.eval()
     model.visual.train()
     if not cfg.batchnorm_train:
@@ -73,8 +74,10 @@ def finetune_visual(model: torch.nn.Module, train_set: Dataset, loss_fn: Callabl
     if world > 1:
         model.visual = torch.nn.parallel.DistributedDataParallel(
             tower, device_ids=[device.index] if device.type == "cuda" else None)
+    if runtime.compile:
+        model.visual = torch.compile(model.visual)
     try:
-        train_loop(epochs(loader), loss_fn, opt, cfg.steps, lambda step: cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup),
+        train_loop(batches, loss_fn, opt, cfg.steps, lambda step: cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup),
                    clip=visual, grad_clip=cfg.grad_clip, on_progress=on_progress, what="finetune",
                    progress=progress and distributed.is_main(), micro_batches=runtime.accum_steps)
     finally:
@@ -88,35 +91,6 @@ def finetune_visual(model: torch.nn.Module, train_set: Dataset, loss_fn: Callabl
     check_not_diverged({k: v for k, v in state.items() if k.startswith("visual.")}, norm_before, what="fine-tuning")
     distributed.check_agreement({k: v for k, v in state.items() if k.startswith("visual.")}, "the fine-tuned weights")
     return state
-
-
-class _RankShare(torch.utils.data.Sampler):
-    """This rank's share of each global batch: every rank draws the same global order (the one a single process
-    would draw with the same seed) and takes its slice, so N processes train on exactly one process's batches."""
-
-    def __init__(self, global_batches: BatchSampler, rank: int, world: int):
-        self.global_batches, self.rank, self.world = global_batches, rank, world
-
-    def __iter__(self):
-        for batch in self.global_batches:
-            share = len(batch) // self.world
-            yield batch[self.rank * share:(self.rank + 1) * share]
-
-    def __len__(self) -> int:
-        return len(self.global_batches)
-
-
-def _global_batches(train_set: Dataset, batch_size: int, seed: int, rank: int, world: int) -> DataLoader:
-    """Shuffled batches of ``batch_size`` (full ones only, unless the set is smaller than one batch), split
-    over ``world`` processes; with one process, the same order as ``DataLoader(shuffle=True)`` with this seed."""
-    gen = torch.Generator().manual_seed(seed)
-    drop_last = len(train_set) >= batch_size
-    batches = BatchSampler(RandomSampler(train_set, generator=gen), batch_size, drop_last=drop_last)
-    if not drop_last and world > 1:
-        raise ValueError(f"the training split ({len(train_set)} images) is smaller than one global batch "
-                         f"({batch_size}); use a smaller batch to train on {world} processes")
-    return DataLoader(train_set, batch_sampler=_RankShare(batches, rank, world), generator=gen,
-                      num_workers=current_runtime().workers, pin_memory=current_runtime().device.startswith("cuda"))
 
 
 def _enable_grad_checkpointing(model: torch.nn.Module) -> None:

@@ -24,7 +24,7 @@ from ..io.atomic import atomic_path
 from ..io.checkpoints import save_checkpoint
 from ..models.clip import register_embedded_configs
 from ..runtime import current_runtime
-from .training import ProgressFn, cosine_lr, param_groups, train_loop
+from .training import ProgressFn, adamw, cosine_lr, param_groups, train_loop
 from ..configs import PretrainConfig  # noqa: F401 (declared there, torch-free for the CLI)
 
 
@@ -84,7 +84,7 @@ def pretrain(model_name: str, out: str | Path, cfg: PretrainConfig = PretrainCon
     images, captions = build_corpus(cfg.corpus_size, cfg.seed, image_size, cfg=corpus)
     tokens = tokenizer(captions)
     mean, std = preprocess.transforms[-1].mean, preprocess.transforms[-1].std
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    opt = adamw(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
     state_path = out / f"{out_name}.train_state.pt"
     start, losses = 0, []
     if state_path.is_file():
@@ -115,16 +115,19 @@ def pretrain(model_name: str, out: str | Path, cfg: PretrainConfig = PretrainCon
         image_features, text_features, logit_scale = model(*batch)[:3]
         return clip_loss(image_features, text_features, logit_scale)
 
-    def after_step(step: int, loss: float) -> None:
+    so_far: list = list(losses)  # resumed losses, then this run's as tensors on the device until a save reads them
+
+    def after_step(step: int, loss: torch.Tensor) -> None:
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
-        losses.append(loss)
+        so_far.append(loss)
         if (step + 1) % save_every == 0 and step + 1 < cfg.steps:
-            _save_state(state_path, model, opt, step + 1, losses, {"config": asdict(cfg), "corpus": asdict(corpus)})
+            _save_state(state_path, model, opt, step + 1, [float(v) for v in so_far],
+                        {"config": asdict(cfg), "corpus": asdict(corpus)})
 
-    train_loop(batches(), loss_fn, opt, cfg.steps, lambda step: cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup),
-               clip=list(model.parameters()), grad_clip=1.0, after_step=after_step, start=start,
-               on_progress=on_progress, what=f"pretrain {model_name}")
+    losses += train_loop(batches(), loss_fn, opt, cfg.steps, lambda step: cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup),
+                         clip=list(model.parameters()), grad_clip=1.0, after_step=after_step, start=start,
+                         on_progress=on_progress, what=f"pretrain {model_name}")
     model.eval()
     weights = out / f"{out_name}.safetensors"
     save_checkpoint(weights, model.state_dict(), {

@@ -12,7 +12,7 @@ from ..io.checkpoints import save_checkpoint
 from ..models.clip import embedded_weights
 from ..models.encoders import Classifier, create_encoder
 from ..runtime import current_runtime
-from .training import cosine_lr, param_groups, train_loop
+from .training import adamw, cosine_lr, param_groups, train_loop
 from ..configs import EncoderPretrainConfig  # noqa: F401 (declared there, torch-free for the CLI)
 
 
@@ -40,7 +40,7 @@ def pretrain_encoder(name: str = "micro-vit", out: str | Path | None = None,
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=runtime.workers,
                                          pin_memory=runtime.device.startswith("cuda"))
     torch.manual_seed(seed)
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=lr)
+    opt = adamw(param_groups(model, cfg.weight_decay), lr=lr)
     model.train()
     if runtime.grad_checkpointing:
         encoder.set_grad_checkpointing(True)

@@ -26,7 +26,7 @@ from open_clip.transformer import text_global_pool
 from ..core.names import unknown_name
 from ..io.checkpoints import load_checkpoint, save_checkpoint
 from ..runtime import module_device
-from .training import cosine_lr, train_loop
+from .training import adamw, cosine_lr, train_loop
 from ..configs import PromptConfig  # noqa: F401 (declared there, torch-free for the CLI)
 
 
@@ -115,7 +115,7 @@ def train_prompt(model: nn.Module, tokenizer: Callable, classnames: Sequence[str
         p.requires_grad_(False)
     device = module_device(model)  # train_loop puts each batch on the runtime's device, where the model is
     learner = PromptLearner(token_width(model), cfg).to(device)
-    opt = torch.optim.AdamW(learner.parameters(), lr=cfg.lr, weight_decay=0.0)
+    opt = adamw(list(learner.parameters()), lr=cfg.lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(cfg.seed)
     scale = model.logit_scale.exp().detach()
     target = zero_shot_head.detach().to(device)

@@ -6,6 +6,7 @@ optimizer, schedule and what happens after a step.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
@@ -14,6 +15,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..runtime import autocast, current_runtime, grad_scaler, to_device
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,11 +61,16 @@ def check_not_diverged(named: dict[str, torch.Tensor], norm_before: torch.Tensor
                                f"{DIVERGED_GROWTH:g}); lower the learning rate")
 
 
+# Steps between two reads of the loss on the host. Each read waits for the device to finish the steps queued so
+# far; reading every step kept a GPU idle while the host prepared the next step (issue 28).
+LOSS_EVERY = 10
+
+
 def train_loop(batches: Iterable[Any], loss_fn: Callable[[Any], torch.Tensor], optimizer: torch.optim.Optimizer,
                steps: int, lr_at: Callable[[int], float], clip: Sequence[torch.nn.Parameter] | None = None,
-               grad_clip: float | None = None, after_step: Callable[[int, float], None] | None = None,
+               grad_clip: float | None = None, after_step: Callable[[int, torch.Tensor], None] | None = None,
                start: int = 0, on_progress: ProgressFn | None = None, what: str = "train",
-               progress: bool = True, micro_batches: int = 1) -> list[float]:
+               progress: bool = True, micro_batches: int = 1, loss_every: int | None = None) -> list[float]:
     """Steps ``start`` .. ``steps - 1``: set the learning rate, loss on the next batch, backward, clip, step.
 
     ``batches`` yields one batch per step (it may be endless); each batch is moved to the current runtime's
@@ -70,14 +78,19 @@ def train_loop(batches: Iterable[Any], loss_fn: Callable[[Any], torch.Tensor], o
     ``micro_batches`` > 1 splits every tensor of a batch into that many chunks whose gradients accumulate
     before the step (the same update for a loss that is a mean over independent examples, in less memory).
     ``clip`` are the parameters whose gradient norm is clipped to ``grad_clip``; ``after_step(step, loss)``
-    runs after the optimizer (e.g. clamp a temperature, save a resumable state). Returns the losses run.
+    runs after the optimizer with the step's loss as a 0-d tensor on the device (e.g. clamp a temperature, save
+    a resumable state). The losses are read on the host every ``loss_every`` steps (default ``LOSS_EVERY``) and
+    after the last one (``_read_losses``); progress reports every step, with the latest loss read. Returns the
+    losses run.
     """
     if micro_batches < 1:
         raise ValueError(f"accumulation steps must be >= 1, got {micro_batches}")
+    loss_every = loss_every or LOSS_EVERY
     runtime = current_runtime()
     device = runtime.torch_device
     scaler = grad_scaler(runtime)
     losses: list[float] = []
+    pending: list[torch.Tensor] = []  # losses of the steps since the last read, still on the device
     bar = tqdm(total=steps, initial=start, desc=what, disable=not progress)
     it = iter(batches)
     try:
@@ -86,15 +99,12 @@ def train_loop(batches: Iterable[Any], loss_fn: Callable[[Any], torch.Tensor], o
                 g["lr"] = lr_at(step)
             batch = to_device(next(it), device)
             optimizer.zero_grad(set_to_none=True)
-            loss_value = 0.0
+            parts = []
             for part, weight in _chunks(batch, micro_batches):
                 with autocast(runtime):
                     loss = loss_fn(part) * weight
                 (scaler.scale(loss) if scaler is not None else loss).backward()
-                loss_value += loss.item()
-            if scaler is None and not math.isfinite(loss_value):  # (a gradient scaler skips such steps itself)
-                raise TrainingDiverged(f"training diverged: the loss is {loss_value} at step {step + 1} of {steps} "
-                                       f"(learning rate {lr_at(step):.3g}); lower the learning rate")
+                parts.append(loss.detach().float())
             if scaler is not None:
                 scaler.unscale_(optimizer)
             if grad_clip is not None and clip is not None:
@@ -104,16 +114,30 @@ def train_loop(batches: Iterable[Any], loss_fn: Callable[[Any], torch.Tensor], o
                 scaler.update()
             else:
                 optimizer.step()
-            losses.append(loss_value)
+            pending.append(torch.stack(parts))
             if after_step is not None:
-                after_step(step, losses[-1])
+                after_step(step, pending[-1].sum())
+            if len(pending) == loss_every or step + 1 == steps:
+                read, first = _read_losses(pending), step + 1 - len(pending)
+                pending = []
+                bad = next((i for i, v in enumerate(read) if not math.isfinite(v)), None)
+                if scaler is None and bad is not None:  # (a gradient scaler skips such steps itself)
+                    raise TrainingDiverged(f"training diverged: the loss is {read[bad]} at step {first + bad + 1} of "
+                                           f"{steps} (learning rate {lr_at(first + bad):.3g}); lower the learning rate")
+                losses += read
+                bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
             bar.update(1)
-            bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
             if on_progress is not None:
-                on_progress(Progress(step + 1, steps, what, losses[-1]))
+                on_progress(Progress(step + 1, steps, what, losses[-1] if losses else None))
     finally:
         bar.close()
     return losses
+
+
+def _read_losses(pending: list[torch.Tensor]) -> list[float]:
+    """Each pending step's loss as a float (its micro-batches' losses added on the host, in order): one wait
+    for the device for all of them."""
+    return [sum(parts) for parts in torch.stack(pending).tolist()]
 
 
 def _chunks(batch: Any, n: int) -> list[tuple[Any, float]]:
@@ -140,6 +164,18 @@ def cosine_lr(step: int, total: int, base_lr: float, warmup: int) -> float:
         return base_lr * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * base_lr * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def adamw(groups: Any, **kwargs) -> torch.optim.AdamW:
+    """AdamW, fused into one kernel per step when every parameter is on a CUDA device (else PyTorch's default,
+    so CPU runs keep their numbers); a build without the fused kernel falls back to the default, and says so."""
+    params = [p for g in groups for p in (g["params"] if isinstance(g, dict) else [g])]
+    if params and all(p.device.type == "cuda" for p in params):
+        try:
+            return torch.optim.AdamW(groups, fused=True, **kwargs)
+        except (RuntimeError, ValueError, TypeError) as e:
+            log.warning("fused AdamW unavailable (%s); using the default AdamW", e)
+    return torch.optim.AdamW(groups, **kwargs)
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float, only: Sequence[torch.nn.Parameter] | None = None):

@@ -22,7 +22,7 @@ from ..core.state_dicts import StateDict, cast_like, state_digest
 from ..core.task_vectors import TaskVector
 from ..data.tasks import SPLITS, get_task
 from ..engine import distributed
-from ..engine.evaluation import MAX_ALPHAS, build_evals, check_max_eval, sweep, zero_shot_head
+from ..engine.evaluation import MAX_ALPHAS, build_evals, check_max_eval, sweep, train_split, zero_shot_head
 from ..engine.finetune import FinetuneConfig, finetune
 from ..engine.training import Progress, ProgressFn
 from ..io.paths import REPO_DIR
@@ -162,7 +162,8 @@ def run_finetune(out: str | Path, model_name: str, pretrained: str | None, task_
         theta_zs = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         zs_digest = state_digest(theta_zs)
         head = zero_shot_head(model, tokenizer, task.classnames, task.templates)
-        theta_ft = finetune(model, head, task.split("train", preprocess), cfg, on_progress=on_progress)
+        train = train_split(task, preprocess, cfg.steps * cfg.batch_size)  # uint8, the same images bit for bit
+        theta_ft = finetune(model, head, train, cfg, on_progress=on_progress)
         if staged is None:  # another rank than 0: rank 0 writes the run
             return out
         visual = {k: v.cpu() for k, v in theta_ft.items() if k.startswith("visual.")}
