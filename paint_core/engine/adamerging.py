@@ -55,7 +55,7 @@ def learn_block_coefficients(model: torch.nn.Module, head: torch.Tensor, images:
         feats = torch.func.functional_call(visual, weights, (x,), strict=False)
         return entropy(scale * F.normalize(feats, dim=-1) @ head.T.to(feats.dtype))
 
-    def clamp(step: int, loss: float) -> None:
+    def clamp(step: int, loss: torch.Tensor) -> None:
         with torch.no_grad():
             coefficients.clamp_(0.0, 1.0)
 
