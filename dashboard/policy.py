@@ -3,7 +3,9 @@
     PAINT_WRITE_ROOT     the only folder the dashboard writes in (default: ./runs)
     PAINT_DATA_ROOTS     extra folders it may read (imagefolder tasks, checkpoint files), separated by ':'
     PAINT_READ_ONLY      1: hide every write action (fine-tune, export)
-    PAINT_MODELS         model names a user may fine-tune (default: the embedded micro CLIPs)
+    PAINT_MODELS         model names a user may fine-tune (default: the embedded micro CLIPs); shell-style
+                         patterns too, e.g. hf-hub:laion/* or local-dir:* (a local-dir: folder must still lie
+                         in a readable root; hf-hub: names need PAINT_ALLOW_DOWNLOAD)
     PAINT_ALLOW_DOWNLOAD 1: allow open_clip pretrained tags and torchvision downloads (default: off)
     PAINT_MAX_STEPS      most fine-tuning steps per job (default 2000)
     PAINT_MAX_EVAL       most images per split in a sweep (default 2000)
@@ -84,10 +86,31 @@ def _looks_like_path(text: str) -> bool:
         ".safetensors", ".pt", ".pth", ".bin"}
 
 
+def check_model(p: ServerPolicy, model: str) -> str:
+    """A model name this server offers (PAINT_MODELS: names or shell-style patterns such as ``hf-hub:laion/*``).
+    A ``local-dir:`` folder must lie in a readable root (returned resolved), and a ``hf-hub:`` name downloads, so it
+    needs PAINT_ALLOW_DOWNLOAD."""
+    from fnmatch import fnmatchcase
+    from paint_core.models.clip import HUB_PREFIX, LOCAL_DIR_PREFIX
+    model = model.strip()
+    if not any(fnmatchcase(model, pattern) for pattern in p.models):
+        raise WriteRefused(f"model {model!r} is not offered on this server (allowed: {', '.join(p.models)}; "
+                           "the operator sets PAINT_MODELS)")
+    if model.startswith(LOCAL_DIR_PREFIX):
+        folder = resolve_inside(model[len(LOCAL_DIR_PREFIX):], p.read_roots, "model folder")
+        return LOCAL_DIR_PREFIX + str(folder)
+    if model.startswith(HUB_PREFIX) and not p.allow_download:
+        raise WriteRefused(f"{model} would download from the Hugging Face hub, which this server does not allow "
+                           "(PAINT_ALLOW_DOWNLOAD)")
+    return model
+
+
 def check_pretrained(p: ServerPolicy, model: str, pretrained: str) -> str | None:
     """None (shipped weights of an embedded model), a readable file, or a tag if downloads are on."""
     pretrained = pretrained.strip()
     if not pretrained:
+        if model.startswith(("hf-hub:", "local-dir:")):
+            return None  # the name carries its weights
         if model not in EMBEDDED_MODELS:
             raise WriteRefused(f"{model} has no shipped weights: give a pretrained tag or a checkpoint file "
                                "(random weights are not offered here)")
@@ -140,10 +163,7 @@ def check_finetune(p: ServerPolicy, model: str, pretrained: str, task: str, supp
     """Everything the Models & runs form asks, checked against the server's policy before any work."""
     if p.read_only:
         raise WriteRefused("this dashboard is read-only (PAINT_READ_ONLY)")
-    model = model.strip()
-    if model not in p.models:
-        raise WriteRefused(f"model {model!r} is not offered on this server (allowed: {', '.join(p.models)}; "
-                           "the operator sets PAINT_MODELS)")
+    model = check_model(p, model)
     if not 1 <= int(steps) <= p.max_steps:
         raise WriteRefused(f"fine-tune steps must be between 1 and {p.max_steps} on this server (PAINT_MAX_STEPS)")
     if not 1 <= int(max_eval) <= p.max_eval:

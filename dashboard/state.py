@@ -469,10 +469,8 @@ def _shared_model(name: str, pretrained: str | None, identity: str):
 
 def check_offered(name: str) -> str:
     """``name`` if this server offers the model (PAINT_MODELS), else a clear refusal."""
-    if name not in policy().models:
-        raise ValueError(f"{name!r} is not offered on this server; choose from {', '.join(policy().models)} "
-                         "(the operator sets PAINT_MODELS)")
-    return name
+    from dashboard.policy import check_model
+    return check_model(policy(), name)
 
 
 def shared_model(name: str, pretrained: str | None):

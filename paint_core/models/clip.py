@@ -6,6 +6,9 @@ Embedded models are ordinary open_clip JSON configs (``model_configs/``) with we
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -40,6 +43,65 @@ def embedded_weights(name: str) -> Path:
     return WEIGHTS_DIR / f"{name}.safetensors"
 
 
+HUB_PREFIX, LOCAL_DIR_PREFIX = "hf-hub:", "local-dir:"  # open_clip's own schemas
+OPEN_CLIP_CONFIG = "open_clip_config.json"
+# the weights a folder in open_clip's layout may hold, in the order open_clip itself prefers them
+FOLDER_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "open_clip_pytorch_model.bin",
+                  "open_clip_pytorch_model.pth", "model.safetensors", "pytorch_model.bin")
+
+
+def has_schema(name: str) -> bool:
+    """Whether ``name`` is one of open_clip's located names: ``hf-hub:ORG/REPO`` or ``local-dir:PATH``."""
+    return name.startswith((HUB_PREFIX, LOCAL_DIR_PREFIX))
+
+
+@dataclass(frozen=True)
+class LocatedModel:
+    """Where a ``hf-hub:`` or ``local-dir:`` model is: its open_clip config, its weights file, and for a hub model
+    the revision (commit) the name resolved to."""
+    config: Path
+    weights: Path
+    revision: str | None
+
+
+def locate_model(name: str) -> LocatedModel:
+    """The config and weights of a ``hf-hub:`` / ``local-dir:`` name, fetched (or found in the local cache) with
+    open_clip's own hub code. A folder or repository without weights is an error, never random weights."""
+    if name.startswith(LOCAL_DIR_PREFIX):
+        folder = Path(name[len(LOCAL_DIR_PREFIX):]).expanduser()
+        if not (folder / OPEN_CLIP_CONFIG).is_file():
+            raise FileNotFoundError(f"{name}: no {OPEN_CLIP_CONFIG} in {folder} (a folder as open_clip's save_for_hf "
+                                    "or `paint-core export --out FOLDER` writes it)")
+        weights = next((folder / f for f in FOLDER_WEIGHTS if (folder / f).is_file()), None)
+        if weights is None:
+            raise FileNotFoundError(f"{name}: no weights in {folder} (looked for {', '.join(FOLDER_WEIGHTS)})")
+        return LocatedModel(folder / OPEN_CLIP_CONFIG, weights, None)
+    from open_clip.pretrained import download_pretrained_from_hf
+    repo = name[len(HUB_PREFIX):]
+    try:
+        config = Path(download_pretrained_from_hf(repo, filename=OPEN_CLIP_CONFIG))
+        weights = Path(download_pretrained_from_hf(repo))
+    except Exception as e:  # noqa: BLE001 -- hub errors come in many types; one message for all
+        raise FileNotFoundError(f"{name}: cannot get {OPEN_CLIP_CONFIG} and weights from the Hugging Face hub "
+                                f"({str(e).splitlines()[0]}); without a network the repository must be in the "
+                                "local cache (HF_HOME)") from None
+    return LocatedModel(config, weights, config.parent.name)  # the cache's snapshot folder is named by commit
+
+
+def _from_config(config: Path) -> tuple[torch.nn.Module, Callable, Callable]:
+    """open_clip's model (random weights), preprocess and tokenizer from an ``open_clip_config.json`` alone."""
+    with tempfile.TemporaryDirectory() as folder:
+        shutil.copyfile(config, Path(folder) / OPEN_CLIP_CONFIG)
+        quiet = _DropRandomInitWarning()
+        logging.getLogger().addFilter(quiet)
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(LOCAL_DIR_PREFIX + folder)
+            tokenizer = open_clip.get_tokenizer(LOCAL_DIR_PREFIX + folder)
+        finally:
+            logging.getLogger().removeFilter(quiet)
+    return model, preprocess, tokenizer
+
+
 def _unknown_model(name: str) -> ValueError:
     register_embedded_configs()
     choices = sorted(set(open_clip.list_models()) | set(EMBEDDED_MODELS))
@@ -48,8 +110,11 @@ def _unknown_model(name: str) -> ValueError:
 
 
 def create_architecture(name: str) -> torch.nn.Module:
-    """The open_clip model ``name`` with random weights: its keys and shapes, nothing downloaded."""
+    """The open_clip model ``name`` with random weights: its keys and shapes (for a ``hf-hub:`` / ``local-dir:``
+    name, from its config; its weights are not read)."""
     register_embedded_configs()
+    if has_schema(name):
+        return _from_config(locate_model(name).config)[0]
     if name not in open_clip.list_models():
         raise _unknown_model(name)
     quiet = _DropRandomInitWarning()  # random weights are what is asked for here
@@ -70,6 +135,8 @@ def load_model(name: str, pretrained: str | None = None, device: str | None = No
     current runtime's (``paint_core.runtime``).
     """
     register_embedded_configs()
+    if has_schema(name):
+        return _load_located(name, pretrained, device)
     if name not in open_clip.list_models():
         raise _unknown_model(name)
     if pretrained is None and name in EMBEDDED_MODELS:
@@ -94,6 +161,26 @@ def load_model(name: str, pretrained: str | None = None, device: str | None = No
     model.to(device)
     model.eval()
     return model, preprocess, open_clip.get_tokenizer(name)
+
+
+def _load_located(name: str, pretrained: str | None, device: str | None) -> tuple[torch.nn.Module, Callable, Callable]:
+    """A ``hf-hub:`` / ``local-dir:`` model: the architecture from its config, then its weights (or the local
+    ``pretrained`` file, e.g. a run's zero-shot copy) through this package's safe reader."""
+    if pretrained is not None and Path(pretrained).suffix not in {".safetensors", ".pt", ".pth", ".bin"} \
+            and not Path(pretrained).exists():
+        raise ValueError(f"{name} carries its own weights; --pretrained takes a local file here, not the tag "
+                         f"{pretrained!r}")
+    located = locate_model(name)
+    model, preprocess, tokenizer = _from_config(located.config)
+    load_weights_file(model, pretrained or located.weights, name)
+    model.to(device or current_runtime().device)
+    model.eval()
+    return model, preprocess, tokenizer
+
+
+def model_revision(name: str) -> str | None:
+    """The hub revision a ``hf-hub:`` name resolves to now (recorded in a run), None for other names."""
+    return locate_model(name).revision if name.startswith(HUB_PREFIX) else None
 
 
 def load_weights_file(model: torch.nn.Module, path: str | Path, name: str | None = None) -> None:

@@ -32,7 +32,7 @@ from ..io.run_dir import (PLAN_COLUMN, RUN_SCHEMA, check_sweep_matches, empty_sw
                           read_sweep, sweep_csv, write_run_meta)
 from ..io.writes import (OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS, WriteRefused, check_checkpoint_output,
                          check_export_folder_output, check_run_output, run_lock, staging_dir, swap_in)
-from ..models.clip import load_model, save_open_clip_config
+from ..models.clip import load_model, model_revision, save_open_clip_config
 from ..runtime import current_runtime
 from ..version import code_version
 
@@ -157,6 +157,8 @@ def run_finetune(out: str | Path, model_name: str, pretrained: str | None, task_
     if sweep_spec is not None and distributed.world_size() > 1:
         raise ValueError("fine-tune and sweep in one call runs in one process; under torchrun sweep afterwards")
     model, preprocess, tokenizer = load_model(model_name, pretrained)
+    hub = model_revision(model_name)  # a hf-hub: name: the commit it resolved to, kept with the run
+    revision = {"model_revision": hub} if hub else {}
     with _rank0_holds(lambda stack: stack.enter_context(_new_run(out, overwrite, command, sweep_spec,
                                                                  on_progress))) as staged:
         theta_zs = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -175,7 +177,7 @@ def run_finetune(out: str | Path, model_name: str, pretrained: str | None, task_
             "data_root": data_root, "download": download, "supported": [], "config": asdict(cfg),
             "finetuned_sha256": side["sha256"], "sweep_sha256": None,
             "provenance": {"code_version": code_version(), "command": command, "seed": cfg.seed,
-                           "zeroshot_digest": zs_digest,
+                           "zeroshot_digest": zs_digest, **revision,
                            "runtime": {**asdict(current_runtime()), "processes": distributed.world_size()}}})
     return out
 
