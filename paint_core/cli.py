@@ -95,7 +95,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     plan = read_plan(args.plan) if args.plan else Plan.of(args.alpha)
     try:
         sidecar = export_run(args.run, plan, args.out, allow_extrapolation=args.extrapolate,
-                             overwrite=args.overwrite)
+                             overwrite=args.overwrite, card=args.format == "hub")
     except AlphaOutOfRange as e:  # export is the one command that can go beyond the endpoints
         raise AlphaOutOfRange(f"{e}; pass --extrapolate to go beyond the endpoints") from None
     print(f"wrote {args.out} ({plan.label()}, sha256 {sidecar['sha256'][:12]}...)")
@@ -493,6 +493,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a folder in open_clip's layout (config + weights; plain open_clip loads it with "
                         "create_model_and_transforms('local-dir:FOLDER')), or a .safetensors file (weights only, "
                         "a .json sidecar beside it)")
+    s.add_argument("--format", choices=("open_clip", "hub"), default="open_clip",
+                   help="hub: the folder as a Hugging Face hub repository (README.md model card: base model, "
+                        "sha256, coefficient, the sweep's accuracies at it), ready to push (default: %(default)s)")
     s.add_argument("--extrapolate", action="store_true", help="allow alpha outside [0, 1]")
     s.add_argument("--overwrite", action="store_true", help="replace an earlier export at --out")
     s.set_defaults(func=cmd_export)

@@ -141,3 +141,50 @@ def test_the_dashboard_offers_located_models_by_pattern_and_inside_its_roots(fol
     assert check_model(policy(), "hf-hub:paint/micro-rn-s") == "hf-hub:paint/micro-rn-s"
     req = check_finetune(policy(), f"local-dir:{folder}", "", "digits", "shapes", "runs/x", 10, 10)
     assert req.model == f"local-dir:{folder.resolve()}" and req.pretrained is None
+
+
+def test_a_hub_export_carries_a_model_card_and_reloads_with_equal_weights(tmp_path):
+    """Issue 30, item 3: `export --format hub` writes open_clip's hub folder plus a README.md card naming the base
+    model, the sha256 of the fine-tune, alpha and the sweep's accuracies at it; plain open_clip loads it."""
+    from paint_core import interpolate, load_run
+    from paint_core.cli import main
+    run_dir = ROOT / "cached_results" / "micro-rn-s" / "digits"
+    out = tmp_path / "hub"
+    assert main(["export", "--run", str(run_dir), "--alpha", "0.5", "--format", "hub", "--out", str(out)]) == 0
+    card = (out / "README.md").read_text()
+    meta = json.loads((run_dir / "run.json").read_text())
+    import pandas as pd
+    sweep = pd.read_csv(run_dir / "sweep.csv")
+    digits = sweep[(sweep["alpha"] == 0.5) & (sweep["task"] == "digits") & (sweep["split"] == "test")].iloc[0]
+    assert card.startswith("---\ntags:\n- clip\n") and "library_name: open_clip" in card
+    assert "- **Coefficient:** alpha 0.5 (key 0.5)" in card and meta["finetuned_sha256"] in card
+    assert f"digits (test, {int(digits['n'])} images): {100 * digits['accuracy']:.1f}%" in card
+    assert "- **Base model:** micro-rn-s" in card
+    model, _, _ = open_clip.create_model_and_transforms("local-dir:" + str(out))
+    run = load_run(run_dir)
+    expected = interpolate(run.theta_zs, run.theta_ft, 0.5)
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v.to(state[k].dtype)) for k, v in expected.items())
+    assert main(["export", "--run", str(run_dir), "--alpha", "0.5", "--format", "hub",
+                 "--out", str(tmp_path / "x.safetensors")]) == 1  # a hub export is a folder
+
+
+@pytest.mark.slow
+def test_the_dashboard_exports_a_hub_folder_as_a_zip(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+    monkeypatch.chdir(tmp_path)
+    for var in ("PAINT_WRITE_ROOT", "PAINT_READ_ONLY"):
+        monkeypatch.delenv(var, raising=False)
+    (tmp_path / "runs").mkdir()
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=300)
+    at.run()
+    at.switch_page("app_pages/models_runs.py").run()
+    at.text_input(key="ex_run").set_value(str(ROOT / "cached_results" / "micro-rn-s" / "digits"))
+    at.text_input(key="ex_alpha").set_value("0.5")
+    at.text_input(key="ex_out").set_value("runs/hub-export")
+    at.checkbox(key="ex_hub").check()
+    at.button(key="ex_go").click().run()
+    assert not at.error, [e.value for e in at.error]
+    assert any("README.md model card" in s.value and "alpha 0.5" in s.value for s in at.success)
+    assert "- **Coefficient:** alpha 0.5" in (tmp_path / "runs/hub-export/README.md").read_text()
+    assert any("Download the folder as a zip" in str(d.proto) for d in at.get("download_button"))

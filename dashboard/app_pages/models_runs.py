@@ -30,6 +30,17 @@ STATE_LABELS = {"running": "running", "done": "done", "failed": "failed", "cance
                 "lost": "stopped without a word"}
 PATCH_PAGE = Path(__file__).resolve().parent / "patch.py"
 
+def folder_zip(folder: Path) -> bytes:
+    """An export folder as zip bytes (its files at the top level), for the browser's download."""
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(folder.iterdir()):
+            z.write(f, f.name)
+    return buf.getvalue()
+
+
 st.title("Models & runs")
 try:
     server = policy()
@@ -160,6 +171,8 @@ with st.form("export_form"):
                                "search writes plan-METHOD.json into the run; the Patch page downloads one)")
     target = c3.text_input("output .safetensors", "runs/patched.safetensors", key="ex_out")
     overwrite = c3.checkbox("replace an earlier export with this name", False, key="ex_replace")
+    as_hub = c3.checkbox("a hub folder with a model card (give a folder name; downloads as a zip)", False,
+                         key="ex_hub")
     go = st.form_submit_button("Export", key="ex_go")
 if go:
     try:
@@ -174,15 +187,20 @@ if go:
             except ValueError:
                 raise ValueError(f"alpha {alpha_text!r}: give a number in [0, 1] or a plan.json, or leave it empty "
                                  "for the alpha the run chose on val") from None
-        side = export_run(source, alpha, dest, overwrite=overwrite)
+        side = export_run(source, alpha, dest, overwrite=overwrite, card=as_hub)
         exported = Plan.of(side["alpha"]) if side["alpha"] is not None else Plan.per_block(side["plan"])
-        st.success(f"Wrote {dest} at {exported.label()} (sha256 {side['sha256'][:16]}..., sidecar "
-                   f"{Path(dest).with_suffix('.json').name})")
-        if dest.stat().st_size <= DOWNLOAD_LIMIT:
+        where = "README.md model card, open_clip_config.json" if as_hub else (
+            "open_clip_config.json" if dest.is_dir() else f"sidecar {dest.with_suffix('.json').name}")
+        st.success(f"Wrote {dest} at {exported.label()} (sha256 {side['sha256'][:16]}..., {where})")
+        size = sum(f.stat().st_size for f in dest.iterdir()) if dest.is_dir() else dest.stat().st_size
+        if size > DOWNLOAD_LIMIT:
+            st.caption(f"{size / 2**20:.0f} MB: too large to send through the page; fetch it from "
+                       "the server's write folder.")
+        elif dest.is_dir():
+            st.download_button("Download the folder as a zip", folder_zip(dest), file_name=f"{dest.name}.zip",
+                               mime="application/zip", key="ex_download")
+        else:
             st.download_button("Download the weights", dest.read_bytes(), file_name=dest.name,
                                mime="application/octet-stream", key="ex_download")
-        else:
-            st.caption(f"{dest.stat().st_size / 2**20:.0f} MB: too large to send through the page; fetch it from "
-                       "the server's write folder.")
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:
         st.error(f"Export refused or failed: {e}")

@@ -391,8 +391,39 @@ def select_run(path: str | Path) -> dict:
     return choice
 
 
+def model_card(run: Run, plan: Plan, sha256: str) -> str:
+    """A hub model card (README.md, written by open_clip's own ``generate_readme``) for the model at ``plan``: base
+    model and revision, the fine-tuned weights' sha256, the coefficient, the sweep's accuracies at it, the tool."""
+    from open_clip.push_to_hf_hub import generate_readme
+    meta = run.meta
+    table = read_sweep(run.path, per_block=True)
+    rows = table[table[PLAN_COLUMN] == plan.key]
+    measured = {f"{r.task} ({r.split}, {int(r.n)} images)": f"{100 * r.accuracy:.1f}%"
+                for r in rows.sort_values(["split", "task"]).itertuples()}
+    base = meta["model"] + (f" (pretrained: {meta['pretrained']})" if meta.get("pretrained") else "")
+    revision = meta["provenance"].get("model_revision")
+    details = {
+        "Base model": base + (f", revision {revision}" if revision else ""),
+        "Patched task": meta["task"], "Supported tasks": ", ".join(meta.get("supported") or []) or "none",
+        "Coefficient": f"{plan.label()} (key {plan.key})",
+        "Fine-tuned image encoder sha256": meta.get("finetuned_sha256") or run.weights_sha256,
+        "Weights sha256 (this export)": sha256,
+        "Accuracy at this coefficient (the run's sweep)": measured or "not measured by the run's sweep",
+        "Made by": f"PAINT Explorer {code_version()}",
+    }
+    card = {"description": "A CLIP patched with PAINT: the image encoder fine-tuned on the patched task with the "
+                           "zero-shot text head frozen, then interpolated with the zero-shot weights "
+                           "(theta = (1 - alpha) theta_zero-shot + alpha theta_fine-tuned, per block for a plan).",
+            "details": details,
+            "usage": "```python\nimport open_clip\nmodel, _, preprocess = open_clip.create_model_and_transforms("
+                     "'local-dir:THIS_FOLDER')  # or 'hf-hub:ORG/REPO' once pushed\n"
+                     "tokenizer = open_clip.get_tokenizer('local-dir:THIS_FOLDER')\n```\n",
+            "tags": ("clip", "paint", "open_clip")}
+    return generate_readme(card, f"{meta['model']} patched on {meta['task']}")
+
+
 def export_run(path: str | Path, alpha: float | Plan | None, out: str | Path, allow_extrapolation: bool = False,
-               overwrite: bool = False) -> dict:
+               overwrite: bool = False, card: bool = False) -> dict:
     """Write the full model state at ``alpha`` (a number, a per-block ``Plan``, or None: the alpha the run chose on
     val); returns the weights' sidecar: ``alpha``, or for a per-block plan None and its coefficients under
     ``plan``. ``out`` ending in .safetensors: one file with a JSON sidecar. Any other ``out``: a folder
@@ -407,6 +438,8 @@ def export_run(path: str | Path, alpha: float | Plan | None, out: str | Path, al
         raise WriteRefused(f"output {Path(out).name!r} must end in .safetensors (one weights file) or have no "
                            "suffix (a folder in open_clip's layout)")
     folder = suffix != ".safetensors"
+    if card and not folder:
+        raise WriteRefused(f"a hub export is a folder: give --out without a suffix, not {Path(out).name!r}")
     (check_export_folder_output if folder else check_checkpoint_output)(out, overwrite)
     if plan is None:
         plan = Plan.of(select_run(path)["alpha"])
@@ -422,6 +455,10 @@ def export_run(path: str | Path, alpha: float | Plan | None, out: str | Path, al
     try:
         save_open_clip_config(run.model, run.meta["model"], staged / OPEN_CLIP_CONFIG)
         sidecar = save_checkpoint(staged / OPEN_CLIP_WEIGHTS, state, meta)
+        if card:
+            (staged / "README.md").write_text(model_card(run, plan, sidecar["sha256"]))
+            if hasattr(run.tokenizer, "save_pretrained"):  # a Hugging Face tokenizer travels with the model
+                run.tokenizer.save_pretrained(staged)
         swap_in(staged, out)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
