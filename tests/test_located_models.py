@@ -188,3 +188,26 @@ def test_the_dashboard_exports_a_hub_folder_as_a_zip(tmp_path, monkeypatch):
     assert any("README.md model card" in s.value and "alpha 0.5" in s.value for s in at.success)
     assert "- **Coefficient:** alpha 0.5" in (tmp_path / "runs/hub-export/README.md").read_text()
     assert any("Download the folder as a zip" in str(d.proto) for d in at.get("download_button"))
+
+
+def test_a_timm_hub_name_loads_its_weights_from_the_local_cache(tmp_path):
+    """timm hub names for the closed-vocabulary encoders: a repository saved by timm's own save_for_hf, found in a
+    local Hugging Face cache offline, gives exactly the saved weights."""
+    import timm
+    from timm.models._hub import save_for_hf
+    torch.manual_seed(1)
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, depth=2)
+    snapshot = tmp_path / "hub" / "models--paint--tiny-vit" / "snapshots" / REVISION
+    save_for_hf(model, str(snapshot), model_args={"depth": 2}, safe_serialization=True)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text(REVISION)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "expected.safetensors")
+    code = ("import torch; from safetensors.torch import load_file; "
+            "from paint_core.models.encoders import create_encoder; "
+            "enc, _ = create_encoder('hf-hub:paint/tiny-vit'); exp = load_file('expected.safetensors'); "
+            "st = enc.state_dict(); assert set(st) == set(exp), 'keys'; "
+            "assert all(torch.equal(st[k], exp[k]) for k in exp), 'values'; print('same weights')")
+    env = {**os.environ, "HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and "same weights" in done.stdout, done.stderr[-2000:]

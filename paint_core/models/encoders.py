@@ -24,8 +24,9 @@ def _micro_preprocess() -> Callable:
 def create_encoder(name: str = "micro-vit", pretrained: str | None = None) -> tuple[nn.Module, Callable]:
     """An image encoder without a head (``num_classes=0``) and its preprocess.
 
-    ``pretrained``: None = the shipped weights (embedded) or random (timm), "timm" = timm's own pretrained
-    weights (needs internet), "random" = random init, or a path to a local checkpoint.
+    ``pretrained``: None = the shipped weights (embedded), the repository's weights (a timm ``hf-hub:ORG/REPO``
+    name) or random (other timm names), "timm" = timm's own pretrained weights (needs internet), "random" = random
+    init, or a path to a local checkpoint.
     """
     import timm
     with torch.random.fork_rng():
@@ -42,6 +43,18 @@ def _create_encoder(timm, name: str, pretrained: str | None) -> tuple[nn.Module,
             if not shipped.is_file():
                 raise CheckpointError(f"{shipped} is missing: python -m paint_core pretrain-classifier --model {name}")
             pretrained = str(shipped)
+    elif name.startswith("hf-hub:"):  # timm's own hub names: config.json + weights of a hub repository
+        if pretrained == "timm":
+            raise ValueError(f"{name} carries its own weights; leave --pretrained empty (or give a local file)")
+        hub_weights = pretrained is None
+        try:
+            encoder = timm.create_model(name, pretrained=hub_weights, num_classes=0)
+        except Exception as e:  # noqa: BLE001 -- hub errors come in many types; one message for all
+            raise FileNotFoundError(f"{name}: cannot get its config and weights from the Hugging Face hub "
+                                    f"({str(e).splitlines()[0]}); without a network the repository must be in the "
+                                    "local cache (HF_HOME)") from None
+        cfg = timm.data.resolve_data_config({}, model=encoder)
+        preprocess = timm.data.create_transform(**cfg)
     else:
         known = timm.list_models()
         if name not in known:
