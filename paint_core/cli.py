@@ -113,6 +113,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .io.writes import check_checkpoint_output
     from .models.convert import convert_checkpoint
 
+    if Path(args.checkpoint).is_dir():  # a transformers CLIPModel folder -> an open_clip folder
+        from .models.hf_clip import convert_transformers_clip
+        out = convert_transformers_clip(args.checkpoint, args.out, args.overwrite)
+        print(f"wrote {out}: open_clip's layout; open_clip.create_model_and_transforms('local-dir:{out}')")
+        return 0
+    if not args.model:
+        raise ValueError("--model is required for a checkpoint file (the open_clip model its weights belong to)")
     check_checkpoint_output(args.out, args.overwrite)
     c = convert_checkpoint(args.checkpoint, args.model, args.base)
     save_checkpoint(args.out, c.state, {"model": args.model, "pretrained": args.base, "converted_from": args.checkpoint,
@@ -500,11 +507,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true", help="replace an earlier export at --out")
     s.set_defaults(func=cmd_export)
 
-    s = sub.add_parser("convert", help="convert a pickled research-code checkpoint to safetensors, safely")
-    s.add_argument("checkpoint", help="the pickled checkpoint (.pt) to read; no code in it is run")
-    s.add_argument("--model", required=True, help="open_clip model name the weights belong to")
+    s = sub.add_parser("convert", help="convert a pickled research-code checkpoint to safetensors, safely; or a "
+                                      "transformers CLIPModel folder to open_clip's layout")
+    s.add_argument("checkpoint", help="the pickled checkpoint (.pt) to read (no code in it is run), or a "
+                                      "transformers CLIPModel folder (config.json + weights)")
+    s.add_argument("--model", default=None, help="open_clip model name the checkpoint's weights belong to (not "
+                                                 "for a transformers folder: its config says)")
     s.add_argument("--base", default=None, help="pretrained tag or file for keys the checkpoint lacks")
-    s.add_argument("--out", required=True, help="the .safetensors file to write")
+    s.add_argument("--out", required=True, help="the .safetensors file to write (a folder for a transformers "
+                                                "folder)")
     s.add_argument("--overwrite", action="store_true", help="replace an earlier conversion at --out")
     s.set_defaults(func=cmd_convert)
 

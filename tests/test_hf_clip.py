@@ -1,0 +1,74 @@
+"""Issue 30, item 2: a transformers CLIPModel folder converts to open_clip's layout exactly: image and text
+features of the converted model equal transformers' own (tiny random configs saved locally, both activations)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import open_clip
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from paint_core.cli import main  # noqa: E402
+from paint_core.models.hf_clip import convert_transformers_clip  # noqa: E402
+
+
+def _tiny(tmp_path: Path, act: str) -> Path:
+    cfg = transformers.CLIPConfig(
+        text_config=dict(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, max_position_embeddings=16, hidden_act=act, eos_token_id=99,
+                         bos_token_id=98, pad_token_id=0),
+        vision_config=dict(image_size=32, patch_size=8, hidden_size=48, intermediate_size=96, num_hidden_layers=2,
+                           num_attention_heads=3, hidden_act=act),
+        projection_dim=24)
+    torch.manual_seed(0)
+    model = transformers.CLIPModel(cfg).eval()
+    with torch.no_grad():  # nothing left at its init value: every tensor must land in the right place
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    folder = tmp_path / f"hf-{act}"
+    model.save_pretrained(folder)
+    return folder
+
+
+def _features(hf_out) -> torch.Tensor:
+    return hf_out if isinstance(hf_out, torch.Tensor) else hf_out.pooler_output
+
+
+@pytest.mark.parametrize("act", ["quick_gelu", "gelu"])
+def test_a_transformers_clip_converts_with_equal_features(tmp_path, act):
+    src = _tiny(tmp_path, act)
+    out = tmp_path / f"oc-{act}"
+    assert main(["convert", str(src), "--out", str(out)]) == 0
+    oc, _, _ = open_clip.create_model_and_transforms("local-dir:" + str(out))
+    oc.eval()
+    hf = transformers.CLIPModel.from_pretrained(src).eval()
+    assert any(type(m).__name__ == "QuickGELU" for m in oc.modules()) == (act == "quick_gelu")
+    images = torch.randn(3, 3, 32, 32)
+    ids = torch.randint(1, 97, (4, 16))
+    ids[:, 0] = 98
+    for row, end in enumerate([5, 9, 15, 3]):  # the end-of-text token (the highest id) pools the text
+        ids[row, end] = 99
+        ids[row, end + 1:] = 0
+    with torch.no_grad():
+        torch.testing.assert_close(oc.encode_image(images), _features(hf.get_image_features(pixel_values=images)),
+                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(oc.encode_text(ids), _features(hf.get_text_features(input_ids=ids)),
+                                   rtol=1e-5, atol=1e-5)
+        assert torch.allclose(oc.logit_scale, hf.logit_scale)
+    cfg = json.loads((out / "open_clip_config.json").read_text())["model_cfg"]
+    assert cfg["vision_cfg"]["width"] == 48 and cfg["text_cfg"]["vocab_size"] == 100 and cfg["embed_dim"] == 24
+
+
+def test_what_does_not_convert_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        convert_transformers_clip(tmp_path, tmp_path / "out")
+    src = _tiny(tmp_path, "quick_gelu")
+    from safetensors.torch import load_file, save_file
+    state = load_file(src / "model.safetensors")
+    save_file({**state, "extra.head.weight": torch.zeros(2)}, src / "model.safetensors")
+    with pytest.raises(ValueError, match="no open_clip place .*extra.head.weight"):
+        convert_transformers_clip(src, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
