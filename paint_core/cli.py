@@ -115,7 +115,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     if Path(args.checkpoint).is_dir():  # a transformers CLIPModel folder -> an open_clip folder
         from .models.hf_clip import convert_transformers_clip
-        out = convert_transformers_clip(args.checkpoint, args.out, args.overwrite)
+        out = convert_transformers_clip(args.checkpoint, args.out, args.overwrite, base=args.base)
         print(f"wrote {out}: open_clip's layout; open_clip.create_model_and_transforms('local-dir:{out}')")
         return 0
     if not args.model:
@@ -513,7 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "transformers CLIPModel folder (config.json + weights)")
     s.add_argument("--model", default=None, help="open_clip model name the checkpoint's weights belong to (not "
                                                  "for a transformers folder: its config says)")
-    s.add_argument("--base", default=None, help="pretrained tag or file for keys the checkpoint lacks")
+    s.add_argument("--base", default=None, help="pretrained tag or file for keys the checkpoint lacks; for a "
+                   "transformers vision tower alone, the CLIPModel folder it was fine-tuned from")
     s.add_argument("--out", required=True, help="the .safetensors file to write (a folder for a transformers "
                                                 "folder)")
     s.add_argument("--overwrite", action="store_true", help="replace an earlier conversion at --out")

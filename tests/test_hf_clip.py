@@ -72,3 +72,27 @@ def test_what_does_not_convert_is_named(tmp_path):
     with pytest.raises(ValueError, match="no open_clip place .*extra.head.weight"):
         convert_transformers_clip(src, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_vision_tower_alone_converts_with_its_base_clip(tmp_path):
+    """FusionBench's task models are CLIPVisionModel folders: the fine-tuned tower with its base's text tower."""
+    base = _tiny(tmp_path, "quick_gelu")
+    hf = transformers.CLIPModel.from_pretrained(base).eval()
+    tuned = transformers.CLIPVisionModel(hf.config.vision_config).eval()
+    tuned.load_state_dict(hf.vision_model.state_dict())
+    with torch.no_grad():
+        for p in tuned.parameters():
+            p.add_(0.01 * torch.randn_like(p))  # "fine-tuned"
+    tuned.save_pretrained(tmp_path / "task")
+    assert main(["convert", str(tmp_path / "task"), "--out", str(tmp_path / "nobase")]) == 1  # needs --base
+    assert main(["convert", str(tmp_path / "task"), "--base", str(base), "--out", str(tmp_path / "oc")]) == 0
+    oc, _, _ = open_clip.create_model_and_transforms("local-dir:" + str(tmp_path / "oc"))
+    oc.eval()
+    hf.vision_model.load_state_dict(tuned.state_dict())  # the expected model: base + tuned tower
+    images = torch.randn(2, 3, 32, 32)
+    ids = torch.tensor([[98, 5, 7, 99] + [0] * 12])
+    with torch.no_grad():
+        torch.testing.assert_close(oc.encode_image(images), _features(hf.get_image_features(pixel_values=images)),
+                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(oc.encode_text(ids), _features(hf.get_text_features(input_ids=ids)),
+                                   rtol=1e-5, atol=1e-5)

@@ -97,28 +97,59 @@ def open_clip_state(state: dict, config: dict) -> dict:
     return out
 
 
-def convert_transformers_clip(src: str | Path, out: str | Path, overwrite: bool = False) -> Path:
-    """Convert a transformers CLIPModel folder ``src`` into an open_clip folder ``out``; returns ``out``."""
-    src, out = Path(src), Path(out)
-    if not (src / "config.json").is_file():
-        raise FileNotFoundError(f"{src} has no config.json: give a transformers CLIPModel folder (save_pretrained)")
-    config = json.loads((src / "config.json").read_text())
-    if config.get("model_type") != "clip":
-        raise ValueError(f"{src}/config.json is a {config.get('model_type')!r} model; only CLIPModel folders "
-                         "(model_type \"clip\", both towers) convert")
-    weights = next((src / f for f in WEIGHT_FILES if (src / f).is_file()), None)
+def _read_folder(folder: Path) -> tuple[dict, dict]:
+    """(config.json, state dict) of a transformers folder, the weights through the safe reader."""
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder} has no config.json: give a transformers CLIP folder (save_pretrained)")
+    weights = next((folder / f for f in WEIGHT_FILES if (folder / f).is_file()), None)
     if weights is None:
-        raise FileNotFoundError(f"{src} holds no weights (looked for {', '.join(WEIGHT_FILES)})")
-    pre_file = src / "preprocessor_config.json"
+        raise FileNotFoundError(f"{folder} holds no weights (looked for {', '.join(WEIGHT_FILES)})")
+    return json.loads((folder / "config.json").read_text()), load_checkpoint(weights)[0]
+
+
+def convert_transformers_clip(src: str | Path, out: str | Path, overwrite: bool = False,
+                              base: str | Path | None = None) -> Path:
+    """Convert a transformers CLIPModel folder ``src`` into an open_clip folder ``out``; returns ``out``.
+
+    ``src`` may also be a vision tower alone (``CLIPVisionModel`` or ``CLIPVisionModelWithProjection``, as
+    FusionBench's task models are) with ``base``, the CLIPModel folder it was fine-tuned from: the text tower, the
+    projections it lacks and the logit scale come from ``base``."""
+    src, out = Path(src), Path(out)
+    config, state = _read_folder(src)
+    kind = config.get("model_type")
+    if kind == "clip_vision_model":
+        if base is None:
+            raise ValueError(f"{src} is a vision tower alone ({kind}); give --base, the transformers CLIPModel "
+                             "folder it was fine-tuned from (its text tower completes the model)")
+        base_config, base_state = _read_folder(Path(base))
+        if base_config.get("model_type") != "clip":
+            raise ValueError(f"--base {base} must be a CLIPModel folder, not {base_config.get('model_type')!r}")
+        shape = lambda c: {k: c.get(k) for k in ("hidden_size", "num_hidden_layers", "patch_size", "image_size")}  # noqa: E731
+        from transformers import CLIPConfig
+        base_vision = CLIPConfig.from_dict(base_config).vision_config.to_dict()
+        if shape(config) != shape(base_vision):
+            raise ValueError(f"the vision tower of {src} ({shape(config)}) is not the one of {base} "
+                             f"({shape(base_vision)})")
+        # transformers 4 saved the tower's keys under "vision_model.", transformers 5 without it
+        state = {k if k.startswith(("vision_model.", "visual_projection.")) else f"vision_model.{k}": v
+                 for k, v in state.items()}
+        state = {**{k: v for k, v in base_state.items() if not k.startswith("vision_model.")}, **state}
+        config, src_for_pre = base_config, Path(base)
+    elif kind == "clip":
+        src_for_pre = src
+    else:
+        raise ValueError(f"{src}/config.json is a {kind!r} model; CLIPModel folders (model_type \"clip\") and "
+                         "vision towers with --base convert")
+    pre_file = src_for_pre / "preprocessor_config.json"
     oc = open_clip_config(config, json.loads(pre_file.read_text()) if pre_file.is_file() else None)
-    state, _ = load_checkpoint(weights)
     converted = open_clip_state(state, oc)
     check_export_folder_output(out, overwrite)
     staged = staging_dir(out)
     try:
         (staged / "open_clip_config.json").write_text(json.dumps(oc, indent=2))
         save_checkpoint(staged / "open_clip_model.safetensors", converted,
-                        {"converted_from": str(src), "format": "transformers CLIPModel",
+                        {"converted_from": str(src), "format": f"transformers {kind}",
+                         "base": str(base) if base is not None else None,
                          "activation": "quick_gelu" if oc["model_cfg"]["quick_gelu"] else "gelu"})
         swap_in(staged, out)
     finally:
