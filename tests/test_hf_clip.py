@@ -96,3 +96,28 @@ def test_a_vision_tower_alone_converts_with_its_base_clip(tmp_path):
                                    rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(oc.encode_text(ids), _features(hf.get_text_features(input_ids=ids)),
                                    rtol=1e-5, atol=1e-5)
+
+
+def test_a_hub_id_converts_from_the_local_cache(tmp_path):
+    import os
+    import subprocess
+    import sys
+    src = _tiny(tmp_path, "gelu")
+    rev = "fedcba9876543210fedcba9876543210fedcba98"
+    snapshot = tmp_path / "hf" / "hub" / "models--paint--tiny-clip" / "snapshots" / rev
+    snapshot.mkdir(parents=True)
+    for f in src.iterdir():
+        (snapshot / f.name).write_bytes(f.read_bytes())
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text(rev)
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-m", "paint_core", "convert", "hf-hub:paint/tiny-clip", "--out",
+                           str(tmp_path / "oc")], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    oc, _, _ = open_clip.create_model_and_transforms("local-dir:" + str(tmp_path / "oc"))
+    hf = transformers.CLIPModel.from_pretrained(src).eval()
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(oc.eval().encode_image(images),
+                                   _features(hf.get_image_features(pixel_values=images)), rtol=1e-5, atol=1e-5)

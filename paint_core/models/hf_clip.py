@@ -107,6 +107,19 @@ def _read_folder(folder: Path) -> tuple[dict, dict]:
     return json.loads((folder / "config.json").read_text()), load_checkpoint(weights)[0]
 
 
+def _local(source: str | Path) -> Path:
+    """A folder, or a ``hf-hub:ORG/REPO`` id fetched (or found in the local cache) with huggingface_hub."""
+    text = str(source)
+    if not text.startswith("hf-hub:"):
+        return Path(source)
+    from huggingface_hub import snapshot_download
+    try:
+        return Path(snapshot_download(text[len("hf-hub:"):], allow_patterns=["*.json", "*.safetensors"]))
+    except Exception as e:  # noqa: BLE001 -- hub errors come in many types; one message for all
+        raise FileNotFoundError(f"{text}: cannot get it from the Hugging Face hub ({str(e).splitlines()[0]}); "
+                                "without a network the repository must be in the local cache (HF_HOME)") from None
+
+
 def convert_transformers_clip(src: str | Path, out: str | Path, overwrite: bool = False,
                               base: str | Path | None = None) -> Path:
     """Convert a transformers CLIPModel folder ``src`` into an open_clip folder ``out``; returns ``out``.
@@ -114,7 +127,8 @@ def convert_transformers_clip(src: str | Path, out: str | Path, overwrite: bool 
     ``src`` may also be a vision tower alone (``CLIPVisionModel`` or ``CLIPVisionModelWithProjection``, as
     FusionBench's task models are) with ``base``, the CLIPModel folder it was fine-tuned from: the text tower, the
     projections it lacks and the logit scale come from ``base``."""
-    src, out = Path(src), Path(out)
+    src, out = _local(src), Path(out)
+    base = _local(base) if base is not None else None
     config, state = _read_folder(src)
     kind = config.get("model_type")
     if kind == "clip_vision_model":
