@@ -121,3 +121,37 @@ def test_a_hub_id_converts_from_the_local_cache(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(oc.eval().encode_image(images),
                                    _features(hf.get_image_features(pixel_values=images)), rtol=1e-5, atol=1e-5)
+
+
+def test_a_fusionbench_style_task_model_becomes_a_run(tmp_path):
+    """The path of a FusionBench task model: the base CLIPModel and the fine-tuned vision tower converted, then
+    `import-run` with the base as `local-dir:`; the run's endpoints are the two converted towers."""
+    from safetensors.torch import load_file
+    from paint_core import load_run
+    base = tmp_path / "base"
+    cfg = transformers.CLIPConfig(
+        text_config=dict(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=77),
+        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                           num_attention_heads=2), projection_dim=16)  # the real tokenizer's vocabulary and context
+    torch.manual_seed(0)
+    clip = transformers.CLIPModel(cfg)
+    clip.save_pretrained(base)
+    task = transformers.CLIPVisionModel(cfg.vision_config)
+    task.load_state_dict(clip.vision_model.state_dict())
+    with torch.no_grad():
+        for p in task.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    task.save_pretrained(tmp_path / "task")
+    assert main(["convert", str(base), "--out", str(tmp_path / "b")]) == 0
+    assert main(["convert", str(tmp_path / "task"), "--base", str(base), "--out", str(tmp_path / "t")]) == 0
+    assert main(["import-run", "--zeroshot", str(tmp_path / "b/open_clip_model.safetensors"), "--finetuned",
+                 str(tmp_path / "t/open_clip_model.safetensors"), "--model", f"local-dir:{tmp_path / 'b'}",
+                 "--task", "digits", "--supported", "shapes", "--max-eval", "20", "--out",
+                 str(tmp_path / "run")]) == 0
+    run = load_run(tmp_path / "run")
+    tuned = load_file(tmp_path / "t/open_clip_model.safetensors")
+    visual = [k for k in run.theta_ft if k.startswith("visual.")]
+    assert visual and all(torch.equal(run.theta_ft[k], tuned[k].to(run.theta_ft[k].dtype)) for k in visual)
+    assert any(not torch.equal(run.theta_zs[k], run.theta_ft[k]) for k in visual)  # the tower moved
+    assert all(torch.equal(run.theta_zs[k], run.theta_ft[k]) for k in run.theta_zs if not k.startswith("visual."))
