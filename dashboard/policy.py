@@ -26,7 +26,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from paint_core.models.clip import EMBEDDED_MODELS
+from paint_core.models.clip import EMBEDDED_MODELS, has_schema
 from paint_core.data.tasks import list_tasks
 from paint_core.io.paths import CACHED_RESULTS_DIR
 from paint_core.io.writes import WriteRefused, resolve_inside
@@ -109,7 +109,7 @@ def check_pretrained(p: ServerPolicy, model: str, pretrained: str) -> str | None
     """None (shipped weights of an embedded model), a readable file, or a tag if downloads are on."""
     pretrained = pretrained.strip()
     if not pretrained:
-        if model.startswith(("hf-hub:", "local-dir:")):
+        if has_schema(model):
             return None  # the name carries its weights
         if model not in EMBEDDED_MODELS:
             raise WriteRefused(f"{model} has no shipped weights: give a pretrained tag or a checkpoint file "

@@ -113,7 +113,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .io.writes import check_checkpoint_output
     from .models.convert import convert_checkpoint
 
-    if Path(args.checkpoint).is_dir() or args.checkpoint.startswith("hf-hub:"):  # transformers -> open_clip
+    from .models.clip import HUB_PREFIX
+    if Path(args.checkpoint).is_dir() or args.checkpoint.startswith(HUB_PREFIX):  # transformers -> open_clip
         from .models.hf_clip import convert_transformers_clip
         out = convert_transformers_clip(args.checkpoint, args.out, args.overwrite, base=args.base)
         print(f"wrote {out}: open_clip's layout; open_clip.create_model_and_transforms('local-dir:{out}')")

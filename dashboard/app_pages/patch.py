@@ -130,9 +130,8 @@ def block_view() -> None:
     live = (now[patch_task], sum(now[t] for t in supported) / len(supported)) if supported else None
     points = plan_points(state.sweep_of(path, per_block=True), patch_task, supported, split)
     measured = points[points["alpha"].isna()]
-    marked = {f"searched by {sp.method} ({split})": ((sp.val if split == "val" else sp.test).patch,
-                                                    (sp.val if split == "val" else sp.test).supported)
-              for sp in searched}
+    on_split = {sp.method: (sp.val if split == "val" else sp.test) for sp in searched}
+    marked = {f"searched by {method} ({split})": (m.patch, m.supported) for method, m in on_split.items()}
     st.plotly_chart(figures.frontier_figure(f, patch_task, chosen=chosen, live=live, split=split, plans=measured,
                                             marked=marked), key="block_frontier")
     if plan.key in measured.index:

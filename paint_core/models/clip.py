@@ -20,6 +20,7 @@ from ..core.names import unknown_name
 from ..core.state_dicts import cast_like, check_compatible
 from ..io.checkpoints import CheckpointError, load_checkpoint, read_sidecar
 from ..io.paths import CONFIG_DIR, WEIGHTS_DIR
+from ..io.writes import OPEN_CLIP_CONFIG
 from ..runtime import current_runtime
 
 from .registry import EMBEDDED_MODELS
@@ -44,7 +45,6 @@ def embedded_weights(name: str) -> Path:
 
 
 HUB_PREFIX, LOCAL_DIR_PREFIX = "hf-hub:", "local-dir:"  # open_clip's own schemas
-OPEN_CLIP_CONFIG = "open_clip_config.json"
 # the weights a folder in open_clip's layout may hold, in the order open_clip itself prefers them
 FOLDER_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "open_clip_pytorch_model.bin",
                   "open_clip_pytorch_model.pth", "model.safetensors", "pytorch_model.bin")
@@ -76,16 +76,30 @@ def locate_model(name: str) -> LocatedModel:
         if weights is None:
             raise FileNotFoundError(f"{name}: no weights in {folder} (looked for {', '.join(FOLDER_WEIGHTS)})")
         return LocatedModel(folder / OPEN_CLIP_CONFIG, weights, None)
-    from open_clip.pretrained import download_pretrained_from_hf
     repo = name[len(HUB_PREFIX):]
+    from open_clip.pretrained import download_pretrained_from_hf
+    config = _hub_config(name)
     try:
-        config = Path(download_pretrained_from_hf(repo, filename=OPEN_CLIP_CONFIG))
         weights = Path(download_pretrained_from_hf(repo))
     except Exception as e:  # noqa: BLE001 -- hub errors come in many types; one message for all
-        raise FileNotFoundError(f"{name}: cannot get {OPEN_CLIP_CONFIG} and weights from the Hugging Face hub "
-                                f"({str(e).splitlines()[0]}); without a network the repository must be in the "
-                                "local cache (HF_HOME)") from None
+        raise hub_unavailable(name, "its weights", e) from None
     return LocatedModel(config, weights, config.parent.name)  # the cache's snapshot folder is named by commit
+
+
+def hub_unavailable(name: str, what: str, error: Exception) -> FileNotFoundError:
+    """The one message for a hub repository that cannot be reached or lacks a file (open_clip, timm and
+    huggingface_hub raise many kinds of errors for it)."""
+    return FileNotFoundError(f"{name}: cannot get {what} from the Hugging Face hub ({str(error).splitlines()[0]}); "
+                             "without a network the repository must be in the local cache (HF_HOME)")
+
+
+def _hub_config(name: str) -> Path:
+    """The ``open_clip_config.json`` of a ``hf-hub:`` name, in the local cache (fetched there when needed)."""
+    from open_clip.pretrained import download_pretrained_from_hf
+    try:
+        return Path(download_pretrained_from_hf(name[len(HUB_PREFIX):], filename=OPEN_CLIP_CONFIG))
+    except Exception as e:  # noqa: BLE001 -- hub errors come in many types; one message for all
+        raise hub_unavailable(name, OPEN_CLIP_CONFIG, e) from None
 
 
 def _from_config(config: Path) -> tuple[torch.nn.Module, Callable, Callable]:
@@ -144,8 +158,7 @@ def load_model(name: str, pretrained: str | None = None, device: str | None = No
         if not Path(pretrained).is_file():
             raise FileNotFoundError(f"the shipped weights of {name} are missing ({pretrained}); recreate them "
                                     f"with: python -m paint_core pretrain --model {name}")
-    is_file = pretrained is not None and (Path(pretrained).suffix in {".safetensors", ".pt", ".pth", ".bin"}
-                                          or Path(pretrained).exists())
+    is_file = _is_weights_file(pretrained)
     quiet = _DropRandomInitWarning()
     if is_file:
         logging.getLogger().addFilter(quiet)
@@ -163,11 +176,16 @@ def load_model(name: str, pretrained: str | None = None, device: str | None = No
     return model, preprocess, open_clip.get_tokenizer(name)
 
 
+def _is_weights_file(pretrained: str | None) -> bool:
+    """Whether ``pretrained`` names a local weights file (by its suffix, or because it exists), not a tag."""
+    return pretrained is not None and (Path(pretrained).suffix in {".safetensors", ".pt", ".pth", ".bin"}
+                                       or Path(pretrained).exists())
+
+
 def _load_located(name: str, pretrained: str | None, device: str | None) -> tuple[torch.nn.Module, Callable, Callable]:
     """A ``hf-hub:`` / ``local-dir:`` model: the architecture from its config, then its weights (or the local
     ``pretrained`` file, e.g. a run's zero-shot copy) through this package's safe reader."""
-    if pretrained is not None and Path(pretrained).suffix not in {".safetensors", ".pt", ".pth", ".bin"} \
-            and not Path(pretrained).exists():
+    if pretrained is not None and not _is_weights_file(pretrained):
         raise ValueError(f"{name} carries its own weights; --pretrained takes a local file here, not the tag "
                          f"{pretrained!r}")
     located = locate_model(name)
@@ -180,7 +198,7 @@ def _load_located(name: str, pretrained: str | None, device: str | None) -> tupl
 
 def model_revision(name: str) -> str | None:
     """The hub revision a ``hf-hub:`` name resolves to now (recorded in a run), None for other names."""
-    return locate_model(name).revision if name.startswith(HUB_PREFIX) else None
+    return _hub_config(name).parent.name if name.startswith(HUB_PREFIX) else None
 
 
 def load_weights_file(model: torch.nn.Module, path: str | Path, name: str | None = None) -> None:

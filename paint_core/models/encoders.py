@@ -12,7 +12,7 @@ from torchvision import transforms
 from ..core.names import unknown_name
 from ..core.state_dicts import cast_like, check_compatible
 from ..io.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from .clip import embedded_weights
+from .clip import HUB_PREFIX, embedded_weights, hub_unavailable
 from .registry import EMBEDDED_ENCODERS
 
 
@@ -43,16 +43,14 @@ def _create_encoder(timm, name: str, pretrained: str | None) -> tuple[nn.Module,
             if not shipped.is_file():
                 raise CheckpointError(f"{shipped} is missing: python -m paint_core pretrain-classifier --model {name}")
             pretrained = str(shipped)
-    elif name.startswith("hf-hub:"):  # timm's own hub names: config.json + weights of a hub repository
+    elif name.startswith(HUB_PREFIX):  # timm's own hub names: config.json + weights of a hub repository
         if pretrained == "timm":
             raise ValueError(f"{name} carries its own weights; leave --pretrained empty (or give a local file)")
         hub_weights = pretrained is None
         try:
             encoder = timm.create_model(name, pretrained=hub_weights, num_classes=0)
         except Exception as e:  # noqa: BLE001 -- hub errors come in many types; one message for all
-            raise FileNotFoundError(f"{name}: cannot get its config and weights from the Hugging Face hub "
-                                    f"({str(e).splitlines()[0]}); without a network the repository must be in the "
-                                    "local cache (HF_HOME)") from None
+            raise hub_unavailable(name, "its config and weights", e) from None
         cfg = timm.data.resolve_data_config({}, model=encoder)
         preprocess = timm.data.create_transform(**cfg)
     else:

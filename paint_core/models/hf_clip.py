@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from ..io.checkpoints import load_checkpoint, save_checkpoint
-from ..io.writes import check_export_folder_output, staging_dir, swap_in
+from ..io.writes import OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS, check_export_folder_output, staging_dir, swap_in
+from .clip import HUB_PREFIX, hub_unavailable
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -110,14 +111,13 @@ def _read_folder(folder: Path) -> tuple[dict, dict]:
 def _local(source: str | Path) -> Path:
     """A folder, or a ``hf-hub:ORG/REPO`` id fetched (or found in the local cache) with huggingface_hub."""
     text = str(source)
-    if not text.startswith("hf-hub:"):
+    if not text.startswith(HUB_PREFIX):
         return Path(source)
     from huggingface_hub import snapshot_download
     try:
-        return Path(snapshot_download(text[len("hf-hub:"):], allow_patterns=["*.json", "*.safetensors"]))
+        return Path(snapshot_download(text[len(HUB_PREFIX):], allow_patterns=["*.json", "*.safetensors"]))
     except Exception as e:  # noqa: BLE001 -- hub errors come in many types; one message for all
-        raise FileNotFoundError(f"{text}: cannot get it from the Hugging Face hub ({str(e).splitlines()[0]}); "
-                                "without a network the repository must be in the local cache (HF_HOME)") from None
+        raise hub_unavailable(text, "it", e) from None
 
 
 def convert_transformers_clip(src: str | Path, out: str | Path, overwrite: bool = False,
@@ -135,7 +135,7 @@ def convert_transformers_clip(src: str | Path, out: str | Path, overwrite: bool 
         if base is None:
             raise ValueError(f"{src} is a vision tower alone ({kind}); give --base, the transformers CLIPModel "
                              "folder it was fine-tuned from (its text tower completes the model)")
-        base_config, base_state = _read_folder(Path(base))
+        base_config, base_state = _read_folder(base)
         if base_config.get("model_type") != "clip":
             raise ValueError(f"--base {base} must be a CLIPModel folder, not {base_config.get('model_type')!r}")
         shape = lambda c: {k: c.get(k) for k in ("hidden_size", "num_hidden_layers", "patch_size", "image_size")}  # noqa: E731
@@ -148,7 +148,7 @@ def convert_transformers_clip(src: str | Path, out: str | Path, overwrite: bool 
         state = {k if k.startswith(("vision_model.", "visual_projection.")) else f"vision_model.{k}": v
                  for k, v in state.items()}
         state = {**{k: v for k, v in base_state.items() if not k.startswith("vision_model.")}, **state}
-        config, src_for_pre = base_config, Path(base)
+        config, src_for_pre = base_config, base
     elif kind == "clip":
         src_for_pre = src
     else:
@@ -160,8 +160,8 @@ def convert_transformers_clip(src: str | Path, out: str | Path, overwrite: bool 
     check_export_folder_output(out, overwrite)
     staged = staging_dir(out)
     try:
-        (staged / "open_clip_config.json").write_text(json.dumps(oc, indent=2))
-        save_checkpoint(staged / "open_clip_model.safetensors", converted,
+        (staged / OPEN_CLIP_CONFIG).write_text(json.dumps(oc, indent=2))
+        save_checkpoint(staged / OPEN_CLIP_WEIGHTS, converted,
                         {"converted_from": str(src), "format": f"transformers {kind}",
                          "base": str(base) if base is not None else None,
                          "activation": "quick_gelu" if oc["model_cfg"]["quick_gelu"] else "gelu"})

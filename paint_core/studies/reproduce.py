@@ -320,10 +320,9 @@ def plans_markdown(out: Path) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for f in files:
         sp = read_searched_plan(f)
-        evaluated = json.loads(f.read_text())["evaluated"]
         cell = lambda m: f"{100 * m.patch:.1f} / {100 * m.drift:+.1f}"  # noqa: E731
         blocks = ", ".join(f"{b} {c:.2f}" for b, c in sp.plan.blocks) if not sp.plan.is_uniform else \
             f"uniform {sp.plan.key} (no plan beat it on val)"
-        lines.append(f"| {f.parent.relative_to(out)} | {sp.method} | {evaluated} | alpha {sp.uniform.key}: "
+        lines.append(f"| {f.parent.relative_to(out)} | {sp.method} | {sp.evaluated} | alpha {sp.uniform.key}: "
                      f"{cell(sp.uniform_val)} | {cell(sp.uniform_test)} | {cell(sp.val)} | {cell(sp.test)} | {blocks} |")
     return "\n".join(lines) + "\n"

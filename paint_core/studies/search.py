@@ -242,6 +242,7 @@ class SearchedPlan:
     uniform: Plan
     uniform_val: Measured
     uniform_test: Measured
+    evaluated: int  # plans the search measured
 
 
 def read_searched_plan(path: str | Path) -> SearchedPlan:
@@ -252,7 +253,8 @@ def read_searched_plan(path: str | Path) -> SearchedPlan:
     try:
         return SearchedPlan(path, str(doc["method"]), plan, Measured(**doc["plan"]["val"]),
                             Measured(**doc["plan"]["test"]), Plan.from_json(doc["uniform"], f"{path} uniform"),
-                            Measured(**doc["uniform"]["val"]), Measured(**doc["uniform"]["test"]))
+                            Measured(**doc["uniform"]["val"]), Measured(**doc["uniform"]["test"]),
+                            int(doc["evaluated"]))
     except (KeyError, TypeError) as e:
         raise ValueError(f"{path} is not a plan written by `paint-core search` (missing or odd {e})") from None
 
