@@ -124,9 +124,13 @@ def check_pretrained(p: ServerPolicy, model: str, pretrained: str) -> str | None
 
 
 def check_task(p: ServerPolicy, name: str) -> str:
-    """An embedded task, or ``imagefolder:`` / ``typographic:`` a folder under the readable roots (resolved)."""
+    """An embedded task, or ``imagefolder:`` / ``typographic:`` / ``rta100:`` / ``scam:`` a folder under the
+    readable roots (resolved). A hub dataset (``scam:hf-hub:``) would be downloaded: the CLI's, not a page's."""
     name = name.strip()
-    for prefix in ("imagefolder:", "typographic:", "typographic-split:"):
+    if name.startswith("scam:hf-hub:"):
+        raise WriteRefused("hub datasets are not fetched by the dashboard; download SCAM under a data folder "
+                           "(or use the CLI: paint-core attack --task scam:hf-hub:BLISS-e-V/SCAM)")
+    for prefix in ("imagefolder:", "typographic:", "typographic-split:", "rta100:", "scam:"):
         if name.startswith(prefix):
             path, sep, option = name[len(prefix):].partition("?")
             return prefix + str(resolve_inside(path, p.read_roots, "image folder")) + sep + option

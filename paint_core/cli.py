@@ -523,9 +523,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("import-run", help="a run directory from an existing experiment's zero-shot and fine-tuned "
                                           "checkpoints (PAINT, task_vectors, or state dicts; converted safely)")
-    s.add_argument("--zeroshot", required=True, help="the zero-shot checkpoint (.pt pickle or .safetensors)")
-    s.add_argument("--finetuned", required=True, help="the fine-tuned checkpoint of the same model")
-    s.add_argument("--model", required=True, help="open_clip model name the weights belong to (e.g. ViT-B-32-quickgelu)")
+    s.add_argument("--zeroshot", required=True, help="the zero-shot checkpoint (.pt pickle or .safetensors), or a "
+                                                     "transformers CLIPModel folder or hf-hub:ORG/REPO of one")
+    s.add_argument("--finetuned", required=True, help="the fine-tuned checkpoint of the same model, or a transformers "
+                                                      "CLIPModel / vision-tower folder (or hf-hub: id)")
+    s.add_argument("--model", default=None, help="open_clip model name the weights belong to (e.g. "
+                                                 "ViT-B-32-quickgelu); left out for a transformers --zeroshot")
     s.add_argument("--task", required=True, help="the task it was fine-tuned on (embedded, torchvision:NAME, imagefolder:PATH)")
     s.add_argument("--base", default=None, help="pretrained tag or file for keys the zero-shot checkpoint lacks")
     s.add_argument("--supported", default=None, help="sweep at once on these comma-separated supported tasks")
@@ -539,7 +542,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("attack", help="accuracy and typographic attack-success rate of a run along alpha")
     s.add_argument("--run-dir", "--run", dest="run", required=True, help="run directory")
-    s.add_argument("--task", required=True, help="typographic:PATH (PAINT's label=<class>_text=<word>.png files)")
+    s.add_argument("--task", required=True,
+                   help="typographic:PATH (PAINT's label=<class>_text=<word>.png files), rta100:PATH (RTA-100's zip, "
+                        "unpacked) or scam:PATH|hf-hub:BLISS-e-V/SCAM[?part=SCAM|SynthSCAM|NoSCAM|all]")
     s.add_argument("--alphas", default="0:1:0.25", help=alphas_help)
     s.add_argument("--max-eval", type=int, default=None, help="score the first N images (default: all)")
     s.add_argument("--json", action="store_true", help="print the rows as JSON")

@@ -123,7 +123,7 @@ def test_a_hub_id_converts_from_the_local_cache(tmp_path):
                                    _features(hf.get_image_features(pixel_values=images)), rtol=1e-5, atol=1e-5)
 
 
-def test_a_fusionbench_style_task_model_becomes_a_run(tmp_path):
+def test_a_fusionbench_style_task_model_becomes_a_run(tmp_path, capsys):
     """The path of a FusionBench task model: the base CLIPModel and the fine-tuned vision tower converted, then
     `import-run` with the base as `local-dir:`; the run's endpoints are the two converted towers."""
     from safetensors.torch import load_file
@@ -155,3 +155,26 @@ def test_a_fusionbench_style_task_model_becomes_a_run(tmp_path):
     assert visual and all(torch.equal(run.theta_ft[k], tuned[k].to(run.theta_ft[k].dtype)) for k in visual)
     assert any(not torch.equal(run.theta_zs[k], run.theta_ft[k]) for k in visual)  # the tower moved
     assert all(torch.equal(run.theta_zs[k], run.theta_ft[k]) for k in run.theta_zs if not k.startswith("visual."))
+
+    # the same two transformers folders given to import-run directly: the same endpoints, with no conversion step
+    assert main(["import-run", "--zeroshot", str(base), "--finetuned", str(tmp_path / "task"), "--task", "digits",
+                 "--out", str(tmp_path / "direct")]) == 0
+    (tmp_path / "direct").rename(tmp_path / "moved")  # the converted base travels inside the run
+    direct = load_run(tmp_path / "moved")
+    assert direct.meta["model"] == f"local-dir:{(tmp_path / 'moved' / 'model').resolve()}"
+    assert all(torch.equal(direct.theta_zs[k], run.theta_zs[k]) and torch.equal(direct.theta_ft[k], run.theta_ft[k])
+               for k in run.theta_zs)
+    assert main(["export", "--run", str(tmp_path / "moved"), "--alpha", "0.5", "--format", "hub", "--out",
+                 str(tmp_path / "hub")]) == 0
+    import open_clip
+    reloaded = open_clip.create_model_and_transforms(f"local-dir:{tmp_path / 'hub'}")[0].state_dict()
+    assert all(torch.allclose(reloaded[k].float(), (0.5 * (run.theta_zs[k] + run.theta_ft[k])).float(), atol=1e-6)
+               for k in visual)
+    capsys.readouterr()
+    assert main(["import-run", "--zeroshot", str(base), "--finetuned", str(tmp_path / "task"), "--task", "digits",
+                 "--model", "ViT-B-32", "--out", str(tmp_path / "again")]) == 1
+    assert "leave --model out" in capsys.readouterr().err
+    assert main(["import-run", "--zeroshot", str(tmp_path / "b/open_clip_model.safetensors"), "--finetuned",
+                 str(tmp_path / "task"), "--task", "digits", "--out", str(tmp_path / "again")]) == 1
+    assert "--model is needed" in capsys.readouterr().err
+    assert not (tmp_path / "again").exists()

@@ -11,7 +11,7 @@ from dashboard import figures, state, text
 from dashboard.policy import check_pretrained, check_task, policy
 from paint_core.data import world
 from paint_core.data.tasks import SHAPE_TEMPLATES, get_task
-from paint_core.data.typographic import unpack_typographic_zip
+from paint_core.data.typographic import SCAM_PARTS, unpack_typographic_zip
 from paint_core.engine.attack import CONTROL_WORDS, batch_attack, margin_along_alpha, saliency, word_sweep
 from paint_core.engine.evaluation import materialize, zero_shot_head
 from paint_core.io.uploads import ZipLimits, release_uploads
@@ -179,8 +179,10 @@ for i, name in enumerate(names):
         sal_cols[2 * i + j].image(figures.saliency_overlay(img, cams[(name, label)]), caption=f"{name}, {label}")
 
 st.subheader("Batch: accuracy and attack success before and after the patch")
-st.caption("Score a whole set of attacked images: the embedded typographic test set, a folder in PAINT's "
-           "label=<class>_text=<word>.png layout under the server's data folders, or a zip of such files. "
+st.caption("Score a whole set of attacked images: the embedded typographic test set, a folder under the server's "
+           "data folders, or a zip. Layouts: PAINT's label=<class>_text=<word>.png files; RTA-100 (its zip, or the "
+           "folder it unpacks to; the written words are classes too, as its authors score it); SCAM (its parquet "
+           "files or an image folder with its metadata.csv; part SCAM, SynthSCAM or NoSCAM). "
            "Attack success: among images whose written word is another class, the share classified as the word.")
 server = policy()
 b1, b2 = st.columns([2, 1])
@@ -188,11 +190,17 @@ batch_source = b1.radio("Images", ["Embedded test set", "Folder", "Zip"], horizo
 batch_n = int(b2.number_input("At most this many images", 10, server.max_eval, min(300, server.max_eval), 10,
                               key="typo_batch_n"))
 spec = "typographic" if batch_source == "Embedded test set" else None
+layouts = {"PAINT": "typographic:", "RTA-100": "rta100:", "SCAM": "scam:"}
+if batch_source != "Embedded test set":
+    l1, l2 = st.columns([2, 1])
+    layout = l1.radio("Layout", list(layouts) if batch_source == "Folder" else ["PAINT", "RTA-100"],
+                      horizontal=True, key="typo_batch_layout")
+    part = l2.selectbox("SCAM part", SCAM_PARTS, key="typo_batch_part") if layout == "SCAM" else None
 if batch_source == "Folder":
     folder = st.text_input("Folder", "", key="typo_batch_folder", placeholder="/data/rta100")
     if folder.strip():
         try:
-            spec = check_task(server, f"typographic:{folder.strip()}")
+            spec = check_task(server, layouts[layout] + folder.strip() + (f"?part={part}" if part else ""))
         except (WriteRefused, ValueError) as e:
             st.error(str(e))
 zip_upload = None
@@ -206,7 +214,7 @@ elif batch_source == "Zip":
                                        f"{ZIP_LIMITS.max_total_bytes // 2 ** 20} MB in all.")
     if zip_upload is not None:
         try:
-            spec = "typographic:" + str(unpack_typographic_zip(zip_upload.getvalue(), state.uploads_root(),
+            spec = layouts[layout] + str(unpack_typographic_zip(zip_upload.getvalue(), state.uploads_root(),
                                                                state.session_id()))
         except ValueError as e:
             st.error(f"Cannot use this zip: {e}")

@@ -244,8 +244,13 @@ def get_task(name: str, root: str | None = None, download: bool = False) -> Task
         if name.startswith(prefix):
             from .typographic import typographic_task
             return typographic_task(name[len(prefix):], carve=carve)
+    if name.startswith(("rta100:", "scam:")):
+        from .typographic import rta100_task, scam_task
+        kind, _, spec = name.partition(":")
+        return (rta100_task if kind == "rta100" else scam_task)(spec)
     raise unknown_name("task", name, EMBEDDED_TASKS,
-                       more=", torchvision:<DatasetName>, imagefolder:<path> or typographic:<path>")
+                       more=", torchvision:<DatasetName>, imagefolder:<path>, typographic:<path>, rta100:<path> "
+                            "or scam:<path>")
 
 
 # ------------------------------------------------------------------------------------ real data

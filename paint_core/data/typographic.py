@@ -95,3 +95,206 @@ def unpack_typographic_zip(data: bytes, root: str | Path, user: str) -> Path:
     (limits, damage and clean-up: ``io.uploads``); ``UploadRefused`` with one line for anything odd."""
     return unpack_zip(data, root, user, lambda name: FILENAME.match(name) is not None,
                       "label=<class>_text=<word>.png")
+
+
+# ------------------------------------------------------------------ the layouts other typographic sets ship in
+# RTA-100 (Azuma & Matsui 2023, github.com/azuma164/Defense-Prefix, rta100.zip): PAINT's file names
+# (label=<object>_text=<word>.jpg) in ours/data/, scored with the written words among the classes and the one
+# template "a photo of a {}." (their datasets/rta100.py). SCAM (Westerhoff et al. 2025, a Hugging Face dataset,
+# BLISS-e-V/SCAM): one table, columns image, object_label, attack_word, type (SCAM / SynthSCAM / NoSCAM), id,
+# postit_area_pct, read here from the parquet files `datasets`' push_to_hub writes (image: {bytes, path}) or
+# from an image folder with a metadata.csv / metadata.jsonl (file_name column), the imagefolder layout.
+LITERATURE_TEMPLATES = ("a photo of a {}.",)
+RTA_MAX_DEPTH = 3
+SCAM_PARTS = ("SCAM", "SynthSCAM", "NoSCAM")
+SCAM_COLUMNS = ("object_label", "attack_word", "type")
+
+
+def _find_rta_folder(root: Path) -> Path:
+    """The one folder at most ``RTA_MAX_DEPTH`` below ``root`` (``root`` included) holding PAINT-named images:
+    RTA-100's zip puts them in ours/data/."""
+    found, level = [], [root]
+    for _ in range(RTA_MAX_DEPTH + 1):
+        found = [f for f in level if looks_typographic(f)]
+        if found:
+            break
+        level = [Path(e.path) for f in level for e in _subfolders(f)]
+    if len(found) != 1:
+        raise ValueError(f"rta100 task: {root} holds " + (f"{len(found)} folders of label=<object>_text=<word> images "
+                         f"({', '.join(str(f) for f in found[:3])}); name the one to score" if found else
+                         f"no label=<object>_text=<word> images within {RTA_MAX_DEPTH} folders (RTA-100's zip "
+                         "unpacks them to ours/data/)"))
+    return found[0]
+
+
+def _subfolders(folder: Path) -> list[os.DirEntry]:
+    with os.scandir(folder) as it:
+        return sorted((e for _, e in zip(range(FOLDER_MAX_ENTRIES), it)
+                       if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")), key=lambda e: e.name)
+
+
+def rta100_task(spec: str) -> Task:
+    """``rta100:PATH``: RTA-100 as its zip unpacks (or any folder of PAINT-named images), evaluation-only, the
+    written words among the classes, as its authors score it."""
+    root = Path(spec)
+    if not root.is_dir():
+        raise ValueError(f"rta100 task: {root} is not a folder")
+    files = _scan(_find_rta_folder(root))
+    return _written_word_task(f"rta100:{spec}", ImageFiles([], [(p, -1) for p, _, _ in files]),
+                              [label for _, label, _ in files], [text for _, _, text in files],
+                              f"RTA-100 layout at {spec} ({len(files)} images)")
+
+
+def _written_word_task(name: str, images, labels: list[str], words: list[str | None], description: str) -> Task:
+    """An evaluation-only task of ``images`` (an indexable of (PIL image, anything)) whose classes are the
+    objects' labels and the written words; ``None`` for an image with nothing written on it."""
+    classes = sorted(set(labels) | {w for w in words if w is not None})
+    if len(classes) < 2:
+        raise ValueError(f"{name}: a single class ({classes[0]!r}); every image would be counted correct")
+    index = {c: i for i, c in enumerate(classes)}
+    base = _Labelled(images, [index[label] for label in labels])
+    written = np.array([-1 if w is None else index[w] for w in words])
+    everything = np.arange(len(labels))
+
+    def indices(split: str) -> np.ndarray:
+        if split != "test":
+            raise ValueError(f"{name} is evaluation-only (every image is scored as test)")
+        return everything
+
+    return Task(name, tuple(classes), LITERATURE_TEMPLATES, lambda split, transform: _Subset(base, indices(split),
+                transform), description, "user", written_class=lambda split: written[indices(split)])
+
+
+class _Labelled:
+    """(PIL image, label): the image of ``images[i]`` (an (image, anything) pair), the label of ``labels``."""
+
+    def __init__(self, images, labels: list[int]):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.images[i][0], self.labels[i]
+
+
+def scam_task(spec: str) -> Task:
+    """``scam:PATH[?part=SCAM|SynthSCAM|NoSCAM|all]`` (default SCAM, the real post-its) where PATH is a folder of
+    SCAM's parquet files or an image folder with its metadata, or ``scam:hf-hub:ORG/NAME`` (the dataset
+    repository, fetched or found in the local cache). NoSCAM images have nothing written on them."""
+    path, _, option = spec.partition("?")
+    key, _, part = option.partition("=")
+    if option and key != "part":
+        raise ValueError(f"scam task: unknown option {option!r} (the one option is ?part=SCAM|SynthSCAM|NoSCAM|all)")
+    part = part or "SCAM"
+    if part not in SCAM_PARTS + ("all",):
+        raise ValueError(f"scam task: unknown part {part!r}; choose from {', '.join(SCAM_PARTS)} or all")
+    table, images = _scam_table(_dataset_folder(path))
+    keep = [i for i, t in enumerate(table["type"]) if part == "all" or t == part]
+    if not keep:
+        raise ValueError(f"scam task: no {part} rows in {path} (parts found: {', '.join(sorted(set(table['type'])))})")
+    labels = [str(table["object_label"][i]).strip() for i in keep]
+    words = [None if table["type"][i] == "NoSCAM" else str(table["attack_word"][i]).strip() for i in keep]
+    return _written_word_task(f"scam:{spec}", _Picked(images, keep), labels, words,
+                              f"SCAM layout at {path}, part {part} ({len(keep)} images)")
+
+
+class _Picked:
+    """``base[keep[i]]``, for the rows of one SCAM part."""
+
+    def __init__(self, base, keep: list[int]):
+        self.base, self.keep = base, keep
+
+    def __len__(self) -> int:
+        return len(self.keep)
+
+    def __getitem__(self, i: int):
+        return self.base[self.keep[i]]
+
+
+def _dataset_folder(path: str) -> Path:
+    """A folder, or a ``hf-hub:ORG/NAME`` dataset repository's snapshot (fetched, or from the local cache)."""
+    from ..models.clip import HUB_PREFIX, hub_unavailable
+    if not path.startswith(HUB_PREFIX):
+        if not Path(path).is_dir():
+            raise ValueError(f"scam task: {path} is not a folder")
+        return Path(path)
+    from huggingface_hub import snapshot_download
+    try:
+        return Path(snapshot_download(path[len(HUB_PREFIX):], repo_type="dataset",
+                                      allow_patterns=["*.parquet", "*.csv", "*.jsonl", "*.md"]))
+    except Exception as e:  # noqa: BLE001 -- hub errors come in many types; one message for all
+        raise hub_unavailable(path, "the dataset", e) from None
+
+
+def _scam_table(folder: Path) -> tuple[dict[str, list], object]:
+    """SCAM's columns (object_label, attack_word, type) and its images, from parquet files or a metadata file."""
+    parquets = sorted(p for p in folder.rglob("*.parquet") if not p.is_symlink() or p.resolve().is_file())
+    if parquets:
+        images = ParquetImages(parquets)
+        return images.columns, images
+    for meta in ("metadata.csv", "metadata.jsonl"):
+        if (folder / meta).is_file():
+            return _metadata_table(folder, folder / meta)
+    raise ValueError(f"scam task: {folder} holds neither parquet files nor a metadata.csv / metadata.jsonl")
+
+
+def _metadata_table(folder: Path, meta: Path) -> tuple[dict[str, list], ImageFiles]:
+    import pandas as pd
+    frame = pd.read_csv(meta) if meta.suffix == ".csv" else pd.read_json(meta, lines=True)
+    missing = [c for c in ("file_name",) + SCAM_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"scam task: {meta} lacks the column(s) {', '.join(missing)}")
+    paths = []
+    for name in frame["file_name"]:
+        p = (folder / str(name)).resolve()
+        if not p.is_relative_to(folder.resolve()) or not p.is_file():
+            raise ValueError(f"scam task: {meta} names {name!r}, which is not a file inside {folder}")
+        paths.append(str(p))
+    return {c: frame[c].tolist() for c in SCAM_COLUMNS}, ImageFiles([], [(p, -1) for p in paths])
+
+
+class ParquetImages:
+    """The images of a dataset stored as parquet files (an ``image`` column of {bytes, path} structs, as
+    ``datasets`` writes them), read one row group at a time: a whole set is never held in memory."""
+
+    def __init__(self, files: list[Path]):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        self.files, self.rows, columns = files, [], {c: [] for c in SCAM_COLUMNS}
+        for f in files:
+            try:
+                meta = pq.ParquetFile(f)
+                names = meta.schema_arrow.names
+                missing = [c for c in ("image",) + SCAM_COLUMNS if c not in names]
+                if missing:
+                    raise ValueError(f"scam task: {f} lacks the column(s) {', '.join(missing)}")
+                table = meta.read(columns=list(SCAM_COLUMNS))
+            except (OSError, pa.ArrowException) as e:
+                raise ValueError(f"scam task: {f} is not a readable parquet file ({e})") from None
+            for c in SCAM_COLUMNS:
+                columns[c] += table.column(c).to_pylist()
+            for group in range(meta.num_row_groups):
+                self.rows += [(f, group, r) for r in range(meta.metadata.row_group(group).num_rows)]
+        self.columns, self._cached = columns, None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getstate__(self):  # DataLoader workers get the file list, not the cached row group
+        return {**self.__dict__, "_cached": None}
+
+    def __getitem__(self, i: int):
+        import io
+        from PIL import Image
+        file, group, row = self.rows[i]
+        if self._cached is None or self._cached[0] != (file, group):
+            import pyarrow.parquet as pq
+            self._cached = ((file, group), pq.ParquetFile(file).read_row_group(group, columns=["image"])
+                            .column("image").to_pylist())
+        cell = self._cached[1][row]
+        data = cell.get("bytes") if isinstance(cell, dict) else None
+        if not data:
+            raise ValueError(f"scam task: row {row} of {file} holds no image bytes")
+        with Image.open(io.BytesIO(data)) as img:
+            return img.convert("RGB"), -1

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
@@ -62,7 +62,8 @@ def validate_run_meta(meta: object, where: str) -> dict:
         raise ValueError(f"{where} has schema {meta['schema']}; this code reads schema {RUN_SCHEMA}")
     if not all(isinstance(t, str) and t for t in meta.get("supported", [])):
         raise ValueError(f"{where}: field 'supported' must be a list of task names, got {meta['supported']!r}")
-    if "zeroshot_file" in meta and Path(meta["zeroshot_file"]).name != meta["zeroshot_file"]:
+    inside = PurePosixPath(str(meta.get("zeroshot_file", "x")))
+    if inside.is_absolute() or ".." in inside.parts or "\\" in str(inside) or not inside.name:
         raise ValueError(f"{where}: field 'zeroshot_file' must name a file inside the run directory, "
                          f"got {meta['zeroshot_file']!r}")
     if meta.get("max_eval") is not None and meta["max_eval"] < 1:
@@ -94,7 +95,7 @@ def read_sweep(path: str | Path, per_block: bool = False) -> pd.DataFrame:
     with ``per_block`` also the rows of the per-block plans a search measured (alpha NaN, ``plan`` their key)."""
     f = Path(path) / "sweep.csv"
     if not f.is_file():
-        return pd.DataFrame(columns=SWEEP_COLUMNS)
+        return empty_sweep()  # with its plan column: a card or a page reads it before any sweep
     try:
         df = pd.read_csv(f)
     except (ValueError, pd.errors.ParserError) as e:

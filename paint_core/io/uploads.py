@@ -100,7 +100,10 @@ def check_zip(data: bytes, name_ok: Callable[[str], bool], expected: str,
             raise UploadRefused("the zip is damaged: an entry has no name")
         if m.is_dir():
             continue
-        name = PurePosixPath(m.filename.replace("\\", "/")).name
+        path = PurePosixPath(m.filename.replace("\\", "/"))
+        if path.parts[0] == "__MACOSX" or path.name == ".DS_Store":
+            continue  # the Finder's own bookkeeping in zips made on a Mac, never an image of the set
+        name = path.name
         if stat.S_ISLNK(m.external_attr >> 16):
             raise UploadRefused(f"the zip holds a link ({m.filename!r}); only plain files are read")
         if m.flag_bits & 0x1:

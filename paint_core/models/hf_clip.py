@@ -108,6 +108,11 @@ def _read_folder(folder: Path) -> tuple[dict, dict]:
     return json.loads((folder / "config.json").read_text()), load_checkpoint(weights)[0]
 
 
+def is_transformers_source(source: str | Path) -> bool:
+    """Whether ``source`` names a transformers model: a ``hf-hub:`` id or a folder with a config.json."""
+    return str(source).startswith(HUB_PREFIX) or (Path(source).is_dir() and (Path(source) / "config.json").is_file())
+
+
 def _local(source: str | Path) -> Path:
     """A folder, or a ``hf-hub:ORG/REPO`` id fetched (or found in the local cache) with huggingface_hub."""
     text = str(source)

@@ -209,7 +209,7 @@ def _beyond_rounding(a: StateDict, b: StateDict, keys: Sequence[str]) -> tuple[s
     return found, beyond
 
 
-def import_run(out: str | Path, model_name: str, zeroshot: str | Path, finetuned: str | Path, task_name: str,
+def import_run(out: str | Path, model_name: str | None, zeroshot: str | Path, finetuned: str | Path, task_name: str,
                base: str | None = None, command: str = "", data_root: str | None = None, overwrite: bool = False,
                sweep_spec: SweepSpec | None = None, on_progress: ProgressFn | None = None) -> Path:
     """A run directory from an existing experiment's zero-shot and fine-tuned checkpoints (PAINT's, task_vectors',
@@ -217,19 +217,42 @@ def import_run(out: str | Path, model_name: str, zeroshot: str | Path, finetuned
 
     The zero-shot model is stored in the run (zeroshot.safetensors); keys the fine-tuned file lacks come from
     it, and a fine-tuned file that changes anything outside the image encoder is refused (PAINT patches only
-    the image encoder). Written like a fine-tune: checked first, built beside ``out``, swapped in whole."""
+    the image encoder). Either endpoint may be a transformers CLIP folder (or ``hf-hub:`` id): a zero-shot one is
+    converted into the run as an open_clip folder (``model/``, its architecture from its own config, so
+    ``model_name`` is left out), a fine-tuned one (a CLIPModel, or a vision tower of the zero-shot CLIPModel, as
+    FusionBench's task models are) converted on the way in. Written like a fine-tune: checked first, built beside
+    ``out``, swapped in whole."""
+    from ..models.hf_clip import convert_transformers_clip, is_transformers_source
     out = check_run_output(out, overwrite)
     get_task(task_name, root=data_root)
     if sweep_spec is not None:
         sweep_spec.validate(data_root)
-    for f in (zeroshot, finetuned):
-        if not Path(f).is_file():
-            raise FileNotFoundError(f"checkpoint not found: {f}")
-    theta_zs = _endpoint_state(zeroshot, model_name, base)
+    zs_hf, ft_hf = is_transformers_source(zeroshot), is_transformers_source(finetuned)
+    if zs_hf and model_name:
+        raise ValueError(f"--model {model_name}: the zero-shot model {zeroshot} is a transformers folder whose own "
+                         "config gives the architecture; leave --model out")
+    if not zs_hf and not model_name:
+        raise ValueError("--model is needed: the open_clip model the zero-shot weights belong to (left out only "
+                         "when --zeroshot is a transformers CLIP folder)")
+    for f, hf in ((zeroshot, zs_hf), (finetuned, ft_hf)):
+        if not hf and not Path(f).is_file():
+            raise FileNotFoundError(f"checkpoint not found: {f} (a weights file, or a transformers CLIP folder)")
+    theta_zs = None if zs_hf else _endpoint_state(zeroshot, model_name, base)
     with _new_run(out, overwrite, command, sweep_spec, on_progress) as staged:
-        zs_file = staged / "zeroshot.safetensors"
-        save_checkpoint(zs_file, theta_zs, {"model": model_name, "imported_from": str(zeroshot), "alpha": 0.0})
-        theta_ft = _endpoint_state(finetuned, model_name, str(zs_file))
+        if zs_hf:
+            folder = convert_transformers_clip(zeroshot, staged / RUN_MODEL_DIR)
+            zs_file, loading = folder / OPEN_CLIP_WEIGHTS, f"local-dir:{folder}"
+            model_name = f"local-dir:{RUN_MODEL_DIR}"  # recorded relative to the run: the run moves whole
+            theta_zs = load_model(loading, str(zs_file))[0].state_dict()
+        else:
+            zs_file, loading = staged / "zeroshot.safetensors", model_name
+            save_checkpoint(zs_file, theta_zs, {"model": model_name, "imported_from": str(zeroshot), "alpha": 0.0})
+        if ft_hf:
+            converted = convert_transformers_clip(finetuned, staged / ".finetuned", base=zeroshot if zs_hf else None)
+            theta_ft = _endpoint_state(converted / OPEN_CLIP_WEIGHTS, loading, str(zs_file))
+            shutil.rmtree(converted)
+        else:
+            theta_ft = _endpoint_state(finetuned, loading, str(zs_file))
         outside = [k for k in theta_zs if not k.startswith("visual.") and not torch.equal(theta_ft[k], theta_zs[k])]
         rounding, outside = _beyond_rounding(theta_zs, theta_ft, outside)
         if rounding and not outside:
@@ -240,14 +263,15 @@ def import_run(out: str | Path, model_name: str, zeroshot: str | Path, finetuned
         if outside:
             raise ValueError(f"{finetuned} changes weights outside the image encoder (first: {outside[0]!r}); "
                              "PAINT patches the image encoder only, with the zero-shot text head frozen")
-        zs_digest = state_digest(load_model(model_name, str(zs_file))[0].state_dict())
+        zs_digest = state_digest(load_model(loading, str(zs_file))[0].state_dict())
         visual = {k: v for k, v in theta_ft.items() if k.startswith("visual.")}
         side = save_checkpoint(staged / "finetuned.safetensors", visual, {
             "model": model_name, "task": task_name, "alpha": 1.0, "contains": "visual",
             "imported_from": str(finetuned), "zeroshot_digest": zs_digest})
         write_run_meta(staged, {
             "schema": RUN_SCHEMA, "model": model_name, "pretrained": base, "task": task_name,
-            "zeroshot_file": zs_file.name, "data_root": data_root, "download": False, "supported": [],
+            "zeroshot_file": zs_file.relative_to(staged).as_posix(), "data_root": data_root, "download": False,
+            "supported": [],
             "config": {"imported": True}, "finetuned_sha256": side["sha256"], "sweep_sha256": None,
             "provenance": {"code_version": code_version(), "command": command, "zeroshot_digest": zs_digest,
                            "imported_from": {"zeroshot": str(zeroshot), "finetuned": str(finetuned)}}})
@@ -263,11 +287,22 @@ def _repo_file(pretrained: str | None) -> str | None:
     return pretrained
 
 
+RUN_MODEL_DIR = "model"  # an imported transformers model's open_clip folder, inside the run
+
+
+def run_model_name(path: Path, name: str) -> str:
+    """The model name a run records, with a relative ``local-dir:`` (a folder inside the run) made absolute."""
+    if name.startswith("local-dir:") and not Path(name[len("local-dir:"):]).is_absolute():
+        return f"local-dir:{(path / name[len('local-dir:'):]).resolve()}"
+    return name
+
+
 def load_run(path: str | Path) -> Run:
     """Load a run directory's model and endpoints; refuses if the zero-shot weights are not the ones patched."""
     path = Path(path)
     meta = read_run_meta(path)
     zeroshot = str(path / meta["zeroshot_file"]) if meta.get("zeroshot_file") else _repo_file(meta["pretrained"])
+    meta = {**meta, "model": run_model_name(path, meta["model"])}
     model, preprocess, tokenizer = load_model(meta["model"], zeroshot)
     theta_zs = {k: v.clone() for k, v in model.state_dict().items()}
     expected = meta["provenance"].get("zeroshot_digest")
