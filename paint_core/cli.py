@@ -295,8 +295,30 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 def cmd_wiseft(args: argparse.Namespace) -> int:
     from .studies.relatives import wiseft_study
 
-    result = wiseft_study(args.run, _csv(args.shift), _study_out(args.out), max_eval=args.max_eval)
+    fisher = {"n": args.fisher_n, "floor": args.fisher_floor} if args.fisher else None
+    result = wiseft_study(args.run, _csv(args.shift), _study_out(args.out), max_eval=args.max_eval, fisher=fisher)
     print(json.dumps(result["results"]["summary_test"], indent=2))
+    return 0
+
+
+def cmd_soup(args: argparse.Namespace) -> int:
+    from .studies.soup import soup_run, soup_study
+
+    if not args.study and not args.out:
+        raise ValueError("give --out (write the soup as a run), --study (compare the soups), or both")
+    if args.study:
+        doc = soup_study(_csv(args.runs), _csv(args.supported), _study_out(args.study), max_eval=args.max_eval)
+        r, task = doc["results"], doc["inputs"]["task"]
+        for i, row in enumerate(r["ingredients"]):
+            print(f"ingredient {i} ({row['run']}): {task} val {100 * row[f'{task}/val']:.1f}, "
+                  f"test {100 * row[f'{task}/test']:.1f}")
+        for name in ("uniform", "greedy"):
+            print(f"{name} soup of {len(r[name]['kept'])}: {task} val {100 * r[name][f'{task}/val']:.1f}, "
+                  f"test {100 * r[name][f'{task}/test']:.1f}")
+    if args.out:
+        out = soup_run(_csv(args.runs), args.out, args.method, max_eval=args.max_eval, command=_command_line(),
+                       overwrite=args.overwrite)
+        print(f"wrote run {out}; sweep it with: paint-core sweep --run {out} --supported ...")
     return 0
 
 
@@ -580,9 +602,30 @@ def build_parser() -> argparse.ArgumentParser:
     add_runtime_options(s)
     s.set_defaults(func=cmd_transfer)
 
+    s = sub.add_parser("soup", help="model soups of several fine-tunes of one task: a soup as a run (--out) and/or "
+                                    "the study of uniform and greedy soups against every ingredient (--study)")
+    s.add_argument("--runs", required=True, help="comma-separated run directories: fine-tunes of one task from one "
+                                                 "zero-shot model (seeds, learning rates)")
+    s.add_argument("--method", choices=("greedy", "uniform"), default="greedy",
+                   help="greedy: by val accuracy, an ingredient kept only if the soup's val accuracy does not drop; "
+                        "uniform: all of them (default: %(default)s)")
+    s.add_argument("--out", default=None, help="run directory to write the soup to (then sweep, select, export it)")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing run at --out (atomically)")
+    s.add_argument("--study", default=None, help="results JSON file of the soup study (resumable)")
+    s.add_argument("--supported", default="", help="with --study: supported tasks to score too, comma-separated")
+    s.add_argument("--max-eval", type=int, default=None, help="evaluate on the first N images of each split")
+    add_runtime_options(s)
+    s.set_defaults(func=cmd_soup)
+
     s = sub.add_parser("wiseft", help="weight- vs output-space ensembles on distribution-shifted tasks")
     s.add_argument("--run-dir", "--run", dest="run", required=True, help="run directory")
     s.add_argument("--shift", required=True, help="comma-separated shifted tasks, e.g. digits_rotated")
+    fisher_params = {p.name: p for p in MERGE_METHODS["fisher"].params}  # one declaration, as Fisher merging's
+    s.add_argument("--fisher", action="store_true", help="also WiSE-FT's Fisher-weighted weight-space ensemble")
+    s.add_argument("--fisher-n", type=int, default=int(fisher_params["n"].default),
+                   help=f"with --fisher: {fisher_params['n'].help} (default: %(default)s)")
+    s.add_argument("--fisher-floor", type=float, default=fisher_params["floor"].default,
+                   help=f"with --fisher: {fisher_params['floor'].help} (default: %(default)s)")
     add_study_output(s)
     add_runtime_options(s)
     s.set_defaults(func=cmd_wiseft)

@@ -17,12 +17,21 @@ from paint_core.data.tasks import get_task
 from paint_core.engine.evaluation import materialize, zero_shot_head
 from paint_core.io.results import entry_is_current
 from paint_core.studies.multitask_methods import MULTITASK_METHODS
+from paint_core.studies.arithmetic import merged_vector
+from paint_core.studies.merge_data import RunsData
 from paint_core.studies.patch import run_task_vector
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHED = ROOT / "cached_results"
 RUNS = [CACHED / "micro-rn-s" / t for t in ("digits", "counting")]  # shipped runs, only read
 PARAMS = [(m.name, p) for m in MERGE_METHODS.values() for p in m.params]
+CHEAP = {"n": 8, "steps": 2}  # the merges that learn from data, on 8 images and 2 steps: the same code, in seconds
+
+
+def _cheap(m: Method, params: dict | None = None) -> dict:
+    """``params`` with the cheap statistics of CHEAP for a method that declares them (the others: unchanged)."""
+    declared = {p.name for p in m.params}
+    return {**{k: v for k, v in CHEAP.items() if k in declared and m.learns}, **(params or {})}
 
 
 def _other(p: Param) -> float:
@@ -94,6 +103,9 @@ def test_changing_any_declared_parameter_changes_the_inputs_and_recomputes(metho
     value = _other(param)
     assert method_inputs(m, {param.name: value}) != method_inputs(m, {})
     assert method_inputs(m, {param.name: value})[param.name] == value
+    base = _cheap(m)
+    if param.name in base:  # a cheap value, and another cheap one
+        value = param.check(method, base[param.name] + param.step)
     calls = []
     real = relatives.merged_vector
     monkeypatch.setattr(relatives, "merged_vector", lambda *a, **k: calls.append(k) or real(*a, **k))
@@ -103,11 +115,12 @@ def test_changing_any_declared_parameter_changes_the_inputs_and_recomputes(metho
         return relatives.arithmetic_study(RUNS, ["shapes"], out, merges={method: {"method": method, **params}},
                                           lambdas=[0.0, 1.0], max_eval=8)["results"]["addition"][method]
 
-    first = study({})
-    study({})  # equal inputs: reused
-    changed = study({param.name: value})
+    first = study(base)
+    study(base)  # equal inputs: reused
+    changed = study({**base, param.name: value})
     assert len(calls) == 2 and calls[1][param.name] == value  # computed for the default, then for the new value
-    assert first["inputs"] == method_inputs(m, {}) and changed["inputs"] == method_inputs(m, {param.name: value})
+    assert first["inputs"] == method_inputs(m, base)
+    assert changed["inputs"] == method_inputs(m, {**base, param.name: value})
 
 
 @pytest.mark.slow
@@ -115,14 +128,17 @@ def test_changing_any_declared_parameter_changes_the_inputs_and_recomputes(metho
 def test_every_method_runs_through_the_cli_and_the_study(method, tmp_path, capsys):
     m = MERGE_METHODS[method]
     out = tmp_path / "a.json"
+    given = _cheap(m)
     assert main(["arithmetic", "--runs", ",".join(map(str, RUNS)), "--supported", "shapes", "--merges", method,
-                 "--out", str(out), "--max-eval", "8"]) == 0
-    label = method_label(m, {})
+                 "--out", str(out), "--max-eval", "8", *(f"--{k}={v}" for k, v in given.items())]) == 0
+    label = method_label(m, given)
     entry = json.loads(out.read_text())["results"]["addition"][label]
-    assert entry["inputs"] == method_inputs(m, {}) and f"add {label}: lambda" in capsys.readouterr().out
+    assert entry["inputs"] == method_inputs(m, given) and f"add {label}: lambda" in capsys.readouterr().out
+    assert m.scaled or entry["lambda"] == 1.0  # a method that learns its own scale is taken as it is
     runs = [load_run(p) for p in RUNS]  # the chosen lambda's test accuracy, recomputed from merge() here
     model, task = runs[0].model, get_task("digits")
-    model.load_state_dict(merge([run_task_vector(r) for r in runs], method).apply_to(runs[0].theta_zs, entry["lambda"]))
+    tau = merge([run_task_vector(r) for r in runs], method, RunsData(runs), **given)
+    model.load_state_dict(tau.apply_to(runs[0].theta_zs, entry["lambda"]))
     head = zero_shot_head(model, runs[0].tokenizer, task.classnames, task.templates)
     assert evaluate(model, head, materialize(task.split("test", runs[0].preprocess), 8)) == entry["test"]["digits"]
 
@@ -161,6 +177,20 @@ def test_every_method_and_a_registered_one_get_their_widgets_on_the_page(toy_met
     assert at.metric and all(m.delta == "+0.0 pts" for m in at.metric)
     at.slider(key="ta_scaled_factor").set_value(2.0).run()
     assert any(m.delta != "+0.0 pts" for m in at.metric)
+    at.selectbox(key="ta_method").set_value("regmean").run()  # learns from data: computed when asked
+    assert not at.metric and any(b.key == "ta_learn" for b in at.button)
+    at.number_input(key="ta_regmean_n").set_value(8).run()
+    at.button(key="ta_learn").click().run()
+    assert not at.exception, at.exception
+    shown = {m.label: m.value for m in at.metric}
+    runs = [load_run(p) for p in RUNS]  # the page's default coefficients, 0.3 each, scale the vectors first
+    tau = merged_vector([run_task_vector(r) for r in runs], "regmean", [0.3, 0.3], data=RunsData(runs), n=8)
+    model, task = runs[0].model, get_task("digits")
+    model.load_state_dict(tau.apply_to(runs[0].theta_zs, 1.0))
+    head = zero_shot_head(model, runs[0].tokenizer, task.classnames, task.templates)
+    n_shown = int(next(m.help for m in at.metric if m.label == "digits").rsplit("n=", 1)[1].split()[0])
+    expected = evaluate(model, head, materialize(task.split("test", runs[0].preprocess), n_shown))
+    assert shown["digits"] == f"{100 * expected:.1f}%"
 
 
 def test_regmean_layer_equals_its_closed_form_and_the_mean_for_equal_grams():

@@ -87,7 +87,7 @@ def test_shipped_studies_are_current_for_reproduce(tmp_path, monkeypatch):
     them (every computation is disabled here), so `reproduce` would recompute nothing."""
     from paint_core.data.tasks import DIGIT_SHIFTS, EMBEDDED_TASKS, PATCH_TASKS, SUPPORTED_TASKS
     from paint_core.studies import closed_vocab, multitask, prompt_update
-    from paint_core.studies.reproduce import TRANSFER_SOURCES, continued_model, diagnose
+    from paint_core.studies.reproduce import TRANSFER_SOURCES, WISEFT_FISHER, continued_model, diagnose
 
     def no_work(*args, **kwargs):
         raise AssertionError("recomputed a shipped result")
@@ -103,7 +103,7 @@ def test_shipped_studies_are_current_for_reproduce(tmp_path, monkeypatch):
         relatives.multitask_study(patch, SUPPORTED_TASKS, rel / "multitask.json")
         relatives.transfer_study([*patch, *(CACHED / m / t for t in TRANSFER_SOURCES)], list(EMBEDDED_TASKS),
                                  rel / "transfer.json")
-        relatives.wiseft_study(CACHED / m / "digits", list(DIGIT_SHIFTS), rel / "wiseft.json")
+        relatives.wiseft_study(CACHED / m / "digits", list(DIGIT_SHIFTS), rel / "wiseft.json", fisher=WISEFT_FISHER)
         relatives.arithmetic_study(patch, SUPPORTED_TASKS, rel / "arithmetic.json", negate=["digits", "counting"])
         diagnose(m, CACHED)
     closed_vocab.closed_vocab_study(CACHED / "closed_vocab" / "micro-vit")

@@ -1,6 +1,8 @@
 """Task arithmetic: a coefficient slider per task vector, a merge method, live accuracies; the study's results."""
 from __future__ import annotations
 
+import contextlib
+
 import pandas as pd
 import streamlit as st
 
@@ -44,7 +46,15 @@ with left:
     coefficients = {t: st.slider(f"coefficient of tau({t})", -1.5, 2.0, 0.3, step=0.1, key=f"ta_coef_{t}")
                     for t in tasks}
 with right:
-    acc = session.accuracies(coefficients, method, **params)
+    learns = MERGE_METHODS[method].learns
+    if learns and not session.knows(coefficients, method, **params):
+        st.info(f"{method} learns from the runs' data (statistics on their train images, cached on disk once "
+                "computed; AdaMerging also trains its coefficients): it runs when asked, from seconds to minutes "
+                "on a CPU.")
+        if not st.button(f"Compute the {method} merge", key="ta_learn"):
+            st.stop()
+    with st.spinner(f"Merging with {method}...") if learns else contextlib.nullcontext():
+        acc = session.accuracies(coefficients, method, **params)
     st.subheader("Live accuracy (test subsample)")
     controls = [t for t in acc if t not in tasks]
     st.caption(f"Task vectors: {', '.join(tasks)}; controls: {', '.join(controls) or 'none'}. First "

@@ -160,3 +160,28 @@ class Interpolator:
                 for block, lo, hi in segments:
                     torch.lerp(zs[lo:hi], ft[lo:hi], plan.coefficient(block), out=live[lo:hi])
         self.plan = plan
+
+
+def fisher_interpolate(theta_0: StateDict, theta_1: StateDict, fisher_0: StateDict, fisher_1: StateDict,
+                       alpha: float, floor: float = 1e-6) -> StateDict:
+    """WiSE-FT's Fisher-weighted interpolation: per entry (c0 theta_0 + c1 theta_1) / (c0 + c1) with
+    c0 = (1 - alpha) max(F0, floor), c1 = alpha max(F1, floor): an entry that matters more to one model (a larger
+    Fisher) leans towards it. Entries without both Fishers (buffers, the text tower) are plainly interpolated;
+    alpha 0 and 1 give the endpoints exactly, and equal Fishers give plain interpolation."""
+    alpha = check_alpha(alpha)
+    if floor <= 0:
+        raise ValueError(f"the Fisher floor must be > 0 (it keeps c0 + c1 > 0); got {floor}")
+    if alpha in (0.0, 1.0):  # the formula gives the endpoint up to rounding; give it exactly
+        return {k: v.clone() for k, v in (theta_0 if alpha == 0.0 else theta_1).items()}
+    out = {}
+    for key, a in theta_0.items():
+        b = theta_1[key]
+        if not a.is_floating_point():
+            out[key] = a
+        elif key in fisher_0 and key in fisher_1:
+            c0 = (1 - alpha) * fisher_0[key].to(a.device).float().clamp(min=floor)
+            c1 = alpha * fisher_1[key].to(a.device).float().clamp(min=floor)
+            out[key] = ((c0 * a.float() + c1 * b.float()) / (c0 + c1)).to(a.dtype)
+        else:
+            out[key] = torch.lerp(a.float(), b.float(), alpha).to(a.dtype)
+    return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from .names import unknown_name
 
@@ -73,6 +73,24 @@ class Method:
     fn: Callable[..., Any]
     help: str                     # one sentence for the CLI's help and the dashboard's caption
     params: tuple[Param, ...] = ()
+    learns: bool = False          # learns from data: the function also takes ``data`` (a ``MergeData``)
+    scaled: bool = True           # its merged vector is scaled by a lambda chosen on val (False: taken at 1)
+
+
+class MergeData(Protocol):
+    """What a merge that learns from data may ask of the runs whose task vectors it merges (in their order);
+    the studies provide it, computing each statistic once per run and caching it on disk."""
+
+    def fishers(self, n: int) -> list[dict[str, torch.Tensor]]:
+        """Each fine-tuned model's diagonal Fisher on n train images of its task (``visual.*`` keys)."""
+
+    def grams(self, n: int) -> list[dict[str, torch.Tensor]]:
+        """Each fine-tuned model's input Grams of the image tower's linear maps on n train images of its task."""
+
+    def learn_coefficients(self, vectors: list[TaskVector], layerwise: bool, n: int, init: float, steps: int,
+                           lr: float) -> list[dict[str, float]]:
+        """AdaMerging's coefficients per vector ({block: c}, or {"all": c}) learned on n unlabeled test images
+        of each task."""
 
 
 def get_method(registry: Mapping[str, Method], kind: str, name: str) -> Method:
@@ -183,6 +201,60 @@ def regmean_layer(weights: Sequence[torch.Tensor], grams: Sequence[torch.Tensor]
     return torch.linalg.solve(lhs, rhs).T.to(weights[0].dtype)
 
 
+def _fisher(task_vectors: list[TaskVector], data: MergeData, n: int, floor: float) -> TaskVector:
+    """Fisher merging (Matena & Raffel 2022) of the fine-tuned models theta_i = theta_0 + tau_i: theta* =
+    sum F_i theta_i / sum F_i per entry, so tau* = sum F_i tau_i / sum F_i (F_i floored at ``floor``); entries
+    without a Fisher (buffers) take the mean."""
+    fishers = data.fishers(n)
+    out = {}
+    for key in task_vectors[0].vector:
+        taus = [tv.vector[key] for tv in task_vectors]
+        if all(key in f for f in fishers):
+            weights = [f[key].to(taus[0].device).clamp(min=floor) for f in fishers]
+            out[key] = (sum(w * t.float() for w, t in zip(weights, taus)) / sum(weights)).to(taus[0].dtype)
+        else:
+            out[key] = sum(taus) / len(taus)
+    return task_vectors[0]._new(out)
+
+
+def _regmean(task_vectors: list[TaskVector], data: MergeData, n: int, offdiag: float) -> TaskVector:
+    """RegMean (Jin et al. 2023): every linear map with an input Gram in every run merged by ``regmean_layer``
+    (on the task vectors: theta_0's share cancels in the closed form), every other entry the mean."""
+    grams = data.grams(n)
+    out = {}
+    for key in task_vectors[0].vector:
+        taus = [tv.vector[key] for tv in task_vectors]
+        if all(key in g for g in grams) and taus[0].dim() == 2:
+            out[key] = regmean_layer(taus, [g[key] for g in grams], offdiag)
+        else:
+            out[key] = sum(taus) / len(taus)
+    return task_vectors[0]._new(out)
+
+
+def _learned(layerwise: bool) -> Callable[..., TaskVector]:
+    def adamerging(task_vectors: list[TaskVector], data: MergeData, n: int, init: float, steps: int,
+                   lr: float) -> TaskVector:
+        """AdaMerging (Yang et al. 2024): tau* = sum_i c_i(block) tau_i, the c learned by entropy minimisation."""
+        from .blocks import block_of_keys
+        coefficients = data.learn_coefficients(task_vectors, layerwise, n, init, steps, lr)
+        owner = block_of_keys(task_vectors[0].vector)
+        out = {}
+        for key in task_vectors[0].vector:
+            out[key] = sum(tv.vector[key] * c.get(owner[key] if layerwise else "all", init)
+                           for tv, c in zip(task_vectors, coefficients))
+        return task_vectors[0]._new(out)
+    adamerging.__name__ = "_adamerging" + ("" if layerwise else "_task")
+    return adamerging
+
+
+N_STATISTICS = Param("n", int, 256, "the images per task the statistics are taken on", low=1, high=10_000,
+                     step=32, in_label=False)
+ADAMERGING = (Param("n", int, 256, "the unlabeled test images per task", low=1, high=10_000, step=32, in_label=False),
+              Param("init", float, 0.3, "the coefficients' start (the paper's 0.3)", low=0, high=1, step=0.05),
+              Param("steps", int, 100, "the Adam steps", low=1, high=5_000, step=10),
+              Param("lr", float, 0.001, "Adam's learning rate (the paper's 1e-3)", low=0, high=1, low_open=True,
+                    step=0.001))
+
 MERGE_METHODS: dict[str, Method] = {m.name: m for m in (
     Method("sum", _sum, "tau_1 + ... + tau_n (task arithmetic)"),
     Method("mean", _mean, "the sum divided by n"),
@@ -195,14 +267,32 @@ MERGE_METHODS: dict[str, Method] = {m.name: m for m in (
            "then sums",
            (Param("p", float, 0.9, "the drop rate", low=0, high=1, high_open=True, step=0.05),
             Param("seed", int, 0, "the random seed of the drops", low=0, in_label=False))),
+    Method("fisher", _fisher, "Fisher merging weighs each entry of each fine-tuned model by its diagonal Fisher "
+           "on the model's own task",
+           (N_STATISTICS, Param("floor", float, 1e-6, "the least Fisher an entry gets", low=0, high=1,
+                                low_open=True, step=1e-6)), learns=True, scaled=False),
+    Method("regmean", _regmean, "RegMean solves each linear map for the outputs closest to every model's own on "
+           "its own task's inputs (the others: mean)",
+           # 0.9, not 1: with fewer input rows than a layer's width (256 images, one attention-pool token) the
+           # summed Grams are singular and plain RegMean's solve is not unique; the paper tunes this alpha too
+           (N_STATISTICS, Param("offdiag", float, 0.9, "RegMean's scale of the Grams' off-diagonal entries (its "
+                                "alpha)", low=0, high=1, step=0.05)), learns=True, scaled=False),
+    Method("adamerging", _learned(True), "layer-wise AdaMerging learns one coefficient per block and task vector "
+           "by minimising the entropy of predictions on unlabeled test images", ADAMERGING, learns=True,
+           scaled=False),
+    Method("adamerging_task", _learned(False), "task-wise AdaMerging learns one coefficient per task vector the "
+           "same way", ADAMERGING, learns=True, scaled=False),
 )}
 
 
-def merge(task_vectors: list[TaskVector], method: str = "sum", **params: Any) -> TaskVector:
+def merge(task_vectors: list[TaskVector], method: str = "sum", data: MergeData | None = None,
+          **params: Any) -> TaskVector:
     """Merge task vectors of one base model into one; scale it afterwards with ``apply_to(pretrained, scale)``.
 
     ``method`` is a name in ``MERGE_METHODS`` and ``params`` its declared parameters (missing ones take their
-    declared defaults), e.g. ``merge(tvs, "ties", k=20)``, ``merge(tvs, "dare", p=0.9, seed=0)``.
+    declared defaults), e.g. ``merge(tvs, "ties", k=20)``, ``merge(tvs, "dare", p=0.9, seed=0)``. A method that
+    learns from data (fisher, regmean, adamerging) also needs ``data``, the runs behind the vectors
+    (``studies.merge_data.RunsData``).
     """
     if not task_vectors:
         raise ValueError("merge needs at least one task vector")
@@ -210,4 +300,9 @@ def merge(task_vectors: list[TaskVector], method: str = "sum", **params: Any) ->
     resolved = resolve(m, params)
     for tv in task_vectors[1:]:
         task_vectors[0]._check(tv)
+    if m.learns:
+        if data is None:
+            raise ValueError(f"{method} learns from data: give the runs behind the task vectors "
+                             "(paint_core.studies.merge_data.RunsData)")
+        return m.fn(list(task_vectors), data, **resolved)
     return m.fn(list(task_vectors), **resolved)

@@ -324,6 +324,7 @@ class EditSession:
     """
 
     def __init__(self, runs: Sequence[Run], eval_sets: dict[str, EvalSet]):
+        from ..studies.merge_data import RunsData
         from ..studies.patch import run_task_vector
         if not runs:
             raise ValueError("give at least one run (one task vector each)")
@@ -331,6 +332,7 @@ class EditSession:
         self.model = copy.deepcopy(runs[0].model)
         self.theta_zs = runs[0].theta_zs
         self.vectors = {r.meta["task"]: run_task_vector(r) for r in runs}
+        self.data = RunsData(runs)  # for the merges that learn from data; statistics cached on disk
         self.eval_sets = eval_sets
         self._cache: dict[tuple, dict[str, float]] = {}
         self.zero_shot = self.accuracies({t: 0.0 for t in self.vectors}, "sum")
@@ -339,12 +341,19 @@ class EditSession:
         from ..studies.arithmetic import merged_vector
         names = list(self.vectors)
         tau = merged_vector([self.vectors[n] for n in names], method, [coefficients.get(n, 0.0) for n in names],
-                            **params)
+                            data=self.data, **params)
         return tau.apply_to(self.theta_zs, 1.0)
 
+    def _key(self, coefficients: dict[str, float], method: str, params: dict) -> tuple:
+        return (tuple(round(float(coefficients.get(n, 0.0)), 4) for n in self.vectors), method,
+                tuple(sorted(params.items())))
+
+    def knows(self, coefficients: dict[str, float], method: str = "sum", **params) -> bool:
+        """Whether these accuracies were computed already (a merge that learns is computed only when asked)."""
+        return self._key(coefficients, method, params) in self._cache
+
     def accuracies(self, coefficients: dict[str, float], method: str = "sum", **params) -> dict[str, float]:
-        key = (tuple(round(float(coefficients.get(n, 0.0)), 4) for n in self.vectors), method,
-               tuple(sorted(params.items())))
+        key = self._key(coefficients, method, params)
         if key not in self._cache:
             self.model.load_state_dict(self.state(coefficients, method, **params))
             probs = {t: predict(self.model, e.head, e.images) for t, e in self.eval_sets.items()}

@@ -14,7 +14,7 @@ import torch
 
 from ..core.interpolation import Interpolator
 from ..core.state_dicts import StateDict
-from ..core.methods import merge
+from ..core.methods import MergeData, merge
 from ..core.task_vectors import TaskVector
 from ..engine.evaluation import Evals, sweep
 
@@ -31,10 +31,11 @@ def edit_sweep(model: torch.nn.Module, theta_zs: StateDict, tau: TaskVector, eva
 
 
 def merged_vector(vectors: Sequence[TaskVector], method: str, coefficients: Sequence[float] | None = None,
-                  **params) -> TaskVector:
-    """merge(c_i * tau_i): per-vector coefficients (a dashboard's sliders) scale before merging."""
+                  data: MergeData | None = None, **params) -> TaskVector:
+    """merge(c_i * tau_i): per-vector coefficients (a dashboard's sliders) scale before merging; ``data``, the
+    runs behind the vectors, for the methods that learn from data."""
     if coefficients is not None:
         if len(coefficients) != len(vectors):
             raise ValueError(f"{len(coefficients)} coefficients for {len(vectors)} task vectors")
         vectors = [tv * float(c) for tv, c in zip(vectors, coefficients)]
-    return merge(list(vectors), method, **params)
+    return merge(list(vectors), method, data, **params)

@@ -211,7 +211,8 @@ def _beyond_rounding(a: StateDict, b: StateDict, keys: Sequence[str]) -> tuple[s
 
 def import_run(out: str | Path, model_name: str | None, zeroshot: str | Path, finetuned: str | Path, task_name: str,
                base: str | None = None, command: str = "", data_root: str | None = None, overwrite: bool = False,
-               sweep_spec: SweepSpec | None = None, on_progress: ProgressFn | None = None) -> Path:
+               sweep_spec: SweepSpec | None = None, on_progress: ProgressFn | None = None,
+               provenance: dict | None = None) -> Path:
     """A run directory from an existing experiment's zero-shot and fine-tuned checkpoints (PAINT's, task_vectors',
     or any state dict), so sweep, select, export, the studies and the dashboard work on it.
 
@@ -220,8 +221,8 @@ def import_run(out: str | Path, model_name: str | None, zeroshot: str | Path, fi
     the image encoder). Either endpoint may be a transformers CLIP folder (or ``hf-hub:`` id): a zero-shot one is
     converted into the run as an open_clip folder (``model/``, its architecture from its own config, so
     ``model_name`` is left out), a fine-tuned one (a CLIPModel, or a vision tower of the zero-shot CLIPModel, as
-    FusionBench's task models are) converted on the way in. Written like a fine-tune: checked first, built beside
-    ``out``, swapped in whole."""
+    FusionBench's task models are) converted on the way in. ``provenance``: more to record (a soup's
+    ingredients). Written like a fine-tune: checked first, built beside ``out``, swapped in whole."""
     from ..models.hf_clip import convert_transformers_clip, is_transformers_source
     out = check_run_output(out, overwrite)
     get_task(task_name, root=data_root)
@@ -274,7 +275,8 @@ def import_run(out: str | Path, model_name: str | None, zeroshot: str | Path, fi
             "supported": [],
             "config": {"imported": True}, "finetuned_sha256": side["sha256"], "sweep_sha256": None,
             "provenance": {"code_version": code_version(), "command": command, "zeroshot_digest": zs_digest,
-                           "imported_from": {"zeroshot": str(zeroshot), "finetuned": str(finetuned)}}})
+                           "imported_from": {"zeroshot": str(zeroshot), "finetuned": str(finetuned)},
+                           **(provenance or {})}})
     return out
 
 

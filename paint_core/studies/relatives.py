@@ -25,6 +25,7 @@ from ..io.results import canonical, entry_is_current, finished, resume, write_re
 from ..io.run_dir import read_sweep
 from .arithmetic import LAMBDAS, edit_sweep, merged_vector
 from .multitask import MultitaskSetting
+from .merge_data import RunsData
 from .multitask_methods import MULTITASK_METHODS
 from .patch import Run, load_run, run_inputs, run_task_vector, select_run
 from .transfer import disjoint_classes, transfer_matrix
@@ -161,21 +162,30 @@ def transfer_study(run_paths: Sequence[str | Path], eval_tasks: Sequence[str], o
 
 
 def wiseft_study(run_path: str | Path, shift_tasks: Sequence[str], out: str | Path, alphas: Sequence[float] = ALPHAS,
-                 max_eval: int | None = None) -> dict:
-    """Weight- vs output-space ensembles of a run: in-distribution (its task) vs each of ``shift_tasks``."""
+                 max_eval: int | None = None, fisher: dict | None = None) -> dict:
+    """Weight- vs output-space ensembles of a run: in-distribution (its task) vs each of ``shift_tasks``; with
+    ``fisher`` ({"n": images, "floor": F floor}) also the Fisher-weighted weight-space ensemble, both Fishers
+    taken on n train images of the run's task."""
     if not shift_tasks:
         raise ValueError("give at least one distribution-shifted task")
     out = Path(out)
     run = load_runs([run_path])[0]
     inputs = {"run": run_inputs(run), "shift_tasks": list(shift_tasks), "alphas": [float(a) for a in alphas],
               "max_eval": max_eval}
+    if fisher is not None:  # checked and completed by Fisher merging's declared parameters (one default each)
+        fisher = resolve(MERGE_METHODS["fisher"], fisher)
+        inputs["fisher"] = fisher
     done = finished(out, "wiseft", inputs)
     if done:
         return done  # computed before from the same inputs
     id_task = run.meta["task"]
     model = copy.deepcopy(run.model)
     evals = _evals(run, [id_task, *shift_tasks], max_eval)
-    table = ensemble_sweep(model, run.theta_zs, run.theta_ft, evals, alphas)
+    fishers = None
+    if fisher is not None:
+        data = RunsData([run])
+        fishers = (data.fishers(fisher["n"], "zeroshot")[0], data.fishers(fisher["n"])[0], fisher["floor"])
+    table = ensemble_sweep(model, run.theta_zs, run.theta_ft, evals, alphas, fishers)
     return write_results(out, "wiseft", inputs, {
         "model": run.meta["model"], "id_task": id_task,
         "summary_test": {s: robustness_summary(table, id_task, s, "test") for s in shift_tasks},
@@ -211,12 +221,14 @@ def arithmetic_study(run_paths: Sequence[str | Path], supported: Sequence[str], 
         finetuned.update({(r.meta["task"], s): float(a) for s, a in zip(own["split"], own["accuracy"])})
     evals = _evals(runs[0], [*tasks, *supported], max_eval)
     val = {k: v for k, v in evals.items() if k[1] == "val"}
+    data = RunsData(runs)
     for name, spec in specs.items():
         if entry_is_current(result["addition"].get(name), spec):  # same merge parameters, not just the name
             continue
         params = {k: v for k, v in spec.items() if k != "method"}
-        tau = merged_vector(vectors, spec.get("method", name), **params)
-        table = edit_sweep(model, theta_zs, tau, val, lambdas)
+        method = MERGE_METHODS[spec.get("method", name)]
+        tau = merged_vector(vectors, method.name, data=data, **params)
+        table = edit_sweep(model, theta_zs, tau, val, lambdas if method.scaled else [1.0])
         ft_val = {t: finetuned[(t, "val")] for t in tasks}
         lam = choose_addition(table, tasks, ft_val)
         scores = _scores(model, tau.apply_to(theta_zs, lam), evals)

@@ -90,8 +90,35 @@ def reproduce_relatives(out: Path, model_name: str) -> None:
     transfer_runs = [*patch_runs, *(ensure_run(out, model_name, t) for t in TRANSFER_SOURCES)]
     multitask_study(patch_runs, SUPPORTED_TASKS, rel / "multitask.json")
     transfer_study(transfer_runs, list(EMBEDDED_TASKS), rel / "transfer.json")
-    wiseft_study(out / model_name / "digits", list(DIGIT_SHIFTS), rel / "wiseft.json")
+    wiseft_study(out / model_name / "digits", list(DIGIT_SHIFTS), rel / "wiseft.json", fisher=WISEFT_FISHER)
     arithmetic_study(patch_runs, SUPPORTED_TASKS, rel / "arithmetic.json", negate=["digits", "counting"])
+
+
+# Model soups on micro-rn-l's digits: the shipped run (seed 0, lr 3e-4) and four more fine-tunes (seeds and
+# learning rates, as the model-soups recipe varies them). The ingredients' weights are not shipped (92 MB);
+# reproduce fine-tunes them into cached_results/micro-rn-l/soup-ingredients/ (git-ignored), soup.json is shipped.
+SOUP_MODEL, SOUP_TASK = "micro-rn-l", "digits"
+SOUP_INGREDIENTS = {"seed1": FinetuneConfig(seed=1), "seed2": FinetuneConfig(seed=2),
+                    "lr1e-4": FinetuneConfig(seed=3, lr=1e-4), "lr1e-3": FinetuneConfig(seed=4, lr=1e-3)}
+WISEFT_FISHER: dict = {}  # WiSE-FT's Fisher-weighted ensemble at Fisher merging's declared defaults
+
+
+def soup_ingredients(out: Path) -> list[Path]:
+    """The soup's ingredient runs: the shipped digits run, then the others, fine-tuned where missing."""
+    runs = [ensure_run(out, SOUP_MODEL, SOUP_TASK)]
+    for name, cfg in SOUP_INGREDIENTS.items():
+        run_dir = out / SOUP_MODEL / "soup-ingredients" / f"{SOUP_TASK}-{name}"
+        if not run_is_finished(run_dir, cfg):
+            run_finetune(run_dir, SOUP_MODEL, None, SOUP_TASK, cfg, command=COMMAND, storage_dtype=SHIPPED_DTYPE,
+                         overwrite=True)
+        runs.append(run_dir)
+    return runs
+
+
+def reproduce_soup(out: Path) -> dict:
+    """Uniform and greedy soups of the digits fine-tunes against every ingredient (relatives/soup.json)."""
+    from .soup import soup_study
+    return soup_study(soup_ingredients(out), list(SUPPORTED_TASKS), out / SOUP_MODEL / "relatives" / "soup.json")
 
 
 def reproduce_closed_vocab(out: Path) -> None:
@@ -173,6 +200,8 @@ def reproduce(out: Path = CACHED_RESULTS, models: list[str] | None = None, tasks
             reproduce_relatives(out, model_name)
     if PLAN_MODEL in models:
         reproduce_plans(out)
+    if SOUP_MODEL in models:
+        reproduce_soup(out)
     if set(PROMPT_MODELS) <= set(models):
         reproduce_prompts(out)
         reproduce_closed_vocab(out)
@@ -265,8 +294,10 @@ def relatives_markdown(out: Path) -> str:
         ar = model_dir / "arithmetic.json"
         if ar.is_file():
             a = _results(ar, "arithmetic")
-            lines += ["", "| task addition | lambda | mean absolute | mean normalized |", "|---|---|---|---|"]
-            lines += [f"| {n} | {r['lambda']:g} | {_pct(r['mean_absolute_test'])} | {_pct(r['mean_normalized_test'])} |"
+            lines += ["", "| task addition | lambda | mean absolute | mean normalized | supported |",
+                      "|---|---|---|---|---|"]
+            lines += [f"| {n} | {r['lambda']:g} | {_pct(r['mean_absolute_test'])} | {_pct(r['mean_normalized_test'])} | "
+                      f"{_pct(_mean(r['test'][s] for s in r['test'] if s not in a['negation'] and s not in r['normalized_test']))} |"
                       for n, r in a["addition"].items()]
             for t, r in a["negation"].items():
                 lines.append(f"\nNegating {t} (lambda {r['lambda']:g}): {t} {_pct(r['zero_shot_test'][t])} -> "
@@ -276,13 +307,26 @@ def relatives_markdown(out: Path) -> str:
         wf = model_dir / "wiseft.json"
         if wf.is_file():
             w = _results(wf, "wiseft")
-            lines += ["", f"| WiSE-FT shift ({w['id_task']} fine-tune) | zero-shot | fine-tuned | best weight-space (alpha) | "
-                      "best output-space (alpha) |", "|---|---|---|---|---|"]
+            ensembles = [e for e in ("weight", "output", "fisher") if all(e in s for s in w["summary_test"].values())]
+            lines += ["", f"| WiSE-FT shift ({w['id_task']} fine-tune) | zero-shot | fine-tuned | "
+                      + " | ".join(f"best {e}-space (alpha)" if e != "fisher" else "best Fisher-weighted (alpha)"
+                                   for e in ensembles) + " |", "|---|---|---|" + "---|" * len(ensembles)]
             for shift, s in w["summary_test"].items():
-                ws, os_ = s["weight"], s["output"]
+                ws = s["weight"]
                 lines.append(f"| {shift} | {_pct(ws['zero_shot']['shift'])} | {_pct(ws['finetuned']['shift'])} | "
-                             f"{_pct(ws['best_shift'])} ({ws['best_shift_alpha']:g}) | "
-                             f"{_pct(os_['best_shift'])} ({os_['best_shift_alpha']:g}) |")
+                             + " | ".join(f"{_pct(s[e]['best_shift'])} ({s[e]['best_shift_alpha']:g})"
+                                          for e in ensembles) + " |")
+        sp = model_dir / "soup.json"
+        if sp.is_file():
+            d = _results(sp, "soup")
+            task = next(k.split("/")[0] for k in d["uniform"] if k.endswith("/val"))
+            lines += ["", f"| {task} soup | ingredients | {task} val | {task} test | supported test |", "|---|---|---|---|---|"]
+            rows = [(f"ingredient {i}", "1", r) for i, r in enumerate(d["ingredients"])]
+            rows += [(f"{name} soup", str(len(d[name]["kept"])), d[name]) for name in ("uniform", "greedy")]
+            for label, count, r in rows:
+                supported = [v for k, v in r.items() if k.endswith("/test") and not k.startswith(f"{task}/")]
+                lines.append(f"| {label} | {count} | {_pct(r[f'{task}/val'])} | {_pct(r[f'{task}/test'])} | "
+                             f"{_pct(_mean(supported)) if supported else '-'} |")
         tr = model_dir / "transfer.json"
         if tr.is_file():
             rows = [r for r in _results(tr, "transfer")["rows"] if r["disjoint_classes"]]

@@ -1,7 +1,8 @@
 """WiSE-FT (Wortsman et al.): robustness to distribution shift from ensembling zero-shot and fine-tuned models.
 
 The weight-space ensemble is PAINT's interpolation judged on a shifted split; the output-space ensemble mixes
-the two models' logits, (1 - alpha) * logits_zs + alpha * logits_ft, and costs two forward passes.
+the two models' logits, (1 - alpha) * logits_zs + alpha * logits_ft, and costs two forward passes; the Fisher-
+weighted one (the WiSE-FT paper's variant) leans each weight towards the model whose Fisher says it matters more.
 "Effective robustness" is shifted accuracy above the straight line joining the endpoints in the
 (in-distribution, shifted) plane.
 """
@@ -14,11 +15,11 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from ..core.interpolation import Interpolator
+from ..core.interpolation import Interpolator, fisher_interpolate
 from ..core.plan import check_alpha
 from ..core.selection import endpoints_line
 from ..core.state_dicts import StateDict
-from ..engine.evaluation import Evals, logits, run_batches, sweep
+from ..engine.evaluation import Evals, evaluate_all, logits, run_batches, sweep
 
 
 ENSEMBLE_COLUMNS = ["ensemble", "alpha", "task", "split", "accuracy", "n"]
@@ -39,9 +40,22 @@ def all_logits(model: torch.nn.Module, head: torch.Tensor, dataset: Dataset,
 
 
 def ensemble_sweep(model: torch.nn.Module, theta_zs: StateDict, theta_ft: StateDict, evals: Evals,
-                   alphas: Sequence[float]) -> pd.DataFrame:
-    """Accuracy along alpha of the weight-space and the output-space ensembles on every (task, split)."""
+                   alphas: Sequence[float], fishers: tuple[StateDict, StateDict, float] | None = None
+                   ) -> pd.DataFrame:
+    """Accuracy along alpha of the weight-space and the output-space ensembles on every (task, split), and with
+    ``fishers`` = (F zero-shot, F fine-tuned, floor) of WiSE-FT's Fisher-weighted weight-space ensemble."""
     weight = sweep(Interpolator(model, theta_zs, theta_ft), evals, alphas).assign(ensemble="weight")
+    parts = [weight]
+    if fishers is not None:
+        f0, f1, floor = fishers
+        rows = []
+        for alpha in alphas:
+            model.load_state_dict(fisher_interpolate(theta_zs, theta_ft, f0, f1, alpha, floor))
+            for key, acc in evaluate_all(model, evals).items():
+                task, split = key.split("/")
+                rows.append({"ensemble": "fisher", "alpha": round(float(alpha), 6), "task": task, "split": split,
+                             "accuracy": acc, "n": len(evals[(task, split)][0])})
+        parts.append(pd.DataFrame(rows))
     cached = {}
     for state, name in ((theta_zs, "zs"), (theta_ft, "ft")):
         model.load_state_dict(state)
@@ -54,7 +68,7 @@ def ensemble_sweep(model: torch.nn.Module, theta_zs: StateDict, theta_ft: StateD
             acc = float((output_ensemble(lz, lf, alpha).argmax(-1) == y).float().mean())
             rows.append({"ensemble": "output", "alpha": round(float(alpha), 6), "task": key[0], "split": key[1],
                          "accuracy": acc, "n": len(y)})
-    table = pd.concat([weight, pd.DataFrame(rows)], ignore_index=True)
+    table = pd.concat([*parts, pd.DataFrame(rows)], ignore_index=True)
     return table[ENSEMBLE_COLUMNS].sort_values(["ensemble", "alpha", "task", "split"]).reset_index(drop=True)
 
 

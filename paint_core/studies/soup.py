@@ -1,0 +1,122 @@
+"""Model soups (Wortsman et al., ICML 2022) over several fine-tunes of one task from one zero-shot model.
+
+A soup averages the fine-tuned image encoders: the uniform soup all of them; the greedy soup takes them in
+order of val accuracy on the task and keeps each one only if the soup's val accuracy does not drop (the
+model-soups recipe, with ">=": an ingredient that leaves val accuracy equal is kept). ``soup_study`` compares
+the soups with every ingredient (val and test, the task and the supported tasks); ``soup_run`` writes a soup as a
+run directory, so PAINT's sweep, selection, export and the dashboard work on it like on any fine-tune.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..core.state_dicts import StateDict
+from ..engine.evaluation import build_evals, evaluate_all
+from ..io.checkpoints import save_checkpoint
+from ..io.results import resume, write_results
+from .patch import Run, import_run, run_inputs
+from .relatives import load_runs
+
+SOUPS = ("uniform", "greedy")
+
+
+def soup_state(runs: Sequence[Run], chosen: Sequence[int]) -> StateDict:
+    """The full state with the image encoder the mean of ``chosen`` runs' fine-tuned encoders."""
+    base = runs[chosen[0]].theta_ft
+    out = dict(base)
+    for key, value in base.items():
+        if key.startswith("visual.") and value.is_floating_point():
+            out[key] = sum(runs[i].theta_ft[key].float() for i in chosen).div(len(chosen)).to(value.dtype)
+    return out
+
+
+def greedy_soup(val_accuracies: Sequence[float], soup_accuracy: Callable[[list[int]], float]
+                ) -> tuple[list[int], list[dict]]:
+    """(the kept ingredients, the history: one row per ingredient tried) of the greedy recipe, given each
+    ingredient's own val accuracy and ``soup_accuracy(indices)``, the val accuracy of a soup."""
+    order = sorted(range(len(val_accuracies)), key=lambda i: -val_accuracies[i])
+    kept, best = [order[0]], val_accuracies[order[0]]
+    history = [{"ingredient": order[0], "soup_val": best, "kept": True}]
+    for i in order[1:]:
+        trial = soup_accuracy([*kept, i])
+        keep = trial >= best
+        history.append({"ingredient": i, "soup_val": trial, "kept": keep})
+        if keep:
+            kept, best = [*kept, i], trial
+    return kept, history
+
+
+def soup_study(run_paths: Sequence[str | Path], supported: Sequence[str], out: str | Path,
+               max_eval: int | None = None) -> dict:
+    """Every ingredient, the uniform soup and the greedy soup: accuracy of the task and the supported tasks (val,
+    test), the greedy soup's history, and the best single ingredient by val."""
+    runs = load_runs(run_paths)
+    tasks = {r.meta["task"] for r in runs}
+    if len(tasks) != 1:
+        raise ValueError(f"a soup mixes fine-tunes of one task; these runs patch {', '.join(sorted(tasks))}")
+    task = tasks.pop()
+    inputs = {"runs": [run_inputs(r) for r in runs], "task": task, "supported": list(supported),
+              "max_eval": max_eval}
+    result = resume(out, "soup", inputs)
+    model = runs[0].model
+    evals = build_evals(model, runs[0].preprocess, runs[0].tokenizer, [task, *supported], ("val", "test"), max_eval,
+                        runs[0].meta.get("data_root"), runs[0].meta.get("download", False))
+
+    def scores(chosen: list[int]) -> dict[str, float]:
+        model.load_state_dict(soup_state(runs, chosen))
+        return evaluate_all(model, evals)
+
+    try:
+        if "ingredients" not in result:
+            result["ingredients"] = [{"run": str(r.path), **scores([i])} for i, r in enumerate(runs)]
+            write_results(out, "soup", inputs, result)
+        val = [row[f"{task}/val"] for row in result["ingredients"]]
+        if "uniform" not in result:
+            result["uniform"] = {"kept": list(range(len(runs))), **scores(list(range(len(runs))))}
+            write_results(out, "soup", inputs, result)
+        if "greedy" not in result:
+            kept, history = greedy_soup(val, lambda chosen: scores(chosen)[f"{task}/val"])
+            result["greedy"] = {"kept": kept, "history": history, **scores(kept)}
+        best = max(range(len(runs)), key=lambda i: val[i])
+        result["best_single"] = {"ingredient": best, **{k: v for k, v in result["ingredients"][best].items()
+                                                        if k != "run"}}
+    finally:
+        model.load_state_dict(runs[0].theta_zs)
+    return write_results(out, "soup", inputs, result)
+
+
+def soup_run(run_paths: Sequence[str | Path], out: str | Path, method: str = "greedy", max_eval: int | None = None,
+             command: str = "", overwrite: bool = False) -> Path:
+    """A run directory whose fine-tuned encoder is the ``method`` soup of the runs (the greedy one chosen on the
+    task's val split); its provenance names the ingredients."""
+    if method not in SOUPS:
+        raise ValueError(f"unknown soup {method!r}; choose from {', '.join(SOUPS)}")
+    runs = load_runs(run_paths)
+    task = runs[0].meta["task"]
+    if any(r.meta["task"] != task for r in runs):
+        raise ValueError("a soup mixes fine-tunes of one task; these runs patch "
+                         + ", ".join(sorted({r.meta["task"] for r in runs})))
+    chosen = list(range(len(runs)))
+    if method == "greedy":
+        model = runs[0].model
+        evals = build_evals(model, runs[0].preprocess, runs[0].tokenizer, [task], ("val",), max_eval,
+                            runs[0].meta.get("data_root"), runs[0].meta.get("download", False))
+
+        def val(indices: list[int]) -> float:
+            model.load_state_dict(soup_state(runs, indices))
+            return evaluate_all(model, evals, "val")[task]
+
+        try:
+            chosen, _ = greedy_soup([val([i]) for i in range(len(runs))], val)
+        finally:
+            model.load_state_dict(runs[0].theta_zs)
+    with tempfile.TemporaryDirectory() as tmp:
+        zs, ft = Path(tmp) / "zeroshot.safetensors", Path(tmp) / "soup.safetensors"
+        save_checkpoint(zs, runs[0].theta_zs, {"model": runs[0].meta["model"]})
+        save_checkpoint(ft, soup_state(runs, chosen), {"model": runs[0].meta["model"], "soup": method})
+        return import_run(out, runs[0].meta["model"], zs, ft, task, command=command, overwrite=overwrite,
+                          data_root=runs[0].meta.get("data_root"),
+                          provenance={"soup": {"method": method, "ingredients": [str(runs[i].path) for i in chosen],
+                                               "offered": [str(r.path) for r in runs]}})
