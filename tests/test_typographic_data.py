@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from paint_core.cli import main
 from paint_core.data.tasks import get_task
 from paint_core.data.world import render_object, write_word
 
-CACHED_RUN = "cached_results/micro-rn-l/typographic"
+CACHED_RUN = str(Path(__file__).resolve().parent.parent / "cached_results" / "micro-rn-l" / "typographic")
 FILES = [("circle", "star"), ("circle", "square"), ("square", "circle"), ("star", "triangle"),
          ("triangle", "circle"), ("square", "square"), ("star", "hot dog"), ("triangle", "star")]
 
