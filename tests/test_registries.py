@@ -39,11 +39,24 @@ def test_every_merge_method_keeps_keys_shapes_and_base(method):
     g = torch.Generator().manual_seed(0)
     a = TaskVector(vector={"w": torch.randn(4, 3, generator=g), "b": torch.randn(3, generator=g)}, base="m@1")
     b = TaskVector(vector={"w": torch.randn(4, 3, generator=g), "b": torch.randn(3, generator=g)}, base="m@1")
-    out = merge([a, b], method)
+    out = merge([a, b], method, _ToyData())
     assert out.base == "m@1" and {k: v.shape for k, v in out.vector.items()} == {"w": (4, 3), "b": (3,)}
     assert any(not torch.equal(out.vector[k], torch.zeros_like(out.vector[k])) for k in out.vector)
     with pytest.raises(ValueError, match="different base models"):
-        merge([a, TaskVector(vector=b.vector, base="other@2")], method)
+        merge([a, TaskVector(vector=b.vector, base="other@2")], method, _ToyData())
+
+
+class _ToyData:
+    """Statistics for two toy task vectors ({"w": [4, 3], "b": [3]}), for the merges that learn from data."""
+
+    def fishers(self, n):
+        return [{"w": torch.ones(4, 3)}, {"w": torch.full((4, 3), 3.0)}]
+
+    def grams(self, n):
+        return [{"w": torch.eye(3)}, {"w": 2 * torch.eye(3)}]
+
+    def learn_coefficients(self, vectors, layerwise, n, init, steps, lr):
+        return [{"all": 0.5, "w": 0.5, "b": 0.5} for _ in vectors]
 
 
 @pytest.mark.parametrize("kind", KINDS)
