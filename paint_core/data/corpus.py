@@ -25,9 +25,10 @@ NEUTRAL_TRAIN_WORDS = ("pen", "box", "key", "cow", "bus", "map", "egg", "leaf", 
 WORD_INKS = ((255, 255, 255), (0, 0, 0)) + tuple(w.COLOURS.values())
 # The words of the caption templates below, besides names (shapes, colours, numbers, written words).
 CAPTION_WORDS = frozenset((
-    "a", "are", "blurry", "by", "coloured", "digit", "drawing", "few", "group", "hand", "handwritten", "in", "many", "mark",
-    "mixed", "number", "object", "objects", "of", "on", "outline", "pattern", "picture", "pixelated", "says", "scan",
-    "shape", "shapes", "sign", "sketch", "small", "some", "text", "that", "the", "there", "with", "word", "written"))
+    "a", "are", "blurry", "by", "coloured", "digit", "drawing", "few", "group", "hand", "handwritten", "in", "many",
+    "mark", "mixed", "number", "object", "objects", "of", "on", "outline", "pattern", "picture", "pixelated", "says",
+    "scan", "shape", "shapes", "sign", "sketch", "small", "some", "text", "that", "the", "there", "with", "word",
+    "written"))
 # Non-class words that never occur in any corpus, written or in a caption (``corpus_vocabulary``): the held-out
 # control of ``studies.diagnostics.reading_by_word``. ``world.OTHER_WORDS`` are read in the corpus (word-only
 # captions), so a model has learnt a meaning for them; these it has never seen. Lengths 4-8 like the class words.
