@@ -5,7 +5,7 @@
     python scripts/reading_report.py --model micro-rn-s --weights shipped runs/reading/A-mix.safetensors  # both
 
 Per weights file, first two tables (issue 32, ``reading_by_word``: every class word written on every other class's
-object in every ink and position, ``--per-cell`` times each; 1,080 objects by default):
+object in every ink and position, ``--per-cell`` times each; 540 objects by default, the Typographic page's test):
 - the written word chosen, % per class word, over all trials and per ink and position, and its minimum over words
   (the targets are minimums: every word >= 40%);
 - the control: what a non-class word never seen in pretraining (``corpus.UNSEEN_WORDS``) costs, clean accuracy
@@ -42,8 +42,9 @@ def main() -> None:
     ap.add_argument("--weights", nargs="*", default=["shipped"],
                     help="weights files; 'shipped' for the architecture's shipped weights (the default)")
     ap.add_argument("--n", type=int, default=300, help="objects of reading_test (issue 16's totals)")
-    ap.add_argument("--per-cell", type=int, default=4,
-                    help="trials per (word, object, ink, position) of the per-word test: 270 x this many")
+    ap.add_argument("--per-cell", type=int, default=2,
+                    help="trials per (word, object, ink, position) of the per-word test: 270 x this many "
+                         "(2: the Typographic page's)")
     args = ap.parse_args()
     for given in args.weights:
         weights = None if given == "shipped" else given

@@ -199,7 +199,7 @@ def word_summary(results: pd.DataFrame) -> dict:
             "word_rates": {word: float(v) for word, v in rates["all"].items()},
             "control_cost": _share(results, "clean", "shape") - _share(results, "control", "shape"),
             "control_cost_max": {c: float(costs[c].max()) for c in columns},
-            "costliest_unseen_word": str(costs["all"].idxmax())}
+            "costliest_unseen_word": str(costs["all"].idxmax()), "unseen_words": [str(u) for u in costs.index]}
 
 
 def written_word_probe(model: torch.nn.Module, preprocess: Callable, n_train: int = 1500, n_test: int = 500,
