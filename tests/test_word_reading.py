@@ -99,3 +99,17 @@ def test_word_rates_equal_an_independent_count_on_composed_images(reader):
         assert costs.loc[u, "all"] == pytest.approx((said["clean"][u] - said["unseen"][u]) / n)
     assert rates["all"].max() - rates["all"].min() >= 0.6  # the reader reads some words and not others
     assert set(WORD_POSITIONS) <= set(rates.columns)
+
+
+@pytest.mark.golden
+def test_the_readmes_per_word_table_is_the_shipped_readers(reader):
+    """The README's row for the reader (issue 32) is what reading_by_word measures on the shipped weights."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    row = next(line.strip() for line in readme.splitlines() if line.strip().startswith("| micro-rn-s-reads (the"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    results = reading_by_word(*reader)
+    rates, summary = word_rates(results), word_summary(results)
+    assert [float(c) for c in cells[1:7]] == [round(100 * rates.loc[w, "all"], 1) for w in world.SHAPES]
+    assert cells[7] == f"{100 * summary['word_rate_min']['all']:.1f} ({summary['weakest_word']['all']})"
+    assert cells[8].startswith(f"{100 * summary['control_cost']:.1f} (worst: {summary['costliest_unseen_word']}, "
+                               f"{100 * summary['control_cost_max']['all']:.1f})")
