@@ -62,7 +62,7 @@ else:
 # Which class words the opened model reads (issue 32), first: a word it does not read shows no attack. Measured
 # once per model (state caches it); a model bigger than the micro ones measures only when asked (slow on a CPU).
 input_size = model0.visual.image_size
-st.markdown("**Which words this model reads**")
+st.subheader("Which words this model reads")
 if session is None and max(np.atleast_1d(input_size)) > WORD_READING_AUTO_PX and not st.checkbox(
         "Measure it (a minute or more for a large model on a CPU)", key="typo_measure_words"):
     st.caption("Not measured yet for this model.")
