@@ -422,3 +422,22 @@ def wiseft_table(summary: dict[str, dict]) -> pd.DataFrame:
                           "beats both endpoints": "yes" if s["beats_both_endpoints_on_shift"] else "no",
                           "above the line (points)": round(100 * s["max_effective_robustness"], 1)}
                          for n, s in summary.items()])
+
+
+WORD_RATE_LABEL = "written word chosen %"
+WORD_RATE_COLUMNS = {"all": "all", "white": "white ink", "black": "black ink", "yellow": "yellow ink",
+                     "over": "over the object", "top": "above", "bottom": "below"}
+
+
+def word_rate_row(rates: pd.DataFrame) -> pd.DataFrame:
+    """One row, one column per class word: how often the model names that word when it is written on another
+    class's object, in % (``rates`` from ``paint_core.studies.diagnostics.word_rates``, fractions)."""
+    return pd.DataFrame([{"": WORD_RATE_LABEL, **{str(w): _pct(v) for w, v in rates["all"].items()}}])
+
+
+def word_rate_detail(rates: pd.DataFrame) -> pd.DataFrame:
+    """Per class word (rows): the rate over all its objects and per ink and place, in %, and the objects counted."""
+    out = pd.DataFrame({label: [_pct(v) for v in rates[col]] for col, label in WORD_RATE_COLUMNS.items()},
+                       index=[str(w) for w in rates.index])
+    out["objects"] = rates["n"].astype(int).to_numpy()
+    return out.rename_axis("word written").reset_index()

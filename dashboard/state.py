@@ -461,6 +461,38 @@ def fooling_example(path: str, alpha: float) -> dict | None:
     return _fooling_example(path, run_identity(path), round(float(alpha), 2))
 
 
+WORD_READING_PER_CELL = 2  # the page's per-word test: 540 objects (90 per class word), ~3 s on one CPU core
+
+
+def _word_reading(model, preprocess, tokenizer) -> dict:
+    from paint_core.studies.diagnostics import (control_costs, reading_by_word, word_rates, word_summary,
+                                                word_trials)
+    results = reading_by_word(model, preprocess, tokenizer, word_trials(WORD_READING_PER_CELL))
+    return {"rates": word_rates(results), "costs": control_costs(results), "summary": word_summary(results)}
+
+
+@st.cache_data(show_spinner="Measuring which words this model reads...", max_entries=16)
+def _run_word_reading(path: str, identity: str) -> dict:
+    run = _shared_run(path, identity)
+    return _word_reading(run.model, run.preprocess, run.tokenizer)
+
+
+def run_word_reading(path: str) -> dict:
+    """Which class words the zero-shot model of the run at ``path`` reads ({rates, costs, summary}: tables of
+    ``paint_core.studies.diagnostics``), measured once per run's files and shared by every session."""
+    return _run_word_reading(path, run_identity(path))
+
+
+@st.cache_data(show_spinner="Measuring which words this model reads...", max_entries=8)
+def _model_word_reading(name: str, pretrained: str | None, identity: str) -> dict:
+    return _word_reading(*_shared_model(name, pretrained, identity))
+
+
+def model_word_reading(name: str, pretrained: str | None) -> dict:
+    """``run_word_reading`` for a model opened without a run (``shared_model``'s name and weights)."""
+    return _model_word_reading(name, pretrained, _weights_identity(pretrained))
+
+
 @st.cache_resource(show_spinner="Loading the model...", max_entries=4)
 def _shared_model(name: str, pretrained: str | None, identity: str):
     from paint_core.models.clip import load_model
@@ -476,11 +508,16 @@ def check_offered(name: str) -> str:
 def shared_model(name: str, pretrained: str | None):
     """(model, preprocess, tokenizer) of any model this server offers (PAINT_MODELS), shared and read-only."""
     check_offered(name)
-    identity = ""
+    return _shared_model(name, pretrained, _weights_identity(pretrained))
+
+
+def _weights_identity(pretrained: str | None) -> str:
+    """Size, mtime and inode of a weights file (part of a cache key: a rewritten file is loaded anew); "" for a
+    tag or the shipped weights."""
     if pretrained and Path(pretrained).is_file():
         st_ = os.stat(pretrained)
-        identity = f"{st_.st_size}:{st_.st_mtime_ns}:{st_.st_ino}"
-    return _shared_model(name, pretrained, identity)
+        return f"{st_.st_size}:{st_.st_mtime_ns}:{st_.st_ino}"
+    return ""
 
 
 def follow_run(path: str, slider_key: str, chosen: float | None, default: float) -> None:

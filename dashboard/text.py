@@ -114,3 +114,16 @@ def prediction_columns(names: Sequence[str]) -> dict[str, dict]:
         columns[f"{name} class"] = {"label": name, "width": 135}
         columns[f"{name} prob"] = {"label": "prob.", "width": 65, "type_config": {"type": "number", "format": "%.3f"}}
     return columns
+
+
+def reading_note(summary: dict) -> str:
+    """What the per-word table means and its two headline figures, from ``word_summary`` (fractions): the weakest
+    word (issue 32's targets are minimums over words) and what words never seen in pretraining cost."""
+    weakest = summary["weakest_word"]["all"]
+    return (f"Each class word written on objects of the other classes ({summary['n']:,} objects, "
+            f"{summary['n'] // len(summary['word_rates'])} per word; white, black and yellow ink; over, above and "
+            f"below the object), scored by the zero-shot model on the shape classes: how often it names the written "
+            f"word. Weakest: *{weakest}*, {100 * summary['word_rate_min']['all']:.1f}%. Words it never saw in "
+            f"pretraining ({', '.join(summary['unseen_words'])}) cost {100 * summary['control_cost']:.1f} points of "
+            f"accuracy on the same objects (worst: *{summary['costliest_unseen_word']}*, "
+            f"{100 * summary['control_cost_max']['all']:.1f}).")

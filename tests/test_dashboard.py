@@ -117,7 +117,7 @@ def test_typographic_upload_table_matches_engine():
     at.file_uploader(key="typo_upload").set_value(("tri.png", _png_bytes(), "image/png")).run()
     at.slider(key="typo_alpha").set_value(0.6).run()
     assert not at.exception and not at.error
-    shown = at.dataframe[1].value  # [0]: without the word, [1]: with it
+    shown = [d.value for d in at.dataframe if "zero-shot class" in d.value.columns][1]  # without, then with the word
     run = load_run(CACHED / "micro-rn-l/typographic")
     patched = load_run(CACHED / "micro-rn-l/typographic").model
     patched.load_state_dict(interpolate(run.theta_zs, run.theta_ft, 0.6))

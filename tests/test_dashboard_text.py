@@ -104,3 +104,13 @@ def test_the_served_dashboard_hides_the_deploy_button():
     assert config["client"]["toolbarMode"] == "minimal"
     script = (root / "scripts" / "dashboard.sh").read_text()
     assert script.index('cd "$(dirname "$0")/.."') < script.index("streamlit run")
+
+
+def test_reading_note_names_the_weakest_word_and_the_unseen_words_cost():
+    summary = {"n": 540, "word_rates": dict.fromkeys(("circle", "square", "triangle", "star", "cross", "diamond"), 0.5),
+               "weakest_word": {"all": "star"}, "word_rate_min": {"all": 0.0111}, "control_cost": 0.3284,
+               "control_cost_max": {"all": 0.7778}, "costliest_unseen_word": "mountain",
+               "unseen_words": ["fork", "mountain"]}
+    note = text.reading_note(summary)
+    assert "(540 objects, 90 per word;" in note and "Weakest: *star*, 1.1%." in note
+    assert "(fork, mountain) cost 32.8 points" in note and "(worst: *mountain*, 77.8)" in note

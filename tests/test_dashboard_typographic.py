@@ -61,6 +61,45 @@ def test_page_opens_on_an_attack_that_the_patch_fixes(page):
     assert f"zero-shot fooled: predicts *{ex['word']}*" in verdict and f"fixed: *{ex['shape']}*" in verdict
 
 
+def test_page_shows_which_words_the_opened_model_reads(page):
+    """Issue 32, item 4: the per-word table holds the engine's rates for the run's zero-shot model, recomputed here."""
+    from dashboard.state import WORD_READING_PER_CELL
+    from paint_core.studies.diagnostics import reading_by_word, word_rates, word_summary, word_trials
+    run = load_run(RUN)
+    results = reading_by_word(run.model, run.preprocess, run.tokenizer, word_trials(WORD_READING_PER_CELL))
+    rates, summary = word_rates(results), word_summary(results)
+    row = next(d.value for d in page.dataframe if "star" in d.value.columns)
+    assert list(row.columns) == ["", *world.SHAPES] and len(row) == 1
+    for word in world.SHAPES:
+        assert row[word].iloc[0] == pytest.approx(round(100 * rates.loc[word, "all"], 1))
+    detail = next(d.value for d in page.dataframe if "word written" in d.value.columns).set_index("word written")
+    for word in world.SHAPES:
+        for col, label in (("black", "black ink"), ("top", "above")):
+            assert detail.loc[word, label] == pytest.approx(round(100 * rates.loc[word, col], 1))
+    assert (detail["objects"] == len(results) // 6).all()
+    note = next(c.value for c in page.caption if c.value.startswith("Each class word written"))
+    weakest = summary["weakest_word"]["all"]
+    assert f"Weakest: *{weakest}*, {100 * rates['all'].min():.1f}%" in note
+    assert f"cost {100 * summary['control_cost']:.1f} points" in note
+    assert rates.loc["diamond", "all"] - rates["all"].min() > 0.5  # this reader reads some words and not others
+
+
+def test_which_words_a_model_reads_is_measured_once_per_model(monkeypatch):
+    """Reruns (a slider move, another word) reuse the measure: reading_by_word runs once for the run."""
+    from dashboard import state
+    from paint_core.studies import diagnostics
+    calls = []
+    real = diagnostics.reading_by_word
+    monkeypatch.setattr(diagnostics, "reading_by_word", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    state._run_word_reading.clear()
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=300)
+    at.run()
+    at.switch_page("app_pages/typographic.py").run()
+    at.slider(key="typo_alpha").set_value(0.3).run()
+    at.text_input(key="typo_word").set_value("star").run()
+    assert not at.exception and len(calls) == 1
+
+
 def test_word_sweep_and_margin_figures_hold_the_engines_numbers(page):
     run = load_run(RUN)
     shape, word = page.session_state["typo_shape"], page.session_state["typo_word"]
@@ -144,6 +183,11 @@ def test_zero_shot_only_mode_inspects_a_model_without_any_run(tmp_path, monkeypa
     for r in expected.itertuples():
         assert z[rows.index("circle"), cols.index(f"{r.position} {round(100 * r.size)}%")] == pytest.approx(r.p_true, abs=1e-5)
     assert any("needs a patched run" in i.value for i in at.info)
+    from dashboard.state import WORD_READING_PER_CELL
+    from paint_core.studies.diagnostics import reading_by_word, word_rates, word_trials
+    rates = word_rates(reading_by_word(model, preprocess, tokenizer, word_trials(WORD_READING_PER_CELL)))
+    row = next(d.value for d in at.dataframe if "star" in d.value.columns)  # the default model hardly reads
+    assert [row[w].iloc[0] for w in world.SHAPES] == [round(100 * rates.loc[w, "all"], 1) for w in world.SHAPES]
     at.text_input(key="typo_zs_model").set_value("ViT-B-32").run()  # not offered by this server's policy
     assert any("not offered on this server" in e.value for e in at.error)
 
@@ -169,6 +213,8 @@ def test_zero_shot_mode_inspects_a_real_vit_architecture_from_a_local_file(tmp_p
     at.text_input(key="typo_zs_pretrained").set_value(str(weights)).run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert len(at.get("image")) >= 2 + 2  # the two pictures and two attention-rollout maps
+    assert not at.checkbox(key="typo_measure_words").value  # a 224 px model measures its words only when asked
+    assert not [d for d in at.dataframe if "star" in d.value.columns]
     heat = next(c for c in _charts(at) if c["data"][0]["type"] == "heatmap")
     from paint_core.models.clip import load_model
     model, preprocess, tokenizer = load_model("ViT-B-32", str(weights))
@@ -218,7 +264,7 @@ def test_a_wrong_answer_that_is_not_the_written_word_is_not_called_fooled():
     at.run()
     at.switch_page("app_pages/typographic.py").run()
     at.text_input(key="typo_word").set_value("cat").run()
-    attacked = at.dataframe[1].value
+    attacked = [d.value for d in at.dataframe if "zero-shot class" in d.value.columns][1]  # clean, then attacked
     zs, patched = attacked["zero-shot class"].iloc[0], attacked.iloc[0, 3]
     true = next(c for c in world.SHAPES if c not in (zs, patched))
     at.selectbox(key="typo_true").set_value(true).run()

@@ -234,3 +234,14 @@ def test_explorer_positions_are_built_from_the_shared_store():
     f = frontier(_sweep(), "digits", ["shapes"], "test")
     svg = positions.frontier_svg(f, 0.5, "test", 1.0, entries)
     assert svg.count('class="pe-marker"') == 2 and positions.frontier_svg(f, 0.5, "test", 1.0, entries) is svg
+
+
+def test_word_rate_tables_are_the_rates_in_percent():
+    rates = pd.DataFrame({"all": [0.25, 1 / 3], "white": [0.5, 0.0], "black": [0.0, 1.0], "yellow": [0.25, 0.0],
+                          "over": [0.0, 0.5], "top": [1.0, 0.0], "bottom": [0.0, 0.5], "n": [4, 3]},
+                         index=["star", "diamond"])
+    row = figures.word_rate_row(rates)
+    assert row.to_dict("records") == [{"": "written word chosen %", "star": 25.0, "diamond": 33.3}]
+    detail = figures.word_rate_detail(rates).set_index("word written")
+    assert detail.loc["diamond", "black ink"] == 100.0 and detail.loc["star", "above"] == 100.0
+    assert detail.loc["diamond", "all"] == 33.3 and list(detail["objects"]) == [4, 3]

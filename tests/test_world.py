@@ -92,3 +92,32 @@ def test_neutral_twins_name_the_object_and_hold_out_the_control_words(monkeypatc
         assert not np.array_equal(np.asarray(img1), np.asarray(img2))  # same object, different ink
     inks = {k["text_colour"] for *_, k in written}
     assert len(inks) > 3  # word_colours varies the ink (the default corpus writes white only)
+
+
+def test_unseen_control_words_occur_nowhere_in_any_corpus(monkeypatch):
+    """Issue 32: the held-out control words (corpus.UNSEEN_WORDS) are never written nor captioned, whatever the
+    corpus configuration; the declared vocabulary is checked against what sample_pair and the twins really make."""
+    import re
+
+    from paint_core.data import corpus
+    from paint_core.data.tasks import get_task
+    vocab = corpus.corpus_vocabulary()
+    assert not set(corpus.UNSEEN_WORDS) & vocab
+    class_names = {str(c) for t in ("shapes", "colours", "counting", "typographic") for c in get_task(t).classnames}
+    assert not set(corpus.UNSEEN_WORDS) & class_names
+    written = []
+    for name in ("render_word", "render_object_with_word"):
+        real = getattr(world, name)
+
+        def record(rng, *a, _real=real, _word_at=0 if name == "render_word" else 2, **k):
+            written.append(a[_word_at])
+            return _real(rng, *a, **k)
+        monkeypatch.setattr(world, name, record)
+    words = set()
+    configs = (corpus.CorpusConfig(), corpus.CorpusConfig(object_word_share=0.5, word_pairs=True, neutral_twins=0.5,
+                                                          word_colours=True, word_only_caption=0.6))
+    for seed, cfg in enumerate(configs):
+        _, captions = corpus.make_corpus(1500, seed, cfg, size=16)
+        words |= {t for c in captions for t in re.findall(r"[a-z0-9]+", c.lower())}
+    assert len(words) > 60 and words <= vocab, sorted(words - vocab)
+    assert set(written) <= vocab and set(corpus.NEUTRAL_TRAIN_WORDS) <= set(written)

@@ -22,6 +22,7 @@ from paint_core.live.sessions import SLIDER_ALPHAS, compare_predictions, parse_c
 # default models barely read, so on them the demo would show no attack.
 READING_RUN = "reading/typographic"
 ZIP_LIMITS = ZipLimits()  # what a batch zip may hold (the engine's defaults)
+WORD_READING_AUTO_PX = 64  # models up to this input size show which words they read at once (a few seconds)
 
 st.title("Typographic attack")
 st.caption("A word written on an object can fool CLIP. Compose an object or upload a photo, write a word on it, "
@@ -49,13 +50,29 @@ else:
                                   key="typo_zs_pretrained")
     try:
         name = state.check_offered(zs_name.strip())
-        model0, preprocess, tokenizer = state.shared_model(name, check_pretrained(policy(), name, zs_pretrained))
+        zs_weights = check_pretrained(policy(), name, zs_pretrained)
+        model0, preprocess, tokenizer = state.shared_model(name, zs_weights)
         if not zs_pretrained.strip():
             st.caption(f"{zs_name.strip()}: the shipped weights")
     except (WriteRefused, ValueError, OSError) as e:
         st.error(f"Cannot load this model: {e}")
         st.stop()
     chosen = None
+
+# Which class words the opened model reads (issue 32), first: a word it does not read shows no attack. Measured
+# once per model (state caches it); a model bigger than the micro ones measures only when asked (slow on a CPU).
+input_size = model0.visual.image_size
+st.subheader("Which words this model reads")
+if session is None and max(np.atleast_1d(input_size)) > WORD_READING_AUTO_PX and not st.checkbox(
+        "Measure it (a minute or more for a large model on a CPU)", key="typo_measure_words"):
+    st.caption("Not measured yet for this model.")
+else:
+    reading = (state.run_word_reading(str(session.run.path)) if session is not None
+               else state.model_word_reading(name, zs_weights))
+    st.dataframe(figures.word_rate_row(reading["rates"]), hide_index=True, key="typo_word_rates")
+    st.caption(text.reading_note(reading["summary"]))
+    with st.expander("Per ink and place"):
+        st.dataframe(figures.word_rate_detail(reading["rates"]), hide_index=True, key="typo_word_rates_detail")
 
 left, right = st.columns([1, 2])
 with left:
@@ -87,7 +104,6 @@ except ValueError as e:
     st.stop()
 
 attacked = world.write_word(base, word, position, size)
-input_size = model0.visual.image_size
 warning = text.photo_warning(input_size) if source == "Upload" else None
 if warning:
     right.warning(warning)

@@ -23,6 +23,24 @@ READ_WORDS = w.SHAPES + tuple(w.COLOURS) + w.NUMBER_WORDS[1:7] + w.OTHER_WORDS
 NEUTRAL_TRAIN_WORDS = ("pen", "box", "key", "cow", "bus", "map", "egg", "leaf", "door", "shoe", "ring", "lamp")
 # Ink colours of words on objects when ``word_colours`` is set: white, black, and the world's colours.
 WORD_INKS = ((255, 255, 255), (0, 0, 0)) + tuple(w.COLOURS.values())
+# The words of the caption templates below, besides names (shapes, colours, numbers, written words).
+CAPTION_WORDS = frozenset((
+    "a", "are", "blurry", "by", "coloured", "digit", "drawing", "few", "group", "hand", "handwritten", "in", "many",
+    "mark", "mixed", "number", "object", "objects", "of", "on", "outline", "pattern", "picture", "pixelated", "says",
+    "scan", "shape", "shapes", "sign", "sketch", "small", "some", "text", "that", "the", "there", "with", "word",
+    "written"))
+# Non-class words that never occur in any corpus, written or in a caption (``corpus_vocabulary``): the held-out
+# control of ``studies.diagnostics.reading_by_word``. ``world.OTHER_WORDS`` are read in the corpus (word-only
+# captions), so a model has learnt a meaning for them; these it has never seen. Lengths 4-8 like the class words.
+UNSEEN_WORDS = ("fork", "wolf", "plant", "chair", "pencil", "button", "window", "garden", "blanket", "kitchen",
+                "elephant", "mountain")
+
+
+def corpus_vocabulary() -> frozenset[str]:
+    """Every word any corpus configuration can write on an image or put in a caption (lower case; digits as
+    "0".."9"). tests/test_world.py checks it against sampled captions and written words."""
+    names = {*w.SHAPES, *(f"{s}s" for s in w.SHAPES), *w.COLOURS, *w.NUMBER_WORDS, *map(str, range(10))}
+    return frozenset(CAPTION_WORDS | names | set(READ_WORDS) | set(NEUTRAL_TRAIN_WORDS))
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,15 @@ other skills and the frontier is a straight line).
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 import torch
 
 from ..data import world as w
+from ..data.corpus import UNSEEN_WORDS
 from ..data.tasks import get_task
 from ..engine.evaluation import evaluate, image_features, materialize, predict, zero_shot_head
 
@@ -95,11 +98,116 @@ def reading_test(model: torch.nn.Module, preprocess: Callable, tokenizer: Callab
             "by_ink": groups(inks), "by_position": groups(positions)}
 
 
+WORD_POSITIONS = ("over", "top", "bottom")
+
+
+@dataclass(frozen=True)
+class WordTrial:
+    """One object (``shape`` in ``colour``, drawn from random ``state``) with a class ``word`` written on it, and the
+    same object with an ``unseen`` word (never in any corpus) in the same ink, place and size."""
+    shape: str
+    colour: str
+    word: str
+    unseen: str
+    ink: str          # one of TEXT_INK_NAMES
+    position: str     # one of WORD_POSITIONS
+    font_size: int    # 11-15 px of the 64 px world, as in reading_test and the corpus
+    state: int
+
+
+def word_trials(per_cell: int = 2, seed: int = 13) -> list[WordTrial]:
+    """Balanced: every class word on every other class's object, in every ink and position, ``per_cell`` times
+    (colour, size and object random): 6 x 5 x 3 x 3 x per_cell trials, so a word's rate is not an accident of
+    which objects it happened to land on (reading_test draws the word at random). Each unseen word equally often."""
+    if per_cell < 1:
+        raise ValueError(f"per_cell must be at least 1, got {per_cell}")
+    rng = np.random.default_rng(seed)
+    cells = [(word, shape, ink, pos) for word in w.SHAPES for shape in w.SHAPES if shape != word
+             for ink in TEXT_INK_NAMES for pos in WORD_POSITIONS for _ in range(per_cell)]
+    unseen = rng.permutation(len(cells)) % len(UNSEEN_WORDS)  # each word equally often, in no pattern of cells
+    return [WordTrial(shape, w.pick(rng, tuple(w.COLOURS)), word, UNSEEN_WORDS[int(u)], ink, pos,
+                      int(rng.integers(11, 16)), int(rng.integers(0, 2 ** 31)))
+            for (word, shape, ink, pos), u in zip(cells, unseen)]
+
+
+def trial_images(trial: WordTrial) -> tuple:
+    """(clean, with the class word, with the unseen word) PIL images of one trial: one object, only the ink
+    differs."""
+    style = {"font_size": trial.font_size, "position": trial.position,
+             "text_colour": TEXT_COLOURS[TEXT_INK_NAMES.index(trial.ink)]}
+    clean = w.render_object(np.random.default_rng(trial.state), trial.shape, trial.colour, radius=(0.24, 0.34))
+    return (clean, *(w.render_object_with_word(np.random.default_rng(trial.state), trial.shape, trial.colour, word,
+                                               **style) for word in (trial.word, trial.unseen)))
+
+
+@torch.no_grad()
+def reading_by_word(model: torch.nn.Module, preprocess: Callable, tokenizer: Callable,
+                    trials: list[WordTrial] | None = None) -> pd.DataFrame:
+    """Issue 32: which class words does the model read? Every trial (default ``word_trials()``: 540) scored by the
+    zero-shot shape head, clean / with the class word / with the unseen word. One row per trial: its fields and
+    the predicted shape of each image (``clean``, ``attacked``, ``control``). Summaries: ``word_rates``,
+    ``control_costs``, ``word_summary``."""
+    trials = word_trials() if trials is None else trials
+    task = get_task("shapes")
+    head = zero_shot_head(model, tokenizer, task.classnames, task.templates)
+    images = [preprocess(img) for t in trials for img in trial_images(t)]
+    pred = predict(model, head, torch.stack(images)).argmax(-1).reshape(len(trials), 3)
+    names = np.array(task.classnames)[pred.numpy()]
+    return pd.DataFrame([asdict(t) for t in trials]).assign(clean=names[:, 0], attacked=names[:, 1],
+                                                            control=names[:, 2])
+
+
+def _groups(results: pd.DataFrame, key: str, value: Callable[[pd.DataFrame], float]) -> pd.DataFrame:
+    """Per ``key`` (rows), ``value`` of all its trials and of those in each ink and position (columns), and n."""
+    rows = {}
+    for name, part in results.groupby(key, sort=False):
+        rows[name] = {"all": value(part),
+                      **{ink: value(part[part["ink"] == ink]) for ink in TEXT_INK_NAMES},
+                      **{pos: value(part[part["position"] == pos]) for pos in WORD_POSITIONS}, "n": len(part)}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _share(part: pd.DataFrame, column: str, target: str) -> float:
+    return float((part[column] == part[target]).mean()) if len(part) else float("nan")
+
+
+def word_rates(results: pd.DataFrame) -> pd.DataFrame:
+    """Per class word written on another class's object (rows, in ``world.SHAPES`` order): the share of those
+    objects classified as the word, over all trials ("all") and per ink and position; "n": trials."""
+    table = _groups(results, "word", lambda p: _share(p, "attacked", "word"))
+    return table.reindex([s for s in w.SHAPES if s in table.index])
+
+
+def control_costs(results: pd.DataFrame) -> pd.DataFrame:
+    """Per unseen word (rows): clean accuracy minus accuracy with that word written, on the same objects (a
+    fraction: 0.05 is 5 points), over all trials and per ink and position; "n": trials."""
+    table = _groups(results, "unseen", lambda p: _share(p, "clean", "shape") - _share(p, "control", "shape"))
+    return table.reindex([u for u in UNSEEN_WORDS if u in table.index] + [u for u in table.index
+                                                                         if u not in UNSEEN_WORDS])
+
+
+def word_summary(results: pd.DataFrame) -> dict:
+    """The figures issue 32 sets targets on, JSON-ready: the minimum over class words of the word rate (targets
+    are minimums, not means) and the weakest word, overall and per ink / position; the mean word rate; the clean
+    accuracy; the control cost over all trials and the worst unseen word's."""
+    rates, costs = word_rates(results), control_costs(results)
+    columns = ["all", *TEXT_INK_NAMES, *WORD_POSITIONS]
+    return {"n": len(results), "clean_accuracy": _share(results, "clean", "shape"),
+            "word_rate_mean": _share(results, "attacked", "word"),
+            "word_rate_min": {c: float(rates[c].min()) for c in columns},
+            "weakest_word": {c: str(rates[c].idxmin()) for c in columns},
+            "word_rates": {word: float(v) for word, v in rates["all"].items()},
+            "control_cost": _share(results, "clean", "shape") - _share(results, "control", "shape"),
+            "control_cost_max": {c: float(costs[c].max()) for c in columns},
+            "costliest_unseen_word": str(costs["all"].idxmax()), "unseen_words": [str(u) for u in costs.index]}
+
+
 def written_word_probe(model: torch.nn.Module, preprocess: Callable, n_train: int = 1500, n_test: int = 500,
                        seed: int = 11) -> dict:
     """Are the written word's features there? A logistic regression on frozen image features predicts which
     shape name is written on an object (the object itself random): high accuracy with a low zero-shot word rate
-    means the model sees the word but its text alignment ignores it; chance (1/6) means it does not see it."""
+    means the model sees the word but its text alignment ignores it; chance (1/6) means it does not see it.
+    ``per_word``: the share of test images carrying each word that the probe names right (its recall)."""
     from sklearn.linear_model import LogisticRegression
 
     rng = np.random.default_rng(seed)
@@ -115,7 +223,9 @@ def written_word_probe(model: torch.nn.Module, preprocess: Callable, n_train: in
     feats = image_features(model, torch.stack(images)).numpy()
     y = np.array(words)
     clf = LogisticRegression(max_iter=3000, C=10.0).fit(feats[:n_train], y[:n_train])
-    return {"accuracy": float(clf.score(feats[n_train:], y[n_train:])), "chance": 1 / len(w.SHAPES),
+    said, truth = clf.predict(feats[n_train:]), y[n_train:]
+    per_word = {word: float((said[truth == i] == i).mean()) for i, word in enumerate(w.SHAPES) if (truth == i).any()}
+    return {"accuracy": float((said == truth).mean()), "chance": 1 / len(w.SHAPES), "per_word": per_word,
             "n_train": n_train, "n_test": n_test}
 
 
