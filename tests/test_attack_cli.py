@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -32,6 +33,7 @@ def _photos(folder: Path) -> None:
         Image.fromarray(field).resize((200, 150), Image.BICUBIC).save(folder / f"label={label}_text={text}.jpg")
 
 
+@pytest.mark.slow
 def test_one_answer_for_every_image_is_said(tmp_path, capsys):
     _photos(tmp_path)
     assert main(["attack", "--run", str(RUN), "--task", f"typographic:{tmp_path}", "--alphas", "0,1", "--json"]) == 0

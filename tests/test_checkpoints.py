@@ -72,6 +72,7 @@ class ImageEncoder(torch.nn.Module):
         self.classification_head = torch.nn.Linear(128, 10)
 
 
+@pytest.mark.slow
 def test_convert_pickled_whole_module(tmp_path, random_micro_file, monkeypatch):
     model, _, _ = load_model("micro-rn-s", random_micro_file)
     with torch.no_grad():

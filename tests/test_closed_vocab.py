@@ -33,6 +33,7 @@ def test_random_init_is_reproducible_and_checkpoint_round_trip(tmp_path):
         create_encoder("test_resnet", str(path))  # another architecture's checkpoint
 
 
+@pytest.mark.slow
 def test_head_is_bit_identical_after_encoder_finetuning():
     encoder, _ = create_encoder("test_vit", "random")
     g = torch.Generator().manual_seed(0)

@@ -156,6 +156,7 @@ def research_classes(monkeypatch):
 @pytest.mark.parametrize("kind", ["patching pickle.dump fp32", "patching pickle.dump fp16 (GPU run)",
                                   "task_vectors torch.save encoder", "torch.save legacy encoder",
                                   "zero-shot state dict"])
+@pytest.mark.slow
 def test_research_checkpoints_convert_bit_exactly(tmp_path, research_model, research_classes, kind, monkeypatch):
     ImageEncoder, _ = research_classes
     model = copy.deepcopy(research_model)
@@ -235,6 +236,7 @@ def test_activation_is_read_from_the_file(tmp_path, tiny_pair, research_classes,
         assert not torch.allclose(as_gelu.encode_text(tokens), research.encode_text(tokens), atol=1e-3)
 
 
+@pytest.mark.slow
 def test_the_sidecar_activation_is_checked_on_every_load(tmp_path, tiny_pair, research_classes, monkeypatch,
                                                          capsys):
     """Issue 25: a converted QuickGELU checkpoint loaded as the GELU model (load_model, import-run; the
@@ -285,6 +287,7 @@ def test_activation_without_a_variant_is_said(tmp_path, research_classes, monkey
     assert "open_clip has no QuickGELU variant of micro-rn-s" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_import_run_from_research_checkpoints(tmp_path, research_model, research_classes, monkeypatch, capsys):
     """A PAINT-style experiment (pickled zero-shot and fine-tuned image encoders) becomes a run directory
     that sweep / select / load_run use, with the sweep's alpha-1 accuracy that of the fine-tuned model."""
@@ -327,6 +330,7 @@ def test_import_run_from_research_checkpoints(tmp_path, research_model, research
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["imported"]  # nothing half-written
 
 
+@pytest.mark.slow
 def test_import_run_names_a_precision_mismatch(tmp_path, research_model, capsys):
     """Issue 25: a float32 zero-shot with a float16 fine-tune was refused as 'changes weights outside the
     image encoder', without a word about precision; a real change outside it is still that refusal."""

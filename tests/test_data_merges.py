@@ -98,6 +98,7 @@ def _micro():
     return run, images, head
 
 
+@pytest.mark.slow
 def test_the_fisher_is_the_mean_squared_gradient_of_a_sampled_label():
     run, images, head = _micro()
     got = fisher_diagonal(run.model, head, images, seed=5, batch_size=4)
@@ -117,6 +118,7 @@ def test_the_fisher_is_the_mean_squared_gradient_of_a_sampled_label():
     assert sum(float(v.sum()) for v in got.values()) > 0
 
 
+@pytest.mark.slow
 def test_the_grams_are_the_inputs_of_each_linear_map():
     """The attention pool's projections are called functionally: its token Gram, and the Gram of the attention's
     output before c_proj, checked against the pool's own output through c_proj."""
@@ -180,6 +182,7 @@ def test_a_vit_tower_has_grams_for_its_attention_and_mlp_maps():
                                context.T @ context / 3, rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_adamerging_lowers_the_entropy_it_minimises():
     runs = [load_run(p) for p in RUNS]
     base = runs[0]
@@ -228,6 +231,7 @@ def test_greedy_soup_never_keeps_an_ingredient_that_lowers_val_accuracy():
         best = max(best, h["soup_val"]) if h["kept"] else best
 
 
+@pytest.mark.slow
 def test_soup_study_and_soup_run_on_ingredients_of_one_task(tmp_path, capsys):
     """Four ingredients of the digits task made from the shipped run (zero-shot + c tau): the study's greedy history
     obeys the rule, the uniform soup is the mean, and `soup --out` writes a run whose encoder is the greedy soup."""
@@ -264,6 +268,7 @@ def test_soup_study_and_soup_run_on_ingredients_of_one_task(tmp_path, capsys):
     assert "give --out" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_statistics_are_cached_per_run_and_n(tmp_path, monkeypatch):
     runs = [load_run(p) for p in RUNS]
     data = RunsData(runs)
@@ -279,6 +284,7 @@ def test_statistics_are_cached_per_run_and_n(tmp_path, monkeypatch):
     assert len(calls) == 2
 
 
+@pytest.mark.slow
 def test_wiseft_with_fisher_adds_the_fisher_weighted_curve(tmp_path):
     out = tmp_path / "w.json"
     assert main(["wiseft", "--run", str(RUNS[0]), "--shift", "digits_rotated", "--fisher", "--fisher-n", "16",

@@ -55,6 +55,7 @@ def run(template_run, tmp_path) -> Path:
     (["--supported", "shapes,colours", "--max-eval", "0"], "max_eval must be a positive"),
     (["--supported", "shapes,colours", "--splits", "val,tset"], "splits must be among"),
 ])
+@pytest.mark.slow
 def test_failed_sweep_changes_nothing(run, argv, message, capsys):
     before = snapshot(run.parent)
     assert main(["sweep", "--run", str(run), *argv]) == 1
@@ -81,6 +82,7 @@ def pd_tasks(run: Path) -> list[str]:
     return list(pd.read_csv(run / "sweep.csv")["task"].unique())
 
 
+@pytest.mark.slow
 def test_half_updated_sweep_is_detected_not_answered(run):
     """A sweep cut between sweep.csv and run.json (or an edited file): select refuses instead of answering."""
     text = (run / "sweep.csv").read_text().splitlines()
@@ -143,6 +145,7 @@ def test_interrupted_replacement_leaves_the_old_run(run):
     assert snapshot(run.parent) == before
 
 
+@pytest.mark.slow
 def test_export_never_writes_shipped_weights_or_foreign_files(run, tmp_path, capsys):
     shipped = WEIGHTS_DIR / "micro-rn-s.safetensors"
     shipped_before = snapshot(WEIGHTS_DIR)

@@ -40,6 +40,7 @@ def run(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_a_folder_export_loads_in_plain_open_clip_with_the_tools_features(run, tmp_path, capsys):
     """`paint-core export --out DIR` writes open_clip_config.json + open_clip_model.safetensors; a fresh
     interpreter that never imports paint_core (no add_model_config) loads it with local-dir: and computes the
@@ -73,6 +74,7 @@ def test_a_folder_export_loads_in_plain_open_clip_with_the_tools_features(run, t
     np.testing.assert_allclose(theirs["text"], text_features, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_folder_export_replaces_only_an_earlier_export_and_only_when_asked(run, tmp_path, capsys):
     foreign = tmp_path / "photos"
     foreign.mkdir()

@@ -81,6 +81,7 @@ def _weights(model, head, train_set):
     return torch.cat([v.flatten().float() for k, v in sorted(state.items()) if k.startswith("visual.")])
 
 
+@pytest.mark.slow
 def test_fine_tuning_from_uint8_or_a_decoded_split_gives_the_preprocessed_splits_weights(digits, monkeypatch):
     model, preprocess, task, head = digits
     start = {k: v.clone() for k, v in model.state_dict().items()}
@@ -98,6 +99,7 @@ def test_fine_tuning_from_uint8_or_a_decoded_split_gives_the_preprocessed_splits
     model.load_state_dict(start)
 
 
+@pytest.mark.slow
 def test_a_decoded_split_that_fits_is_read_once_for_every_alpha(digits, monkeypatch):
     model, preprocess, task, head = digits
     split = decode_split(task, "test", preprocess, limit=300)

@@ -38,6 +38,7 @@ def _features(hf_out) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("act", ["quick_gelu", "gelu"])
+@pytest.mark.slow
 def test_a_transformers_clip_converts_with_equal_features(tmp_path, act):
     src = _tiny(tmp_path, act)
     out = tmp_path / f"oc-{act}"
@@ -98,6 +99,7 @@ def test_a_vision_tower_alone_converts_with_its_base_clip(tmp_path):
                                    rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_hub_id_converts_from_the_local_cache(tmp_path):
     import os
     import subprocess
@@ -123,6 +125,7 @@ def test_a_hub_id_converts_from_the_local_cache(tmp_path):
                                    _features(hf.get_image_features(pixel_values=images)), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_fusionbench_style_task_model_becomes_a_run(tmp_path, capsys):
     """The path of a FusionBench task model: the base CLIPModel and the fine-tuned vision tower converted, then
     `import-run` with the base as `local-dir:`; the run's endpoints are the two converted towers."""

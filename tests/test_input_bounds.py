@@ -81,6 +81,7 @@ def test_a_sweep_spec_from_code_is_bounded_too():
 
 @pytest.mark.parametrize("command", [["sweep", "--supported", "shapes"], ["attack", "--task", "typographic"]])
 @pytest.mark.parametrize("spec", ["0:1:1e-5", "nan:1:0.1", "0:inf:0.1"])
+@pytest.mark.slow
 def test_cli_grids_fail_with_one_line_and_exit_1(run, command, spec, capsys):
     before = snapshot(run.parent)
     assert main([command[0], "--run", str(run), *command[1:], "--alphas", spec]) == 1
@@ -146,6 +147,7 @@ def test_an_imported_runs_zero_shot_file_is_protected(run, capsys):
     assert "would replace base.safetensors of the run directory" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_an_earlier_export_inside_a_run_may_be_replaced(run, capsys):
     out = run / "patched.safetensors"
     assert main(["export", "--run", str(run), "--alpha", "0.5", "--out", str(out)]) == 0

@@ -4,6 +4,7 @@ import torch
 from paint_core import Interpolator, TaskVector, interpolate, load_model
 
 
+@pytest.mark.slow
 def test_interpolate_endpoints_and_formula(two_states):
     zs, ft = two_states
     assert all(torch.equal(interpolate(zs, ft, 0.0)[k], zs[k]) for k in zs)
@@ -46,6 +47,7 @@ def test_mismatched_state_dicts_name_the_key(two_states):
         interpolate(zs, ft, 0.5)
 
 
+@pytest.mark.slow
 def test_interpolator_matches_pure_interpolation_and_keeps_endpoints(two_states, random_micro_file):
     zs, ft = two_states
     zs_copy = {k: v.clone() for k, v in zs.items()}
@@ -70,6 +72,7 @@ def test_interpolator_matches_pure_interpolation_and_keeps_endpoints(two_states,
         interp.set_alpha(-0.1)
 
 
+@pytest.mark.slow
 def test_task_vector_algebra(two_states):
     zs, ft = two_states
     tv = TaskVector(zs, ft)

@@ -2,6 +2,7 @@
 that path runs (e.g. `reproduce`'s diagnostics), and an unused import hides a half-finished edit."""
 from pathlib import Path
 
+import pytest
 from pyflakes.api import checkRecursive
 from pyflakes.reporter import Reporter
 
@@ -22,6 +23,7 @@ class _Collect(Reporter):
         self.messages.append(str(message))
 
 
+@pytest.mark.slow
 def test_pyflakes_finds_nothing_in_the_code_the_project_ships_and_runs():
     reporter = _Collect()
     checkRecursive([str(ROOT / d) for d in ("paint_core", "dashboard", "scripts", "benchmarks", "tests")], reporter)

@@ -86,6 +86,7 @@ def test_one_sample_along_alpha_equals_models_built_at_each_alpha(two_states, ra
         session.along_alpha("t", 6)
 
 
+@pytest.mark.slow
 def test_sessions_own_no_weights_and_borrow_from_the_runs_pool(two_states, random_micro_file):
     """Two sessions at different alphas over one pool of one model: each gets theta(its alpha), the pool made
     one copy in all, and the run's endpoints are never written."""
@@ -115,6 +116,7 @@ def test_sessions_own_no_weights_and_borrow_from_the_runs_pool(two_states, rando
     assert all(torch.equal(run.theta_zs[k], zs[k]) for k in zs)  # the endpoints are never written
 
 
+@pytest.mark.slow
 def test_a_pool_lends_each_model_to_one_borrower_at_a_time(two_states, random_micro_file):
     import threading
     from paint_core.live.sessions import ModelPool

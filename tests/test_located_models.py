@@ -66,6 +66,7 @@ def _cli(args: list[str], hf_home: Path, cwd: Path) -> subprocess.CompletedProce
                           text=True, timeout=900)
 
 
+@pytest.mark.slow
 def test_a_hub_name_finetunes_sweeps_and_exports_from_the_local_cache(hf_home, tmp_path):
     name = "hf-hub:paint/micro-rn-s"
     done = _cli(["finetune", "--model", name, "--task", "digits", "--steps", "3", "--batch-size", "8",
@@ -143,6 +144,7 @@ def test_the_dashboard_offers_located_models_by_pattern_and_inside_its_roots(fol
     assert req.model == f"local-dir:{folder.resolve()}" and req.pretrained is None
 
 
+@pytest.mark.slow
 def test_a_hub_export_carries_a_model_card_and_reloads_with_equal_weights(tmp_path):
     """Issue 30, item 3: `export --format hub` writes open_clip's hub folder plus a README.md card naming the base
     model, the sha256 of the fine-tune, alpha and the sweep's accuracies at it; plain open_clip loads it."""
@@ -190,6 +192,7 @@ def test_the_dashboard_exports_a_hub_folder_as_a_zip(tmp_path, monkeypatch):
     assert any("Download the folder as a zip" in str(d.proto) for d in at.get("download_button"))
 
 
+@pytest.mark.slow
 def test_a_timm_hub_name_loads_its_weights_from_the_local_cache(tmp_path):
     """timm hub names for the closed-vocabulary encoders: a repository saved by timm's own save_for_hf, found in a
     local Hugging Face cache offline, gives exactly the saved weights."""

@@ -98,6 +98,7 @@ def test_bad_parameters_are_refused_with_one_clear_line():
 
 
 @pytest.mark.parametrize("method,param", PARAMS, ids=[f"{m}-{p.name}" for m, p in PARAMS])
+@pytest.mark.slow
 def test_changing_any_declared_parameter_changes_the_inputs_and_recomputes(method, param, tmp_path, monkeypatch):
     m = MERGE_METHODS[method]
     value = _other(param)

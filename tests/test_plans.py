@@ -54,6 +54,7 @@ def _tower_keys(name: str) -> list[str]:
 
 
 @pytest.mark.parametrize("name", list(TOWERS))
+@pytest.mark.slow
 def test_blocks_partition_every_key_of_each_tower_family(name):
     keys = _tower_keys(name)
     blocks = image_blocks(keys)
@@ -117,6 +118,7 @@ def test_a_uniform_plan_is_the_scalar_path_bit_for_bit():
     assert all(torch.equal(x, y) for x, y in zip(tv.apply_to(zs, 0.37).values(), tv.apply_to(zs, equal).values()))
 
 
+@pytest.mark.slow
 def test_a_per_block_plan_is_a_hand_lerp_per_key():
     model, _, _ = load_model("micro-rn-l")
     zs, ft = _states(model)
@@ -170,6 +172,7 @@ def run(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_sweep_rows_carry_plans_and_old_tables_resume(run):
     plan = Plan.per_block({"stem": 0.0, "layer1": 0.2, "layer2": 0.5, "layer3": 0.8, "layer4": 1.0,
                            "attnpool": 1.0})
@@ -187,6 +190,7 @@ def test_sweep_rows_carry_plans_and_old_tables_resume(run):
     assert uniform["alpha"].notna().all() and set(uniform["plan"]) == {"0", "0.5", "1"}
 
 
+@pytest.mark.slow
 def test_an_exported_plan_loads_in_plain_open_clip_and_scores_as_swept(run, tmp_path):
     from paint_core.data.tasks import get_task
     from paint_core.engine.evaluation import evaluate, zero_shot_head
@@ -210,6 +214,7 @@ def test_an_exported_plan_loads_in_plain_open_clip_and_scores_as_swept(run, tmp_
 
 
 @pytest.mark.parametrize("method,budget", [("cma", 12), ("adamerging", 8)])
+@pytest.mark.slow
 def test_both_searchers_keep_the_supported_rule_on_val_and_resume(run, tmp_path, method, budget):
     cfg = SearchConfig(tolerance=0.02, budget=budget, unlabeled=64, search_batch=16, search_lr=0.05)
     out = tmp_path / f"{method}.json"
@@ -230,6 +235,7 @@ def test_both_searchers_keep_the_supported_rule_on_val_and_resume(run, tmp_path,
         assert len(read_sweep(run, per_block=True)) == n and again["blocks"] == result["blocks"]
 
 
+@pytest.mark.slow
 def test_the_sweep_command_measures_plan_files_beside_the_alphas(run, tmp_path, capsys):
     plan = Plan.per_block({"stem": 0.1, "layer1": 0.1, "layer2": 0.3, "layer3": 0.6, "layer4": 0.9, "attnpool": 1})
     f = tmp_path / "p.json"

@@ -80,6 +80,7 @@ def test_few_shot_indices_and_zero_shots():
         few_shot_indices(labels, 0)
 
 
+@pytest.mark.slow
 def test_training_reduces_the_loss_and_leaves_the_model_untouched(micro):
     model, _, tokenizer = micro
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -48,6 +48,7 @@ def _ties(runs, out: Path, k: float, max_eval: int = 20) -> dict:
                                       lambdas=[0.0, 0.5, 1.0, 1.5], max_eval=max_eval)
 
 
+@pytest.mark.slow
 def test_changing_k_recomputes_ties_and_equal_inputs_reuse(two_runs, tmp_path, monkeypatch):
     out = tmp_path / "arith.json"
     first = _ties(two_runs, out, k=1)["results"]["addition"]["ties"]
@@ -66,6 +67,7 @@ def test_changing_k_recomputes_ties_and_equal_inputs_reuse(two_runs, tmp_path, m
         _ties(two_runs, out, k=100, max_eval=10)  # another max_eval: everything is recomputed
 
 
+@pytest.mark.slow
 def test_refitted_run_at_the_same_path_is_a_new_input(two_runs, tmp_path):
     runs = [tmp_path / "digits", tmp_path / "counting"]
     for src, dst in zip(two_runs, runs):

@@ -71,6 +71,7 @@ def _finetuned(digits_bits, runtime: Runtime, **cfg) -> dict[str, torch.Tensor]:
         model.load_state_dict(start)
 
 
+@pytest.mark.slow
 def test_accumulated_micro_batches_give_the_same_update(digits_bits):
     """accum_steps=4 cuts each batch of 32 into 4 chunks of 8 whose gradients add up to the batch's: the same
     AdamW update up to float summation order (measured max difference ~1e-7 against weights ~0.1)."""
@@ -91,6 +92,7 @@ def _update(state: dict, start: dict) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("precision", ["amp_bf16", "amp"])
+@pytest.mark.slow
 def test_mixed_precision_trains_and_scores_like_fp32_on_the_cpu(digits_bits, precision):
     """Autocast on the CPU. bfloat16: the 3-step update points the way fp32's does, closer than fp32 with another
     data order (measured cosine 0.81 against 0.53). float16 ("amp"): its gradient scaler skips the first steps
@@ -163,6 +165,7 @@ def _study_numbers(tmp_path, device: str, precision: str) -> dict[str, float]:
     return {**{r["method"]: r["accuracy"] for r in rows}, **{f"probe {t}": a for t, a in cv["probe_test"].items()}}
 
 
+@pytest.mark.slow
 def test_the_former_cpu_only_commands_run_under_bfloat16_autocast(tmp_path):
     """closed-vocab, pretrain-classifier and prompts take the runtime like every command: under amp_bf16 (CPU
     autocast here) their zero-shot and probe accuracies stay within 3 points of fp32's (bfloat16 keeps 8 bits of

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
@@ -52,6 +53,7 @@ def test_decoded_images_are_exactly_the_preprocessed_ones():
         assert y == y0 and torch.equal(x, x0)  # bit for bit, not approximately
 
 
+@pytest.mark.slow
 def test_a_sweep_decodes_each_image_once_and_a_second_run_not_at_all(monkeypatch, two_states, random_micro_file):
     counter = [0]
     task = counting_task(counter)
@@ -73,7 +75,7 @@ def test_a_sweep_decodes_each_image_once_and_a_second_run_not_at_all(monkeypatch
 
 
 def test_a_changed_image_folder_is_decoded_again(tmp_path):
-    from tests.conftest import write_imagefolder
+    from conftest import write_imagefolder
     write_imagefolder(tmp_path / "f", {"red": (200, 30, 30), "blue": (30, 30, 200)}, per_class=6)
     _, preprocess, _ = load_model("micro-rn-s")
     task = get_task(f"imagefolder:{tmp_path / 'f'}")
@@ -150,6 +152,7 @@ def _probe(mode: str, n: int, tmp_path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_streamed_evaluation_memory_does_not_grow_with_the_split(tmp_path):
     """1,500 images at 224 px would take 1,500 x 602 KB = 903 MB as float tensors (what ``materialize`` held);
     streamed from the uint8 cache a batch at a time, the peak grows by what one batch and its decode need

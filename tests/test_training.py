@@ -78,6 +78,7 @@ def _finetune_by_hand(model, train_set, loss_fn, cfg: FinetuneConfig):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_finetune_through_the_loop_equals_the_loop_by_hand(random_micro_file):
     from paint_core.models.clip import load_model
     cfg = FinetuneConfig(steps=7, batch_size=4, warmup=2, lr=1e-3)  # 7 steps over 3 batches: crosses epochs
@@ -99,6 +100,7 @@ def _entries(root) -> list[str]:
     return sorted(p.name for p in root.iterdir())
 
 
+@pytest.mark.slow
 def test_a_diverging_finetune_is_an_error_and_leaves_no_run(tmp_path, capsys):
     """Issue 25: lr 1e6 made a run of 99.8% NaN weights that exited 0; now the loss is read as it goes."""
     from paint_core.cli import main

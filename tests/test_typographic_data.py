@@ -57,6 +57,7 @@ def test_bad_layouts_are_clear_errors(typo_folder, tmp_path):
         get_task(f"imagefolder:{tmp_path / 'single'}")
 
 
+@pytest.mark.slow
 def test_attack_cli_equals_an_independent_count(typo_folder, capsys):
     from paint_core import interpolate, load_run
     from paint_core.engine.evaluation import materialize, zero_shot_head

@@ -156,6 +156,7 @@ def test_bad_scam_files_are_clear_errors(tmp_path):
         get_task(f"scam:{folder}")
 
 
+@pytest.mark.slow
 def test_attack_scores_rta100_and_scam_like_an_independent_count(rta_root, scam_parquet, capsys):
     for name, n_attacked in ((f"rta100:{rta_root}", 5), (f"scam:{scam_parquet}?part=all", 5)):
         assert main(["attack", "--run", CACHED_RUN, "--task", name, "--alphas", "0,1", "--json"]) == 0
@@ -165,6 +166,7 @@ def test_attack_scores_rta100_and_scam_like_an_independent_count(rta_root, scam_
             assert row["accuracy"] == pytest.approx(accuracy) and row["attack_success"] == pytest.approx(success)
 
 
+@pytest.mark.slow
 def test_scam_from_a_hub_dataset_in_the_local_cache(scam_parquet, tmp_path):
     snapshot = tmp_path / "hf" / "hub" / "datasets--BLISS-e-V--SCAM" / "snapshots" / "0123abcd"
     (snapshot / "data").mkdir(parents=True)
@@ -197,6 +199,7 @@ def test_a_zip_made_on_a_mac_unpacks_without_its_finder_files(rta_root, tmp_path
     assert get_task(f"rta100:{folder}").classnames == get_task(f"rta100:{rta_root}").classnames
 
 
+@pytest.mark.slow
 def test_the_page_scores_an_rta100_folder_like_the_attack_command(rta_root, monkeypatch):
     from streamlit.testing.v1 import AppTest
     from paint_core.studies.typographic import attack_sweep

@@ -94,6 +94,7 @@ def test_neutral_twins_name_the_object_and_hold_out_the_control_words(monkeypatc
     assert len(inks) > 3  # word_colours varies the ink (the default corpus writes white only)
 
 
+@pytest.mark.slow
 def test_unseen_control_words_occur_nowhere_in_any_corpus(monkeypatch):
     """Issue 32: the held-out control words (corpus.UNSEEN_WORDS) are never written nor captioned, whatever the
     corpus configuration; the declared vocabulary is checked against what sample_pair and the twins really make."""
