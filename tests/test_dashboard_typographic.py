@@ -287,3 +287,40 @@ def test_a_photo_on_the_counting_page_gets_the_48_px_warning():
     columns = json.loads(at.dataframe[0].proto.columns)  # every model's class and probability, labelled narrowly
     assert [columns[c]["label"] for c in at.dataframe[0].value.columns] == [
         "#", "zero-shot", "prob.", at.dataframe[0].value.columns[3].removesuffix(" class"), "prob."]
+
+
+def test_a_word_already_shown_is_answered_from_the_shared_cache(monkeypatch):
+    """Word sweeps, margins and saliency maps are computed once per (models, image, word, ...) and shared by every
+    session: typing a word back, or a second visitor asking the same, recomputes nothing."""
+    import dashboard.typographic_answers as answers
+    calls = {"sweep": 0, "margin": 0, "saliency": 0}
+
+    def counted(kind, fn):
+        def call(*args, **kwargs):
+            calls[kind] += 1
+            return fn(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(answers, "word_sweep", counted("sweep", answers.word_sweep))
+    monkeypatch.setattr(answers, "margin_along_alpha", counted("margin", answers.margin_along_alpha))
+    monkeypatch.setattr(answers, "saliency", counted("saliency", answers.saliency))
+    answers.word_sweeps.clear(), answers.margins.clear(), answers.saliency_maps.clear()
+
+    def visit(words):
+        at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=300)
+        at.run()
+        at.switch_page("app_pages/typographic.py").run()
+        seen = []
+        for w in words:
+            at.text_input(key="typo_word").set_value(w).run()
+            assert not at.exception and not at.error
+            seen.append(dict(calls))
+        return seen
+
+    # a class name typed is already a row of the sweep (the rows: classes, the word, controls), a new margin;
+    # a non-class word is a new sweep row and no margin
+    first = visit(["square", "banana", "circle", "square", "banana"])
+    assert first[1]["sweep"] > first[0]["sweep"] and first[2]["margin"] > first[1]["margin"]  # new: computed
+    assert first[4] == first[3] == first[2]  # back to words already shown: nothing recomputed
+    second = visit(["circle", "banana"])  # another session, words the first one asked for
+    assert second[-1] == first[-1]

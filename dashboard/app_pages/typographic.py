@@ -8,11 +8,12 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import figures, state, text
+from dashboard import typographic_answers as answers
 from dashboard.policy import check_pretrained, check_task, policy
 from paint_core.data import world
 from paint_core.data.tasks import SHAPE_TEMPLATES, get_task
 from paint_core.data.typographic import SCAM_PARTS, unpack_typographic_zip
-from paint_core.engine.attack import CONTROL_WORDS, batch_attack, margin_along_alpha, saliency, word_sweep
+from paint_core.engine.attack import CONTROL_WORDS, batch_attack
 from paint_core.engine.evaluation import materialize, zero_shot_head
 from paint_core.io.uploads import ZipLimits, release_uploads
 from paint_core.io.writes import WriteRefused
@@ -111,6 +112,9 @@ names = ["zero-shot"]
 if session is not None:
     session.set_alpha(alpha)
     names.append(f"patched (alpha {alpha:g})")
+# what the page's models are, for the answers shared between sessions (dashboard/typographic_answers.py)
+models_key = (f"{session.run.path}|{session.run.weights_sha256}|alpha={alpha:g}" if session is not None
+              else f"{name}|{zs_weights}")
 
 
 @contextlib.contextmanager
@@ -157,10 +161,9 @@ st.caption("Each cell: the word written at that place and height, coloured by th
 extra = st.text_input("More words to try (comma-separated)", "", key="typo_extra")
 words = list(dict.fromkeys([*classnames, word, *CONTROL_WORDS, *[w.strip() for w in extra.split(",") if w.strip()]]))
 cols = st.columns(2)
-tables = {}
-with page_models() as models:
-    for name, model in models.items():
-        tables[name] = word_sweep(model, head, preprocess, base, classnames, true_idx, words)
+images = (answers.image_key(base), answers.image_key(attacked))
+tables = answers.word_sweeps(models_key, images[0], tuple(classnames), true_idx, tuple(words), page_models, head,
+                             preprocess, base)
 for col, name in zip(cols, names):
     col.plotly_chart(figures.word_sweep_heatmap(tables[name], name), key=f"typo_sweep_{name.split()[0]}")
 sweep_csv = pd.concat([t.assign(model=n) for n, t in tables.items()]).to_csv(index=False)
@@ -173,8 +176,8 @@ elif written_idx is None:
     st.info(f"“{word}” is not one of the classes: the margin is the true class against a written class.")
 else:
     run = session.run
-    margins = margin_along_alpha(run.model, run.theta_zs, run.theta_ft, head,
-                                 {"clean": x_clean, "attacked": x_attacked}, true_idx, written_idx, SLIDER_ALPHAS)
+    margins = answers.margins(f"{run.path}|{run.weights_sha256}", images, tuple(classnames), true_idx, written_idx,
+                              tuple(SLIDER_ALPHAS), run, head, {"clean": x_clean, "attacked": x_attacked})
     st.plotly_chart(figures.margin_figure(margins, alpha), key="typo_margin")
     resist = margins[(margins["image"] == "attacked") & (margins["margin"] > 0)]["alpha"]
     st.caption(f"The patched model names the true class over “{word}” from alpha {resist.min():g}."
@@ -187,9 +190,8 @@ st.caption("Grad-CAM for ResNet towers (the deepest stage with a map of at least
            "models, so the map is coarse), attention rollout for ViTs, for the true class, over the square the model "
            "sees (in grey): yellow is where the evidence is, dark purple where there is none.")
 sal_cols = st.columns(4)
-with page_models() as models:
-    cams = {(name, label): saliency(model, head, x, true_idx) for name, model in models.items()
-            for label, x in (("clean", x_clean), ("attacked", x_attacked))}
+cams = answers.saliency_maps(models_key, images, tuple(classnames), true_idx, page_models, head,
+                             {"clean": x_clean, "attacked": x_attacked})
 for i, name in enumerate(names):
     for j, (label, img) in enumerate((("clean", base), ("attacked", attacked))):
         sal_cols[2 * i + j].image(figures.saliency_overlay(img, cams[(name, label)]), caption=f"{name}, {label}")

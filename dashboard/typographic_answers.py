@@ -1,0 +1,51 @@
+"""The Typographic page's computations, computed once and shared by every session (st.cache_data): a word sweep,
+the margin along alpha and the saliency maps are keyed by the models (run, weights, alpha), the image's content
+and what is asked of it, so returning to a word already shown, or a second visitor asking the same, costs a
+lookup. Models are borrowed only when an answer is not there yet (arguments starting with "_" are not hashed)."""
+from __future__ import annotations
+
+import hashlib
+from contextlib import AbstractContextManager
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+from PIL import Image
+
+from paint_core.engine.attack import margin_along_alpha, saliency, word_sweep
+
+Borrow = Callable[[], AbstractContextManager]  # yields {model name: model} for the block
+
+
+def image_key(img: Image.Image) -> str:
+    """The identity of an image's content (pixels, size, mode)."""
+    data = np.asarray(img)
+    return hashlib.sha256(f"{img.mode}{img.size}".encode() + data.tobytes()).hexdigest()[:32]
+
+
+@st.cache_data(show_spinner="Writing every word at every place...", max_entries=256)
+def word_sweeps(models_key: str, image: str, classnames: tuple[str, ...], true_idx: int, words: tuple[str, ...],
+                _borrow: Borrow, _head: torch.Tensor, _preprocess: Callable, _image: Image.Image
+                ) -> dict[str, pd.DataFrame]:
+    """{model name: word_sweep table} of the borrowed models on the image ``image`` (its key)."""
+    with _borrow() as models:
+        return {name: word_sweep(model, _head, _preprocess, _image, list(classnames), true_idx, list(words))
+                for name, model in models.items()}
+
+
+@st.cache_data(show_spinner="Scoring the images along alpha...", max_entries=256)
+def margins(run_key: str, images: tuple[str, str], classnames: tuple[str, ...], true_idx: int, written_idx: int,
+            alphas: tuple[float, ...], _run, _head: torch.Tensor, _x: dict[str, torch.Tensor]) -> pd.DataFrame:
+    """margin_along_alpha of the run on the clean and attacked images (their keys: ``images``)."""
+    return margin_along_alpha(_run.model, _run.theta_zs, _run.theta_ft, _head, _x, true_idx, written_idx, list(alphas))
+
+
+@st.cache_data(show_spinner="Computing where the models look...", max_entries=256)
+def saliency_maps(models_key: str, images: tuple[str, str], classnames: tuple[str, ...], true_idx: int,
+                  _borrow: Borrow, _head: torch.Tensor, _x: dict[str, torch.Tensor]) -> dict[tuple[str, str], torch.Tensor]:
+    """{(model name, "clean" | "attacked"): saliency map} of the borrowed models."""
+    with _borrow() as models:
+        return {(name, label): saliency(model, _head, x, true_idx) for name, model in models.items()
+                for label, x in _x.items()}
