@@ -368,15 +368,18 @@ def load_results(path: str, kind: str, mtime_ns: int, size: int) -> dict | None:
 
 
 def session_edit(paths: tuple[str, ...], tasks: tuple[str, ...]):
-    """This browser session's own task-arithmetic model over the runs at ``paths`` (the runs and the
+    """The task-arithmetic session over the runs at ``paths``, shared by every browser session: one working copy of
+    the model for all of them (not ~200 MB each), and every coefficient setting computed once (the runs and the
     subsample are the shared, read-only ones the Patch page uses too)."""
+    return _shared_edit(paths, tuple(run_identity(p) for p in paths), tasks)
+
+
+@st.cache_resource(show_spinner="Preparing the task vectors...", max_entries=8)
+def _shared_edit(paths: tuple[str, ...], identities: tuple[str, ...], tasks: tuple[str, ...]):
     from paint_core.live.sessions import EditSession
     from paint_core.studies.relatives import check_same_zero_shot
-    key = f"edit_session::{paths}::{[run_identity(p) for p in paths]}"
-    if key not in st.session_state:
-        runs = check_same_zero_shot([shared_run(p) for p in paths])
-        st.session_state[key] = EditSession(runs, shared_eval_sets(paths[0], tasks))
-    return st.session_state[key]
+    runs = check_same_zero_shot([shared_run(p) for p in paths])
+    return EditSession(runs, shared_eval_sets(paths[0], tasks))
 
 
 CLOSED_VOCAB = CACHED_RESULTS_DIR / "closed_vocab"

@@ -207,3 +207,31 @@ def test_wiseft_page_states_its_conclusion_in_words():
         # micro-rn-l: neither ensemble beats the fine-tuned model on any digit shift (README, WiSE-FT)
         assert "Neither ensemble beats both endpoints on the shift" in said
         _readable(at.dataframe[0].value)
+
+
+def test_the_arithmetic_page_shares_one_model_and_its_answers_between_sessions(monkeypatch):
+    """Every session of the Task arithmetic page uses one EditSession (one working copy of the weights, not one
+    per visitor), and a coefficient setting one visitor computed is a lookup for the next."""
+    import dashboard.state as state
+    import paint_core.live.sessions as sessions
+    calls = []
+    real = sessions.predict
+    monkeypatch.setattr(sessions, "predict", lambda *a, **k: calls.append(1) or real(*a, **k))
+    state._shared_edit.clear()
+
+    def visit():
+        at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=300)
+        at.run()
+        at.switch_page("app_pages/arithmetic.py").run()
+        at.selectbox(key="ta_model").set_value("micro-rn-s").run()
+        at.multiselect(key="ta_tasks").set_value(["digits", "counting"]).run()
+        before = len(calls)
+        at.slider(key="ta_coef_digits").set_value(0.7).run()
+        assert not at.exception and not at.error
+        return at, len(calls) - before
+
+    first, computed = visit()
+    assert computed > 0  # a new setting: evaluated
+    second, again = visit()
+    assert again == 0  # the same setting in another session: the first one's answer
+    assert [m.value for m in second.metric] == [m.value for m in first.metric]

@@ -317,10 +317,11 @@ def parse_classnames(text: str) -> list[str]:
 
 
 class EditSession:
-    """One user's live task-arithmetic model: theta_zs + merge(c_i * tau_i), re-evaluated on a subsample.
+    """A live task-arithmetic model: theta_zs + merge(c_i * tau_i), re-evaluated on a subsample.
 
-    The runs (read-only, shared) must share one zero-shot model; this session owns its copy of the weights.
-    Accuracies are remembered per (coefficients, method, params), like ``PatchSession`` per alpha.
+    The runs (read-only, shared) must share one zero-shot model. One session may serve every user of a page: it
+    holds one working copy of the weights, used under a lock, and remembers accuracies per (coefficients,
+    method, params), like ``PatchSession`` per alpha, so a setting one user computed is a lookup for the others.
     """
 
     def __init__(self, runs: Sequence[Run], eval_sets: dict[str, EvalSet]):
@@ -335,6 +336,7 @@ class EditSession:
         self.data = RunsData(runs)  # for the merges that learn from data; statistics cached on disk
         self.eval_sets = eval_sets
         self._cache: dict[tuple, dict[str, float]] = {}
+        self._lock = threading.Lock()  # the one working copy of the weights, one computation at a time
         self.zero_shot = self.accuracies({t: 0.0 for t in self.vectors}, "sum")
 
     def state(self, coefficients: dict[str, float], method: str = "sum", **params) -> dict[str, torch.Tensor]:
@@ -355,9 +357,11 @@ class EditSession:
     def accuracies(self, coefficients: dict[str, float], method: str = "sum", **params) -> dict[str, float]:
         key = self._key(coefficients, method, params)
         if key not in self._cache:
-            self.model.load_state_dict(self.state(coefficients, method, **params))
-            probs = {t: predict(self.model, e.head, e.images) for t, e in self.eval_sets.items()}
-            self._cache[key] = subsample_accuracies(probs, self.eval_sets)
+            with self._lock:
+                if key not in self._cache:  # another user may have computed it while this one waited
+                    self.model.load_state_dict(self.state(coefficients, method, **params))
+                    probs = {t: predict(self.model, e.head, e.images) for t, e in self.eval_sets.items()}
+                    self._cache[key] = subsample_accuracies(probs, self.eval_sets)
         return self._cache[key]
 
 
