@@ -405,6 +405,9 @@ FIELD_HELP = {
     "word_pairs": "twin every object+word image with the same object under another word, in the same batch",
     "neutral_twins": "share of twins whose second word names no class (training-only words), captioned by the "
     "object alone",
+    "neutral_lengths": "neutral twins' words of every length from 3 to 8 letters, evenly, instead of 3-4 letters "
+    "(issue 32: ink width no longer tells a neutral word from a long class word); needs --word-pairs and "
+    "--neutral-twins",
     "word_colours": "write words on objects in varied ink colours (default: white)",
     "n_ctx": "learned context tokens in the prompt", "distill": "ContCoOp: weight of the pull towards the "
     "zero-shot text features", "heads": "ContCoOp: attention heads",

@@ -116,9 +116,111 @@ def test_unseen_control_words_occur_nowhere_in_any_corpus(monkeypatch):
         monkeypatch.setattr(world, name, record)
     words = set()
     configs = (corpus.CorpusConfig(), corpus.CorpusConfig(object_word_share=0.5, word_pairs=True, neutral_twins=0.5,
-                                                          word_colours=True, word_only_caption=0.6))
+                                                          word_colours=True, word_only_caption=0.6),
+               corpus.CorpusConfig(object_word_share=0.9, word_pairs=True, neutral_twins=1.0, neutral_lengths=True))
     for seed, cfg in enumerate(configs):
         _, captions = corpus.make_corpus(1500, seed, cfg, size=16)
         words |= {t for c in captions for t in re.findall(r"[a-z0-9]+", c.lower())}
     assert len(words) > 60 and words <= vocab, sorted(words - vocab)
-    assert set(written) <= vocab and set(corpus.NEUTRAL_TRAIN_WORDS) <= set(written)
+    assert set(written) <= vocab and set(corpus.NEUTRAL_TRAIN_WORDS) | set(corpus.NEUTRAL_LENGTH_WORDS) <= set(written)
+
+
+READER_RECIPE = dict(object_word_share=0.35, word_only_caption=0.6, word_pairs=True, neutral_twins=0.35,
+                     word_colours=True)  # the shipped reader's corpus (micro-rn-s-reads)
+
+
+def _corpus_stream(cfg, n=400, seed=5):
+    """A digest of everything the corpus draws, independent of the font's rasteriser: the captions, every call
+    that writes a word on an object (shape, colour, word, size, font, ink) and the generator's next draw."""
+    import hashlib
+
+    from paint_core.data import corpus
+    calls = []
+    real = world.render_object_with_word
+    world.render_object_with_word = lambda rng, shape, colour, word, *a, **k: (
+        calls.append((shape, colour, word, a, sorted(k.items()))), real(rng, shape, colour, word, *a, **k))[1]
+    try:
+        rng = np.random.default_rng(seed)
+        caps = []
+        while len(caps) < n:
+            pairs = corpus._twins(rng, cfg, world.WORLD_SIZE) if cfg.word_pairs else [corpus.sample_pair(rng, cfg)]
+            caps += [c for _, c in pairs]
+        tail = rng.random()
+    finally:
+        world.render_object_with_word = real
+    return hashlib.sha256(repr((caps, calls, tail)).encode()).hexdigest()[:16]
+
+
+def test_neutral_lengths_off_leaves_the_corpus_bit_for_bit():
+    """Issue 32: with ``neutral_lengths`` off (the default) the corpus draws exactly what it drew before the option
+    existed: the digests below were taken on the tree before it (aa2cf76), for the default corpus and the shipped
+    reader's; the images of an explicit off equal the default's."""
+    from paint_core.data import corpus
+    assert _corpus_stream(corpus.CorpusConfig()) == "6ce8359517271c77"
+    assert _corpus_stream(corpus.CorpusConfig(**READER_RECIPE)) == "c1e3437645324d4d"
+    assert _corpus_stream(corpus.CorpusConfig(**READER_RECIPE, neutral_lengths=False)) == "c1e3437645324d4d"
+    a, ca = make_corpus(60, 1, corpus.CorpusConfig(**READER_RECIPE))
+    b, cb = make_corpus(60, 1, corpus.CorpusConfig(**READER_RECIPE, neutral_lengths=False))
+    assert np.array_equal(a, b) and ca == cb
+    assert _corpus_stream(corpus.CorpusConfig(**READER_RECIPE, neutral_lengths=True)) != "c1e3437645324d4d"
+
+
+def test_neutral_lengths_words_span_3_to_8_letters_and_name_nothing(monkeypatch):
+    """Issue 32's first lever: the neutral twins' words have every length 3-8, evenly; none is a class name, a
+    word the corpus reads or captions, or a held-out unseen control word, nor holds one or is held in one."""
+    from paint_core.data import corpus
+    from paint_core.data.tasks import get_task
+    words = corpus.NEUTRAL_LENGTH_WORDS
+    assert len(set(words)) == len(words) and all(x.isalpha() and x.islower() for x in words)
+    lengths = [len(x) for x in words]
+    assert sorted(set(lengths)) == [3, 4, 5, 6, 7, 8] and len({lengths.count(n) for n in set(lengths)}) == 1
+    class_names = {str(c) for t in ("shapes", "colours", "digits", "counting", "typographic")
+                   for c in get_task(t).classnames}
+    named = (corpus.corpus_vocabulary() - set(corpus.NEUTRAL_TRAIN_WORDS) - set(words)) | class_names
+    assert not set(words) & named and not set(words) & set(corpus.UNSEEN_WORDS)
+    others = {x for x in named | set(corpus.UNSEEN_WORDS) if len(x) >= 3}
+    assert not [(x, o) for x in words for o in others if o in x or x in o]
+    assert set(words) <= corpus.corpus_vocabulary()
+
+    written = []
+    real = world.render_object_with_word
+    monkeypatch.setattr(world, "render_object_with_word",
+                        lambda rng, shape, colour, word, *a, **k: (written.append(word),
+                                                                   real(rng, shape, colour, word, *a, **k))[1])
+    cfg = corpus.CorpusConfig(**{**READER_RECIPE, "object_word_share": 0.99, "neutral_twins": 1.0},
+                              neutral_lengths=True)
+    rng = np.random.default_rng(0)
+    seconds = []
+    for _ in range(300):
+        n = len(written)
+        (_, cap1), (_, cap2) = corpus._twins(rng, cfg, 16)
+        if len(written) == n:
+            continue  # the 1% of pairs that are two other kinds of image
+        first, second = written[n:]
+        assert first in corpus.READ_WORDS and second in words and second not in cap2.split()
+        seconds.append(second)
+    counts = np.bincount([len(x) for x in seconds], minlength=9)[3:]
+    assert len(seconds) > 280 and counts.min() >= 30, counts  # every length, about evenly (~49 each)
+    with pytest.raises(ValueError, match="needs word_pairs and neutral_twins"):
+        corpus.corpus_mix(corpus.CorpusConfig(neutral_lengths=True))
+
+
+def test_neutral_lengths_on_the_command_line_and_old_train_states_resume():
+    """``--neutral-lengths`` is generated from the field; a train state saved before the field existed holds a
+    recipe without it and still resumes with the option off (and only then)."""
+    from dataclasses import asdict
+
+    from paint_core.cli import _config, build_parser
+    from paint_core.data import corpus
+    from paint_core.engine.pretrain import PretrainConfig, _with_defaults
+    args = build_parser().parse_args(["pretrain", "--model", "micro-rn-s", "--out", "x", "--word-pairs",
+                                      "--neutral-twins", "0.35", "--neutral-lengths"])
+    assert _config(corpus.CorpusConfig, args).neutral_lengths
+    assert not _config(corpus.CorpusConfig, build_parser().parse_args(["pretrain", "--model", "micro-rn-s",
+                                                                       "--out", "x"])).neutral_lengths
+    old = {"config": asdict(PretrainConfig()), "corpus": asdict(corpus.CorpusConfig(**READER_RECIPE))}
+    del old["corpus"]["neutral_lengths"]
+    assert _with_defaults(old) == {"config": asdict(PretrainConfig()),
+                                   "corpus": asdict(corpus.CorpusConfig(**READER_RECIPE))}
+    assert _with_defaults(old) != {"config": asdict(PretrainConfig()),
+                                   "corpus": asdict(corpus.CorpusConfig(**READER_RECIPE, neutral_lengths=True))}

@@ -21,6 +21,17 @@ READ_WORDS = w.SHAPES + tuple(w.COLOURS) + w.NUMBER_WORDS[1:7] + w.OTHER_WORDS
 # Non-class words seen only in training, on objects captioned by the object alone: they teach that ink which
 # names no class leaves the object what it is. Disjoint from ``world.OTHER_WORDS``, the held-out control words.
 NEUTRAL_TRAIN_WORDS = ("pen", "box", "key", "cow", "bus", "map", "egg", "leaf", "door", "shoe", "ring", "lamp")
+# The neutral words of ``neutral_lengths`` (issue 32): six of every length from 3 to 8 letters, so that one pick
+# draws the length uniformly and the extent of the ink no longer tells a neutral word (all 3-4 letters above) from
+# a long class word (triangle, diamond). None is a class name, a corpus word, an unseen control word, or holds
+# one of those (of 3+ letters) or is held in one: no word is partly another that the model should read or not.
+NEUTRAL_LENGTH_WORDS = (
+    "box", "key", "cow", "bus", "map", "egg",
+    "leaf", "door", "shoe", "ring", "lamp", "coin",
+    "bench", "clock", "glove", "horse", "sheep", "truck",
+    "bucket", "candle", "rabbit", "ladder", "basket", "pillow",
+    "bicycle", "lantern", "trumpet", "octopus", "compass", "cabinet",
+    "umbrella", "dinosaur", "backpack", "sandwich", "airplane", "envelope")
 # Ink colours of words on objects when ``word_colours`` is set: white, black, and the world's colours.
 WORD_INKS = ((255, 255, 255), (0, 0, 0)) + tuple(w.COLOURS.values())
 # The words of the caption templates below, besides names (shapes, colours, numbers, written words).
@@ -40,7 +51,7 @@ def corpus_vocabulary() -> frozenset[str]:
     """Every word any corpus configuration can write on an image or put in a caption (lower case; digits as
     "0".."9"). tests/test_world.py checks it against sampled captions and written words."""
     names = {*w.SHAPES, *(f"{s}s" for s in w.SHAPES), *w.COLOURS, *w.NUMBER_WORDS, *map(str, range(10))}
-    return frozenset(CAPTION_WORDS | names | set(READ_WORDS) | set(NEUTRAL_TRAIN_WORDS))
+    return frozenset(CAPTION_WORDS | names | set(READ_WORDS) | set(NEUTRAL_TRAIN_WORDS) | set(NEUTRAL_LENGTH_WORDS))
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,8 @@ class CorpusConfig:
                                     # next to it in the corpus (pretraining keeps twins in one batch)
     neutral_twins: float = 0.0      # share of twins whose second word is a training-only non-class word,
                                     # captioned by the object alone
+    neutral_lengths: bool = False   # neutral twin words of every length 3-8 letters, evenly (NEUTRAL_LENGTH_WORDS),
+                                    # not the 3-4-letter NEUTRAL_TRAIN_WORDS: ink width stops telling them apart
     word_colours: bool = False      # words on objects in varied ink colours (default: always white)
 
 
@@ -66,6 +79,8 @@ def corpus_mix(cfg: CorpusConfig) -> dict[str, float]:
     """Share of each kind of image: ``MIX`` with the object+word share set by ``cfg`` (others rescaled)."""
     if not 0 <= cfg.object_word_share < 1:
         raise ValueError(f"object_word_share must be in [0, 1), got {cfg.object_word_share}")
+    if cfg.neutral_lengths and not (cfg.word_pairs and cfg.neutral_twins > 0):
+        raise ValueError("neutral_lengths changes the neutral twins' words: it needs word_pairs and neutral_twins > 0")
     if cfg.object_word_share == MIX["object_word"]:
         return dict(MIX)  # exactly the shipped corpus, bit for bit
     rest = 1 - MIX["object_word"]
@@ -178,7 +193,8 @@ def _twins(rng: np.random.Generator, cfg: CorpusConfig, size: int) -> list[tuple
     shape, colour = w.pick(rng, w.SHAPES), w.pick(rng, tuple(w.COLOURS))
     first = w.pick(rng, READ_WORDS)
     neutral = cfg.neutral_twins > 0 and rng.random() < cfg.neutral_twins
-    second = w.pick(rng, NEUTRAL_TRAIN_WORDS if neutral else [x for x in READ_WORDS if x != first])
+    neutral_words = NEUTRAL_LENGTH_WORDS if cfg.neutral_lengths else NEUTRAL_TRAIN_WORDS  # one pick either way
+    second = w.pick(rng, neutral_words if neutral else [x for x in READ_WORDS if x != first])
     state = int(rng.integers(0, 2 ** 31))
     font = int(rng.integers(cfg.word_font_min, cfg.word_font_max + 1))
     ink = _word_ink(rng, cfg)

@@ -90,7 +90,7 @@ def pretrain(model_name: str, out: str | Path, cfg: PretrainConfig = PretrainCon
     if state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         recipe = {"config": asdict(cfg), "corpus": asdict(corpus)}
-        if state.get("recipe", recipe) != recipe:
+        if _with_defaults(state.get("recipe", recipe)) != recipe:
             raise ValueError(f"{state_path} is a pretraining with another recipe ({state['recipe']}); "
                              "delete it or use another --name")
         model.load_state_dict(state["model"])
@@ -143,3 +143,10 @@ def _save_state(path: Path, model, opt, step: int, losses: list[float], recipe: 
     with atomic_path(path) as tmp:
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "losses": losses,
                     "recipe": recipe}, tmp)
+
+
+def _with_defaults(recipe: dict) -> dict:
+    """A saved recipe with the fields added since it was written set to their defaults (a state saved before a
+    corpus option existed was trained with it off, e.g. ``neutral_lengths``), so that it still resumes."""
+    return {"config": {**asdict(PretrainConfig()), **recipe.get("config", {})},
+            "corpus": {**asdict(corpus_mod.CorpusConfig()), **recipe.get("corpus", {})}}
