@@ -1,4 +1,5 @@
-"""What the benchmarks share: the proxy tower's config, the device's name and peak, FLOPs, timing, JSON output.
+"""What the benchmarks share: the proxy tower's config, the device's name and peak, FLOPs, timing, JSON output,
+the process's resident memory.
 
 ``proxy-vit-224`` (model_configs/) is an open_clip ViT at 224 px whose step costs almost nothing (patch 56,
 width 32, one layer: ~20 MFLOP per image for forward + backward, against ~26 GFLOP for ViT-B-32), so host-side
@@ -7,6 +8,7 @@ costs (the feed, the loop) show on a CPU as they would next to a fast GPU.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -99,3 +101,9 @@ def attempt(fn: Callable[[], dict]) -> dict:
         return fn()
     except Exception as e:  # noqa: BLE001 (any failure of an optional feature is reported, not fatal)
         return {"failed": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
+
+
+def rss_mb() -> float:
+    """This process's resident memory in MB (/proc/self/statm)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20

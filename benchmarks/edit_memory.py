@@ -5,27 +5,23 @@ issue 31: a deep copy of the model each) vs one EditSession shared by every visi
 
 Loads the model's digits, counting and typographic runs and the page's evaluation subsample once (shared in
 both ways, as on the dashboard), then N visitors each move the coefficient sliders through three settings; reads
-the process's resident memory (/proc/self/statm) before and after each way. Issue 31's target: < 30 MB per extra
-session (measured here in one process, not with browsers).
+the process's resident memory (/proc/self/statm) before and after each way, and prints what each way added divided
+by the sessions (the shared way's one working copy is counted too, so its figure falls as sessions are added).
+Issue 31's target: < 30 MB per extra session (measured here in one process, not with browsers).
 """
 from __future__ import annotations
 
 import argparse
 import gc
-import os
 import time
 
+from common import rss_mb
 from paint_core.live.sessions import EditSession, build_eval_sets
 from paint_core.studies.relatives import load_runs
 
 SETTINGS = ({"digits": 0.3, "counting": 0.3, "typographic": 0.3}, {"digits": 0.7, "counting": 0.3, "typographic": 0.3},
             {"digits": 0.7, "counting": 0.5, "typographic": 0.0})
 TASKS = ("digits", "counting", "typographic", "shapes", "colours")
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
 
 
 def main() -> None:

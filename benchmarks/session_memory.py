@@ -14,15 +14,10 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 
+from common import rss_mb
 from paint_core import load_run
 from paint_core.live.sessions import SLIDER_ALPHAS, ModelPool, PatchSession, PredictionStore, build_eval_sets
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -140,19 +141,20 @@ def rta100_task(spec: str) -> Task:
     if not root.is_dir():
         raise ValueError(f"rta100 task: {root} is not a folder")
     files = _scan(_find_rta_folder(root))
-    return _written_word_task(f"rta100:{spec}", ImageFiles([], [(p, -1) for p, _, _ in files]),
+    return _written_word_task(f"rta100:{spec}", ImageFiles([], [(p, -1) for p, _, _ in files]), range(len(files)),
                               [label for _, label, _ in files], [text for _, _, text in files],
                               f"RTA-100 layout at {spec} ({len(files)} images)")
 
 
-def _written_word_task(name: str, images, labels: list[str], words: list[str | None], description: str) -> Task:
-    """An evaluation-only task of ``images`` (an indexable of (PIL image, anything)) whose classes are the
-    objects' labels and the written words; ``None`` for an image with nothing written on it."""
+def _written_word_task(name: str, images, rows: Sequence[int], labels: list[str], words: list[str | None],
+                       description: str) -> Task:
+    """An evaluation-only task of the ``rows`` of ``images`` (an indexable of (PIL image, anything)) whose classes
+    are the objects' labels and the written words (per row); ``None`` for an image with nothing written on it."""
     classes = sorted(set(labels) | {w for w in words if w is not None})
     if len(classes) < 2:
         raise ValueError(f"{name}: a single class ({classes[0]!r}); every image would be counted correct")
     index = {c: i for i, c in enumerate(classes)}
-    base = _Labelled(images, [index[label] for label in labels])
+    base = _Relabelled(images, rows, [index[label] for label in labels])
     written = np.array([-1 if w is None else index[w] for w in words])
     everything = np.arange(len(labels))
 
@@ -165,17 +167,17 @@ def _written_word_task(name: str, images, labels: list[str], words: list[str | N
                 transform), description, "user", written_class=lambda split: written[indices(split)])
 
 
-class _Labelled:
-    """(PIL image, label): the image of ``images[i]`` (an (image, anything) pair), the label of ``labels``."""
+class _Relabelled:
+    """(PIL image, label): the image of ``images[rows[i]]`` (an (image, anything) pair), the label ``labels[i]``."""
 
-    def __init__(self, images, labels: list[int]):
-        self.images, self.labels = images, labels
+    def __init__(self, images, rows: Sequence[int], labels: list[int]):
+        self.images, self.rows, self.labels = images, rows, labels
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int):
-        return self.images[i][0], self.labels[i]
+        return self.images[self.rows[i]][0], self.labels[i]
 
 
 def scam_task(spec: str) -> Task:
@@ -195,21 +197,8 @@ def scam_task(spec: str) -> Task:
         raise ValueError(f"scam task: no {part} rows in {path} (parts found: {', '.join(sorted(set(table['type'])))})")
     labels = [str(table["object_label"][i]).strip() for i in keep]
     words = [None if table["type"][i] == "NoSCAM" else str(table["attack_word"][i]).strip() for i in keep]
-    return _written_word_task(f"scam:{spec}", _Picked(images, keep), labels, words,
+    return _written_word_task(f"scam:{spec}", images, keep, labels, words,
                               f"SCAM layout at {path}, part {part} ({len(keep)} images)")
-
-
-class _Picked:
-    """``base[keep[i]]``, for the rows of one SCAM part."""
-
-    def __init__(self, base, keep: list[int]):
-        self.base, self.keep = base, keep
-
-    def __len__(self) -> int:
-        return len(self.keep)
-
-    def __getitem__(self, i: int):
-        return self.base[self.keep[i]]
 
 
 def _dataset_folder(path: str) -> Path:

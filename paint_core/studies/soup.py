@@ -9,8 +9,9 @@ run directory, so PAINT's sweep, selection, export and the dashboard work on it 
 from __future__ import annotations
 
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from ..core.state_dicts import StateDict
 from ..engine.evaluation import build_evals, evaluate_all
@@ -48,20 +49,22 @@ def greedy_soup(val_accuracies: Sequence[float], soup_accuracy: Callable[[list[i
     return kept, history
 
 
-def soup_study(run_paths: Sequence[str | Path], supported: Sequence[str], out: str | Path,
-               max_eval: int | None = None) -> dict:
-    """Every ingredient, the uniform soup and the greedy soup: accuracy of the task and the supported tasks (val,
-    test), the greedy soup's history, and the best single ingredient by val."""
+def _soup_runs(run_paths: Sequence[str | Path]) -> tuple[list[Run], str]:
+    """The runs of a soup and their one task (fine-tunes of several tasks are refused)."""
     runs = load_runs(run_paths)
-    tasks = {r.meta["task"] for r in runs}
+    tasks = sorted({r.meta["task"] for r in runs})
     if len(tasks) != 1:
-        raise ValueError(f"a soup mixes fine-tunes of one task; these runs patch {', '.join(sorted(tasks))}")
-    task = tasks.pop()
-    inputs = {"runs": [run_inputs(r) for r in runs], "task": task, "supported": list(supported),
-              "max_eval": max_eval}
-    result = resume(out, "soup", inputs)
+        raise ValueError(f"a soup mixes fine-tunes of one task; these runs patch {', '.join(tasks)}")
+    return runs, tasks[0]
+
+
+@contextmanager
+def _soup_scores(runs: Sequence[Run], tasks: Sequence[str], splits: Sequence[str], max_eval: int | None
+                 ) -> Iterator[Callable[[list[int]], dict[str, float]]]:
+    """``scores(chosen)``: accuracy ("task/split") of the soup of the ``chosen`` runs, on the first run's model,
+    given back at its zero-shot weights."""
     model = runs[0].model
-    evals = build_evals(model, runs[0].preprocess, runs[0].tokenizer, [task, *supported], ("val", "test"), max_eval,
+    evals = build_evals(model, runs[0].preprocess, runs[0].tokenizer, list(tasks), splits, max_eval,
                         runs[0].meta.get("data_root"), runs[0].meta.get("download", False))
 
     def scores(chosen: list[int]) -> dict[str, float]:
@@ -69,6 +72,20 @@ def soup_study(run_paths: Sequence[str | Path], supported: Sequence[str], out: s
         return evaluate_all(model, evals)
 
     try:
+        yield scores
+    finally:
+        model.load_state_dict(runs[0].theta_zs)
+
+
+def soup_study(run_paths: Sequence[str | Path], supported: Sequence[str], out: str | Path,
+               max_eval: int | None = None) -> dict:
+    """Every ingredient, the uniform soup and the greedy soup: accuracy of the task and the supported tasks (val,
+    test), the greedy soup's history, and the best single ingredient by val."""
+    runs, task = _soup_runs(run_paths)
+    inputs = {"runs": [run_inputs(r) for r in runs], "task": task, "supported": list(supported),
+              "max_eval": max_eval}
+    result = resume(out, "soup", inputs)
+    with _soup_scores(runs, [task, *supported], ("val", "test"), max_eval) as scores:
         if "ingredients" not in result:
             result["ingredients"] = [{"run": str(r.path), **scores([i])} for i, r in enumerate(runs)]
             write_results(out, "soup", inputs, result)
@@ -79,11 +96,9 @@ def soup_study(run_paths: Sequence[str | Path], supported: Sequence[str], out: s
         if "greedy" not in result:
             kept, history = greedy_soup(val, lambda chosen: scores(chosen)[f"{task}/val"])
             result["greedy"] = {"kept": kept, "history": history, **scores(kept)}
-        best = max(range(len(runs)), key=lambda i: val[i])
-        result["best_single"] = {"ingredient": best, **{k: v for k, v in result["ingredients"][best].items()
-                                                        if k != "run"}}
-    finally:
-        model.load_state_dict(runs[0].theta_zs)
+    best = max(range(len(runs)), key=lambda i: val[i])
+    result["best_single"] = {"ingredient": best, **{k: v for k, v in result["ingredients"][best].items()
+                                                    if k != "run"}}
     return write_results(out, "soup", inputs, result)
 
 
@@ -93,25 +108,12 @@ def soup_run(run_paths: Sequence[str | Path], out: str | Path, method: str = "gr
     task's val split); its provenance names the ingredients."""
     if method not in SOUPS:
         raise ValueError(f"unknown soup {method!r}; choose from {', '.join(SOUPS)}")
-    runs = load_runs(run_paths)
-    task = runs[0].meta["task"]
-    if any(r.meta["task"] != task for r in runs):
-        raise ValueError("a soup mixes fine-tunes of one task; these runs patch "
-                         + ", ".join(sorted({r.meta["task"] for r in runs})))
+    runs, task = _soup_runs(run_paths)
     chosen = list(range(len(runs)))
     if method == "greedy":
-        model = runs[0].model
-        evals = build_evals(model, runs[0].preprocess, runs[0].tokenizer, [task], ("val",), max_eval,
-                            runs[0].meta.get("data_root"), runs[0].meta.get("download", False))
-
-        def val(indices: list[int]) -> float:
-            model.load_state_dict(soup_state(runs, indices))
-            return evaluate_all(model, evals, "val")[task]
-
-        try:
-            chosen, _ = greedy_soup([val([i]) for i in range(len(runs))], val)
-        finally:
-            model.load_state_dict(runs[0].theta_zs)
+        with _soup_scores(runs, [task], ("val",), max_eval) as scores:
+            own = [scores([i])[f"{task}/val"] for i in range(len(runs))]
+            chosen, _ = greedy_soup(own, lambda indices: scores(indices)[f"{task}/val"])
     with tempfile.TemporaryDirectory() as tmp:
         zs, ft = Path(tmp) / "zeroshot.safetensors", Path(tmp) / "soup.safetensors"
         save_checkpoint(zs, runs[0].theta_zs, {"model": runs[0].meta["model"]})
