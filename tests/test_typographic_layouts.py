@@ -156,7 +156,16 @@ def test_bad_scam_files_are_clear_errors(tmp_path):
         get_task(f"scam:{folder}")
 
 
-@pytest.mark.slow
+def test_scam_parquet_files_are_looked_for_three_folders_down_at_most(scam_parquet):
+    deep = scam_parquet / "a" / "b" / "c"
+    deep.mkdir(parents=True)
+    for f in (scam_parquet / "data").iterdir():
+        f.rename(deep / f.name)
+    assert len(get_task(f"scam:{scam_parquet}?part=all").split("test")) == len(SCAM)  # a/b/c: three down
+    with pytest.raises(ValueError, match="neither parquet files nor a metadata"):
+        get_task(f"scam:{scam_parquet.parent}?part=all")  # scam/a/b/c: four down, not walked
+
+
 def test_attack_scores_rta100_and_scam_like_an_independent_count(rta_root, scam_parquet, capsys):
     for name, n_attacked in ((f"rta100:{rta_root}", 5), (f"scam:{scam_parquet}?part=all", 5)):
         assert main(["attack", "--run", CACHED_RUN, "--task", name, "--alphas", "0,1", "--json"]) == 0

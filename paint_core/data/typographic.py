@@ -106,16 +106,16 @@ def unpack_typographic_zip(data: bytes, root: str | Path, user: str) -> Path:
 # postit_area_pct, read here from the parquet files `datasets`' push_to_hub writes (image: {bytes, path}) or
 # from an image folder with a metadata.csv / metadata.jsonl (file_name column), the imagefolder layout.
 LITERATURE_TEMPLATES = ("a photo of a {}.",)
-RTA_MAX_DEPTH = 3
+LAYOUT_MAX_DEPTH = 3  # folders searched below a given path for RTA-100's images or SCAM's parquet files
 SCAM_PARTS = ("SCAM", "SynthSCAM", "NoSCAM")
 SCAM_COLUMNS = ("object_label", "attack_word", "type")
 
 
 def _find_rta_folder(root: Path) -> Path:
-    """The one folder at most ``RTA_MAX_DEPTH`` below ``root`` (``root`` included) holding PAINT-named images:
+    """The one folder at most ``LAYOUT_MAX_DEPTH`` below ``root`` (``root`` included) holding PAINT-named images:
     RTA-100's zip puts them in ours/data/."""
     found, level = [], [root]
-    for _ in range(RTA_MAX_DEPTH + 1):
+    for _ in range(LAYOUT_MAX_DEPTH + 1):
         found = [f for f in level if looks_typographic(f)]
         if found:
             break
@@ -123,15 +123,36 @@ def _find_rta_folder(root: Path) -> Path:
     if len(found) != 1:
         raise ValueError(f"rta100 task: {root} holds " + (f"{len(found)} folders of label=<object>_text=<word> images "
                          f"({', '.join(str(f) for f in found[:3])}); name the one to score" if found else
-                         f"no label=<object>_text=<word> images within {RTA_MAX_DEPTH} folders (RTA-100's zip "
+                         f"no label=<object>_text=<word> images within {LAYOUT_MAX_DEPTH} folders (RTA-100's zip "
                          "unpacks them to ours/data/)"))
     return found[0]
 
 
-def _subfolders(folder: Path) -> list[os.DirEntry]:
+def _entries(folder: Path) -> list[os.DirEntry]:
+    """The visible entries of ``folder``, by name; past ``FOLDER_MAX_ENTRIES`` a clear error, not a long stall."""
+    out = []
     with os.scandir(folder) as it:
-        return sorted((e for _, e in zip(range(FOLDER_MAX_ENTRIES), it)
-                       if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")), key=lambda e: e.name)
+        for e in it:
+            if len(out) == FOLDER_MAX_ENTRIES:
+                raise ValueError(f"{folder} has more than {FOLDER_MAX_ENTRIES:,} entries")
+            if not e.name.startswith("."):
+                out.append(e)
+    return sorted(out, key=lambda e: e.name)
+
+
+def _subfolders(folder: Path) -> list[os.DirEntry]:
+    return [e for e in _entries(folder) if e.is_dir(follow_symlinks=False)]
+
+
+def _parquet_files(folder: Path) -> list[Path]:
+    """The parquet files at most ``LAYOUT_MAX_DEPTH`` folders below ``folder`` (a hub snapshot links its files
+    to the cache's blobs: a link to a file counts)."""
+    found, level = [], [folder]
+    for _ in range(LAYOUT_MAX_DEPTH + 1):
+        found += [Path(e.path) for f in level for e in _entries(f)
+                  if e.name.endswith(".parquet") and Path(e.path).is_file()]
+        level = [Path(e.path) for f in level for e in _subfolders(f)]
+    return sorted(found)
 
 
 def rta100_task(spec: str) -> Task:
@@ -218,7 +239,7 @@ def _dataset_folder(path: str) -> Path:
 
 def _scam_table(folder: Path) -> tuple[dict[str, list], object]:
     """SCAM's columns (object_label, attack_word, type) and its images, from parquet files or a metadata file."""
-    parquets = sorted(p for p in folder.rglob("*.parquet") if not p.is_symlink() or p.resolve().is_file())
+    parquets = _parquet_files(folder)
     if parquets:
         images = ParquetImages(parquets)
         return images.columns, images
