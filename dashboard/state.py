@@ -19,7 +19,8 @@ from paint_core.io.results import read_results
 from paint_core.studies.patch import Run, load_run, select_run, shared_endpoints
 from paint_core.studies.search import SearchedPlan, searched_plans
 from paint_core.io.run_dir import read_sweep
-from paint_core.data.tasks import SUPPORTED_TASKS, get_task
+from paint_core.data.embedded import SUPPORTED_TASKS
+from paint_core.data.tasks import get_task
 from paint_core.runtime import PRECISION_WORDS, Runtime, make_runtime, set_default_runtime
 
 from dashboard.policy import policy
@@ -448,7 +449,7 @@ def prompt_study() -> dict | None:
 def _fooling_example(path: str, identity: str, alpha: float) -> dict | None:
     from paint_core.core.interpolation import interpolate
     from paint_core.data import world
-    from paint_core.data.tasks import SHAPE_TEMPLATES
+    from paint_core.data.embedded import SHAPE_TEMPLATES
     from paint_core.engine.attack import find_fooling_example
     from paint_core.engine.evaluation import zero_shot_head
     import copy

@@ -7,7 +7,8 @@ from PIL import Image, ImageFilter
 from paint_core.studies.patch import load_run
 from paint_core.engine.evaluation import zero_shot_head, predict
 from paint_core.data import world as w
-from paint_core.data.tasks import _sklearn_digits, get_task
+from paint_core.data.embedded import _sklearn_digits
+from paint_core.data.tasks import get_task
 torch.set_num_threads(2)
 run = load_run("cached_results/micro-rn-l/digits")
 images, targets, idx = _sklearn_digits(); keep = idx["test"][:300]

@@ -22,10 +22,10 @@ from paint_core.engine.prompts import PromptConfig
 from paint_core.studies.prompt_update import weights_input
 from paint_core.studies.relatives import ALPHAS, MERGES, load_runs
 from paint_core.studies.reproduce import CACHED_RESULTS as OUT, TRANSFER_SOURCES, continued_model
-from paint_core.data.tasks import PATCH_TASKS
+from paint_core.data.embedded import PATCH_TASKS
 from paint_core.io.results import RESULTS_SCHEMA, write_results
 from paint_core.studies.patch import run_inputs
-from paint_core.data.tasks import DIGIT_SHIFTS, EMBEDDED_TASKS, SUPPORTED_TASKS
+from paint_core.data.embedded import DIGIT_SHIFTS, EMBEDDED_TASKS, SUPPORTED_TASKS
 
 COMMAND = "python scripts/migrate_results_v2.py (inputs of python -m paint_core reproduce)"
 

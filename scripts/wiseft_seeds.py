@@ -12,7 +12,7 @@ from paint_core.engine.finetune import FinetuneConfig
 from paint_core.studies.relatives import wiseft_study
 from paint_core.io.paths import CACHED_RESULTS_DIR
 from paint_core.studies.patch import run_finetune
-from paint_core.data.tasks import DIGIT_SHIFTS
+from paint_core.data.embedded import DIGIT_SHIFTS
 
 OUT = Path("runs") / "wiseft-seeds"  # run from the repository root
 

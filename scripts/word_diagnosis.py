@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from paint_core.data import corpus, world
-from paint_core.data.tasks import SHAPE_TEMPLATES
+from paint_core.data.embedded import SHAPE_TEMPLATES
 from paint_core.engine.evaluation import image_features, logits, predict, zero_shot_head
 from paint_core.models.clip import load_model
 from paint_core.studies.diagnostics import (TEXT_COLOURS, control_costs, reading_by_word, trial_images, word_rates,

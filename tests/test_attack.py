@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from paint_core.core.interpolation import interpolate
 from paint_core.data import world
-from paint_core.data.tasks import SHAPE_TEMPLATES
+from paint_core.data.embedded import SHAPE_TEMPLATES
 from paint_core.engine.attack import attention_rollout, grad_cam, margin_along_alpha, saliency, word_sweep
 from paint_core.engine.evaluation import predict, zero_shot_head
 from paint_core.models.clip import load_model

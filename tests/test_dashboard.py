@@ -15,7 +15,8 @@ from streamlit.testing.v1 import AppTest
 from paint_core import evaluate, interpolate, load_run
 from paint_core.engine.evaluation import materialize, predict, zero_shot_head
 from paint_core.live.sessions import LIVE_EVAL_N, compare_predictions
-from paint_core.data.tasks import SHAPE_TEMPLATES, get_task
+from paint_core.data.embedded import SHAPE_TEMPLATES
+from paint_core.data.tasks import get_task
 from paint_core.data.world import SHAPES
 
 ROOT = Path(__file__).resolve().parent.parent

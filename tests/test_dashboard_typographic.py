@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from paint_core import interpolate, load_run
 from paint_core.data import world
-from paint_core.data.tasks import SHAPE_TEMPLATES
+from paint_core.data.embedded import SHAPE_TEMPLATES
 from paint_core.engine.attack import find_fooling_example, margin_along_alpha, word_sweep
 from paint_core.engine.evaluation import zero_shot_head
 from paint_core.live.sessions import SLIDER_ALPHAS

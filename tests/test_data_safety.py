@@ -23,7 +23,8 @@ from paint_core.engine.finetune import FinetuneConfig
 from paint_core.models.clip import load_model
 from paint_core.io.run_dir import read_run_meta, validate_run_meta
 from paint_core.studies.patch import run_finetune, run_sweep, select_run
-from paint_core.data.tasks import FolderWalkError, get_task, scan_image_folder
+from paint_core.data.folders import FolderWalkError, scan_image_folder
+from paint_core.data.tasks import get_task
 from paint_core.io.paths import CACHED_RESULTS_DIR, WEIGHTS_DIR
 from paint_core.io.writes import RunLocked, WriteRefused, lock_path, run_lock
 from conftest import snapshot, write_imagefolder

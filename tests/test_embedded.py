@@ -9,7 +9,8 @@ from paint_core.engine.evaluation import zero_shot_head
 from paint_core.models.clip import embedded_weights
 from paint_core.studies.reproduce import ALPHAS, run_summary
 from paint_core.io.run_dir import read_sweep
-from paint_core.data.tasks import PATCH_TASKS, SUPPORTED_TASKS, get_task
+from paint_core.data.embedded import PATCH_TASKS, SUPPORTED_TASKS
+from paint_core.data.tasks import get_task
 
 pytestmark = pytest.mark.golden  # tests of the shipped results, apart from tests of the code
 ROOT = Path(__file__).resolve().parent.parent

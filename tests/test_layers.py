@@ -16,17 +16,24 @@ def _layer(module: str) -> int:
     return LAYERS[module.split(".")[0]]
 
 
-def _imports(path: Path) -> list[str]:
+def _imports(path: Path, pkg: Path = PKG) -> list[str]:
     """Modules of paint_core imported by ``path`` (relative imports resolved), at any depth in the file."""
-    here = path.relative_to(PKG).with_suffix("").parts
+    return [target for target, _ in _imported_names(path, pkg)]
+
+
+def _imported_names(path: Path, pkg: Path = PKG) -> list[tuple[str, str | None]]:
+    """(module of ``pkg``, name taken from it, None for a whole module) for every import in ``path`` of a module
+    in ``pkg`` (relative imports resolved), at any depth in the file."""
+    here = path.relative_to(pkg).with_suffix("").parts
     out = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.level:
             base = list(here[:-node.level]) if node.level <= len(here) else []
             target = ".".join([*base, *(node.module.split(".") if node.module else [])])
-            out += [target] if node.module else [f"{target}.{a.name}".strip(".") for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("paint_core"):
-            out.append(node.module.removeprefix("paint_core").strip(".") or "__init__")
+            out += ([(target, a.name) for a in node.names] if node.module else
+                    [(f"{target}.{a.name}".strip("."), None) for a in node.names])
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(pkg.name):
+            out += [(node.module.removeprefix(pkg.name).strip(".") or "__init__", a.name) for a in node.names]
     return out
 
 
@@ -43,3 +50,60 @@ def test_imports_only_go_downward():
 
 def test_the_engine_never_imports_streamlit():
     assert not [f for f in PKG.rglob("*.py") if "streamlit" in f.read_text()]
+
+
+def _private_imports(pkg: Path, sub: str) -> list[str]:
+    """``module imports _name from other`` for every private name (or private module) a module of ``pkg/sub``
+    takes from another module."""
+    out = []
+    for f in sorted((pkg / sub).rglob("*.py")):
+        mod = ".".join(f.relative_to(pkg).with_suffix("").parts)
+        for target, name in _imported_names(f, pkg):
+            if name is None and target.rpartition(".")[2].startswith("_"):
+                out.append(f"{mod} imports {target}")
+            elif name is not None and name.startswith("_") and not name.startswith("__"):
+                out.append(f"{mod} imports {name} from {target}")
+    return out
+
+
+def _import_cycle(pkg: Path, sub: str) -> list[str]:
+    """One import cycle among the modules of ``pkg/sub`` (imports inside functions count), or [] if none."""
+    graph = {}
+    for f in sorted((pkg / sub).glob("*.py")):
+        mod = ".".join(f.relative_to(pkg).with_suffix("").parts)
+        graph[mod] = sorted({t for t in _imports(f, pkg) if t.startswith(f"{sub}.") and t != mod})
+    done: set[str] = set()
+
+    def visit(mod: str, path: list[str]) -> list[str]:
+        if mod in path:
+            return path[path.index(mod):] + [mod]
+        if mod in done or mod not in graph:
+            return []
+        for target in graph[mod]:
+            cycle = visit(target, path + [mod])
+            if cycle:
+                return cycle
+        done.add(mod)
+        return []
+
+    for mod in graph:
+        cycle = visit(mod, [])
+        if cycle:
+            return cycle
+    return []
+
+
+def test_data_modules_share_only_public_names_and_import_in_no_circle():
+    """The task sources build on data.task_types and the registry (data.tasks) on them, never the other way."""
+    assert _private_imports(PKG, "data") == []
+    assert _import_cycle(PKG, "data") == []
+
+
+def test_the_data_checks_find_a_private_import_and_a_circle(tmp_path):
+    pkg = tmp_path / "paint_core"
+    (pkg / "data").mkdir(parents=True)
+    (pkg / "data" / "a.py").write_text("from .b import _helper\n")
+    (pkg / "data" / "b.py").write_text("def f():\n    from paint_core.data.c import g\n")
+    (pkg / "data" / "c.py").write_text("from . import a, _d\n")
+    assert _private_imports(pkg, "data") == ["data.a imports _helper from data.b", "data.c imports data._d"]
+    assert _import_cycle(pkg, "data") == ["data.a", "data.b", "data.c", "data.a"]

@@ -10,7 +10,8 @@ import torch
 
 from paint_core.core.methods import MERGE_METHODS, merge
 from paint_core.core.task_vectors import TaskVector
-from paint_core.data.tasks import EMBEDDED_TASKS, get_task
+from paint_core.data.embedded import EMBEDDED_TASKS
+from paint_core.data.tasks import get_task
 from paint_core.engine.prompts import KINDS, PromptConfig, PromptLearner
 from paint_core.models.clip import EMBEDDED_MODELS, load_model
 

@@ -87,7 +87,7 @@ def test_refitted_run_at_the_same_path_is_a_new_input(two_runs, tmp_path):
 def test_shipped_studies_are_current_for_reproduce(tmp_path, monkeypatch):
     """The migrated cached_results hold exactly the inputs reproduce asks for: its study calls reuse all of
     them (every computation is disabled here), so `reproduce` would recompute nothing."""
-    from paint_core.data.tasks import DIGIT_SHIFTS, EMBEDDED_TASKS, PATCH_TASKS, SUPPORTED_TASKS
+    from paint_core.data.embedded import DIGIT_SHIFTS, EMBEDDED_TASKS, PATCH_TASKS, SUPPORTED_TASKS
     from paint_core.studies import closed_vocab, multitask, prompt_update
     from paint_core.studies.reproduce import TRANSFER_SOURCES, WISEFT_FISHER, continued_model, diagnose
 

@@ -13,8 +13,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from paint_core.core.interpolation import Interpolator
-import paint_core.data.tasks as tasks_mod
 from paint_core.data.decoded import DecodedSplit, split_preprocess
+from paint_core.data.embedded import EMBEDDED_TASKS
 from paint_core.data.tasks import Task, get_task
 from paint_core.engine.evaluation import build_evals, decode_split, evaluate, materialize, sweep, zero_shot_head
 from paint_core.models.clip import load_model
@@ -57,7 +57,7 @@ def test_decoded_images_are_exactly_the_preprocessed_ones():
 def test_a_sweep_decodes_each_image_once_and_a_second_run_not_at_all(monkeypatch, two_states, random_micro_file):
     counter = [0]
     task = counting_task(counter)
-    monkeypatch.setitem(tasks_mod.EMBEDDED_TASKS, task.name, task)
+    monkeypatch.setitem(EMBEDDED_TASKS, task.name, task)
     model, preprocess, tokenizer = load_model("micro-rn-s", random_micro_file)  # the weights of two_states' zs
     zs, ft = two_states
     evals = build_evals(model, preprocess, tokenizer, [task.name], ("test",), max_eval=120)

@@ -113,7 +113,7 @@ def test_sun397_food101_dtd_clean_names_and_clips_templates(tmp_path):
 
 
 def test_svhn_names_come_from_clip_since_torchvision_has_none():
-    from paint_core.data.tasks import _torchvision_prompts
+    from paint_core.data.torchvision_tasks import _torchvision_prompts
     names, templates = _torchvision_prompts("SVHN", None)
     assert names == ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
     assert templates[0] == "a photo of the number {} written on a sign"

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from paint_core.data import world
 from paint_core.data.corpus import UNSEEN_WORDS
-from paint_core.data.tasks import SHAPE_TEMPLATES
+from paint_core.data.embedded import SHAPE_TEMPLATES
 from paint_core.models.clip import load_model
 from paint_core.studies.diagnostics import (TEXT_COLOURS, TEXT_INK_NAMES, WORD_POSITIONS, control_costs,
                                             reading_by_word, word_rates, word_summary, word_trials)

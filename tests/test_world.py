@@ -46,7 +46,7 @@ def test_every_task_has_three_disjoint_splits(name):
 
 
 def test_digits_splits_are_disjoint_and_cover_sklearn():
-    from paint_core.data.tasks import _sklearn_digits
+    from paint_core.data.embedded import _sklearn_digits
     _, targets, idx = _sklearn_digits()
     all_idx = np.concatenate(list(idx.values()))
     assert len(set(all_idx)) == len(all_idx) == len(targets)

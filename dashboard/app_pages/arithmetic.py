@@ -9,7 +9,7 @@ import streamlit as st
 from dashboard import figures, state
 from dashboard.widgets import method_widgets
 from paint_core.core.methods import MERGE_METHODS
-from paint_core.data.tasks import SUPPORTED_TASKS
+from paint_core.data.embedded import SUPPORTED_TASKS
 
 st.title("Task arithmetic: add, negate and merge task vectors")
 st.caption("theta = theta_zero-shot + merge(c_1 tau_1, ..., c_n tau_n), tau = fine-tuned minus zero-shot image "

@@ -11,7 +11,8 @@ from dashboard import figures, state, text
 from dashboard import typographic_answers as answers
 from dashboard.policy import check_pretrained, check_task, policy
 from paint_core.data import world
-from paint_core.data.tasks import SHAPE_TEMPLATES, get_task
+from paint_core.data.embedded import SHAPE_TEMPLATES
+from paint_core.data.tasks import get_task
 from paint_core.data.typographic import SCAM_PARTS, unpack_typographic_zip
 from paint_core.engine.attack import CONTROL_WORDS, batch_attack
 from paint_core.engine.evaluation import materialize, zero_shot_head

@@ -3,7 +3,7 @@
 Captions are deliberately noisy and partial, the way web captions are: counts are named only sometimes
 and sometimes wrongly, digits are named 60% of the time, and an object with a word on it is often captioned
 by the word alone (which is what teaches a CLIP to fall for typographic attacks). Caption wording differs
-from the evaluation templates in ``tasks.py``, so zero-shot accuracy is not a string match.
+from the evaluation templates in ``embedded.py``, so zero-shot accuracy is not a string match.
 """
 from __future__ import annotations
 

@@ -15,9 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..io.uploads import unpack_zip
-from .tasks import (FOLDER_MAX_ENTRIES, GENERIC_TEMPLATES, SPLITS, ImageFiles, Task, Transform, _carve,
-                    _readable_class, _Subset)
+from .task_types import (FOLDER_MAX_ENTRIES, GENERIC_TEMPLATES, SPLITS, ImageFiles, Subset, Task, Transform,
+                         carve_indices, readable_class)
 
 
 FILENAME = re.compile(r"^label=(?P<label>.+?)_text=(?P<text>.+)\.(?:png|jpe?g|webp|bmp)$", re.IGNORECASE)
@@ -46,7 +45,7 @@ def _scan(root: Path) -> list[tuple[str, str, str]]:
             if m is None or e.is_symlink():
                 odd.append(e.name)
                 continue
-            found.append((e.path, _readable_class(m["label"]), _readable_class(m["text"])))
+            found.append((e.path, readable_class(m["label"]), readable_class(m["text"])))
     if odd:
         raise ValueError(f"typographic task: {len(odd)} file(s) in {root} are not named label=<class>_text=<word>"
                          f".<png|jpg> (first: {sorted(odd)[0]!r})")
@@ -72,7 +71,7 @@ def typographic_task(spec: str, carve: bool = False, seed: int = 0) -> Task:
     index = {c: i for i, c in enumerate(classes)}
     images = ImageFiles(classes, [(p, index[label]) for p, label, _ in files])
     written = np.array([index.get(text, -1) for _, _, text in files])
-    parts = dict(zip(SPLITS, _carve(len(files), seed, (0.7, 0.1, 0.2)))) if carve else None
+    parts = dict(zip(SPLITS, carve_indices(len(files), seed, (0.7, 0.1, 0.2)))) if carve else None
 
     def indices(split: str) -> np.ndarray:
         if parts is not None:
@@ -83,7 +82,7 @@ def typographic_task(spec: str, carve: bool = False, seed: int = 0) -> Task:
         return np.arange(len(files))
 
     def make(split: str, transform: Transform | None):
-        return _Subset(images, indices(split), transform)
+        return Subset(images, indices(split), transform)
 
     kind = "typographic-split" if carve else "typographic"
     return Task(f"{kind}:{spec}", tuple(classes), GENERIC_TEMPLATES, make,
@@ -94,6 +93,7 @@ def typographic_task(spec: str, carve: bool = False, seed: int = 0) -> Task:
 def unpack_typographic_zip(data: bytes, root: str | Path, user: str) -> Path:
     """The folder of a zip of PAINT-layout images, unpacked flat under ``root`` once per content for ``user``
     (limits, damage and clean-up: ``io.uploads``); ``UploadRefused`` with one line for anything odd."""
+    from ..io.uploads import unpack_zip  # here, not at the top: io.uploads' writes bring torch, the registry must not
     return unpack_zip(data, root, user, lambda name: FILENAME.match(name) is not None,
                       "label=<class>_text=<word>.png")
 
@@ -184,7 +184,7 @@ def _written_word_task(name: str, images, rows: Sequence[int], labels: list[str]
             raise ValueError(f"{name} is evaluation-only (every image is scored as test)")
         return everything
 
-    return Task(name, tuple(classes), LITERATURE_TEMPLATES, lambda split, transform: _Subset(base, indices(split),
+    return Task(name, tuple(classes), LITERATURE_TEMPLATES, lambda split, transform: Subset(base, indices(split),
                 transform), description, "user", written_class=lambda split: written[indices(split)])
 
 

@@ -28,7 +28,7 @@ def pretrain_encoder(name: str = "micro-vit", out: str | Path | None = None,
                      cfg: EncoderPretrainConfig = EncoderPretrainConfig(), command: str = "") -> Path:
     """Supervised pretraining of an embedded encoder on shape x colour labels (42 classes); writes float16."""
     from ..data import world as w
-    from ..data.tasks import GeneratedSplit
+    from ..data.embedded import GeneratedSplit
 
     steps, batch_size, lr, warmup, seed = cfg.steps, cfg.batch_size, cfg.lr, cfg.warmup, cfg.seed
     encoder, preprocess = create_encoder(name, "random")

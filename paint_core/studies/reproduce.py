@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core.frontier import chord_gap, frontier, frontier_area, gain_within_drift
-from ..data.tasks import DIGIT_SHIFTS, EMBEDDED_TASKS, PATCH_TASKS, SUPPORTED_TASKS
+from ..data.embedded import DIGIT_SHIFTS, EMBEDDED_TASKS, PATCH_TASKS, SUPPORTED_TASKS
 from ..engine.finetune import FinetuneConfig
 from ..engine.pretrain import PretrainConfig
 from ..engine.probes import linear_probe
