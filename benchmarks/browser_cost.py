@@ -1,6 +1,6 @@
 """What a slider move costs one browser, element by element (issue 15): a probe page, no model.
 
-    python benchmarks/browser_cost.py [--moves 8] [--repeats 2]
+    python -m benchmarks.browser_cost [--moves 8] [--repeats 2]
 
 Serves a small Streamlit page whose fragment holds a slider, a heading and three metrics (``base``), plus, by
 variant, 12 thumbnails in 4 columns (``images``), a plotly scatter with a moving marker (``plotly``), a PNG
@@ -21,8 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import load  # noqa: E402  (the same browser flags, CPU accounting and in-page latency)
+from . import load  # the same browser flags, CPU accounting and in-page latency
 
 VARIANTS = ("base", "images", "plotly", "png", "all")
 PAGE = '''

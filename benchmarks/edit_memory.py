@@ -1,7 +1,7 @@
 """Server memory per extra Task-arithmetic session, side by side: one EditSession per visitor (the page until
 issue 31: a deep copy of the model each) vs one EditSession shared by every visitor (the page now).
 
-    python benchmarks/edit_memory.py [--model micro-rn-l] [--sessions 10]
+    python -m benchmarks.edit_memory [--model micro-rn-l] [--sessions 10]
 
 Loads the model's digits, counting and typographic runs and the page's evaluation subsample once (shared in
 both ways, as on the dashboard), then N visitors each move the coefficient sliders through three settings; reads
@@ -15,7 +15,7 @@ import argparse
 import gc
 import time
 
-from common import rss_mb
+from .common import rss_mb
 from paint_core.live.sessions import EditSession, build_eval_sets
 from paint_core.studies.relatives import load_runs
 

@@ -1,7 +1,7 @@
 """The training batch feed alone, in images/s: how fast shuffled 224 px batches reach the device, no model.
 
-    python benchmarks/feed.py --device cpu
-    python benchmarks/feed.py --device cuda --batch-size 512
+    python -m benchmarks.feed --device cpu
+    python -m benchmarks.feed --device cuda --batch-size 512
 
 Side by side, in one run, over the same ``--batches`` x ``--batch-size`` random images:
 - before: the fine-tune's former feed, a DataLoader over a TensorDataset of float images (per-sample indexing,
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 
-from common import Clock, device_name, write_json
+from .common import Clock, device_name, write_json
 from paint_core.data.decoded import DecodedSplit, normalize_uint8
 from paint_core.engine.feed import train_batches
 from paint_core.runtime import make_runtime, use_runtime

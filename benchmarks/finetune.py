@@ -1,8 +1,8 @@
 """Fine-tune images/s of the engine against a plain PyTorch loop, side by side in one run, start-up apart.
 
-    python benchmarks/finetune.py --model proxy-vit-224 --device cpu            # the CPU proxy: host-side costs
-    python benchmarks/finetune.py --model ViT-B-32 --device cuda --precisions fp32,amp_bf16 --batch-sizes 128,512
-    python benchmarks/finetune.py --model ViT-B-32 --device cuda --batch-sizes 512 --compile   # torch.compile
+    python -m benchmarks.finetune --model proxy-vit-224 --device cpu            # the CPU proxy: host-side costs
+    python -m benchmarks.finetune --model ViT-B-32 --device cuda --precisions fp32,amp_bf16 --batch-sizes 128,512
+    python -m benchmarks.finetune --model ViT-B-32 --device cuda --batch-sizes 512 --compile   # torch.compile
 
 Both train the image tower of the same model (random weights built from open_clip's config, nothing downloaded)
 with the head frozen, on the same shuffled batches drawn from ``--batches`` batches of random 224 px images and
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from common import (Clock, attempt, bf16_peak, device_name, register_proxy, sdpa_ops, train_flops_per_image,
+from .common import (Clock, attempt, bf16_peak, device_name, register_proxy, sdpa_ops, train_flops_per_image,
                     write_json)
 from paint_core.engine.finetune import FinetuneConfig, finetune, set_batchnorm_eval
 from paint_core.engine.training import adamw

@@ -1,7 +1,7 @@
 """Interpolation speed on ViT-B-32 float32 (605 MB per copy), side by side in one run.
 
-    python benchmarks/interpolate.py [--model ViT-B-32] [--repeats 10]
-    python benchmarks/interpolate.py --model ViT-L-14 --device cuda     # issue 12: within 1.6x of a device copy
+    python -m benchmarks.interpolate [--model ViT-B-32] [--repeats 10]
+    python -m benchmarks.interpolate --model ViT-L-14 --device cuda     # issue 12: within 1.6x of a device copy
 
 Prints the median time of: the naive path (dict comprehension + load_state_dict), paint_core's
 Interpolator.set_alpha, Interpolator.set_plan with a different coefficient per block, and a plain copy of the

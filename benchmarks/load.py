@@ -1,6 +1,6 @@
 """A class on the Patch page at once (issue 15): slider-move latency and server memory per browser session.
 
-    python benchmarks/load.py --sessions 1,10,30 --moves 8 [--clients browser,protocol] [--compare]
+    python -m benchmarks.load --sessions 1,10,30 --moves 8 [--clients browser,protocol] [--compare]
 
 Starts ``streamlit run dashboard/app.py`` with scripts/dashboard.sh's options on a free localhost port (in a
 temporary folder, so nothing is written in the repository), waits until the run's slider positions are

@@ -1,6 +1,6 @@
 """Memory while reading hostile checkpoints (issue 25): paint_core's reader beside torch.load(weights_only=True).
 
-    python benchmarks/read_memory.py [--gib 1]
+    python -m benchmarks.read_memory [--gib 1]
 
 Builds, in a temporary folder, the security review's small files that ask for a lot: a 33-byte pickle calling
 ``bytearray(2**30)``, a ~1 MB torch zip whose storage inflates to ``--gib`` GiB, and a torch zip whose data.pkl is
@@ -57,7 +57,6 @@ def build(d: Path, gib: int) -> dict[str, Path]:
                         f.write(bytes(1 << 20))
             else:
                 out.writestr(n, data)
-    sys.path.insert(0, str(ROOT))
     from paint_core.models.clip import create_architecture
     torch.save(create_architecture("micro-rn-s").state_dict(), d / "micro-rn-s.pt")
     return {"33-byte bytearray(2**30)": d / "bytearray.pt", f"zip inflating to {gib} GiB": d / "inflates.pt",

@@ -1,6 +1,6 @@
 """Server memory per extra Patch-page session, side by side: sessions owning weights vs borrowing them.
 
-    python benchmarks/session_memory.py [--run cached_results/micro-rn-l/digits] [--sessions 10]
+    python -m benchmarks.session_memory [--run cached_results/micro-rn-l/digits] [--sessions 10]
 
 Creates N PatchSessions on one loaded run (what N dashboard users of that run hold) and reads the process's
 resident memory (/proc/self/statm) before and after, two ways:
@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import gc
 
-from common import rss_mb
+from .common import rss_mb
 from paint_core import load_run
 from paint_core.live.sessions import SLIDER_ALPHAS, ModelPool, PatchSession, PredictionStore, build_eval_sets
 

@@ -1,7 +1,7 @@
 """Time from a new alpha to updated predictions on the Patch page's evaluation subsample, side by side.
 
-    python benchmarks/slider.py [--run cached_results/micro-rn-l/digits] [--moves 10]
-    python benchmarks/slider.py --model ViT-B-32 --device cuda --n 1000   # random weights, nothing downloaded
+    python -m benchmarks.slider [--run cached_results/micro-rn-l/digits] [--moves 10]
+    python -m benchmarks.slider --model ViT-B-32 --device cuda --n 1000   # random weights, nothing downloaded
 
 With ``--model`` the run is built in a temporary folder from random weights of that open_clip architecture
 (zero-shot) and a perturbed copy of its image tower (fine-tuned), imported with ``import_run``; patch task
@@ -37,7 +37,7 @@ from paint_core.studies.patch import import_run
 from paint_core.live.sessions import (LIVE_EVAL_N, SLIDER_ALPHAS, PatchSession, PredictionStore, build_eval_sets,
                                       live_runtime)
 from paint_core.runtime import PRECISION_WORDS, use_runtime
-from common import device_name, register_proxy, write_json
+from .common import device_name, register_proxy, write_json
 from paint_core.models.clip import create_architecture
 from paint_core.engine.evaluation import predict
 

@@ -1,7 +1,7 @@
 """An 11-point sweep against eleven bare forward passes over the same images, side by side in one run.
 
-    python benchmarks/sweep.py --model proxy-vit-224 --device cpu --n 300   # the CPU proxy
-    python benchmarks/sweep.py --model ViT-B-32 --device cuda --precision amp_bf16 --n 2000 --workers 8
+    python -m benchmarks.sweep --model proxy-vit-224 --device cpu --n 300   # the CPU proxy
+    python -m benchmarks.sweep --model ViT-B-32 --device cuda --precision amp_bf16 --n 2000 --workers 8
 
 The engine: ``build_evals`` (text heads encoded once, images decoded once into the uint8 cache, here a fresh
 temporary one, so the decode is counted; ``--workers`` processes decode) then ``sweep`` over alphas 0, 0.1, ...,
@@ -19,7 +19,7 @@ import tempfile
 import torch
 import torch.nn.functional as F
 
-from common import Clock, device_name, register_proxy, write_json
+from .common import Clock, device_name, register_proxy, write_json
 from paint_core.core.interpolation import Interpolator
 from paint_core.data.tasks import get_task
 from paint_core.engine.evaluation import build_evals, materialize, sweep, zero_shot_head

@@ -66,25 +66,25 @@ row gpu_tests 100 "$PY" -m pytest -m gpu -q -p no:cacheprovider $GPU_TESTS
 
 if [ "$DEVICE" = cuda ]; then
     MODEL=ViT-B-32
-    row finetune 120 "$PY" benchmarks/finetune.py --model $MODEL --device cuda --precisions fp32,amp_bf16 \
+    row finetune 120 "$PY" -m benchmarks.finetune --model $MODEL --device cuda --precisions fp32,amp_bf16 \
         --batch-sizes 128,512 --steps 10 --startup-steps 3 --rounds 2 --json "$JSON"
-    row sweep 70 "$PY" benchmarks/sweep.py --model $MODEL --device cuda --precision amp_bf16 --n 2000 --workers 8 \
+    row sweep 70 "$PY" -m benchmarks.sweep --model $MODEL --device cuda --precision amp_bf16 --n 2000 --workers 8 \
         --json "$JSON"
-    row slider 90 "$PY" benchmarks/slider.py --model $MODEL --device cuda --n 1000 --moves 5 --json "$JSON"
-    row feed 40 "$PY" benchmarks/feed.py --device cuda --batch-size 512 --json "$JSON"
-    row cpu_proxy 45 "$PY" benchmarks/finetune.py --model proxy-vit-224 --device cpu --batch-sizes 128 --steps 10 \
+    row slider 90 "$PY" -m benchmarks.slider --model $MODEL --device cuda --n 1000 --moves 5 --json "$JSON"
+    row feed 40 "$PY" -m benchmarks.feed --device cuda --batch-size 512 --json "$JSON"
+    row cpu_proxy 45 "$PY" -m benchmarks.finetune --model proxy-vit-224 --device cpu --batch-sizes 128 --steps 10 \
         --rounds 3 --json "$JSON"
-    row finetune_compile 150 "$PY" benchmarks/finetune.py --model $MODEL --device cuda --batch-sizes 512 --steps 10 \
+    row finetune_compile 150 "$PY" -m benchmarks.finetune --model $MODEL --device cuda --batch-sizes 512 --steps 10 \
         --startup-steps 3 --compile --json "$JSON"
 else
     MODEL=proxy-vit-224
     if [ "$QUICK" = 1 ]; then FT="--steps 5 --startup-steps 1 --rounds 3 --batches 2"; N=100; else FT=""; N=500; fi
-    row finetune 130 "$PY" benchmarks/finetune.py --model $MODEL --device cpu --precisions fp32,amp_bf16 \
+    row finetune 130 "$PY" -m benchmarks.finetune --model $MODEL --device cpu --precisions fp32,amp_bf16 \
         --batch-sizes 128,512 $FT --json "$JSON"
-    row sweep 40 "$PY" benchmarks/sweep.py --model $MODEL --device cpu --n $N --workers 2 --json "$JSON"
-    row slider 30 "$PY" benchmarks/slider.py --model $MODEL --device cpu --n $N --moves 3 --json "$JSON"
-    row feed 30 "$PY" benchmarks/feed.py --device cpu --batch-size 128 --count 8 --json "$JSON"
-    row finetune_compile 100 "$PY" benchmarks/finetune.py --model $MODEL --device cpu --batch-sizes 128 $FT \
+    row sweep 40 "$PY" -m benchmarks.sweep --model $MODEL --device cpu --n $N --workers 2 --json "$JSON"
+    row slider 30 "$PY" -m benchmarks.slider --model $MODEL --device cpu --n $N --moves 3 --json "$JSON"
+    row feed 30 "$PY" -m benchmarks.feed --device cpu --batch-size 128 --count 8 --json "$JSON"
+    row finetune_compile 100 "$PY" -m benchmarks.finetune --model $MODEL --device cpu --batch-sizes 128 $FT \
         --compile --json "$JSON"
 fi
 "$PY" scripts/gpu_check_table.py "$JSON" "$LOG" "$DEVICE" > "$OUTDIR/gpu_check.md"

@@ -6,7 +6,7 @@ import argparse
 import shutil
 import subprocess
 import sys
-from dataclasses import fields
+from dataclasses import dataclass, fields
 
 import pytest
 
@@ -144,3 +144,52 @@ def test_select_prints_a_readable_table_with_the_sweeps_numbers(capsys):
         assert zs == f"{100 * acc(task, 'test', 0.0):.1f}%"
         assert change == f"{100 * (acc(task, 'test', alpha) - acc(task, 'test', 0.0)):+.1f}"
     assert rows["digits"][4] == "+40.2"  # the Start page's "+40.2 points"
+
+
+def _config_classes() -> list[type]:
+    """Every settings dataclass the CLI builds options from: all of ``paint_core.configs``, and the corpus's."""
+    import dataclasses
+    from paint_core import configs
+    from paint_core.data.corpus import CorpusConfig
+    found = [v for v in vars(configs).values() if dataclasses.is_dataclass(v) and v.__module__ == configs.__name__]
+    return [*found, CorpusConfig]
+
+
+def test_every_config_field_has_a_help_comment():
+    """The help of ``--FIELD`` is the field's ``#:`` comment (issue 31: a second table of help texts, which a new
+    field could be missing from, broke every command); a field without one is listed here."""
+    from paint_core.configs import field_docs
+    classes = _config_classes()
+    assert {c.__name__ for c in classes} >= {"FinetuneConfig", "PretrainConfig", "SearchConfig", "CorpusConfig"}
+    missing = [f"{c.__name__}.{f.name}" for c in classes for f in fields(c) if not field_docs(c).get(f.name)]
+    assert missing == []
+
+
+@dataclass(frozen=True)
+class _Commented:
+    short: int = 1           #: on the field's line
+    #: on the lines above,
+    #: joined
+    long: float = 0.5        # a note for readers of the code, not help
+    # a note only
+    plain: int = 2
+    flag: bool = False       #: a switch
+
+
+def test_field_docs_reads_the_colon_comments_on_or_above_a_field():
+    from paint_core.configs import field_docs
+    assert field_docs(_Commented) == {"short": "on the field's line", "long": "on the lines above, joined",
+                                      "flag": "a switch"}
+    from paint_core.configs import FinetuneConfig
+    assert field_docs(FinetuneConfig)["lr"] == "peak learning rate (cosine schedule)"  # not the note above it
+
+
+def test_a_field_without_help_gets_an_option_without_help_and_the_command_still_parses():
+    from paint_core.cli.options import add_config_options, config_from
+    parser = argparse.ArgumentParser()
+    add_config_options(parser, _Commented)
+    helps = {a.dest: a.help for a in parser._actions}
+    assert helps["plain"] is None and helps["short"] == "on the field's line (default: %(default)s)"
+    assert helps["flag"] == "a switch"
+    args = parser.parse_args(["--plain", "5", "--flag"])
+    assert config_from(_Commented, args) == _Commented(plain=5, flag=True)

@@ -172,11 +172,13 @@ def test_live_numbers_use_bfloat16_on_cuda_unless_told_otherwise(monkeypatch):
 
 
 def _benchmark(name: str):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """``benchmarks.NAME``, the package taken from the repository this file is in (not the working directory)."""
+    if "benchmarks" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("benchmarks", ROOT / "benchmarks" / "__init__.py",
+                                                      submodule_search_locations=[str(ROOT / "benchmarks")])
+        sys.modules["benchmarks"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules["benchmarks"])
+    return importlib.import_module(f"benchmarks.{name}")
 
 
 @pytest.mark.gpu

@@ -10,7 +10,8 @@ import torch
 
 import paint_core.studies.relatives as relatives
 from paint_core import evaluate, load_run
-from paint_core.cli import _merges, build_parser, main
+from paint_core.cli import build_parser, main
+from paint_core.cli.relatives import merges_from
 from paint_core.core.methods import MERGE_METHODS, Method, Param, merge, method_inputs, method_label
 from paint_core.core.task_vectors import TaskVector
 from paint_core.data.tasks import get_task
@@ -148,7 +149,7 @@ def test_a_registered_method_reaches_the_cli_and_the_study_inputs(toy_method):
     args = build_parser().parse_args(["arithmetic", "--runs", "r", "--supported", "shapes", "--out", "o.json",
                                       "--merges", "sum,scaled", "--factor", "0.5"])
     assert args.factor == 0.5 and "scaled" in args.merges.split(",")
-    assert _merges(args) == {"sum": {}, "scaled factor=0.5": {"method": "scaled", "factor": 0.5}}
+    assert merges_from(args) == {"sum": {}, "scaled factor=0.5": {"method": "scaled", "factor": 0.5}}
     help_text = build_parser()._subparsers._group_actions[0].choices["arithmetic"].format_help()
     assert "scaled: the sum times a factor" in help_text and "--factor" in help_text
     assert relatives.default_merges()["scaled factor=1"] == {"method": "scaled", "factor": 1.0}

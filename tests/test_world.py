@@ -210,13 +210,14 @@ def test_neutral_lengths_on_the_command_line_and_old_train_states_resume():
     recipe without it and still resumes with the option off (and only then)."""
     from dataclasses import asdict
 
-    from paint_core.cli import _config, build_parser
+    from paint_core.cli import build_parser
+    from paint_core.cli.options import config_from
     from paint_core.data import corpus
     from paint_core.engine.pretrain import PretrainConfig, _with_defaults
     args = build_parser().parse_args(["pretrain", "--model", "micro-rn-s", "--out", "x", "--word-pairs",
                                       "--neutral-twins", "0.35", "--neutral-lengths"])
-    assert _config(corpus.CorpusConfig, args).neutral_lengths
-    assert not _config(corpus.CorpusConfig, build_parser().parse_args(["pretrain", "--model", "micro-rn-s",
+    assert config_from(corpus.CorpusConfig, args).neutral_lengths
+    assert not config_from(corpus.CorpusConfig, build_parser().parse_args(["pretrain", "--model", "micro-rn-s",
                                                                        "--out", "x"])).neutral_lengths
     old = {"config": asdict(PretrainConfig()), "corpus": asdict(corpus.CorpusConfig(**READER_RECIPE))}
     del old["corpus"]["neutral_lengths"]

@@ -57,22 +57,27 @@ def corpus_vocabulary() -> frozenset[str]:
 @dataclass(frozen=True)
 class CorpusConfig:
     """Shares of caption behaviour; the defaults are the shipped models' corpus."""
-    count_named: float = 0.5        # multi-object scenes whose caption names the count
-    count_wrong: float = 0.1        # of those, how many name a wrong count
-    digit_named: float = 0.6        # digit look-alikes whose caption names the number
-    digit_wrong: float = 0.1
-    word_only_caption: float = 0.35  # object+word images captioned by the word alone
-    outline_share: float = 0.05     # objects drawn in the outline style (kept rare: it is the shifted style)
-    object_word_share: float = 0.18  # share of objects with a word on them (the other kinds keep their ratios)
-    word_font_min: int = 11         # font size range of words written on objects, in 64 px world pixels
-    word_font_max: int = 15
-    word_pairs: bool = False        # each object+word image comes with a twin: the same object, another word,
-                                    # next to it in the corpus (pretraining keeps twins in one batch)
-    neutral_twins: float = 0.0      # share of twins whose second word is a training-only non-class word,
-                                    # captioned by the object alone
-    neutral_lengths: bool = False   # neutral twin words of every length 3-8 letters, evenly (NEUTRAL_LENGTH_WORDS),
-                                    # not the 3-4-letter NEUTRAL_TRAIN_WORDS: ink width stops telling them apart
-    word_colours: bool = False      # words on objects in varied ink colours (default: always white)
+    count_named: float = 0.5        #: share of multi-object scenes whose caption names the count
+    count_wrong: float = 0.1        #: share of named counts that are wrong
+    digit_named: float = 0.6        #: share of digit captions naming the number
+    digit_wrong: float = 0.1        #: share of named digits that are wrong
+    word_only_caption: float = 0.35  #: share of object+word images captioned by the written word alone
+    # kept rare: it is the shifted style
+    outline_share: float = 0.05     #: share of objects drawn in outline style
+    # the other kinds of image keep their ratios
+    object_word_share: float = 0.18  #: share of corpus images that are objects with a word written on them
+    word_font_min: int = 11         #: smallest font size of words on objects (64 px world)
+    word_font_max: int = 15         #: largest font size of words on objects (64 px world)
+    # the twin comes next to it in the corpus, and pretraining keeps twins in one batch
+    #: twin every object+word image with the same object under another word, in the same batch
+    word_pairs: bool = False
+    #: share of twins whose second word names no class (training-only words), captioned by the object alone
+    neutral_twins: float = 0.0
+    # NEUTRAL_LENGTH_WORDS instead of the 3-4-letter NEUTRAL_TRAIN_WORDS
+    #: neutral twins' words of every length from 3 to 8 letters, evenly, instead of 3-4 letters (issue 32: ink width
+    #: no longer tells a neutral word from a long class word); needs --word-pairs and --neutral-twins
+    neutral_lengths: bool = False
+    word_colours: bool = False      #: write words on objects in varied ink colours (default: white)
 
 
 def corpus_mix(cfg: CorpusConfig) -> dict[str, float]:
