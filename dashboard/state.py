@@ -16,7 +16,8 @@ from paint_core.live.sessions import (LIVE_EVAL_N, SLIDER_ALPHAS, SLIDER_STEP, E
                                       PredictionStore, build_eval_sets, live_runtime, subsample_accuracies)
 from paint_core.io.paths import CACHED_RESULTS_DIR
 from paint_core.io.results import read_results
-from paint_core.studies.patch import Run, load_run, select_run, shared_endpoints
+from paint_core.models.run import Run, load_run, shared_endpoints
+from paint_core.studies.patch import select_run
 from paint_core.studies.search import SearchedPlan, searched_plans
 from paint_core.io.run_dir import read_sweep
 from paint_core.data.tasks import SUPPORTED_TASKS, get_task

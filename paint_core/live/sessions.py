@@ -25,7 +25,7 @@ from ..core.plan import Plan
 from ..data.tasks import get_task
 from ..engine.evaluation import materialize, predict, zero_shot_head
 from ..runtime import PRECISIONS, Runtime, current_runtime, module_device, use_runtime
-from ..studies.patch import Run, shared_endpoints
+from ..models.run import Run, shared_endpoints
 
 
 # Images per task that a slider move re-evaluates: 100 keeps a move under ~0.3 s on 2 cores for the
