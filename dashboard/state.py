@@ -377,10 +377,8 @@ def session_edit(paths: tuple[str, ...], tasks: tuple[str, ...]):
 
 @st.cache_resource(show_spinner="Preparing the task vectors...", max_entries=8)
 def _shared_edit(paths: tuple[str, ...], identities: tuple[str, ...], tasks: tuple[str, ...]):
-    from paint_core.live.sessions import EditSession
-    from paint_core.studies.relatives import check_same_zero_shot
-    runs = check_same_zero_shot([shared_run(p) for p in paths])
-    return EditSession(runs, shared_eval_sets(paths[0], tasks))
+    from paint_core.app.sessions import edit_session
+    return edit_session([shared_run(p) for p in paths], shared_eval_sets(paths[0], tasks), server_runtime())
 
 
 CLOSED_VOCAB = CACHED_RESULTS_DIR / "closed_vocab"
@@ -407,8 +405,8 @@ def disentanglement_maps(study: dict) -> dict[str, dict]:
 
 @st.cache_resource(show_spinner="Loading the encoder, heads and task vectors...")
 def _addition_parts(tasks: tuple[str, ...]):
-    from paint_core.live.sessions import AdditionSession
-    return AdditionSession(str(CLOSED_VOCAB / "micro-vit"), tasks)
+    from paint_core.app.sessions import addition_session
+    return addition_session(CLOSED_VOCAB / "micro-vit", tasks, runtime=server_runtime())
 
 
 def session_addition(tasks: list[str]):
