@@ -242,7 +242,7 @@ def sweep_stamp(path: str) -> float:
 
 
 def jobs_root() -> Path:
-    """Where this server's background jobs live: ``<write root>/.jobs`` (paint_core.live.jobs)."""
+    """Where this server's background jobs live: ``<write root>/.jobs`` (paint_core.app.jobs)."""
     return policy().write_root / ".jobs"
 
 
