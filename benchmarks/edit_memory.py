@@ -16,7 +16,8 @@ import gc
 import time
 
 from .common import rss_mb
-from paint_core.live.sessions import EditSession, build_eval_sets
+from paint_core.app.sessions import edit_session
+from paint_core.live.sessions import build_eval_sets
 from paint_core.studies.relatives import load_runs
 
 SETTINGS = ({"digits": 0.3, "counting": 0.3, "typographic": 0.3}, {"digits": 0.7, "counting": 0.3, "typographic": 0.3},
@@ -35,10 +36,10 @@ def main() -> None:
     for way in ("one shared", "one per visitor"):  # shared first: memory freed by the other way is not reused
         gc.collect()
         before, start = rss_mb(), time.perf_counter()
-        shared = EditSession(runs, eval_sets) if way == "one shared" else None
+        shared = edit_session(runs, eval_sets) if way == "one shared" else None
         held = []
         for _ in range(args.sessions):
-            session = shared or EditSession(runs, eval_sets)
+            session = shared or edit_session(runs, eval_sets)
             held.append(session)
             for setting in SETTINGS:
                 session.accuracies(setting)

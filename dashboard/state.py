@@ -11,15 +11,17 @@ import streamlit as st
 
 from PIL import Image
 
+from paint_core.app import answers
+from paint_core.app.identity import run_identity, sweep_identity, weights_identity
+from paint_core.app.runs import chosen_alpha, find_relatives, find_runs, run_tasks
 from paint_core.data.images import ImageInputError, read_image
 from paint_core.live.sessions import (LIVE_EVAL_N, SLIDER_ALPHAS, SLIDER_STEP, EvalSet, ModelPool, PatchSession,
                                       PredictionStore, build_eval_sets, live_runtime, subsample_accuracies)
 from paint_core.io.paths import CACHED_RESULTS_DIR
 from paint_core.io.results import read_results
-from paint_core.studies.patch import Run, load_run, select_run, shared_endpoints
+from paint_core.models.run import Run, load_run, shared_endpoints
 from paint_core.studies.search import SearchedPlan, searched_plans
 from paint_core.io.run_dir import read_sweep
-from paint_core.data.embedded import SUPPORTED_TASKS
 from paint_core.data.tasks import get_task
 from paint_core.runtime import PRECISION_WORDS, Runtime, make_runtime, set_default_runtime
 
@@ -53,28 +55,9 @@ def live_n() -> int:
 
 def available_runs() -> dict[str, str]:
     """label -> run directory, from cached_results/ and ./runs (where the CLI writes by default)."""
-    found = {}
-    runs = Path.cwd() / "runs"  # cwd read now: the user may have moved
     write_root = policy().write_root  # where the Models & runs page writes, if set elsewhere (PAINT_WRITE_ROOT)
-    for root, prefix in ((CACHED_RESULTS_DIR, ""), (runs, "runs/"), (write_root, f"{write_root.name}/")):
-        for meta in sorted(root.glob("**/run.json")) if root.is_dir() else []:
-            rel = meta.parent.relative_to(root)
-            if not any(part.startswith(".") for part in rel.parts):  # not a run being built (.NAME.partial-*)
-                found.setdefault(prefix + str(rel), str(meta.parent))
-    return found
-
-
-def run_identity(path: str) -> str:
-    """Size, mtime and inode of a run's files: part of every cache key of a run, so a run directory that was
-    rewritten (another task, new weights, a new sweep) is loaded anew instead of served stale."""
-    parts = []
-    for name in ("run.json", "finetuned.safetensors", "finetuned.json"):
-        try:
-            s = os.stat(Path(path) / name)
-            parts.append(f"{name}:{s.st_size}:{s.st_mtime_ns}:{s.st_ino}")
-        except OSError:
-            parts.append(f"{name}:-")
-    return "|".join(parts)
+    return find_runs([(CACHED_RESULTS_DIR, ""), (Path.cwd() / "runs", "runs/"),  # cwd read now: the user may have moved
+                      (write_root, f"{write_root.name}/")])
 
 
 @st.cache_resource(show_spinner="Loading the run's model and endpoints...", max_entries=16)
@@ -97,13 +80,8 @@ def shared_eval_sets(path: str, tasks: tuple[str, ...], n: int | None = None) ->
 
 
 @st.cache_data(show_spinner=False)
-def sweep_table(path: str, mtime: float, per_block: bool = False):
+def sweep_table(path: str, identity: str, per_block: bool = False):
     return read_sweep(path, per_block)
-
-
-def run_tasks(run: Run) -> tuple[str, ...]:
-    supported = run.meta.get("supported") or [t for t in SUPPORTED_TASKS if t != run.meta["task"]]
-    return (run.meta["task"], *[s for s in supported if s != run.meta["task"]])
 
 
 def shared_store(path: str) -> PredictionStore:
@@ -206,7 +184,7 @@ class ExplorerPositions:
         with self._lock:
             return dict(self._entries)
 
-    def frontier_svg(self, f, chosen: float | None, split: str, sweep_stamp: float, entries: dict[str, dict]) -> str:
+    def frontier_svg(self, f, chosen: float | None, split: str, sweep_stamp: str, entries: dict[str, dict]) -> str:
         """The frontier SVG with a marker group for each of ``entries`` (drawn once per split, sweep and set)."""
         from dashboard.figures import frontier_svg
         key = (split, sweep_stamp, chosen, tuple(sorted(entries)))
@@ -235,14 +213,13 @@ def explorer_positions(path: str, supported: tuple[str, ...], sample_labels: tup
     return _explorer_positions(path, run_identity(path), supported, sample_labels)
 
 
-def sweep_stamp(path: str) -> float:
-    """The sweep file's modification time (0 without one): what a drawing of the sweep depends on."""
-    sweep = Path(path) / "sweep.csv"
-    return sweep.stat().st_mtime if sweep.is_file() else 0.0
+def sweep_stamp(path: str) -> str:
+    """The sweep file's identity: what a drawing of the sweep depends on."""
+    return sweep_identity(path)
 
 
 def jobs_root() -> Path:
-    """Where this server's background jobs live: ``<write root>/.jobs`` (paint_core.live.jobs)."""
+    """Where this server's background jobs live: ``<write root>/.jobs`` (paint_core.app.jobs)."""
     return policy().write_root / ".jobs"
 
 
@@ -254,13 +231,6 @@ def uploads_root() -> Path:
 def session_id() -> str:
     """This browser session's id: recorded as the owner of the jobs it starts and as who cancelled a job."""
     return st.session_state.setdefault("_paint_session_id", uuid.uuid4().hex)
-
-
-def chosen_alpha(path: str) -> float | None:
-    try:
-        return select_run(path)["alpha"]
-    except (ValueError, FileNotFoundError, KeyError):
-        return None
 
 
 def run_blocks(path: str) -> tuple[str, ...]:
@@ -276,8 +246,7 @@ def run_searched_plans(path: str) -> tuple[list[SearchedPlan], list[str]]:
 def sweep_of(path: str, per_block: bool = False):
     """The run's sweep table (uniform alphas; ``per_block``: with the rows of searched plans), read once per
     change of the file."""
-    f = Path(path) / "sweep.csv"
-    return sweep_table(path, f.stat().st_mtime if f.is_file() else 0.0, per_block)
+    return sweep_table(path, sweep_identity(path), per_block)
 
 
 def pick_run(default_task: str | None = None, key: str = "run", prefer: str | None = None) -> str | None:
@@ -328,11 +297,7 @@ def uploaded_image(key: str) -> Image.Image | None:
 def relatives_dirs() -> dict[str, Path]:
     """label -> a relatives/ folder with study results: cached_results/<model>/relatives (reproduce) and
     ./runs/**/relatives (where to point the CLI's --out for your own model, e.g. runs/ViT-B-32/relatives/)."""
-    found = {p.parent.name: p for p in sorted((CACHED_RESULTS_DIR).glob("*/relatives")) if p.is_dir()}
-    runs = Path.cwd() / "runs"
-    for p in sorted(runs.glob("**/relatives")) if runs.is_dir() else []:
-        found[f"runs/{p.parent.relative_to(runs)}"] = p
-    return found
+    return find_relatives(CACHED_RESULTS_DIR, Path.cwd() / "runs")
 
 
 def study(name: str, key: str) -> dict | None:
@@ -377,10 +342,8 @@ def session_edit(paths: tuple[str, ...], tasks: tuple[str, ...]):
 
 @st.cache_resource(show_spinner="Preparing the task vectors...", max_entries=8)
 def _shared_edit(paths: tuple[str, ...], identities: tuple[str, ...], tasks: tuple[str, ...]):
-    from paint_core.live.sessions import EditSession
-    from paint_core.studies.relatives import check_same_zero_shot
-    runs = check_same_zero_shot([shared_run(p) for p in paths])
-    return EditSession(runs, shared_eval_sets(paths[0], tasks))
+    from paint_core.app.sessions import edit_session
+    return edit_session([shared_run(p) for p in paths], shared_eval_sets(paths[0], tasks), server_runtime())
 
 
 CLOSED_VOCAB = CACHED_RESULTS_DIR / "closed_vocab"
@@ -407,8 +370,8 @@ def disentanglement_maps(study: dict) -> dict[str, dict]:
 
 @st.cache_resource(show_spinner="Loading the encoder, heads and task vectors...")
 def _addition_parts(tasks: tuple[str, ...]):
-    from paint_core.live.sessions import AdditionSession
-    return AdditionSession(str(CLOSED_VOCAB / "micro-vit"), tasks)
+    from paint_core.app.sessions import addition_session
+    return addition_session(CLOSED_VOCAB / "micro-vit", tasks, runtime=server_runtime())
 
 
 def session_addition(tasks: list[str]):
@@ -447,17 +410,7 @@ def prompt_study() -> dict | None:
 
 @st.cache_resource(show_spinner="Looking for an example that fools the zero-shot model...", max_entries=16)
 def _fooling_example(path: str, identity: str, alpha: float) -> dict | None:
-    from paint_core.core.interpolation import interpolate
-    from paint_core.data import world
-    from paint_core.data.embedded import SHAPE_TEMPLATES
-    from paint_core.engine.attack import find_fooling_example
-    from paint_core.engine.evaluation import zero_shot_head
-    import copy
-    run = _shared_run(path, identity)
-    patched = copy.deepcopy(run.model)
-    patched.load_state_dict(interpolate(run.theta_zs, run.theta_ft, alpha))
-    head = zero_shot_head(run.model, run.tokenizer, world.SHAPES, SHAPE_TEMPLATES)
-    return find_fooling_example(run.model, patched, head, run.preprocess)
+    return answers.fooling_example(_shared_run(path, identity), alpha)
 
 
 def fooling_example(path: str, alpha: float) -> dict | None:
@@ -465,20 +418,10 @@ def fooling_example(path: str, alpha: float) -> dict | None:
     return _fooling_example(path, run_identity(path), round(float(alpha), 2))
 
 
-WORD_READING_PER_CELL = 2  # the page's per-word test: 540 objects (90 per class word), ~3 s on one CPU core
-
-
-def _word_reading(model, preprocess, tokenizer) -> dict:
-    from paint_core.studies.diagnostics import (control_costs, reading_by_word, word_rates, word_summary,
-                                                word_trials)
-    results = reading_by_word(model, preprocess, tokenizer, word_trials(WORD_READING_PER_CELL))
-    return {"rates": word_rates(results), "costs": control_costs(results), "summary": word_summary(results)}
-
-
 @st.cache_data(show_spinner="Measuring which words this model reads...", max_entries=16)
 def _run_word_reading(path: str, identity: str) -> dict:
     run = _shared_run(path, identity)
-    return _word_reading(run.model, run.preprocess, run.tokenizer)
+    return answers.word_reading(run.model, run.preprocess, run.tokenizer)
 
 
 def run_word_reading(path: str) -> dict:
@@ -489,12 +432,12 @@ def run_word_reading(path: str) -> dict:
 
 @st.cache_data(show_spinner="Measuring which words this model reads...", max_entries=8)
 def _model_word_reading(name: str, pretrained: str | None, identity: str) -> dict:
-    return _word_reading(*_shared_model(name, pretrained, identity))
+    return answers.word_reading(*_shared_model(name, pretrained, identity))
 
 
 def model_word_reading(name: str, pretrained: str | None) -> dict:
     """``run_word_reading`` for a model opened without a run (``shared_model``'s name and weights)."""
-    return _model_word_reading(name, pretrained, _weights_identity(pretrained))
+    return _model_word_reading(name, pretrained, weights_identity(pretrained))
 
 
 @st.cache_resource(show_spinner="Loading the model...", max_entries=4)
@@ -512,16 +455,7 @@ def check_offered(name: str) -> str:
 def shared_model(name: str, pretrained: str | None):
     """(model, preprocess, tokenizer) of any model this server offers (PAINT_MODELS), shared and read-only."""
     check_offered(name)
-    return _shared_model(name, pretrained, _weights_identity(pretrained))
-
-
-def _weights_identity(pretrained: str | None) -> str:
-    """Size, mtime and inode of a weights file (part of a cache key: a rewritten file is loaded anew); "" for a
-    tag or the shipped weights."""
-    if pretrained and Path(pretrained).is_file():
-        st_ = os.stat(pretrained)
-        return f"{st_.st_size}:{st_.st_mtime_ns}:{st_.st_ino}"
-    return ""
+    return _shared_model(name, pretrained, weights_identity(pretrained))
 
 
 def follow_run(path: str, slider_key: str, chosen: float | None, default: float) -> None:

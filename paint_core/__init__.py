@@ -23,7 +23,7 @@ _PUBLIC = {
     "FinetuneConfig": ".configs", "finetune": ".engine.finetune",
     "CheckpointError": ".io.checkpoints", "load_checkpoint": ".io.checkpoints", "save_checkpoint": ".io.checkpoints",
     "list_models": ".models.registry", "load_model": ".models.clip",
-    "Run": ".studies.patch", "load_run": ".studies.patch",
+    "Run": ".models.run", "load_run": ".models.run",
     "__version__": ".version",
 }
 

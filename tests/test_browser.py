@@ -236,7 +236,7 @@ def test_the_story_page_opens_first_and_leads_to_the_patch_page(app_url):
 def test_a_job_started_in_the_browser_outlives_its_tab_and_opens_its_run(tmp_path):
     """Start a fine-tune on Models & runs, close the tab at once: the job finishes on the server all the same,
     and a new tab lists it as done, with a button that opens its run on the Patch page."""
-    from paint_core.live.jobs import list_jobs, wait_job
+    from paint_core.app.jobs import list_jobs, wait_job
     jobs = tmp_path / "runs" / ".jobs"
     with _serve(tmp_path) as url:
         with _browser_page() as page:

@@ -197,7 +197,7 @@ def test_models_page_finetunes_sweeps_and_exports(tmp_path, monkeypatch):
     at.number_input(key="mr_max_eval").set_value(20)
     at.button(key="mr_start").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    from paint_core.live.jobs import list_jobs, wait_job
+    from paint_core.app.jobs import list_jobs, wait_job
     jobs = tmp_path / "runs" / ".jobs"
     [job] = list_jobs(jobs)
     assert job.out == str(tmp_path / "runs" / "ui-run") and job.owner

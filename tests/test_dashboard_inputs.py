@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 from paint_core.data import world
 from paint_core.engine.finetune import FinetuneConfig
-from paint_core.live.jobs import list_jobs
+from paint_core.app.jobs import list_jobs
 from paint_core.studies.patch import run_finetune, run_sweep
 from conftest import snapshot
 

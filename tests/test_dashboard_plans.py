@@ -97,7 +97,7 @@ def test_the_searched_plan_is_a_preset_and_a_point_beside_the_frontier():
 
 
 def test_a_search_started_from_models_and_runs_lands_as_a_preset(tmp_path, monkeypatch):
-    from paint_core.live.jobs import list_jobs, wait_job
+    from paint_core.app.jobs import list_jobs, wait_job
     from paint_core.studies.patch import SweepSpec
     monkeypatch.chdir(tmp_path)
     for var in ("PAINT_WRITE_ROOT", "PAINT_READ_ONLY", "PAINT_MODELS"):

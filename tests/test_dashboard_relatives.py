@@ -15,7 +15,7 @@ from paint_core.models.encoders import create_encoder, load_head
 from paint_core.engine.probes import head_accuracy
 from paint_core.engine.evaluation import materialize, zero_shot_head
 from paint_core.live.sessions import LIVE_EVAL_N
-from paint_core.studies.patch import run_task_vector
+from paint_core.models.run import run_task_vector
 from paint_core.data.tasks import get_task
 
 ROOT = Path(__file__).resolve().parent.parent

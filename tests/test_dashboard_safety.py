@@ -11,7 +11,7 @@ from paint_core.engine.finetune import FinetuneConfig
 from paint_core.io.run_dir import read_run_meta
 from paint_core.studies.patch import run_finetune, run_sweep
 from paint_core.io.paths import WEIGHTS_DIR
-from paint_core.live.jobs import list_jobs, read_log, wait_job
+from paint_core.app.jobs import list_jobs, read_log, wait_job
 from conftest import snapshot
 
 ROOT = Path(__file__).resolve().parent.parent

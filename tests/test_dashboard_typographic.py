@@ -63,7 +63,7 @@ def test_page_opens_on_an_attack_that_the_patch_fixes(page):
 
 def test_page_shows_which_words_the_opened_model_reads(page):
     """Issue 32, item 4: the per-word table holds the engine's rates for the run's zero-shot model, recomputed here."""
-    from dashboard.state import WORD_READING_PER_CELL
+    from paint_core.app.answers import WORD_READING_PER_CELL
     from paint_core.studies.diagnostics import reading_by_word, word_rates, word_summary, word_trials
     run = load_run(RUN)
     results = reading_by_word(run.model, run.preprocess, run.tokenizer, word_trials(WORD_READING_PER_CELL))
@@ -87,10 +87,10 @@ def test_page_shows_which_words_the_opened_model_reads(page):
 def test_which_words_a_model_reads_is_measured_once_per_model(monkeypatch):
     """Reruns (a slider move, another word) reuse the measure: reading_by_word runs once for the run."""
     from dashboard import state
-    from paint_core.studies import diagnostics
+    from paint_core.app import answers
     calls = []
-    real = diagnostics.reading_by_word
-    monkeypatch.setattr(diagnostics, "reading_by_word", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    real = answers.reading_by_word
+    monkeypatch.setattr(answers, "reading_by_word", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
     state._run_word_reading.clear()
     at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=300)
     at.run()
@@ -183,7 +183,7 @@ def test_zero_shot_only_mode_inspects_a_model_without_any_run(tmp_path, monkeypa
     for r in expected.itertuples():
         assert z[rows.index("circle"), cols.index(f"{r.position} {round(100 * r.size)}%")] == pytest.approx(r.p_true, abs=1e-5)
     assert any("needs a patched run" in i.value for i in at.info)
-    from dashboard.state import WORD_READING_PER_CELL
+    from paint_core.app.answers import WORD_READING_PER_CELL
     from paint_core.studies.diagnostics import reading_by_word, word_rates, word_trials
     rates = word_rates(reading_by_word(model, preprocess, tokenizer, word_trials(WORD_READING_PER_CELL)))
     row = next(d.value for d in at.dataframe if "star" in d.value.columns)  # the default model hardly reads

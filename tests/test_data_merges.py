@@ -18,7 +18,7 @@ from paint_core.engine.adamerging import entropy, learn_merge_coefficients
 from paint_core.engine.evaluation import logits, materialize, zero_shot_head
 from paint_core.engine.statistics import fisher_diagonal, input_grams
 from paint_core.studies.merge_data import RunsData
-from paint_core.studies.patch import load_run, run_task_vector
+from paint_core.models.run import load_run, run_task_vector
 from paint_core.studies.soup import greedy_soup, soup_state
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,7 +18,7 @@ from paint_core.cli import main
 from paint_core.engine.evaluation import MAX_ALPHAS, parse_alphas
 from paint_core.engine.finetune import FinetuneConfig
 from paint_core.io import writes
-from paint_core.live.jobs import cancel_message
+from paint_core.app.jobs import cancel_message
 from paint_core.studies.patch import SweepSpec, run_finetune, run_sweep
 from conftest import snapshot
 

@@ -12,18 +12,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from paint_core.app.jobs import (FinetuneJob, JobRefused, cancel_job, job_status, list_jobs, read_log, start_job,
+                                 wait_job)
 from paint_core.engine.finetune import FinetuneConfig
 from paint_core.io.run_dir import read_run_meta
-from paint_core.live.jobs import (FinetuneJob, JobRefused, cancel_job, job_status, list_jobs, read_log, start_job,
-                                  wait_job)
+from paint_core.runtime import Runtime
 from paint_core.studies.patch import run_finetune
 
 pytestmark = pytest.mark.slow  # each job is a fresh interpreter importing torch
 
 
-def _spec(out: Path, steps: int, **kw) -> FinetuneJob:
+def _spec(out: Path, steps: int, runtime: Runtime = Runtime(), **kw) -> FinetuneJob:
     return FinetuneJob(out=str(out), model="micro-rn-s", pretrained=None, task="digits", supported=("shapes",),
-                       alphas=(0.0, 0.5, 1.0), steps=steps, max_eval=30, device="cpu", **kw)
+                       alphas=(0.0, 0.5, 1.0), steps=steps, max_eval=30, runtime=runtime, **kw)
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -39,7 +40,8 @@ def _wait_until(condition, timeout: float = 120.0) -> None:
 
 def test_a_job_fine_tunes_sweeps_and_reports_in_its_own_process(tmp_path):
     jobs, out = tmp_path / "jobs", tmp_path / "runs" / "a"
-    job_id = start_job(jobs, _spec(out, steps=4), "fine-tune of micro-rn-s on digits", owner="session-1")
+    runtime = Runtime(accum_steps=2)  # the starter's runtime, carried whole to the job
+    job_id = start_job(jobs, _spec(out, steps=4, runtime=runtime), "fine-tune of micro-rn-s on digits", owner="session-1")
     pid = int((jobs / job_id / "pid").read_text())
     assert pid != os.getpid()
     status = wait_job(jobs, job_id, timeout=300)
@@ -50,6 +52,8 @@ def test_a_job_fine_tunes_sweeps_and_reports_in_its_own_process(tmp_path):
     assert sorted(sweep["alpha"].unique()) == [0.0, 0.5, 1.0]
     meta = read_run_meta(out)
     assert meta["config"]["steps"] == 4 and meta["supported"] == ["shapes"]
+    assert {k: meta["provenance"]["runtime"][k] for k in ("device", "precision", "accum_steps")} == {
+        "device": "cpu", "precision": "fp32", "accum_steps": 2}  # computed in it, not in the job's own default
     log = read_log(jobs, job_id)
     assert "finetune: 100%" in log and "done: run written to" in log
     assert "\r" not in log  # progress bars keep their last state only
@@ -87,7 +91,7 @@ def test_a_job_killed_hard_is_reported_lost_and_frees_its_slot(tmp_path):
 def test_a_failing_job_says_why(tmp_path):
     jobs = tmp_path / "jobs"
     job_id = start_job(jobs, FinetuneJob(out=str(tmp_path / "runs" / "x"), model="micro-rn-s", pretrained=None,
-                                         task="no-such-task", supported=("shapes",), alphas=(0.0,), device="cpu"),
+                                         task="no-such-task", supported=("shapes",), alphas=(0.0,), runtime=Runtime()),
                        "bad task")
     status = wait_job(jobs, job_id, timeout=120)
     assert status.state == "failed" and "no-such-task" in status.message

@@ -2,14 +2,18 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "paint_core"
 # lower numbers are lower layers; a module may import only from its own layer or below (runtime.py, the device
 # and precision every layer computes with, and configs.py, the recipes' settings, sit at the bottom; version.py, the code
-# version written into files, sits with io/)
-LAYERS = {"core": 1, "runtime": 1, "configs": 1, "io": 2, "version": 2, "data": 3, "models": 3, "engine": 4, "studies": 5, "live": 6,
-          "cli": 7, "__init__": 7, "__main__": 8}
+# version written into files, sits with io/). app/ is what the CLI and the dashboard share: it composes the studies
+# and live/'s serving primitives (pools, stores, sessions), which are given what they need of a study, never import it.
+LAYERS = {"core": 1, "runtime": 1, "configs": 1, "io": 2, "version": 2, "data": 3, "models": 3, "engine": 4,
+          "studies": 5, "live": 6, "app": 7, "cli": 8, "__init__": 8, "__main__": 9}
+NEVER = {"live": "studies"}  # below the app layer, live/ does not call up into the studies
+README = PKG.parent / "README.md"
 
 
 def _layer(module: str) -> int:
@@ -107,3 +111,45 @@ def test_the_data_checks_find_a_private_import_and_a_circle(tmp_path):
     (pkg / "data" / "c.py").write_text("from . import a, _d\n")
     assert _private_imports(pkg, "data") == ["data.a imports _helper from data.b", "data.c imports data._d"]
     assert _import_cycle(pkg, "data") == ["data.a", "data.b", "data.c", "data.a"]
+
+
+def _modules() -> dict[str, list[str]]:
+    out = {}
+    for f in sorted(PKG.rglob("*.py")):
+        mod = ".".join(f.relative_to(PKG).with_suffix("").parts)
+        out[mod.removesuffix(".__init__") if mod != "__init__" else mod] = _imports(f)
+    return out
+
+
+def _calls_up(modules: dict[str, list[str]]) -> list[str]:
+    return [f"{mod} imports {target}" for mod, targets in modules.items() for target in targets
+            if NEVER.get(mod.split(".")[0]) == target.split(".")[0]]
+
+
+def test_live_never_imports_the_studies():
+    assert _calls_up(_modules()) == []
+    # and the check would see it: a session importing a run's task vector from a study is refused
+    assert _calls_up({"live.sessions": ["engine.evaluation", "studies.patch"]}) == [
+        "live.sessions imports studies.patch"]
+
+
+def _top_level() -> set[str]:
+    """paint_core's top-level modules and packages (data folders such as weights/ hold no Python)."""
+    return {p.stem for p in PKG.glob("*.py")} | {p.name for p in PKG.iterdir() if (p / "__init__.py").is_file()}
+
+
+def _readme_rows() -> list[list[str]]:
+    """The modules named in the first cell of each row of README.md's layer table ("Python API"), top row first."""
+    text = README.read_text().split("## Python API", 1)[1]
+    table = text.split("| layer | owns |", 1)[1].split("\n\n", 1)[0]
+    return [[n.strip("/").removesuffix(".py") for n in re.findall(r"`([^`]+)`", line.split("|")[1])]
+            for line in table.splitlines() if line.startswith("| `")]
+
+
+def test_every_top_level_module_has_a_layer_and_a_row_in_the_readme():
+    """The README's picture of the layers and LAYERS say the same thing: the same modules, in the same order."""
+    assert _top_level() == set(LAYERS)
+    rows = _readme_rows()
+    assert sorted(n for row in rows for n in row) == sorted(LAYERS)
+    layers = [[LAYERS[n] for n in row] for row in rows]
+    assert all(max(a) <= min(b) for a, b in zip(layers, layers[1:])), layers  # lower layers in upper rows

@@ -152,3 +152,37 @@ def test_sessions_share_the_frozen_text_tower_with_the_run_and_never_write_it(tw
         assert all(torch.allclose(v, expected[k], atol=1e-6) for k, v in patched.state_dict().items()
                    if v.is_floating_point())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the run's model is untouched
+
+
+def test_edit_session_uses_the_merge_it_is_given_and_computes_each_setting_once(two_states, random_micro_file,
+                                                                                   monkeypatch):
+    """live/ knows no study: the application layer gives the session its task vectors and merge. The session's
+    accuracies are those of theta_zs + merge(c_i * tau_i), and a setting asked twice is computed once."""
+    from paint_core.core.task_vectors import TaskVector
+    from paint_core.live.sessions import EditSession
+
+    zs, ft = two_states
+    model, preprocess, tok = load_model("micro-rn-s", random_micro_file)
+    run = Run(None, {"task": "t"}, model, preprocess, tok, zs, ft)
+    head = zero_shot_head(model, tok, ["a", "b", "c"], ["{}"])
+    images, labels = torch.randn(30, 3, 48, 48), torch.arange(30) % 3
+    sets = {"t": EvalSet("t", ("a", "b", "c"), images, labels, head)}
+    tau = TaskVector(zs, ft)
+    asked = []
+
+    def merge(vectors, method, coefficients, **params):
+        asked.append((method, list(coefficients), params))
+        return sum(v * c for v, c in zip(vectors, coefficients))
+
+    session = EditSession(run, {"t": tau, "u": tau * -1.0}, sets, merge)
+    assert asked == [("sum", [0.0, 0.0], {})]  # the zero-shot accuracies, made at once
+    got = session.accuracies({"u": -0.2, "t": 0.4}, "sum", k=3)
+    assert asked[-1] == ("sum", [0.4, -0.2], {"k": 3})  # coefficients in the vectors' order, parameters passed on
+    expected = interpolate(zs, ft, 0.6)  # 0.4 tau + (-0.2)(-tau) = 0.6 tau
+    held = session.model.state_dict()
+    assert all(torch.allclose(held[k], expected[k], atol=1e-6) for k in expected if expected[k].is_floating_point())
+    assert got["t"] == evaluate(session.model, head, TensorDataset(images, labels))
+    assert session.accuracies({"t": 0.4, "u": -0.2}, "sum", k=3) is got and len(asked) == 2
+    assert all(torch.equal(model.state_dict()[k], zs[k]) for k in zs)  # the shared run's model is untouched
+    with pytest.raises(ValueError, match="at least one"):
+        EditSession(run, {}, sets, merge)

@@ -20,7 +20,7 @@ from paint_core.io.results import entry_is_current
 from paint_core.studies.multitask_methods import MULTITASK_METHODS
 from paint_core.studies.arithmetic import merged_vector
 from paint_core.studies.merge_data import RunsData
-from paint_core.studies.patch import run_task_vector
+from paint_core.models.run import run_task_vector
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHED = ROOT / "cached_results"

@@ -12,7 +12,7 @@ from paint_core import evaluate, interpolate, load_run
 from paint_core.core.selection import choose_addition, choose_negation
 from paint_core.engine.evaluation import materialize, zero_shot_head
 from paint_core.core.state_dicts import average_states
-from paint_core.studies.patch import run_task_vector
+from paint_core.models.run import run_task_vector
 from paint_core.data.tasks import get_task
 from paint_core.studies.wiseft import robustness_summary
 

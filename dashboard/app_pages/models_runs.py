@@ -2,7 +2,7 @@
 
 Every typed value is checked against the server's policy (dashboard/policy.py) before any work: runs are
 written only under the write root, existing runs are replaced only when asked, and one job runs at a time.
-A fine-tune or a search runs as a background job (paint_core.live.jobs): its own process, listed here with progress,
+A fine-tune or a search runs as a background job (paint_core.app.jobs): its own process, listed here with progress,
 log, cancel and a link to the run it made.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from paint_core.engine.evaluation import parse_alphas
 from paint_core.studies.patch import SweepSpec, export_run
 from paint_core.data.tasks import list_tasks
 from paint_core.io.writes import check_run_output, resolve_inside
-from paint_core.live.jobs import FinetuneJob, SearchJob, cancel_job, list_jobs, read_log, start_job
+from paint_core.app.jobs import FinetuneJob, SearchJob, cancel_job, list_jobs, read_log, start_job
 from paint_core.studies.search import default_plan_path
 from paint_core.studies.search_methods import SEARCHERS
 
@@ -81,8 +81,8 @@ if start:
         runtime = state.server_runtime()
         spec = FinetuneJob(out=str(req.out), model=req.model, pretrained=req.pretrained, task=req.task,
                            supported=tuple(req.supported), alphas=alpha_list, steps=req.steps, lr=float(lr),
-                           max_eval=req.max_eval, overwrite=replace, device=runtime.device,
-                           precision=runtime.precision, command="dashboard: Models & runs")
+                           max_eval=req.max_eval, overwrite=replace, runtime=runtime,
+                           command="dashboard: Models & runs")
         started = start_job(state.jobs_root(), spec, f"fine-tune of {req.model} on {req.task} into {req.out.name}",
                             limit=server.max_jobs, owner=state.session_id())
         st.session_state["_running_jobs"] = {j.id for j in list_jobs(state.jobs_root()) if j.running} | {started}
@@ -110,7 +110,7 @@ if start_search:
         runtime = state.server_runtime()
         plan_file = default_plan_path(req.run, req.method)
         spec = SearchJob(run=str(req.run), out=str(plan_file), method=req.method, budget=req.budget,
-                         tolerance=req.tolerance, device=runtime.device, precision=runtime.precision,
+                         tolerance=req.tolerance, runtime=runtime,
                          command="dashboard: Models & runs")
         started = start_job(state.jobs_root(), spec, f"{req.method} search of {req.run.name}",
                             limit=server.max_jobs, owner=state.session_id())

@@ -1,1 +1,3 @@
-"""Live sessions for the dashboard: shared prediction stores and per-session editable models."""
+"""Serving primitives for interactive front ends: shared prediction stores, model pools and session objects.
+
+Below the studies: what a session computes from the studies (task vectors, merges) is given to it by ``app/``."""

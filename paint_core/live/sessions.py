@@ -22,10 +22,12 @@ from PIL import Image
 
 from ..core.interpolation import Interpolator
 from ..core.plan import Plan
+from ..core.task_vectors import TaskVector, apply_vectors
 from ..data.tasks import get_task
 from ..engine.evaluation import materialize, predict, zero_shot_head
+from ..engine.probes import head_accuracy
+from ..models.run import Run, shared_endpoints
 from ..runtime import PRECISIONS, Runtime, current_runtime, module_device, use_runtime
-from ..studies.patch import Run, shared_endpoints
 
 
 # Images per task that a slider move re-evaluates: 100 keeps a move under ~0.3 s on 2 cores for the
@@ -316,34 +318,37 @@ def parse_classnames(text: str) -> list[str]:
     return names
 
 
+# (task vectors in page order, method, one coefficient per vector, the method's parameters) -> the merged vector;
+# the application layer gives one that knows the runs behind the vectors (the merges that learn from data)
+MergeFn = Callable[..., TaskVector]
+
+
 class EditSession:
     """A live task-arithmetic model: theta_zs + merge(c_i * tau_i), re-evaluated on a subsample.
 
-    The runs (read-only, shared) must share one zero-shot model. One session may serve every user of a page: it
-    holds one working copy of the weights, used under a lock, and remembers accuracies per (coefficients,
-    method, params), like ``PatchSession`` per alpha, so a setting one user computed is a lookup for the others.
+    ``vectors`` (task -> tau) must share ``base``'s zero-shot model (read-only, shared). One session may serve every
+    user of a page: it holds one working copy of the weights, used under a lock, and remembers accuracies per
+    (coefficients, method, params), like ``PatchSession`` per alpha, so a setting one user computed is a lookup for
+    the others. Every forward pass runs in ``runtime`` (default: the current one when the session is made).
     """
 
-    def __init__(self, runs: Sequence[Run], eval_sets: dict[str, EvalSet]):
-        from ..studies.merge_data import RunsData
-        from ..studies.patch import run_task_vector
-        if not runs:
+    def __init__(self, base: Run, vectors: dict[str, TaskVector], eval_sets: dict[str, EvalSet], merge: MergeFn,
+                 runtime: Runtime | None = None):
+        if not vectors:
             raise ValueError("give at least one run (one task vector each)")
-        self.runs = list(runs)
-        self.model = copy.deepcopy(runs[0].model)
-        self.theta_zs = runs[0].theta_zs
-        self.vectors = {r.meta["task"]: run_task_vector(r) for r in runs}
-        self.data = RunsData(runs)  # for the merges that learn from data; statistics cached on disk
+        self.model = copy.deepcopy(base.model)
+        self.theta_zs = base.theta_zs
+        self.vectors = dict(vectors)
+        self.merge = merge
         self.eval_sets = eval_sets
+        self.runtime = runtime or current_runtime()
         self._cache: dict[tuple, dict[str, float]] = {}
         self._lock = threading.Lock()  # the one working copy of the weights, one computation at a time
         self.zero_shot = self.accuracies({t: 0.0 for t in self.vectors}, "sum")
 
     def state(self, coefficients: dict[str, float], method: str = "sum", **params) -> dict[str, torch.Tensor]:
-        from ..studies.arithmetic import merged_vector
         names = list(self.vectors)
-        tau = merged_vector([self.vectors[n] for n in names], method, [coefficients.get(n, 0.0) for n in names],
-                            data=self.data, **params)
+        tau = self.merge([self.vectors[n] for n in names], method, [coefficients.get(n, 0.0) for n in names], **params)
         return tau.apply_to(self.theta_zs, 1.0)
 
     def _key(self, coefficients: dict[str, float], method: str, params: dict) -> tuple:
@@ -359,8 +364,9 @@ class EditSession:
         if key not in self._cache:
             with self._lock:
                 if key not in self._cache:  # another user may have computed it while this one waited
-                    self.model.load_state_dict(self.state(coefficients, method, **params))
-                    probs = {t: predict(self.model, e.head, e.images) for t, e in self.eval_sets.items()}
+                    with use_runtime(self.runtime):
+                        self.model.load_state_dict(self.state(coefficients, method, **params))
+                        probs = {t: predict(self.model, e.head, e.images) for t, e in self.eval_sets.items()}
                     self._cache[key] = subsample_accuracies(probs, self.eval_sets)
         return self._cache[key]
 
@@ -368,28 +374,27 @@ class EditSession:
 class AdditionSession:
     """One user's live closed-vocabulary task addition: encoder theta_pre + lambda * sum(tau_t), own heads.
 
-    Reads a study directory written by ``closed_vocab_study`` (per task: head.safetensors, encoder.safetensors).
+    ``taus`` are the tasks' encoder task vectors from ``encoder``'s current weights (theta_pre); ``data`` holds each
+    task's evaluation (images, labels). Every forward pass runs in ``runtime`` (default: the current one when the
+    session is made).
     """
 
-    def __init__(self, study_dir: str, tasks: Sequence[str], n: int = LIVE_EVAL_N, model: str = "micro-vit",
-                 pretrained: str | None = None):
-        from pathlib import Path
-
-        from ..models.encoders import create_encoder, load_head
-        from ..studies.closed_vocab import encoder_task_vectors
-        self.tasks = list(tasks)
-        self.encoder, preprocess = create_encoder(model, pretrained)
-        self.theta_pre = {k: v.clone() for k, v in self.encoder.state_dict().items()}
-        self.heads = {t: load_head(Path(study_dir) / t / "head.safetensors") for t in tasks}
-        self.taus = encoder_task_vectors(study_dir, tasks, self.theta_pre)
-        self.data = {t: materialize(get_task(t).split("test", preprocess), n).tensors for t in tasks}
+    def __init__(self, encoder: torch.nn.Module, heads: dict[str, torch.nn.Module], taus: Sequence[TaskVector],
+                 data: dict[str, tuple[torch.Tensor, torch.Tensor]], runtime: Runtime | None = None):
+        if len(taus) != len(heads) or set(data) != set(heads):
+            raise ValueError(f"one head, task vector and evaluation set per task; got {len(heads)} heads, "
+                             f"{len(taus)} task vectors and data for {sorted(data)}")
+        self.tasks = list(heads)
+        self.encoder = encoder
+        self.theta_pre = {k: v.clone() for k, v in encoder.state_dict().items()}
+        self.heads, self.taus, self.data = heads, list(taus), data
+        self.runtime = runtime or current_runtime()
         self._cache: dict[float, dict[str, float]] = {}
 
     def accuracies(self, lam: float) -> dict[str, float]:
-        from ..engine.probes import head_accuracy
-        from ..core.task_vectors import apply_vectors
         lam = round(float(lam), 4)
         if lam not in self._cache:
             self.encoder.load_state_dict(apply_vectors(self.theta_pre, self.taus, [lam] * len(self.taus)))
-            self._cache[lam] = {t: head_accuracy(self.encoder, self.heads[t], *self.data[t]) for t in self.tasks}
+            with use_runtime(self.runtime):
+                self._cache[lam] = {t: head_accuracy(self.encoder, self.heads[t], *self.data[t]) for t in self.tasks}
         return self._cache[lam]

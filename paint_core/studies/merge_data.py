@@ -23,7 +23,7 @@ from ..engine.adamerging import learn_merge_coefficients
 from ..engine.evaluation import materialize, zero_shot_head
 from ..engine.statistics import fisher_diagonal, input_grams
 from ..io.atomic import atomic_write_bytes
-from .patch import Run
+from ..models.run import Run
 
 log = logging.getLogger(__name__)
 STATISTICS_VERSION = 1  # bumped when what a statistic means changes, so old cache files are not read

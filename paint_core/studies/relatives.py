@@ -23,11 +23,12 @@ from ..engine.evaluation import build_evals, evaluate_all
 from ..engine.finetune import FinetuneConfig
 from ..io.results import canonical, entry_is_current, finished, resume, write_results
 from ..io.run_dir import read_sweep
+from ..models.run import Run, load_run, run_task_vector
 from .arithmetic import LAMBDAS, edit_sweep, merged_vector
 from .multitask import MultitaskSetting
 from .merge_data import RunsData
 from .multitask_methods import MULTITASK_METHODS
-from .patch import Run, load_run, run_inputs, run_task_vector, select_run
+from .patch import run_inputs, select_run
 from .transfer import disjoint_classes, transfer_matrix
 from .wiseft import ensemble_sweep, robustness_summary
 

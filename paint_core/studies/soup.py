@@ -17,7 +17,8 @@ from ..core.state_dicts import StateDict
 from ..engine.evaluation import build_evals, evaluate_all
 from ..io.checkpoints import save_checkpoint
 from ..io.results import resume, write_results
-from .patch import Run, import_run, run_inputs
+from ..models.run import Run
+from .patch import import_run, run_inputs
 from .relatives import load_runs
 
 SOUPS = ("uniform", "greedy")

@@ -4,9 +4,10 @@ crashed page loses nothing, and a class keeps its sliders responsive while a job
 A job is a folder ``<jobs root>/<id>/`` holding ``job.json`` (what to run), ``log.txt`` (everything the job
 printed), ``progress.json`` (its last progress report) and, once it ends, ``status.json`` (done, failed or
 cancelled, with a message). The folder is the whole truth: any server process, even a restarted one, lists the
-same jobs. A job process is ``python -m paint_core.live.jobs <folder>``; cancelling sends it SIGTERM, and the run
+same jobs. A job process is ``python -m paint_core.app.jobs <folder>``; cancelling sends it SIGTERM, and the run
 it was building is removed whole (``run_finetune`` builds beside and swaps in), so an earlier run at the same
-place stays as it was.
+place stays as it was. A job computes in the runtime its spec carries whole (device, precision, data workers,
+gradient accumulation and checkpointing, compile): the starter's, never what the job process happens to default to.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from ..io.atomic import atomic_write_text
 from ..io.writes import folder_lock, process_alive
+from ..runtime import Runtime, make_runtime, use_runtime
 
 STATES = ("running", "done", "failed", "cancelled", "lost")
 PROGRESS_EVERY_S = 0.5   # progress.json is rewritten at most this often
@@ -51,8 +53,7 @@ class FinetuneJob:
     lr: float = 3e-4
     max_eval: int | None = None
     overwrite: bool = False
-    device: str = "auto"
-    precision: str = "fp32"
+    runtime: Runtime = Runtime()
     command: str = "dashboard job"
 
 
@@ -64,8 +65,7 @@ class SearchJob:
     method: str = "cma"
     budget: int = 60
     tolerance: float = 0.01
-    device: str = "auto"
-    precision: str = "fp32"
+    runtime: Runtime = Runtime()
     command: str = "dashboard job"
 
 
@@ -121,7 +121,7 @@ def start_job(root: str | Path, spec: FinetuneJob | SearchJob, description: str,
             {"kind": kind, "spec": asdict(spec), "description": description, "owner": owner,
              "started": time.time()}, indent=1))
         with open(folder / "log.txt", "ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "paint_core.live.jobs", str(folder)], stdout=log,
+            proc = subprocess.Popen([sys.executable, "-m", "paint_core.app.jobs", str(folder)], stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
         atomic_write_text(folder / "pid", str(proc.pid))
@@ -232,6 +232,12 @@ def cancel_message(folder: Path) -> str:
     return f"cancelled{who}; nothing was written (an earlier run at the same place is unchanged)"
 
 
+def job_runtime(spec: FinetuneJob | SearchJob) -> Runtime:
+    """The spec's runtime, checked again in the job's own process (its device must be there too)."""
+    rt = spec.runtime
+    return make_runtime(rt.device, rt.precision, rt.workers, rt.accum_steps, rt.grad_checkpointing, rt.compile)
+
+
 def _raise_cancelled(signum, frame) -> None:
     raise JobCancelled()
 
@@ -240,7 +246,6 @@ def run_job(folder: str | Path) -> int:
     """Run the job in ``folder`` in this process (its own, started by ``start_job``); always ends by writing
     status.json. Returns the process exit code."""
     from ..engine.training import Progress
-    from ..runtime import make_runtime, use_runtime
     from ..configs import SearchConfig
     from ..engine.finetune import FinetuneConfig
     from ..studies.patch import SweepSpec, run_finetune
@@ -267,15 +272,16 @@ def run_job(folder: str | Path) -> int:
         fields, kind = meta["spec"], meta.get("kind", "finetune")
         print(f"[job] {meta.get('description', '')}", flush=True)
         if kind == "search":
-            spec = SearchJob(**fields)
-            with use_runtime(make_runtime(spec.device, spec.precision)):
+            spec = SearchJob(**{**fields, "runtime": Runtime(**fields["runtime"])})
+            with use_runtime(job_runtime(spec)):
                 result = search_run(spec.run, spec.out, spec.method,
                                     SearchConfig(tolerance=spec.tolerance, budget=spec.budget),
                                     command=spec.command, on_progress=report)
             finish("done", f"plan written to {result['file']} ({result['evaluated']} plans measured)")
             return 0
-        spec = FinetuneJob(**{**fields, "supported": tuple(fields["supported"]), "alphas": tuple(fields["alphas"])})
-        with use_runtime(make_runtime(spec.device, spec.precision)):
+        spec = FinetuneJob(**{**fields, "supported": tuple(fields["supported"]), "alphas": tuple(fields["alphas"]),
+                              "runtime": Runtime(**fields["runtime"])})
+        with use_runtime(job_runtime(spec)):
             out = run_finetune(spec.out, spec.model, spec.pretrained, spec.task,
                                FinetuneConfig(steps=spec.steps, lr=spec.lr), command=spec.command,
                                overwrite=spec.overwrite, on_progress=report,
