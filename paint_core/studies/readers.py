@@ -7,7 +7,7 @@ Each reader is a frozen dataclass beside the study that writes its kind, with ``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Union
 
 from ..io.results import read_results
 from .arithmetic import ArithmeticResults
@@ -19,19 +19,19 @@ from .soup import SoupResults
 from .transfer import TransferResults
 from .wiseft import WiseftResults
 
-STUDY_READERS: dict[str, type] = {r.KIND: r for r in (
-    ArithmeticResults, ClosedVocabResults, ClosedVocabTask, DiagnosticsResults, Disentanglement, MultitaskResults,
-    PromptUpdateResults, SoupResults, TransferResults, WiseftResults)}
+StudyResults = Union[ArithmeticResults, ClosedVocabResults, ClosedVocabTask, DiagnosticsResults, Disentanglement,
+                     MultitaskResults, PromptUpdateResults, SoupResults, TransferResults, WiseftResults]
+STUDY_READERS: dict[str, type[StudyResults]] = {r.KIND: r for r in StudyResults.__args__}
 
 
-def reader(kind: str) -> type:
+def reader(kind: str) -> type[StudyResults]:
     """The reader class of ``kind``."""
     if kind not in STUDY_READERS:
         raise ValueError(f"Unknown study kind {kind!r}; choose from: {', '.join(sorted(STUDY_READERS))}")
     return STUDY_READERS[kind]
 
 
-def read_study(path: str | Path, kind: str) -> Any | None:
+def read_study(path: str | Path, kind: str) -> StudyResults | None:
     """The ``kind`` results at ``path`` through their reader; None if there is no file or it is of an older format.
     A file of another kind is a ValueError, a missing key a ``ResultsKeyError`` (a ValueError too)."""
     cls = reader(kind)
