@@ -285,10 +285,13 @@ def cmd_multitask(args: argparse.Namespace) -> int:
 
 def cmd_transfer(args: argparse.Namespace) -> int:
     from .studies.relatives import transfer_study
+    from .studies.transfer import TransferResults
 
-    result = transfer_study(_csv(args.runs), _csv(args.eval_tasks), _study_out(args.out), max_eval=args.max_eval)
-    for r in result["results"]["rows"]:
-        print(f"{r['mode']:9s} {r['patch_task']} -> {r['eval_task']}: {100 * r['change']:+.1f}")
+    out = _study_out(args.out)
+    rows = TransferResults.from_doc(transfer_study(_csv(args.runs), _csv(args.eval_tasks), out,
+                                                   max_eval=args.max_eval), out).rows
+    for mode, patch, evaluated, change in zip(rows["mode"], rows["patch_task"], rows["eval_task"], rows["change"]):
+        print(f"{mode:9s} {patch} -> {evaluated}: {100 * change:+.1f}")
     return 0
 
 
@@ -302,19 +305,21 @@ def cmd_wiseft(args: argparse.Namespace) -> int:
 
 
 def cmd_soup(args: argparse.Namespace) -> int:
-    from .studies.soup import soup_run, soup_study
+    from .studies.soup import SoupResults, soup_run, soup_study
 
     if not args.study and not args.out:
         raise ValueError("give --out (write the soup as a run), --study (compare the soups), or both")
     if args.study:
-        doc = soup_study(_csv(args.runs), _csv(args.supported), _study_out(args.study), max_eval=args.max_eval)
-        r, task = doc["results"], doc["inputs"]["task"]
-        for i, row in enumerate(r["ingredients"]):
-            print(f"ingredient {i} ({row['run']}): {task} val {100 * row[f'{task}/val']:.1f}, "
-                  f"test {100 * row[f'{task}/test']:.1f}")
-        for name in ("uniform", "greedy"):
-            print(f"{name} soup of {len(r[name]['kept'])}: {task} val {100 * r[name][f'{task}/val']:.1f}, "
-                  f"test {100 * r[name][f'{task}/test']:.1f}")
+        study_out = _study_out(args.study)
+        r = SoupResults.from_doc(soup_study(_csv(args.runs), _csv(args.supported), study_out, max_eval=args.max_eval),
+                                 study_out)
+        task = r.task
+        for i, row in enumerate(r.ingredients):
+            print(f"ingredient {i} ({row.run}): {task} val {100 * row.scores[f'{task}/val']:.1f}, "
+                  f"test {100 * row.scores[f'{task}/test']:.1f}")
+        for name, soup in (("uniform", r.uniform), ("greedy", r.greedy)):
+            print(f"{name} soup of {len(soup.kept)}: {task} val {100 * soup.scores[f'{task}/val']:.1f}, "
+                  f"test {100 * soup.scores[f'{task}/test']:.1f}")
     if args.out:
         out = soup_run(_csv(args.runs), args.out, args.method, max_eval=args.max_eval, command=_command_line(),
                        overwrite=args.overwrite)
@@ -323,15 +328,18 @@ def cmd_soup(args: argparse.Namespace) -> int:
 
 
 def cmd_arithmetic(args: argparse.Namespace) -> int:
+    from .studies.arithmetic import ArithmeticResults
     from .studies.relatives import arithmetic_study
 
-    result = arithmetic_study(_csv(args.runs), _csv(args.supported), _study_out(args.out), negate=_csv(args.negate),
-                              merges=_merges(args), max_eval=args.max_eval)
-    for name, r in result["results"]["addition"].items():
-        print(f"add {name}: lambda {r['lambda']:g}, mean normalized test accuracy {100 * r['mean_normalized_test']:.1f}")
-    for name, r in result["results"]["negation"].items():
-        print(f"negate {name}: lambda {r['lambda']:g}, {name} {100 * r['test'][name]:.1f} "
-              f"(zero-shot {100 * r['zero_shot_test'][name]:.1f})")
+    out = _study_out(args.out)
+    study = ArithmeticResults.from_doc(arithmetic_study(_csv(args.runs), _csv(args.supported), out,
+                                                        negate=_csv(args.negate), merges=_merges(args),
+                                                        max_eval=args.max_eval), out)
+    for name, r in study.addition.items():
+        print(f"add {name}: lambda {r.lam:g}, mean normalized test accuracy {100 * r.mean_normalized_test:.1f}")
+    for name, r in study.negation.items():
+        print(f"negate {name}: lambda {r.lam:g}, {name} {100 * r.test[name]:.1f} "
+              f"(zero-shot {100 * r.zero_shot_test[name]:.1f})")
     return 0
 
 
@@ -344,7 +352,7 @@ def cmd_pretrain_classifier(args: argparse.Namespace) -> int:
 
 
 def cmd_closed_vocab(args: argparse.Namespace) -> int:
-    from .studies.closed_vocab import ClosedVocabConfig, closed_vocab_study
+    from .studies.closed_vocab import ClosedVocabConfig, ClosedVocabResults, closed_vocab_study
     from .models.encoders import create_encoder
 
     if args.pretrained is not None and args.model == "micro-vit":
@@ -358,26 +366,26 @@ def cmd_closed_vocab(args: argparse.Namespace) -> int:
     base = ClosedVocabConfig()
     cfg = ClosedVocabConfig(finetune=replace(base.finetune, steps=args.steps, lr=lrs[0],
                                              warmup=min(base.finetune.warmup, args.steps)), lrs=lrs)
-    r = closed_vocab_study(args.out, args.model, _csv(args.tasks), cfg, pretrained=args.pretrained,
-                           probe_n=args.probe_n, max_eval=args.max_eval, grid_n=args.grid_n)["results"]
-    print(f"lambda {r['lambda']:g}: task addition mean normalized {100 * r['addition_mean_normalized']:.1f} "
-          f"(absolute {100 * r['addition_mean_absolute']:.1f}); linear probe normalized "
-          f"{100 * r['probe_mean_normalized']:.1f} (absolute {100 * r['probe_mean_absolute']:.1f})")
+    doc = closed_vocab_study(args.out, args.model, _csv(args.tasks), cfg, pretrained=args.pretrained,
+                             probe_n=args.probe_n, max_eval=args.max_eval, grid_n=args.grid_n)
+    r = ClosedVocabResults.from_doc(doc, Path(args.out) / "study.json")
+    print(f"lambda {r.lam:g}: task addition mean normalized {100 * r.addition_mean_normalized:.1f} "
+          f"(absolute {100 * r.addition_mean_absolute:.1f}); linear probe normalized "
+          f"{100 * r.probe_mean_normalized:.1f} (absolute {100 * r.probe_mean_absolute:.1f})")
     return 0
 
 
 def cmd_prompts(args: argparse.Namespace) -> int:
-    import pandas as pd
     from .engine.prompts import PromptConfig
-    from .studies.prompt_update import update_study_file
+    from .studies.prompt_update import PromptUpdateResults, update_study_file
 
     _study_out(args.out)
     doc = update_study_file(args.out, args.old, args.new, _csv(args.tasks), [int(s) for s in _csv(args.shots)],
                             [int(s) for s in _csv(args.seeds)], _config(PromptConfig, args, kind="coop"),
                             pool=args.pool, old_pretrained=args.old_pretrained, new_pretrained=args.new_pretrained,
                             max_eval=args.max_eval)
-    rows = doc["results"]["rows"]
-    table = pd.DataFrame(rows).pivot_table(index=["task", "shots"], columns="method", values="accuracy") * 100
+    rows = PromptUpdateResults.from_doc(doc, args.out).rows
+    table = rows.pivot_table(index=["task", "shots"], columns="method", values="accuracy") * 100
     print(table.round(1).to_string())
     return 0
 

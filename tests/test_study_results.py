@@ -59,6 +59,7 @@ def _checks(kind: str, study, inputs: dict, raw: dict) -> None:
     elif kind == "soup":
         assert study.task == inputs["task"]
         assert study.greedy.kept == tuple(raw["greedy"]["kept"])
+        assert [i.run for i in study.ingredients] == [r["run"] for r in raw["ingredients"]]
         assert [i.scores[f"{study.task}/test"] for i in study.ingredients] == [
             r[f"{inputs['task']}/test"] for r in raw["ingredients"]]
     elif kind == "closed-vocab":

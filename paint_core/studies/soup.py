@@ -130,10 +130,13 @@ class SoupScores:
     """One ingredient or one soup: which ingredients it averages and its accuracy (0-1) by "task/split"."""
     kept: tuple[int, ...]
     scores: dict[str, float]  # the task and every supported task, val and test
+    run: str | None = None    # an ingredient's run directory
 
     @classmethod
     def from_fields(cls, f: Fields, keys: Sequence[str], kept: Sequence[int] | None = None) -> SoupScores:
-        return cls(tuple(f["kept"]) if kept is None else tuple(kept), {k: float(f[k]) for k in keys})
+        """A soup (``kept`` stored), or ingredient ``kept[0]`` (its run stored)."""
+        scores = {k: float(f[k]) for k in keys}
+        return cls(tuple(f["kept"]), scores) if kept is None else cls(tuple(kept), scores, f["run"])
 
 
 @dataclass(frozen=True)
