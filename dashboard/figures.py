@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import html
 import math
+from typing import TYPE_CHECKING, Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
 
 from paint_core.core.frontier import chord_gap
+
+if TYPE_CHECKING:  # the studies' readers, for the hints only (a figure needs no model code)
+    from paint_core.studies.arithmetic import Negation
+    from paint_core.studies.multitask import ComparisonRow
+    from paint_core.studies.wiseft import EnsembleSummary
 
 
 def frontier_figure(f: pd.DataFrame, patch: str, alpha: float | None = None, chosen: float | None = None,
@@ -181,14 +187,14 @@ def gap_table(f: pd.DataFrame) -> pd.DataFrame:
                          "above chord (pts)": (100 * chord_gap(f)).round(1).to_numpy()})
 
 
-def multitask_figure(rows: list[dict], tasks: list[str], supported: list[str]) -> go.Figure:
+def multitask_figure(rows: Sequence[ComparisonRow], tasks: Sequence[str], supported: Sequence[str]) -> go.Figure:
     """Grouped bars: accuracy on every patch and supported task for each specialist and multi-task model."""
     fig = go.Figure()
     columns = [*tasks, *supported]
     for row in rows:
-        fig.add_trace(go.Bar(name=f"{row['model']} (alpha {row['alpha']})", x=columns,
-                             y=[100 * row[c] for c in columns],
-                             hovertemplate="%{x}: %{y:.1f}%<extra>" + row["model"] + "</extra>"))
+        fig.add_trace(go.Bar(name=f"{row.model} (alpha {row.alpha})", x=columns,
+                             y=[100 * row.accuracy[c] for c in columns],
+                             hovertemplate="%{x}: %{y:.1f}%<extra>" + row.model + "</extra>"))
     fig.update_layout(barmode="group", yaxis_title="test accuracy (%)", yaxis_range=[0, 100],
                       legend={"orientation": "h", "y": -0.2}, margin={"t": 30})
     return fig
@@ -376,16 +382,16 @@ def _alpha_text(alpha) -> str:
     return f"{float(alpha):g}"
 
 
-def multitask_table(rows: list[dict], tasks: list[str], supported: list[str]) -> pd.DataFrame:
+def multitask_table(rows: Sequence[ComparisonRow], tasks: Sequence[str], supported: Sequence[str]) -> pd.DataFrame:
     """One row per model (specialists, joint, sequential, parallel): test accuracy % per task, the means, and the
     gap to the specialists in points (the specialists are that reference: their cell says so)."""
     out = []
     for r in rows:
-        out.append({"model": r["model"], "alpha": _alpha_text(r["alpha"]),
-                    **{f"{t} %": _pct(r[t]) for t in [*tasks, *supported]},
-                    "patch mean %": _pct(r["patch_mean"]), "supported mean %": _pct(r["supported_mean"]),
-                    "vs specialists (pts)": "reference" if r.get("vs_specialists") is None
-                    else f"{100 * r['vs_specialists']:+.1f}"})
+        out.append({"model": r.model, "alpha": _alpha_text(r.alpha),
+                    **{f"{t} %": _pct(r.accuracy[t]) for t in [*tasks, *supported]},
+                    "patch mean %": _pct(r.patch_mean), "supported mean %": _pct(r.supported_mean),
+                    "vs specialists (pts)": "reference" if r.vs_specialists is None
+                    else f"{100 * r.vs_specialists:+.1f}"})
     return pd.DataFrame(out)
 
 
@@ -399,28 +405,28 @@ def transfer_table(rows: pd.DataFrame) -> pd.DataFrame:
                          "change (points)": [round(100 * float(v), 1) for v in rows["change"]]})
 
 
-def negation_table(negation: dict[str, dict]) -> pd.DataFrame:
+def negation_table(negation: dict[str, Negation]) -> pd.DataFrame:
     """One row per forgotten task: its test accuracy before and after negation, and the control tasks' mean."""
     out = []
     for task, r in negation.items():
-        control = r["control"]
-        out.append({"forget": task, "lambda": f"{r['lambda']:g}", "chance %": _pct(r["chance"]),
-                    "forgotten task: zero-shot %": _pct(r["zero_shot_test"][task]),
-                    "forgotten task: negated %": _pct(r["test"][task]),
+        control = r.control
+        out.append({"forget": task, "lambda": f"{r.lam:g}", "chance %": _pct(r.chance),
+                    "forgotten task: zero-shot %": _pct(r.zero_shot_test[task]),
+                    "forgotten task: negated %": _pct(r.test[task]),
                     "controls": ", ".join(control),
-                    "controls: zero-shot %": _pct(sum(r["zero_shot_test"][c] for c in control) / len(control)),
-                    "controls: negated %": _pct(sum(r["test"][c] for c in control) / len(control))})
+                    "controls: zero-shot %": _pct(sum(r.zero_shot_test[c] for c in control) / len(control)),
+                    "controls: negated %": _pct(sum(r.test[c] for c in control) / len(control))})
     return pd.DataFrame(out)
 
 
-def wiseft_table(summary: dict[str, dict]) -> pd.DataFrame:
+def wiseft_table(summary: dict[str, EnsembleSummary]) -> pd.DataFrame:
     """Per ensemble on one shifted task: the endpoints, the best shifted accuracy and where, in % and points."""
     names = {"weight": "weight-space", "output": "output-space"}
-    return pd.DataFrame([{"ensemble": names.get(n, n), "shift: zero-shot %": _pct(s["zero_shot"]["shift"]),
-                          "shift: fine-tuned %": _pct(s["finetuned"]["shift"]),
-                          "shift: best %": _pct(s["best_shift"]), "at alpha": f"{s['best_shift_alpha']:g}",
-                          "beats both endpoints": "yes" if s["beats_both_endpoints_on_shift"] else "no",
-                          "above the line (points)": round(100 * s["max_effective_robustness"], 1)}
+    return pd.DataFrame([{"ensemble": names.get(n, n), "shift: zero-shot %": _pct(s.zero_shot_shift),
+                          "shift: fine-tuned %": _pct(s.finetuned_shift),
+                          "shift: best %": _pct(s.best_shift), "at alpha": f"{s.best_shift_alpha:g}",
+                          "beats both endpoints": "yes" if s.beats_both_endpoints else "no",
+                          "above the line (points)": round(100 * s.max_effective_robustness, 1)}
                          for n, s in summary.items()])
 
 

@@ -12,14 +12,17 @@ import streamlit as st
 from PIL import Image
 
 from paint_core.app import answers
-from paint_core.app.identity import run_identity, sweep_identity, weights_identity
+from paint_core.app.identity import file_identity, run_identity, sweep_identity, weights_identity
 from paint_core.app.runs import chosen_alpha, find_relatives, find_runs, run_tasks
 from paint_core.data.images import ImageInputError, read_image
 from paint_core.live.sessions import (LIVE_EVAL_N, SLIDER_ALPHAS, SLIDER_STEP, EvalSet, ModelPool, PatchSession,
                                       PredictionStore, build_eval_sets, live_runtime, subsample_accuracies)
 from paint_core.io.paths import CACHED_RESULTS_DIR
-from paint_core.io.results import read_results
+from paint_core.io.results import ResultsKeyError
 from paint_core.models.run import Run, load_run, shared_endpoints
+from paint_core.studies.closed_vocab import ClosedVocabResults, Disentanglement
+from paint_core.studies.prompt_update import PromptUpdateResults
+from paint_core.studies.readers import StudyResults, read_study
 from paint_core.studies.search import SearchedPlan, searched_plans
 from paint_core.io.run_dir import read_sweep
 from paint_core.data.tasks import get_task
@@ -300,8 +303,9 @@ def relatives_dirs() -> dict[str, Path]:
     return find_relatives(CACHED_RESULTS_DIR, Path.cwd() / "runs")
 
 
-def study(name: str, key: str) -> dict | None:
-    """A model selector and the JSON of one study (``name``.json); a message instead if there is none."""
+def study(name: str, key: str) -> StudyResults | None:
+    """A model selector and one study (``name``.json, also its kind) through its reader; a message instead if
+    there is none."""
     dirs = relatives_dirs()
     found = {m: d / f"{name}.json" for m, d in dirs.items() if (d / f"{name}.json").is_file()}
     if not found:
@@ -313,11 +317,11 @@ def study(name: str, key: str) -> dict | None:
     return results_doc(found[model], name)
 
 
-def results_doc(path: Path, kind: str) -> dict | None:
-    """A study's results document ({inputs, results, provenance}); a message instead if it cannot be read."""
+def results_doc(path: Path, kind: str) -> StudyResults | None:
+    """A study's results through its kind's reader (``paint_core.studies.readers``); a message instead if the file
+    cannot be read or lacks a key its reader needs."""
     try:
-        stat = path.stat()
-        doc = load_results(str(path), kind, stat.st_mtime_ns, stat.st_size)
+        doc = load_results(str(path), kind, file_identity(path))
     except (OSError, ValueError) as e:
         st.error(f"Cannot read {path}: {e}")
         return None
@@ -328,9 +332,9 @@ def results_doc(path: Path, kind: str) -> dict | None:
 
 
 @st.cache_data(show_spinner=False)
-def load_results(path: str, kind: str, mtime_ns: int, size: int) -> dict | None:
-    """Cached by the file's identity (mtime and size), so a rewritten file is read anew."""
-    return read_results(path, kind)
+def load_results(path: str, kind: str, identity: str) -> StudyResults | None:
+    """Cached by the file's identity (``app.identity.file_identity``), so a rewritten file is read anew."""
+    return read_study(path, kind)
 
 
 def session_edit(paths: tuple[str, ...], tasks: tuple[str, ...]):
@@ -349,22 +353,21 @@ def _shared_edit(paths: tuple[str, ...], identities: tuple[str, ...], tasks: tup
 CLOSED_VOCAB = CACHED_RESULTS_DIR / "closed_vocab"
 
 
-def closed_vocab_study() -> dict | None:
+def closed_vocab_study() -> ClosedVocabResults | None:
     f = CLOSED_VOCAB / "micro-vit" / "study.json"
     if not f.is_file():
         st.info("No closed-vocabulary study yet: `python -m paint_core reproduce` writes "
                 "cached_results/closed_vocab/micro-vit/study.json (or `python -m paint_core closed-vocab --help`).")
         return None
-    doc = results_doc(f, "closed-vocab")
-    return doc["results"] if doc else None
+    return results_doc(f, "closed-vocab")
 
 
-def disentanglement_maps(study: dict) -> dict[str, dict]:
-    maps = {f"{study['model']} (closed vocabulary)": study["disentanglement"]}
+def disentanglement_maps(study: ClosedVocabResults) -> dict[str, Disentanglement]:
+    maps = {f"{study.model} (closed vocabulary)": study.disentanglement}
     for f in sorted(CLOSED_VOCAB.glob("*_disentanglement.json")):
-        doc = results_doc(f, "disentanglement")
-        if doc:
-            maps[f"{doc['results']['model']} (open vocabulary)"] = doc["results"]
+        found = results_doc(f, "disentanglement")
+        if found:
+            maps[f"{found.model} (open vocabulary)"] = found
     return maps
 
 
@@ -383,8 +386,8 @@ def session_addition(tasks: list[str]):
     return st.session_state[key]
 
 
-def prompt_study() -> dict | None:
-    """A selector of the prompt studies (one per old -> upgraded pair) and the chosen one's JSON."""
+def prompt_study() -> PromptUpdateResults | None:
+    """A selector of the prompt studies (one per old -> upgraded pair) and the chosen one."""
     files = sorted((CACHED_RESULTS_DIR / "prompts").glob("update*.json"))
     runs = Path.cwd() / "runs"
     files += sorted(runs.glob("**/prompts/*.json")) if runs.is_dir() else []
@@ -395,16 +398,19 @@ def prompt_study() -> dict | None:
     studies = {}
     for f in files:
         try:
-            doc = load_results(str(f), "prompt-update", f.stat().st_mtime_ns, f.stat().st_size)
+            found = load_results(str(f), "prompt-update", file_identity(f))
+        except ResultsKeyError as e:  # a prompt study this version cannot read: say so
+            st.error(f"Cannot read {f}: {e}")
+            found = None
         except (OSError, ValueError):
-            doc = None  # not a prompt study (e.g. a weights sidecar in the same folder)
-        if doc:
-            studies[f] = doc["results"]
+            found = None  # not a prompt study (e.g. a weights sidecar in the same folder)
+        if found:
+            studies[f] = found
     if not studies:
         st.info("No prompt study found (a study JSON has 'old', 'new' and 'rows').")
         return None
     pick = st.selectbox("Model update", list(studies), key="pr_study",
-                        format_func=lambda f: f"{studies[f]['old']} -> {studies[f]['new']}")
+                        format_func=lambda f: f"{studies[f].old} -> {studies[f].new}")
     return studies[pick]
 
 

@@ -3,6 +3,10 @@ lives in one place and is unit-tested alone."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the WiSE-FT study's reader, for the hint only
+    from paint_core.studies.wiseft import EnsembleSummary
 
 # Below this input size (px) a model was trained on the procedural world and cannot read photos.
 PHOTO_MIN_INPUT = 100
@@ -83,25 +87,25 @@ def degenerate_run_note(steps: int | None, patch: str, sweep) -> str | None:
             "trade-off between the patch task and the supported tasks.")
 
 
-def wiseft_conclusion(summary: dict, shift: str, id_task: str) -> str:
+def wiseft_conclusion(summary: dict[str, EnsembleSummary], shift: str, id_task: str) -> str:
     """What the WiSE-FT study found on one shifted task, in words (``summary``: the study's ``summary_test[shift]``,
     one entry per ensemble; accuracies 0-1, effective robustness in accuracy units)."""
     names = {"weight": "weight-space", "output": "output-space"}
-    winners = [n for n, s in summary.items() if s["beats_both_endpoints_on_shift"]]
+    winners = [n for n, s in summary.items() if s.beats_both_endpoints]
     any_s = next(iter(summary.values()))
-    zs, ft = 100 * any_s["zero_shot"]["shift"], 100 * any_s["finetuned"]["shift"]
+    zs, ft = 100 * any_s.zero_shot_shift, 100 * any_s.finetuned_shift
     base = f"On {shift} (trained on {id_task}), zero-shot scores {zs:.1f}% and fine-tuned {ft:.1f}%."
     if not winners:
-        best = max(summary, key=lambda n: summary[n]["max_effective_robustness"])
-        lift = 100 * summary[best]["max_effective_robustness"]
+        best = max(summary, key=lambda n: summary[n].max_effective_robustness)
+        lift = 100 * summary[best].max_effective_robustness
         return (f"{base} Neither ensemble beats both endpoints on the shift: mixing the two models buys no robustness "
                 f"here (at most {lift:.1f} points above the endpoints' line, {names.get(best, best)}).")
     parts = []
     for n in winners:
         s = summary[n]
-        parts.append(f"the {names.get(n, n)} ensemble reaches {100 * s['best_shift']:.1f}% at alpha "
-                     f"{s['best_shift_alpha']:g}, {100 * s['best_shift'] - max(zs, ft):+.1f} points over the better "
-                     f"endpoint, {100 * s['max_effective_robustness']:.1f} points above the endpoints' line at most")
+        parts.append(f"the {names.get(n, n)} ensemble reaches {100 * s.best_shift:.1f}% at alpha "
+                     f"{s.best_shift_alpha:g}, {100 * s.best_shift - max(zs, ft):+.1f} points over the better "
+                     f"endpoint, {100 * s.max_effective_robustness:.1f} points above the endpoints' line at most")
     found = "; ".join(parts)
     return f"{base} {found[0].upper()}{found[1:]}."
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from paint_core.engine.finetune import FinetuneConfig
 from paint_core.studies.relatives import wiseft_study
+from paint_core.studies.wiseft import WiseftResults
 from paint_core.io.paths import CACHED_RESULTS_DIR
 from paint_core.studies.patch import run_finetune
 from paint_core.data.embedded import DIGIT_SHIFTS
@@ -25,11 +26,12 @@ for model in ("micro-rn-s", "micro-rn-l"):
             if not (run / "finetuned.safetensors").is_file():
                 run_finetune(run, model, None, "digits", FinetuneConfig(seed=seed), command="scripts/wiseft_seeds.py",
                              overwrite=True)
-        result = wiseft_study(run, list(DIGIT_SHIFTS), OUT / f"{model}-seed{seed}.json")
-        for shift, s in result["results"]["summary_test"].items():
+        out = OUT / f"{model}-seed{seed}.json"
+        result = WiseftResults.from_doc(wiseft_study(run, list(DIGIT_SHIFTS), out), out)
+        for shift, s in result.summary_test.items():
             w, o = s["weight"], s["output"]
-            print(f"{model} seed {seed} {shift:15s} zero-shot {100 * w['zero_shot']['shift']:5.1f}  fine-tuned "
-                  f"{100 * w['finetuned']['shift']:5.1f}  weight best {100 * w['best_shift']:5.1f} (alpha "
-                  f"{w['best_shift_alpha']:g}, beats both: {w['beats_both_endpoints_on_shift']})  output best "
-                  f"{100 * o['best_shift']:5.1f} (alpha {o['best_shift_alpha']:g}, beats both: "
-                  f"{o['beats_both_endpoints_on_shift']})", flush=True)
+            print(f"{model} seed {seed} {shift:15s} zero-shot {100 * w.zero_shot_shift:5.1f}  fine-tuned "
+                  f"{100 * w.finetuned_shift:5.1f}  weight best {100 * w.best_shift:5.1f} (alpha "
+                  f"{w.best_shift_alpha:g}, beats both: {w.beats_both_endpoints})  output best "
+                  f"{100 * o.best_shift:5.1f} (alpha {o.best_shift_alpha:g}, beats both: "
+                  f"{o.beats_both_endpoints})", flush=True)

@@ -198,12 +198,14 @@ def test_arithmetic_labels_fit_and_the_negation_table_has_no_empty_cells():
 
 def test_wiseft_page_states_its_conclusion_in_words():
     from dashboard.text import wiseft_conclusion
+    from paint_core.studies.wiseft import WiseftResults
     result = _flat(REL / "wiseft.json")
+    study = WiseftResults.from_doc(json.loads((REL / "wiseft.json").read_text()))
     at = _page("wiseft")
     for shift in result["shift_tasks"]:
         at.selectbox(key="wf_shift").set_value(shift).run()
         said = next(m.value for m in at.markdown if m.value.startswith("**What it shows:**"))
-        assert said == "**What it shows:** " + wiseft_conclusion(result["summary_test"][shift], shift, result["id_task"])
+        assert said == "**What it shows:** " + wiseft_conclusion(study.summary_test[shift], shift, study.id_task)
         # micro-rn-l: neither ensemble beats the fine-tuned model on any digit shift (README, WiSE-FT)
         assert "Neither ensemble beats both endpoints on the shift" in said
         _readable(at.dataframe[0].value)

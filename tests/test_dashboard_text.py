@@ -69,11 +69,12 @@ def test_a_degenerate_run_says_why():
 
 
 def _summary(weight_best: float, weight_beats: bool) -> dict:
-    ends = {"zero_shot": {"id": 0.58, "shift": 0.28}, "finetuned": {"id": 0.99, "shift": 0.528}}
-    return {"output": {**ends, "beats_both_endpoints_on_shift": False, "best_shift": 0.528, "best_shift_alpha": 1.0,
-                       "max_effective_robustness": 0.0},
-            "weight": {**ends, "beats_both_endpoints_on_shift": weight_beats, "best_shift": weight_best,
-                       "best_shift_alpha": 0.9, "max_effective_robustness": 0.0012 if not weight_beats else 0.031}}
+    from paint_core.studies.wiseft import EnsembleSummary
+    return {"output": EnsembleSummary(0.28, 0.528, best_shift=0.528, best_shift_alpha=1.0, beats_both_endpoints=False,
+                                      max_effective_robustness=0.0),
+            "weight": EnsembleSummary(0.28, 0.528, best_shift=weight_best, best_shift_alpha=0.9,
+                                      beats_both_endpoints=weight_beats,
+                                      max_effective_robustness=0.0012 if not weight_beats else 0.031)}
 
 
 def test_wiseft_conclusion_in_words():

@@ -148,7 +148,8 @@ def test_relatives_figures_carry_the_numbers():
     assert list(fig.data[0].x) == pytest.approx([50.0, 90.0]) and list(fig.data[0].y) == pytest.approx([30.0, 40.0])
     bars = fg.prompt_bars(pd.DataFrame({"method": ["m", "m", "n"], "accuracy": [0.5, 0.7, 0.9]})).data[0]
     assert list(bars.y) == pytest.approx([60.0, 90.0]) and list(bars.error_y.array) == pytest.approx([10.0, 0.0])
-    mt = fg.multitask_figure([{"model": "joint", "alpha": "0.6", "a": 0.9, "s": 1.0}], ["a"], ["s"])
+    from paint_core.studies.multitask import ComparisonRow
+    mt = fg.multitask_figure([ComparisonRow("joint", "0.6", {"a": 0.9, "s": 1.0}, 0.9, 1.0, -0.01)], ["a"], ["s"])
     assert list(mt.data[0].y) == pytest.approx([90.0, 100.0]) and mt.data[0].name == "joint (alpha 0.6)"
     hm = fg.disentanglement_heatmap([[0.0, 0.5], [0.2, 1.0]], [0.0, 1.0], ["a", "b"], "t")
     assert hm.data[0].z[1][1] == 1.0

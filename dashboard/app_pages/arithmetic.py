@@ -67,22 +67,19 @@ with right:
                    help=f"{role}, n={len(session.eval_sets[t].labels)} test images")
 
 st.subheader("The study on the full splits (lambda chosen on val, test accuracy)")
-doc = state.study("arithmetic", key="ta_study_model")
-if doc:
-    result, tasks, supported = doc["results"], doc["inputs"]["tasks"], doc["inputs"]["supported"]
-    ft = result.get("finetuned", {})
-    rows = [{"merge": name, "lambda": r["lambda"],
-             **{f"{t} %": round(100 * r["test"][t], 1) for t in tasks},
-             **{f"{s} %": round(100 * r["test"][s], 1) for s in supported},
-             "mean absolute %": round(100 * r["mean_absolute_test"], 1),
-             "mean normalized %": round(100 * r["mean_normalized_test"], 1)} for name, r in result["addition"].items()]
+study = state.study("arithmetic", key="ta_study_model")
+if study:
+    rows = [{"merge": name, "lambda": r.lam,
+             **{f"{t} %": round(100 * r.test[t], 1) for t in study.tasks},
+             **{f"{s} %": round(100 * r.test[s], 1) for s in study.supported},
+             "mean absolute %": round(100 * r.mean_absolute_test, 1),
+             "mean normalized %": round(100 * r.mean_normalized_test, 1)} for name, r in study.addition.items()]
     st.markdown("**Addition** (normalized = accuracy / the task's own fine-tuned accuracy: "
-                + ", ".join(f"{k} {100 * v:.1f}%" for k, v in ft.items() if k.endswith("/test")) + ")")
+                + ", ".join(f"{k} {100 * v:.1f}%" for k, v in study.finetuned.items() if k.endswith("/test")) + ")")
     st.dataframe(pd.DataFrame(rows), key="ta_addition", hide_index=True)
-    if result["addition"]:
-        pick = st.selectbox("Lambda curve of", list(result["addition"]), key="ta_curve")
-        st.plotly_chart(figures.lambda_figure(pd.DataFrame(result["addition"][pick]["val_sweep"]), "normalized"),
-                        key="ta_lambda_chart")
-    if result["negation"]:
+    if study.addition:
+        pick = st.selectbox("Lambda curve of", list(study.addition), key="ta_curve")
+        st.plotly_chart(figures.lambda_figure(study.addition[pick].val_sweep, "normalized"), key="ta_lambda_chart")
+    if study.negation:
         st.markdown("**Negation** (lambda: the lowest target accuracy keeping control >= 95% of zero-shot, on val)")
-        st.dataframe(figures.negation_table(result["negation"]), key="ta_negation", hide_index=True)
+        st.dataframe(figures.negation_table(study.negation), key="ta_negation", hide_index=True)

@@ -1,7 +1,6 @@
 """Multi-task patching (joint, sequential, parallel vs specialists) and broad transfer, from the studies' JSON."""
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from dashboard import figures, state
@@ -13,23 +12,23 @@ st.caption("PAINT section 5: patch several tasks into one model (joint fine-tune
 
 tab_mt, tab_tr = st.tabs(["Multi-task", "Broad transfer"])
 with tab_mt:
-    doc = state.study("multitask", key="mt_model")
-    if doc and doc["results"].get("comparison"):
-        tasks, sup = doc["inputs"]["tasks"], doc["inputs"]["supported"]
-        rows = doc["results"]["comparison"]
+    study = state.study("multitask", key="mt_model")
+    if study and study.comparison:
+        tasks, sup = study.tasks, study.supported
+        rows = study.comparison
         st.plotly_chart(figures.multitask_figure(rows, tasks, sup), key="mt_chart")
         st.dataframe(figures.multitask_table(rows, tasks, sup), key="mt_table", hide_index=True)
         st.caption("Test accuracy (%) per task; alpha chosen on val (sequential: one per step); vs specialists: "
                    "the mean patch accuracy's gap to the specialists' own, in points (pts).")
-        best = max((r for r in rows if not r["model"].startswith("specialist")), key=lambda r: r["patch_mean"], default=None)
+        best = max((r for r in rows if not r.model.startswith("specialist")), key=lambda r: r.patch_mean, default=None)
         if best:
-            st.markdown(f"Best multi-task model on the patch tasks (test): **{best['model']}**, mean "
-                        f"{100 * best['patch_mean']:.1f}% ({100 * best['vs_specialists']:+.1f} points vs the "
-                        f"specialists), supported {100 * best['supported_mean']:.1f}%.")
+            st.markdown(f"Best multi-task model on the patch tasks (test): **{best.model}**, mean "
+                        f"{100 * best.patch_mean:.1f}% ({100 * best.vs_specialists:+.1f} points vs the "
+                        f"specialists), supported {100 * best.supported_mean:.1f}%.")
 with tab_tr:
-    doc = state.study("transfer", key="tr_model")
-    if doc:
-        rows = pd.DataFrame(doc["results"]["rows"])
+    study = state.study("transfer", key="tr_model")
+    if study:
+        rows = study.rows
         mode = st.radio("Patched model", ["finetuned", "chosen"], horizontal=True, key="tr_mode",
                         format_func=lambda m: "fine-tuned (alpha 1)" if m == "finetuned" else "patched (alpha chosen on val)")
         sub = rows[rows["mode"] == mode]

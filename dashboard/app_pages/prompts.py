@@ -1,7 +1,6 @@
 """Prompt compatibility: CoOp and ContCoOp prompts learned on an old model, plugged into an upgraded one."""
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from dashboard import figures, state
@@ -9,11 +8,11 @@ from dashboard import figures, state
 st.title("Prompts across a model update: CoOp vs ContCoOp")
 st.caption("Prompts are learned on the old model (few shots per class, encoders frozen), then used on the upgraded "
            "model without retraining ('transferred'), next to prompts retrained on the upgraded model.")
-data = state.prompt_study()
-if data is None:
+study = state.prompt_study()
+if study is None:
     st.stop()
-rows = pd.DataFrame(data["rows"])
-st.markdown(f"Old model **{data['old']}**, upgraded model **{data['new']}**.")
+rows = study.rows
+st.markdown(f"Old model **{study.old}**, upgraded model **{study.new}**.")
 c1, c2 = st.columns(2)
 task = c1.selectbox("Task", list(dict.fromkeys(rows["task"])), key="pr_task")
 shots = c2.selectbox("Shots per class", sorted(rows["shots"].unique().tolist()), key="pr_shots")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
+from pathlib import Path
 
 from ..configs import ClosedVocabConfig, EncoderPretrainConfig
 from .options import MAX_EVAL_HELP, add_config_options, add_runtime_options, command_line, config_from, csv_list
@@ -46,7 +47,7 @@ def add_closed_vocab(sub: argparse._SubParsersAction) -> None:
 def cmd_closed_vocab(args: argparse.Namespace) -> int:
     from ..io.writes import refuse_shipped
     from ..models.encoders import create_encoder
-    from ..studies.closed_vocab import closed_vocab_study
+    from ..studies.closed_vocab import ClosedVocabResults, closed_vocab_study
 
     if args.pretrained is not None and args.model == "micro-vit":
         raise ValueError("--pretrained applies to timm models; micro-vit uses its shipped weights")
@@ -58,9 +59,10 @@ def cmd_closed_vocab(args: argparse.Namespace) -> int:
     base = ClosedVocabConfig()
     cfg = ClosedVocabConfig(finetune=replace(base.finetune, steps=args.steps, lr=lrs[0],
                                              warmup=min(base.finetune.warmup, args.steps)), lrs=lrs)
-    r = closed_vocab_study(args.out, args.model, csv_list(args.tasks), cfg, pretrained=args.pretrained,
-                           probe_n=args.probe_n, max_eval=args.max_eval, grid_n=args.grid_n)["results"]
-    print(f"lambda {r['lambda']:g}: task addition mean normalized {100 * r['addition_mean_normalized']:.1f} "
-          f"(absolute {100 * r['addition_mean_absolute']:.1f}); linear probe normalized "
-          f"{100 * r['probe_mean_normalized']:.1f} (absolute {100 * r['probe_mean_absolute']:.1f})")
+    doc = closed_vocab_study(args.out, args.model, csv_list(args.tasks), cfg, pretrained=args.pretrained,
+                             probe_n=args.probe_n, max_eval=args.max_eval, grid_n=args.grid_n)
+    r = ClosedVocabResults.from_doc(doc, Path(args.out) / "study.json")
+    print(f"lambda {r.lam:g}: task addition mean normalized {100 * r.addition_mean_normalized:.1f} "
+          f"(absolute {100 * r.addition_mean_absolute:.1f}); linear probe normalized "
+          f"{100 * r.probe_mean_normalized:.1f} (absolute {100 * r.probe_mean_absolute:.1f})")
     return 0

@@ -25,15 +25,14 @@ def add_prompts(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_prompts(args: argparse.Namespace) -> int:
-    import pandas as pd
-    from ..studies.prompt_update import update_study_file
+    from ..studies.prompt_update import PromptUpdateResults, update_study_file
 
     study_out(args.out)
     doc = update_study_file(args.out, args.old, args.new, csv_list(args.tasks), [int(s) for s in csv_list(args.shots)],
                             [int(s) for s in csv_list(args.seeds)], config_from(PromptConfig, args, kind="coop"),
                             pool=args.pool, old_pretrained=args.old_pretrained, new_pretrained=args.new_pretrained,
                             max_eval=args.max_eval)
-    rows = doc["results"]["rows"]
-    table = pd.DataFrame(rows).pivot_table(index=["task", "shots"], columns="method", values="accuracy") * 100
+    rows = PromptUpdateResults.from_doc(doc, args.out).rows
+    table = rows.pivot_table(index=["task", "shots"], columns="method", values="accuracy") * 100
     print(table.round(1).to_string())
     return 0

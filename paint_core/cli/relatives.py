@@ -66,10 +66,13 @@ def add_transfer(sub: argparse._SubParsersAction) -> None:
 
 def cmd_transfer(args: argparse.Namespace) -> int:
     from ..studies.relatives import transfer_study
+    from ..studies.transfer import TransferResults
 
-    result = transfer_study(csv_list(args.runs), csv_list(args.eval_tasks), study_out(args.out), max_eval=args.max_eval)
-    for r in result["results"]["rows"]:
-        print(f"{r['mode']:9s} {r['patch_task']} -> {r['eval_task']}: {100 * r['change']:+.1f}")
+    out = study_out(args.out)
+    rows = TransferResults.from_doc(transfer_study(csv_list(args.runs), csv_list(args.eval_tasks), out,
+                                                   max_eval=args.max_eval), out).rows
+    for mode, patch, evaluated, change in zip(rows["mode"], rows["patch_task"], rows["eval_task"], rows["change"]):
+        print(f"{mode:9s} {patch} -> {evaluated}: {100 * change:+.1f}")
     return 0
 
 
@@ -91,19 +94,21 @@ def add_soup(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_soup(args: argparse.Namespace) -> int:
-    from ..studies.soup import soup_run, soup_study
+    from ..studies.soup import SoupResults, soup_run, soup_study
 
     if not args.study and not args.out:
         raise ValueError("give --out (write the soup as a run), --study (compare the soups), or both")
     if args.study:
-        doc = soup_study(csv_list(args.runs), csv_list(args.supported), study_out(args.study), max_eval=args.max_eval)
-        r, task = doc["results"], doc["inputs"]["task"]
-        for i, row in enumerate(r["ingredients"]):
-            print(f"ingredient {i} ({row['run']}): {task} val {100 * row[f'{task}/val']:.1f}, "
-                  f"test {100 * row[f'{task}/test']:.1f}")
-        for name in ("uniform", "greedy"):
-            print(f"{name} soup of {len(r[name]['kept'])}: {task} val {100 * r[name][f'{task}/val']:.1f}, "
-                  f"test {100 * r[name][f'{task}/test']:.1f}")
+        out = study_out(args.study)
+        r = SoupResults.from_doc(soup_study(csv_list(args.runs), csv_list(args.supported), out,
+                                            max_eval=args.max_eval), out)
+        task = r.task
+        for i, row in enumerate(r.ingredients):
+            print(f"ingredient {i} ({row.run}): {task} val {100 * row.scores[f'{task}/val']:.1f}, "
+                  f"test {100 * row.scores[f'{task}/test']:.1f}")
+        for name, soup in (("uniform", r.uniform), ("greedy", r.greedy)):
+            print(f"{name} soup of {len(soup.kept)}: {task} val {100 * soup.scores[f'{task}/val']:.1f}, "
+                  f"test {100 * soup.scores[f'{task}/test']:.1f}")
     if args.out:
         out = soup_run(csv_list(args.runs), args.out, args.method, max_eval=args.max_eval, command=command_line(),
                        overwrite=args.overwrite)
@@ -147,13 +152,16 @@ def add_arithmetic(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_arithmetic(args: argparse.Namespace) -> int:
+    from ..studies.arithmetic import ArithmeticResults
     from ..studies.relatives import arithmetic_study
 
-    result = arithmetic_study(csv_list(args.runs), csv_list(args.supported), study_out(args.out),
-                              negate=csv_list(args.negate), merges=merges_from(args), max_eval=args.max_eval)
-    for name, r in result["results"]["addition"].items():
-        print(f"add {name}: lambda {r['lambda']:g}, mean normalized test accuracy {100 * r['mean_normalized_test']:.1f}")
-    for name, r in result["results"]["negation"].items():
-        print(f"negate {name}: lambda {r['lambda']:g}, {name} {100 * r['test'][name]:.1f} "
-              f"(zero-shot {100 * r['zero_shot_test'][name]:.1f})")
+    out = study_out(args.out)
+    study = ArithmeticResults.from_doc(arithmetic_study(csv_list(args.runs), csv_list(args.supported), out,
+                                                        negate=csv_list(args.negate), merges=merges_from(args),
+                                                        max_eval=args.max_eval), out)
+    for name, r in study.addition.items():
+        print(f"add {name}: lambda {r.lam:g}, mean normalized test accuracy {100 * r.mean_normalized_test:.1f}")
+    for name, r in study.negation.items():
+        print(f"negate {name}: lambda {r.lam:g}, {name} {100 * r.test[name]:.1f} "
+              f"(zero-shot {100 * r.zero_shot_test[name]:.1f})")
     return 0

@@ -9,9 +9,9 @@ Embedded default: ``micro-vit``, a timm VisionTransformer the project pretrains 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from ..core.task_vectors import TaskVector, apply_vectors
 from ..engine.finetune import FinetuneConfig, finetune_visual
 from ..engine.probes import encode, head_accuracy, head_predictions, linear_probe_head
 from ..io.checkpoints import load_checkpoint, save_checkpoint
-from ..io.results import finished, resume, write_results
+from ..io.results import Fields, document, finished, resume, write_results
 from ..models.encoders import Classifier, create_encoder, load_head, save_head
 from ..runtime import current_runtime, module_device
 from ..configs import ClosedVocabConfig  # noqa: F401 (declared there, torch-free for the CLI)
@@ -217,3 +217,66 @@ def clip_disentanglement(run_paths: tuple[str | Path, str | Path], out: str | Pa
     return write_results(out, "disentanglement", inputs, {
         "model": runs[0].meta["model"], "tasks": list(tasks), "grid": list(grid), "n_per_task": grid_n,
         "error": xi.tolist()})
+
+
+@dataclass(frozen=True)
+class ClosedVocabTask:
+    """One task's probe and fine-tune (``task_run``, kind "closed-vocab-task", <study>/<task>/metrics.json)."""
+    KIND: ClassVar[str] = "closed-vocab-task"
+    task: str
+    lr: float                  # the fine-tuning learning rate chosen on val
+    probe: dict[str, float]    # "val", "test": accuracy of the probed head on the pretrained encoder
+    finetuned: dict[str, float]
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any], source: str | Path = "a results document") -> ClosedVocabTask:
+        _, r = document(doc, cls.KIND, source)
+        return cls(r["task"], float(r["lr"]), r.floats("probe", ("val", "test")), r.floats("finetuned", ("val", "test")))
+
+
+@dataclass(frozen=True)
+class Disentanglement:
+    """The disentanglement error xi over a lambda grid for two tasks (kind "disentanglement", or a closed-vocab
+    study's own): ``error[i][j]`` at lambda ``grid[i]`` of the first task and ``grid[j]`` of the second."""
+    KIND: ClassVar[str] = "disentanglement"
+    model: str
+    tasks: tuple[str, str]
+    grid: tuple[float, ...]
+    error: tuple[tuple[float, ...], ...]
+
+    @classmethod
+    def from_fields(cls, f: Fields, model: str) -> Disentanglement:
+        return cls(model, tuple(f["tasks"]), tuple(float(g) for g in f["grid"]),
+                   tuple(tuple(float(v) for v in row) for row in f["error"]))
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any], source: str | Path = "a results document") -> Disentanglement:
+        _, r = document(doc, cls.KIND, source)
+        return cls.from_fields(r, r["model"])
+
+
+@dataclass(frozen=True)
+class ClosedVocabResults:
+    """The closed-vocabulary study (``closed_vocab_study``, kind "closed-vocab", study.json) as its readers use it;
+    accuracies 0-1 on the test split, normalized = accuracy / the task's own fine-tuned accuracy."""
+    KIND: ClassVar[str] = "closed-vocab"
+    model: str
+    tasks: tuple[str, ...]
+    lam: float                       # chosen on val
+    addition_test: dict[str, float]
+    finetuned_test: dict[str, float]
+    probe_test: dict[str, float]
+    addition_mean_absolute: float
+    addition_mean_normalized: float
+    probe_mean_absolute: float
+    probe_mean_normalized: float
+    disentanglement: Disentanglement  # of the first two tasks
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any], source: str | Path = "a results document") -> ClosedVocabResults:
+        _, r = document(doc, cls.KIND, source)
+        tasks = tuple(r["tasks"])
+        return cls(r["model"], tasks, float(r["lambda"]), r.floats("addition_test", tasks),
+                   r.floats("finetuned_test", tasks), r.floats("probe_test", tasks), float(r["addition_mean_absolute"]),
+                   float(r["addition_mean_normalized"]), float(r["probe_mean_absolute"]),
+                   float(r["probe_mean_normalized"]), Disentanglement.from_fields(r.part("disentanglement"), r["model"]))

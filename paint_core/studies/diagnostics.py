@@ -7,7 +7,8 @@ other skills and the frontier is a straight line).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ from ..data import world as w
 from ..data.corpus import UNSEEN_WORDS
 from ..data.tasks import get_task
 from ..engine.evaluation import evaluate, image_features, materialize, predict, zero_shot_head
+from ..io.results import Fields, document
 
 
 @torch.no_grad()
@@ -237,3 +239,25 @@ def zero_shot_accuracies(model: torch.nn.Module, preprocess: Callable, tokenizer
         head = zero_shot_head(model, tokenizer, task.classnames, task.templates)
         out[name] = evaluate(model, head, materialize(task.split(split, preprocess)))
     return out
+
+
+@dataclass(frozen=True)
+class DiagnosticsResults:
+    """A model's diagnostics (``reproduce.diagnose``, kind "diagnostics"): test accuracies 0-1, and
+    ``typographic_reading``'s rates."""
+    KIND: ClassVar[str] = "diagnostics"
+    zero_shot_test: dict[str, float]      # every task measured
+    linear_probe_test: dict[str, float]   # the patch tasks
+    object_rate: float                    # typographic reading: names the object under a misleading word
+    word_rate: float                      # ... names the written word
+    control_object_rate: float            # ... names the object under a non-class word
+
+    @classmethod
+    def from_fields(cls, r: Fields) -> DiagnosticsResults:
+        t = r.part("typographic_reading")
+        return cls(r.floats("zero_shot_test"), r.floats("linear_probe_test"), float(t["object_rate"]),
+                   float(t["word_rate"]), float(t["control_object_rate"]))
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any], source: str | Path = "a results document") -> DiagnosticsResults:
+        return cls.from_fields(document(doc, cls.KIND, source)[1])

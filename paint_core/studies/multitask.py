@@ -11,7 +11,8 @@ the tasks patched so far, mean supported accuracy).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +23,7 @@ from ..core.selection import select_alpha
 from ..core.state_dicts import StateDict, average_states
 from ..engine.evaluation import Evals, sweep
 from ..engine.finetune import FinetuneConfig, finetune, finetune_visual
+from ..io.results import Fields, document
 
 
 class BalancedTasks(Dataset):
@@ -141,3 +143,38 @@ def _parallel(s: MultitaskSetting) -> tuple[StateDict, dict]:
     return patch_parallel(s.model, s.theta_zs, s.tasks, s.finetuned, s.evals, s.supported, s.alphas)
 
 
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """One model of the multi-task comparison (a specialist or a method): test accuracies (0-1) and the means."""
+    model: str                     # "specialist: digits", "joint", ...
+    alpha: str                     # as written: "0.8", or one per step "[0.8, 0.2, 0.3]"
+    accuracy: dict[str, float]     # every patch and supported task
+    patch_mean: float
+    supported_mean: float
+    vs_specialists: float | None   # mean patch gap to the specialists; None for a specialist
+
+    @classmethod
+    def from_fields(cls, f: Fields, tasks: Sequence[str]) -> ComparisonRow:
+        gap = f.get("vs_specialists")
+        return cls(f["model"], str(f["alpha"]), {t: float(f[t]) for t in tasks}, float(f["patch_mean"]),
+                   float(f["supported_mean"]), None if gap is None else float(gap))
+
+
+@dataclass(frozen=True)
+class MultitaskResults:
+    """The multi-task study (``relatives.multitask_study``, kind "multitask") as its readers use it."""
+    KIND: ClassVar[str] = "multitask"
+    model: str
+    tasks: tuple[str, ...]       # the patch tasks
+    supported: tuple[str, ...]
+    comparison: tuple[ComparisonRow, ...] | None  # None while the study is unfinished (written last)
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any], source: str | Path = "a results document") -> MultitaskResults:
+        inputs, r = document(doc, cls.KIND, source)
+        tasks, supported = tuple(inputs["tasks"]), tuple(inputs["supported"])
+        rows = None if "comparison" not in r else tuple(
+            ComparisonRow.from_fields(row, [*tasks, *supported]) for row in r.records("comparison"))
+        return cls(r["model"], tasks, supported, rows)

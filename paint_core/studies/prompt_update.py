@@ -2,16 +2,18 @@
 one unchanged, next to prompts retrained on it (written as a results file)."""
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, ClassVar, Mapping, Sequence
+
+import pandas as pd
 
 import torch
 from tqdm.auto import tqdm
 
 from ..engine.prompts import PromptConfig, few_shot_indices, prompt_accuracy, token_width, train_prompt
 from ..engine.training import Progress, ProgressFn
-from ..io.results import finished, write_results
+from ..io.results import document, finished, write_results
 
 
 COMPARISON = ("upgraded zero-shot", "CoOp transferred", "ContCoOp transferred", "CoOp retrained",
@@ -108,3 +110,17 @@ def update_study_file(out: str | Path, old: str, new: str, tasks: Sequence[str],
         return done  # computed before from the same inputs
     rows = update_study(old, new, tasks, shots, seeds, cfg, pool, old_pretrained, new_pretrained, max_eval)
     return write_results(out, "prompt-update", inputs, {"old": old, "new": new_label or new, "rows": rows})
+
+
+@dataclass(frozen=True)
+class PromptUpdateResults:
+    """The prompt-update study (``update_study_file``, kind "prompt-update") as its readers use it."""
+    KIND: ClassVar[str] = "prompt-update"
+    old: str
+    new: str  # the upgraded model's label
+    rows: pd.DataFrame = field(compare=False, repr=False)  # task, shots, seed, method (COMPARISON), accuracy
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any], source: str | Path = "a results document") -> PromptUpdateResults:
+        _, r = document(doc, cls.KIND, source)
+        return cls(r["old"], r["new"], r.table("rows", ("task", "shots", "seed", "method", "accuracy")))

@@ -21,12 +21,13 @@ from ..engine.pretrain import PretrainConfig
 from ..engine.probes import linear_probe
 from ..io.atomic import atomic_write_text
 from ..io.paths import CACHED_RESULTS_DIR
-from ..io.results import read_results, resume, write_results
+from ..io.results import Fields, resume, write_results
 from ..io.run_dir import read_run_meta, read_sweep
 from ..models.clip import EMBEDDED_MODELS, embedded_weights, load_model
 from ..version import code_version
-from .diagnostics import typographic_reading, zero_shot_accuracies
+from .diagnostics import DiagnosticsResults, typographic_reading, zero_shot_accuracies
 from .patch import run_finetune, run_sweep, select_run
+from .readers import read_study
 
 
 CACHED_RESULTS = CACHED_RESULTS_DIR
@@ -231,13 +232,22 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
-def _diag_tasks(summary: dict) -> list[str]:
+def _diagnostics(summary: dict) -> dict[str, DiagnosticsResults]:
+    """Each model's diagnostics in ``summary`` (the results of its diagnostics.json), through their reader."""
+    return {name: DiagnosticsResults.from_fields(Fields(m["diagnostics"], f"summary: {name} (diagnostics results)",
+                                                        "results"))
+            for name, m in summary["models"].items()}
+
+
+def _diag_tasks(diagnostics: dict[str, DiagnosticsResults]) -> list[str]:
     """The tasks the diagnostics measured (diagnostics written before a task existed do not have it)."""
-    return list(dict.fromkeys(k for m in summary["models"].values() for k in m["diagnostics"]["zero_shot_test"]))
+    return list(dict.fromkeys(k for d in diagnostics.values() for k in d.zero_shot_test))
 
 
 def summary_markdown(summary: dict) -> str:
     sup = summary["supported"]
+    diagnostics = _diagnostics(summary)
+    tasks = _diag_tasks(diagnostics)
     lines = ["# cached_results summary", "",
              f"Written by `{summary['command']}` (code {summary['code_version']}); every number is a test-split "
              "accuracy in %, alpha chosen on val. Do not edit by hand.", "",
@@ -253,16 +263,14 @@ def summary_markdown(summary: dict) -> str:
                 f"| {model_name} | {task} | {_pct(zs[task])} / {_pct(sup_mean(zs))} | {_pct(fin[task])} / "
                 f"{_pct(sup_mean(fin))} | {r['chosen_alpha_val']:g} | {_pct(at[task])} / {_pct(sup_mean(at))} | "
                 f"{100 * w['patch_gain']:+.1f} ({w['alpha']:g}) | {_pct(r['mean_gap_above_chord_test'])} / "
-                f"{_pct(r['max_gap_above_chord_test'])} | {_pct(m['diagnostics']['linear_probe_test'][task])} | "
+                f"{_pct(r['max_gap_above_chord_test'])} | {_pct(diagnostics[model_name].linear_probe_test[task])} | "
                 f"{r['frontier_area_test']:.0f} |")
     lines += ["", "## Zero-shot test accuracy per task (%)", "",
-              "| model | " + " | ".join(_diag_tasks(summary)) + " | typographic: object / word / control |",
-              "|---|" + "---|" * (len(_diag_tasks(summary)) + 1)]
-    for model_name, m in summary["models"].items():
-        d = m["diagnostics"]
-        t = d["typographic_reading"]
-        lines.append(f"| {model_name} | " + " | ".join(_pct(d["zero_shot_test"].get(k, float("nan"))) for k in _diag_tasks(summary))
-                     + f" | {_pct(t['object_rate'])} / {_pct(t['word_rate'])} / {_pct(t['control_object_rate'])} |")
+              "| model | " + " | ".join(tasks) + " | typographic: object / word / control |",
+              "|---|" + "---|" * (len(tasks) + 1)]
+    for model_name, d in diagnostics.items():
+        lines.append(f"| {model_name} | " + " | ".join(_pct(d.zero_shot_test.get(k, float("nan"))) for k in tasks)
+                     + f" | {_pct(d.object_rate)} / {_pct(d.word_rate)} / {_pct(d.control_object_rate)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -271,11 +279,12 @@ def _mean(values) -> float:
     return sum(values) / len(values)
 
 
-def _results(path: Path, kind: str) -> dict:
-    doc = read_results(path, kind)
-    if doc is None:
+def _read(path: Path, kind: str):
+    """The ``kind`` study at ``path`` through its reader (an older format is an error here: reproduce rewrites it)."""
+    study = read_study(path, kind)
+    if study is None:
         raise ValueError(f"{path} is in an older format: run python -m paint_core reproduce to regenerate it")
-    return doc["results"]
+    return study
 
 
 def relatives_markdown(out: Path) -> str:
@@ -286,50 +295,51 @@ def relatives_markdown(out: Path) -> str:
         lines += ["", f"## Relatives on {model} (test %, choices on val)", ""]
         mt = model_dir / "multitask.json"
         if mt.is_file():
-            rows = _results(mt, "multitask")["comparison"]
+            rows = _read(mt, "multitask").comparison or ()
             lines += ["| multi-task model | alpha | mean patch | supported | vs specialists (points) |", "|---|---|---|---|---|"]
-            lines += [f"| {r['model']} | {r['alpha']} | {_pct(r['patch_mean'])} | {_pct(r['supported_mean'])} | "
-                      + (f"{100 * r['vs_specialists']:+.1f} |" if r.get("vs_specialists") is not None else " |")
+            lines += [f"| {r.model} | {r.alpha} | {_pct(r.patch_mean)} | {_pct(r.supported_mean)} | "
+                      + (f"{100 * r.vs_specialists:+.1f} |" if r.vs_specialists is not None else " |")
                       for r in rows]
         ar = model_dir / "arithmetic.json"
         if ar.is_file():
-            a = _results(ar, "arithmetic")
+            a = _read(ar, "arithmetic")
             lines += ["", "| task addition | lambda | mean absolute | mean normalized | supported |",
                       "|---|---|---|---|---|"]
-            lines += [f"| {n} | {r['lambda']:g} | {_pct(r['mean_absolute_test'])} | {_pct(r['mean_normalized_test'])} | "
-                      f"{_pct(_mean(r['test'][s] for s in r['test'] if s not in a['negation'] and s not in r['normalized_test']))} |"
-                      for n, r in a["addition"].items()]
-            for t, r in a["negation"].items():
-                lines.append(f"\nNegating {t} (lambda {r['lambda']:g}): {t} {_pct(r['zero_shot_test'][t])} -> "
-                             f"{_pct(r['test'][t])} (chance {_pct(r['chance'])}), control "
-                             f"{_pct(_mean(r['zero_shot_test'][c] for c in r['control']))} -> "
-                             f"{_pct(_mean(r['test'][c] for c in r['control']))}.")
+            lines += [f"| {n} | {r.lam:g} | {_pct(r.mean_absolute_test)} | {_pct(r.mean_normalized_test)} | "
+                      f"{_pct(_mean(r.test[s] for s in r.test if s not in a.negation and s not in r.normalized_test))} |"
+                      for n, r in a.addition.items()]
+            for t, r in a.negation.items():
+                lines.append(f"\nNegating {t} (lambda {r.lam:g}): {t} {_pct(r.zero_shot_test[t])} -> "
+                             f"{_pct(r.test[t])} (chance {_pct(r.chance)}), control "
+                             f"{_pct(_mean(r.zero_shot_test[c] for c in r.control))} -> "
+                             f"{_pct(_mean(r.test[c] for c in r.control))}.")
         wf = model_dir / "wiseft.json"
         if wf.is_file():
-            w = _results(wf, "wiseft")
-            ensembles = [e for e in ("weight", "output", "fisher") if all(e in s for s in w["summary_test"].values())]
-            lines += ["", f"| WiSE-FT shift ({w['id_task']} fine-tune) | zero-shot | fine-tuned | "
+            w = _read(wf, "wiseft")
+            ensembles = [e for e in ("weight", "output", "fisher") if all(e in s for s in w.summary_test.values())]
+            lines += ["", f"| WiSE-FT shift ({w.id_task} fine-tune) | zero-shot | fine-tuned | "
                       + " | ".join(f"best {e}-space (alpha)" if e != "fisher" else "best Fisher-weighted (alpha)"
                                    for e in ensembles) + " |", "|---|---|---|" + "---|" * len(ensembles)]
-            for shift, s in w["summary_test"].items():
+            for shift, s in w.summary_test.items():
                 ws = s["weight"]
-                lines.append(f"| {shift} | {_pct(ws['zero_shot']['shift'])} | {_pct(ws['finetuned']['shift'])} | "
-                             + " | ".join(f"{_pct(s[e]['best_shift'])} ({s[e]['best_shift_alpha']:g})"
+                lines.append(f"| {shift} | {_pct(ws.zero_shot_shift)} | {_pct(ws.finetuned_shift)} | "
+                             + " | ".join(f"{_pct(s[e].best_shift)} ({s[e].best_shift_alpha:g})"
                                           for e in ensembles) + " |")
         sp = model_dir / "soup.json"
         if sp.is_file():
-            d = _results(sp, "soup")
-            task = next(k.split("/")[0] for k in d["uniform"] if k.endswith("/val"))
+            d = _read(sp, "soup")
+            task = d.task
             lines += ["", f"| {task} soup | ingredients | {task} val | {task} test | supported test |", "|---|---|---|---|---|"]
-            rows = [(f"ingredient {i}", "1", r) for i, r in enumerate(d["ingredients"])]
-            rows += [(f"{name} soup", str(len(d[name]["kept"])), d[name]) for name in ("uniform", "greedy")]
+            rows = [(f"ingredient {i}", "1", r.scores) for i, r in enumerate(d.ingredients)]
+            rows += [(f"{name} soup", str(len(soup.kept)), soup.scores) for name, soup in (("uniform", d.uniform),
+                                                                                            ("greedy", d.greedy))]
             for label, count, r in rows:
-                supported = [v for k, v in r.items() if k.endswith("/test") and not k.startswith(f"{task}/")]
+                supported = [r[f"{s}/test"] for s in d.supported]
                 lines.append(f"| {label} | {count} | {_pct(r[f'{task}/val'])} | {_pct(r[f'{task}/test'])} | "
                              f"{_pct(_mean(supported)) if supported else '-'} |")
         tr = model_dir / "transfer.json"
         if tr.is_file():
-            rows = [r for r in _results(tr, "transfer")["rows"] if r["disjoint_classes"]]
+            rows = [r for r in _read(tr, "transfer").rows.to_dict("records") if r["disjoint_classes"]]
             best = {m: max((r for r in rows if r["mode"] == m), key=lambda r: r["change"], default=None)
                     for m in ("finetuned", "chosen")}
             lines.append("")
@@ -337,17 +347,17 @@ def relatives_markdown(out: Path) -> str:
                       f"{r['patch_task']} -> {r['eval_task']} {100 * r['change']:+.1f} points." for m, r in best.items() if r]
     cv = out / "closed_vocab" / "micro-vit" / "study.json"
     if cv.is_file():
-        c = _results(cv, "closed-vocab")
+        c = _read(cv, "closed-vocab")
         lines += ["", "## Closed-vocabulary task addition (micro-vit)", "",
-                  f"Lambda {c['lambda']:g}: mean normalized {_pct(c['addition_mean_normalized'])} (absolute "
-                  f"{_pct(c['addition_mean_absolute'])}); linear probe {_pct(c['probe_mean_normalized'])} "
-                  f"({_pct(c['probe_mean_absolute'])})."]
+                  f"Lambda {c.lam:g}: mean normalized {_pct(c.addition_mean_normalized)} (absolute "
+                  f"{_pct(c.addition_mean_absolute)}); linear probe {_pct(c.probe_mean_normalized)} "
+                  f"({_pct(c.probe_mean_absolute)})."]
     for f in sorted((out / "prompts").glob("update*.json")):
-        d = _results(f, "prompt-update")
+        d = _read(f, "prompt-update")
         by = {}
-        for r in d["rows"]:
-            by.setdefault(r["method"], []).append(r["accuracy"])
-        lines += ["", f"## Prompts: {d['old']} -> {d['new']} (mean over tasks, shots, seeds)", "",
+        for method, accuracy in zip(d.rows["method"], d.rows["accuracy"]):
+            by.setdefault(method, []).append(float(accuracy))
+        lines += ["", f"## Prompts: {d.old} -> {d.new} (mean over tasks, shots, seeds)", "",
                   "| " + " | ".join(by) + " |", "|" + "---|" * len(by), "| " + " | ".join(_pct(_mean(v)) for v in by.values()) + " |"]
     return "\n".join(lines) + ("\n" if lines else "")
 

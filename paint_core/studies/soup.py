@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 from ..core.state_dicts import StateDict
 from ..engine.evaluation import build_evals, evaluate_all
 from ..io.checkpoints import save_checkpoint
-from ..io.results import resume, write_results
+from ..io.results import Fields, document, resume, write_results
 from ..models.run import Run
 from .patch import import_run, run_inputs
 from .relatives import load_runs
@@ -123,3 +124,37 @@ def soup_run(run_paths: Sequence[str | Path], out: str | Path, method: str = "gr
                           data_root=runs[0].meta.get("data_root"),
                           provenance={"soup": {"method": method, "ingredients": [str(runs[i].path) for i in chosen],
                                                "offered": [str(r.path) for r in runs]}})
+
+
+@dataclass(frozen=True)
+class SoupScores:
+    """One ingredient or one soup: which ingredients it averages and its accuracy (0-1) by "task/split"."""
+    kept: tuple[int, ...]
+    scores: dict[str, float]  # the task and every supported task, val and test
+    run: str | None = None    # an ingredient's run directory
+
+    @classmethod
+    def from_fields(cls, f: Fields, keys: Sequence[str], kept: Sequence[int] | None = None) -> SoupScores:
+        """A soup (``kept`` stored), or ingredient ``kept[0]`` (its run stored)."""
+        scores = {k: float(f[k]) for k in keys}
+        return cls(tuple(f["kept"]), scores) if kept is None else cls(tuple(kept), scores, f["run"])
+
+
+@dataclass(frozen=True)
+class SoupResults:
+    """The soup study (``soup_study``, kind "soup") as its readers use it."""
+    KIND: ClassVar[str] = "soup"
+    task: str
+    supported: tuple[str, ...]
+    ingredients: tuple[SoupScores, ...]  # each alone (kept: itself), in the order given
+    uniform: SoupScores
+    greedy: SoupScores
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any], source: str | Path = "a results document") -> SoupResults:
+        inputs, r = document(doc, cls.KIND, source)
+        task, supported = inputs["task"], tuple(inputs["supported"])
+        keys = [f"{t}/{s}" for t in (task, *supported) for s in ("val", "test")]
+        return cls(task, supported,
+                   tuple(SoupScores.from_fields(f, keys, [i]) for i, f in enumerate(r.records("ingredients"))),
+                   SoupScores.from_fields(r.part("uniform"), keys), SoupScores.from_fields(r.part("greedy"), keys))

@@ -8,7 +8,9 @@ weighted one (the WiSE-FT paper's variant) leans each weight towards the model w
 """
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,6 +20,7 @@ from torch.utils.data import Dataset
 from ..core.interpolation import Interpolator, fisher_interpolate
 from ..core.plan import check_alpha
 from ..core.selection import endpoints_line
+from ..io.results import Fields, document
 from ..core.state_dicts import StateDict
 from ..engine.evaluation import Evals, evaluate_all, logits, run_batches, sweep
 
@@ -88,3 +91,40 @@ def robustness_summary(table: pd.DataFrame, id_task: str, shift_task: str, split
             "max_effective_robustness": float((y - line).max()),
         }
     return out
+
+
+@dataclass(frozen=True)
+class EnsembleSummary:
+    """One ensemble on one shifted task (``robustness_summary``'s entry): accuracies 0-1 on the shifted task."""
+    zero_shot_shift: float
+    finetuned_shift: float
+    best_shift: float
+    best_shift_alpha: float
+    beats_both_endpoints: bool
+    max_effective_robustness: float  # the most the ensemble lies above the endpoints' line, accuracy units
+
+    @classmethod
+    def from_fields(cls, f: Fields) -> EnsembleSummary:
+        return cls(float(f.part("zero_shot")["shift"]), float(f.part("finetuned")["shift"]), float(f["best_shift"]),
+                   float(f["best_shift_alpha"]), bool(f["beats_both_endpoints_on_shift"]),
+                   float(f["max_effective_robustness"]))
+
+
+@dataclass(frozen=True)
+class WiseftResults:
+    """The WiSE-FT study (``relatives.wiseft_study``, kind "wiseft") as its readers use it."""
+    KIND: ClassVar[str] = "wiseft"
+    model: str
+    id_task: str
+    shift_tasks: tuple[str, ...]
+    summary_test: dict[str, dict[str, EnsembleSummary]]  # shifted task -> ensemble ("weight", "output", ...) -> summary
+    rows: pd.DataFrame = field(compare=False, repr=False)  # ENSEMBLE_COLUMNS: ensemble_sweep's table
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any], source: str | Path = "a results document") -> WiseftResults:
+        inputs, r = document(doc, cls.KIND, source)
+        by_shift = r.part("summary_test")
+        summary = {shift: {name: EnsembleSummary.from_fields(e) for name, e in by_shift.parts(shift).items()}
+                   for shift in by_shift.data}
+        return cls(r["model"], r["id_task"], tuple(inputs["shift_tasks"]), summary,
+                   r.table("rows", ENSEMBLE_COLUMNS))
