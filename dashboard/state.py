@@ -13,7 +13,8 @@ from PIL import Image
 
 from paint_core.app import answers
 from paint_core.app.identity import file_identity, run_identity, sweep_identity, weights_identity
-from paint_core.app.runs import chosen_alpha, find_relatives, find_runs, run_tasks
+from paint_core.app import runs as app_runs
+from paint_core.app.runs import find_relatives, find_runs, run_tasks
 from paint_core.data.images import ImageInputError, read_image
 from paint_core.live.sessions import (LIVE_EVAL_N, SLIDER_ALPHAS, SLIDER_STEP, EvalSet, ModelPool, PatchSession,
                                       PredictionStore, build_eval_sets, live_runtime, subsample_accuracies)
@@ -234,6 +235,16 @@ def uploads_root() -> Path:
 def session_id() -> str:
     """This browser session's id: recorded as the owner of the jobs it starts and as who cancelled a job."""
     return st.session_state.setdefault("_paint_session_id", uuid.uuid4().hex)
+
+
+def chosen_alpha(path: str) -> float | None:
+    """The run's alpha chosen by its selection rule (None before a sweep), read once per version of its sweep."""
+    return _chosen_alpha(path, sweep_stamp(path))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _chosen_alpha(path: str, stamp: str) -> float | None:
+    return app_runs.chosen_alpha(path)
 
 
 def run_blocks(path: str) -> tuple[str, ...]:

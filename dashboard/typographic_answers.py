@@ -15,6 +15,8 @@ import torch
 from PIL import Image
 
 from paint_core.engine.attack import margin_along_alpha, saliency, word_sweep
+from paint_core.engine.evaluation import zero_shot_head
+from paint_core.live.sessions import top_predictions
 
 Borrow = Callable[[], AbstractContextManager]  # yields {model name: model} for the block
 
@@ -23,6 +25,21 @@ def image_key(img: Image.Image) -> str:
     """The identity of an image's content (pixels, size, mode)."""
     data = np.asarray(img)
     return hashlib.sha256(f"{img.mode}{img.size}".encode() + data.tobytes()).hexdigest()[:32]
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def head(model_key: str, classnames: tuple[str, ...], templates: tuple[str, ...], _model: torch.nn.Module,
+         _tokenizer: Callable) -> torch.Tensor:
+    """The zero-shot head of the model ``model_key`` names (its text tower run once per class list)."""
+    return zero_shot_head(_model, _tokenizer, list(classnames), list(templates))
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def top_tables(models_key: str, image: str, classnames: tuple[str, ...], _borrow: Borrow, _head: torch.Tensor,
+               _x: torch.Tensor) -> pd.DataFrame:
+    """The models' top-5 table (``top_predictions``) on the image ``image`` (its key), preprocessed in ``_x``."""
+    with _borrow() as models:
+        return top_predictions(models, _head, _x.unsqueeze(0), list(classnames))
 
 
 @st.cache_data(show_spinner="Writing every word at every place...", max_entries=256)

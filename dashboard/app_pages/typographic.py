@@ -18,7 +18,7 @@ from paint_core.engine.attack import CONTROL_WORDS, batch_attack
 from paint_core.engine.evaluation import materialize, zero_shot_head
 from paint_core.io.uploads import ZipLimits, release_uploads
 from paint_core.io.writes import WriteRefused
-from paint_core.live.sessions import SLIDER_ALPHAS, compare_predictions, parse_classnames
+from paint_core.live.sessions import SLIDER_ALPHAS, parse_classnames
 
 # The shipped micro CLIP that reads (scripts/ship_reading_model.py), patched on the typographic task: the
 # default models barely read, so on them the demo would show no attack.
@@ -128,16 +128,20 @@ def page_models():
             yield {"zero-shot": model0, names[1]: patched}
 
 
+zero_shot_key = (f"{session.run.path}|{session.run.weights_sha256}" if session is not None
+                 else f"{name}|{zs_weights}")
+head = answers.head(zero_shot_key, tuple(classnames), tuple(SHAPE_TEMPLATES), model0, tokenizer)
+x_clean, x_attacked = preprocess(base.convert("RGB")), preprocess(attacked.convert("RGB"))
+images = (answers.image_key(base), answers.image_key(attacked))
 shown = {}  # the top-5 tables, by image; the verdict reads the attacked one's first row
 with right:
     titles = text.image_titles(source, word, source == "Upload" and carries_word)
-    for title, img, key in zip(titles, (base, attacked), ("typo_clean", "typo_attacked")):
+    for title, img, x, image, key in zip(titles, (base, attacked), (x_clean, x_attacked), images,
+                                         ("typo_clean", "typo_attacked")):
         st.markdown(f"**{title}**")
         c1, c2 = st.columns([1, 3])
         c1.image(figures.fit_image(img, 160), caption=title)
-        with page_models() as models:
-            table = shown[key] = compare_predictions(models, preprocess, tokenizer, img, classnames,
-                                                     SHAPE_TEMPLATES, head_model=model0)
+        table = shown[key] = answers.top_tables(models_key, image, tuple(classnames), page_models, head, x)
         c2.dataframe(table, hide_index=True, key=f"{key}_table", column_config=text.prediction_columns(names))
         c2.plotly_chart(figures.probability_bars(table, names), key=f"{key}_bars")
 
@@ -148,8 +152,6 @@ true_name = st.selectbox("True class of the image", classnames,
                          if st.session_state.get("typo_shape") in classnames else 0, key="typo_true")
 true_idx = classnames.index(true_name)
 written_idx = classnames.index(word) if word in classnames else None
-head = zero_shot_head(model0, tokenizer, classnames, SHAPE_TEMPLATES)
-x_clean, x_attacked = preprocess(base), preprocess(attacked)
 top = shown["typo_attacked"].iloc[0]
 verdict = text.verdict(top[f"{names[0]} class"], true_name, word,
                        *((top[f"{names[1]} class"], alpha) if session is not None else ()))
@@ -162,7 +164,6 @@ st.caption("Each cell: the word written at that place and height, coloured by th
 extra = st.text_input("More words to try (comma-separated)", "", key="typo_extra")
 words = list(dict.fromkeys([*classnames, word, *CONTROL_WORDS, *[w.strip() for w in extra.split(",") if w.strip()]]))
 cols = st.columns(2)
-images = (answers.image_key(base), answers.image_key(attacked))
 tables = answers.word_sweeps(models_key, images[0], tuple(classnames), true_idx, tuple(words), page_models, head,
                              preprocess, base)
 for col, name in zip(cols, names):

@@ -295,7 +295,13 @@ def compare_predictions(models: dict[str, torch.nn.Module], preprocess: Callable
     rank, then ``<name> class`` and ``<name> prob`` for each model.
     """
     head = zero_shot_head(head_model, tokenizer, classnames, templates)
-    x = preprocess(image.convert("RGB")).unsqueeze(0)
+    return top_predictions(models, head, preprocess(image.convert("RGB")).unsqueeze(0), classnames, top)
+
+
+def top_predictions(models: dict[str, torch.nn.Module], head: torch.Tensor, x: torch.Tensor,
+                    classnames: Sequence[str], top: int = 5) -> pd.DataFrame:
+    """``compare_predictions`` with the head and the preprocessed image (a batch of one) given: what a page that
+    keeps its head across reruns calls."""
     k = min(top, len(classnames))
     table = {"rank": list(range(1, k + 1))}
     for name, model in models.items():
