@@ -92,15 +92,15 @@ async def _measure(browser, url: str, server_pid: int, variant: str, moves: int)
     await asyncio.sleep(1)
     slider = page.locator('[data-testid="stSlider"] input[type="range"]').first
     await slider.focus()
-    await load._move(page, "ArrowRight", 30)  # one move unmeasured: everything loaded
-    browsers = load._browser_pids()
-    cpu_browser, cpu_server, times = load._cpu_seconds(browsers), load._cpu_seconds([server_pid]), []
+    await load.move(page, "ArrowRight", 30)  # one move unmeasured: everything loaded
+    browsers = load.browser_pids()
+    cpu_browser, cpu_server, times = load.cpu_seconds(browsers), load.cpu_seconds([server_pid]), []
     for _ in range(moves):
         await slider.focus()
-        times.append(await load._move(page, "ArrowRight", 30))
+        times.append(await load.move(page, "ArrowRight", 30))
         await asyncio.sleep(0.2)
-    cpu_browser = (load._cpu_seconds(browsers) - cpu_browser) / moves
-    cpu_server = (load._cpu_seconds([server_pid]) - cpu_server) / moves
+    cpu_browser = (load.cpu_seconds(browsers) - cpu_browser) / moves
+    cpu_server = (load.cpu_seconds([server_pid]) - cpu_server) / moves
     await context.close()
     return statistics.median(times), cpu_browser, cpu_server
 
@@ -112,7 +112,7 @@ async def _main(args) -> None:
         sys.exit("needs Debian's chromium: apt-get install chromium")
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "page.py").write_text(PAGE)
-        port = load._free_port()
+        port = load.free_port()
         server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(Path(tmp) / "page.py"),
                                    "--server.port", str(port), "--server.address", "127.0.0.1",
                                    "--server.headless", "true", "--browser.gatherUsageStats", "false",

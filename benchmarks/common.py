@@ -103,7 +103,7 @@ def attempt(fn: Callable[[], dict]) -> dict:
         return {"failed": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
 
 
-def rss_mb() -> float:
-    """This process's resident memory in MB (/proc/self/statm)."""
-    with open("/proc/self/statm") as f:
+def rss_mb(pid: int | str = "self") -> float:
+    """A process's resident memory in MB (/proc/<pid>/statm; this process by default)."""
+    with open(f"/proc/{pid}/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20

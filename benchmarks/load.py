@@ -40,6 +40,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from .common import rss_mb
+
 ROOT = Path(__file__).resolve().parent.parent
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--disable-quic",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -48,14 +50,7 @@ METRIC = '.pe-metric[data-task="digits"]'  # the Patch page's alpha explorer (da
 SLIDER = "input.pe-slider"
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
-
-
-def _cpu_seconds(pids) -> float:
+def cpu_seconds(pids) -> float:
     """User + system CPU time of these processes so far (from /proc/<pid>/stat; gone ones count 0)."""
     tick, total = os.sysconf("SC_CLK_TCK"), 0.0
     for pid in pids:
@@ -67,7 +62,7 @@ def _cpu_seconds(pids) -> float:
     return total
 
 
-def _browser_pids() -> list[int]:
+def browser_pids() -> list[int]:
     found = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
@@ -79,15 +74,15 @@ def _browser_pids() -> list[int]:
     return found
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _serve(workdir: Path, post_script_gc: bool) -> tuple[subprocess.Popen, str]:
+def serve(workdir: Path, post_script_gc: bool) -> tuple[subprocess.Popen, str]:
     """The dashboard as scripts/dashboard.sh serves it (``post_script_gc=False``), or with Streamlit's default."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
                              "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
                              "--browser.gatherUsageStats", "false", "--client.showErrorDetails", "none",
@@ -138,7 +133,7 @@ ARM_WATCH = """(state) => {
 }"""
 
 
-async def _move(page, key: str, timeout_s: float) -> float:
+async def move(page, key: str, timeout_s: float) -> float:
     """Press ``key`` on the focused slider; seconds from the page's keydown until it shows the new state."""
     await page.evaluate(ARM_WATCH % int(timeout_s * 1000), PAGE_STATE)
     await page.keyboard.press(key)
@@ -156,7 +151,7 @@ async def _open(browser, url: str):
     slider = page.locator(SLIDER).first
     await slider.focus(timeout=120_000)  # 30 pages opening at once on 2 cores can take longer than 30 s
     try:
-        await _move(page, "Home", 60)  # alpha 0: every session starts from the same place
+        await move(page, "Home", 60)  # alpha 0: every session starts from the same place
     except TimeoutError:
         pass  # already at 0
     return context, page
@@ -169,7 +164,7 @@ async def _moves(page, n: int, timeout_s: float) -> tuple[list[float], int]:
     for _ in range(n):
         try:
             await slider.focus(timeout=timeout_s * 1000)
-            times.append(await _move(page, "ArrowRight", timeout_s))
+            times.append(await move(page, "ArrowRight", timeout_s))
         except (TimeoutError, PlaywrightError) as e:
             errors += 1  # a move whose page did not update (or could not be made) within the timeout
             print(f"a browser move failed: {type(e).__name__}: {str(e)[:200]}", file=sys.stderr, flush=True)
@@ -259,20 +254,20 @@ async def _protocol_moves(session: _ProtocolSession, n: int, timeout_s: float) -
     return times, errors
 
 
-async def _until_quiet(pids: list[int], below: float = 0.3, longest_s: float = 90.0) -> None:
+async def until_quiet(pids: list[int], below: float = 0.3, longest_s: float = 90.0) -> None:
     """Wait until these processes together use less than ``below`` of a core over a second (or ``longest_s``), so
     the CPU per move counts the moves, not the pages still drawing what they opened with."""
     deadline = time.time() + longest_s
     while time.time() < deadline:
-        before = _cpu_seconds(pids)
+        before = cpu_seconds(pids)
         await asyncio.sleep(1.0)
-        if _cpu_seconds(pids) - before < below:
+        if cpu_seconds(pids) - before < below:
             return
 
 
 async def _round(clients: str, browser, url: str, server_pid: int, n: int, moves: int, settle: float) -> dict:
     """N sessions of one kind of client open together, move together, close; latency, CPU and memory."""
-    base = _rss_mb(server_pid)
+    base = rss_mb(server_pid)
     if clients == "browser":
         tried = await asyncio.gather(*[_open(browser, url) for _ in range(n)], return_exceptions=True)
     else:
@@ -282,21 +277,21 @@ async def _round(clients: str, browser, url: str, server_pid: int, n: int, moves
     for o in tried:
         if isinstance(o, BaseException):
             print(f"a {clients} session did not open: {type(o).__name__}: {str(o)[:300]}", file=sys.stderr, flush=True)
-    loaded = _rss_mb(server_pid)
-    browsers = _browser_pids() if clients == "browser" else []
-    await _until_quiet([server_pid, *browsers])  # pages finish their first drawing before the moves are timed
-    cpu_server, cpu_client, here = _cpu_seconds([server_pid]), _cpu_seconds(browsers), time.process_time()
+    loaded = rss_mb(server_pid)
+    browsers = browser_pids() if clients == "browser" else []
+    await until_quiet([server_pid, *browsers])  # pages finish their first drawing before the moves are timed
+    cpu_server, cpu_client, here = cpu_seconds([server_pid]), cpu_seconds(browsers), time.process_time()
     if clients == "browser":
         results = await asyncio.gather(*[_moves(page, moves, 60) for _, page in opened])
     else:
         results = await asyncio.gather(*[_protocol_moves(session, moves, 60) for session in opened])
-    cpu_server = _cpu_seconds([server_pid]) - cpu_server
-    cpu_client = (_cpu_seconds(browsers) - cpu_client) if clients == "browser" else time.process_time() - here
-    during = _rss_mb(server_pid)
+    cpu_server = cpu_seconds([server_pid]) - cpu_server
+    cpu_client = (cpu_seconds(browsers) - cpu_client) if clients == "browser" else time.process_time() - here
+    during = rss_mb(server_pid)
     for o in opened:
         await (o[0].close() if clients == "browser" else o.close())
     await asyncio.sleep(settle)
-    after = _rss_mb(server_pid)
+    after = rss_mb(server_pid)
     times = sorted(t for r in results for t in r[0])
     p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))] if times else float("nan")
     return {"clients": clients, "n": n, "moves": len(times),
@@ -321,7 +316,7 @@ async def _main(args) -> None:
     rows = []
     for label, gc in servers:
         with tempfile.TemporaryDirectory() as tmp:
-            proc, url = _serve(Path(tmp), gc)
+            proc, url = serve(Path(tmp), gc)
             try:
                 async with async_playwright() as p:
                     browser = await p.chromium.launch(executable_path=chromium, args=FLAGS, headless=True)

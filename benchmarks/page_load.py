@@ -1,0 +1,215 @@
+"""A class on the Task arithmetic and Typographic pages at once (issue 31): latency and server memory per session.
+
+    python -m benchmarks.page_load --page arithmetic --sessions 1,10,30 --moves 6
+    python -m benchmarks.page_load --page typographic --sessions 1,10 --words square,star,cross,circle
+
+Serves the dashboard as benchmarks/load.py does (a free localhost port, a temporary working folder), then for each
+N opens N sessions in one headless Debian chromium (N browser contexts), all on the page, and has them act at
+the same time:
+
+- ``arithmetic``: every session moves the "coefficient of tau(digits)" slider to the right ``--moves`` times
+  (ArrowRight, one 0.1 step, 0.2 s apart), all along the same path from the default 0.3, as a class told "move
+  digits up" would. A move's latency is the time, measured in the page, from its keydown until the digits
+  accuracy shown has changed and the page has finished its rerun (Streamlit's running indicator gone, no stale
+  element left).
+- ``typographic``: every session types each word of ``--words`` in turn into "Word to write" (Enter), twice:
+  the first pass is the first time the server sees each word (one session computes, the others may wait on
+  it), the second pass asks for words already seen. Latency: from the Enter keydown until the title "With the
+  word “W”" shows and the page has finished (word sweep, margin along alpha, saliency maps included).
+
+Prints one table: median / p95 latency, server CPU seconds per action, MB of server memory (VmRSS) per extra
+session, MB still held ``--settle`` s after closing. Bounded: at most 40 sessions and 20 actions each.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .common import rss_mb
+from .load import FLAGS, browser_pids, cpu_seconds, serve, until_quiet
+
+# In the page: a watcher that resolves with the seconds from the next keydown until ``changed()`` holds and the
+# page is done (Streamlit's status widget gone, no element marked stale), checked on every DOM mutation.
+ARM_WATCH = """([changedSource, timeoutMs]) => {
+  const changed = eval(changedSource);
+  const before = changed.init();
+  window.__act = new Promise((resolve) => {
+    let pressed = null;
+    document.addEventListener('keydown', () => { pressed = performance.now(); }, {capture: true, once: true});
+    const check = () => {
+      if (pressed === null) return;
+      const done = !document.querySelector('[data-testid="stStatusWidget"]')
+        && !document.querySelector('[data-stale="true"]');
+      if (done && changed.now(before)) {
+        observer.disconnect(); clearInterval(poll); clearTimeout(timer);
+        resolve((performance.now() - pressed) / 1000);
+      }
+    };
+    const observer = new MutationObserver(check);
+    observer.observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true});
+    const poll = setInterval(check, 50);  // a removal alone may not mutate what is observed
+    const timer = setTimeout(() => { observer.disconnect(); clearInterval(poll); resolve(-1); }, timeoutMs);
+  });
+}"""
+# the digits accuracy on the Task arithmetic page (its st.metric), before and after a move
+DIGITS_CHANGED = """({
+  read: () => { const m = [...document.querySelectorAll('[data-testid="stMetric"]')]
+                  .find(e => e.innerText.trim().startsWith('digits')); return m ? m.innerText : null; },
+  init() { return this.read(); },
+  now(before) { const v = this.read(); return v !== null && v !== before; },
+})"""
+
+
+def _title_shows(word: str) -> str:
+    """The typographic page's watcher: the attacked image's title names ``word``."""
+    title = json.dumps(f"With the word \u201c{word}\u201d")
+    return f"({{init() {{ return null; }}, now() {{ return document.body.innerText.includes({title}); }}}})"
+
+
+async def _act(page, action, changed_source: str, timeout_s: float) -> float:
+    """Arm the watcher, run ``action`` (an async callable that ends with a key press); seconds until done."""
+    await page.evaluate(ARM_WATCH, [changed_source, int(timeout_s * 1000)])
+    await action()
+    seconds = await page.evaluate("window.__act")
+    if seconds < 0:
+        raise TimeoutError("the page did not finish")
+    return seconds
+
+
+async def _open(browser, url: str, page_name: str):
+    context = await browser.new_context(viewport={"width": 1300, "height": 1200})
+    page = await context.new_page()
+    await page.goto(f"{url}/{page_name}", timeout=300_000)
+    ready = ('[data-testid="stMetric"]' if page_name == "arithmetic" else 'text="Word sweep"')
+    await page.locator(ready).first.wait_for(timeout=300_000)
+    return context, page
+
+
+async def _arithmetic(page, moves: int, timeout_s: float) -> list[tuple[str, float | None]]:
+    slider = page.get_by_role("slider", name="coefficient of tau(digits)")
+    out = []
+    for _ in range(moves):
+        try:
+            await slider.focus(timeout=timeout_s * 1000)
+            out.append(("move", await _act(page, lambda: page.keyboard.press("ArrowRight"), DIGITS_CHANGED,
+                                           timeout_s)))
+        except Exception as e:  # noqa: BLE001 (a failed move is counted, its reason printed)
+            print(f"a move failed: {type(e).__name__}: {str(e)[:200]}", file=sys.stderr, flush=True)
+            out.append(("move", None))
+        await asyncio.sleep(0.2)
+    return out
+
+
+async def _typographic(page, words: list[str], timeout_s: float) -> list[tuple[str, float | None]]:
+    box = page.get_by_label("Word to write")
+    out = []
+    for label in ("first time", "seen"):
+        for word in words:
+            async def type_word(word=word):
+                await box.fill(word)
+                await box.press("Enter")
+            try:
+                out.append((label, await _act(page, type_word, _title_shows(word), timeout_s)))
+            except Exception as e:  # noqa: BLE001
+                print(f"a word failed: {type(e).__name__}: {str(e)[:200]}", file=sys.stderr, flush=True)
+                out.append((label, None))
+            await asyncio.sleep(0.5)  # a person reading the answer
+    return out
+
+
+def _p95(times: list[float]) -> float:
+    times = sorted(times)
+    return times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))] if times else float("nan")
+
+
+async def _round(args, browser, url: str, server_pid: int, n: int) -> list[dict]:
+    base = rss_mb(server_pid)
+    tried = await asyncio.gather(*[_open(browser, url, args.page) for _ in range(n)], return_exceptions=True)
+    opened = [o for o in tried if not isinstance(o, BaseException)]
+    for o in tried:
+        if isinstance(o, BaseException):
+            print(f"a session did not open: {type(o).__name__}: {str(o)[:300]}", file=sys.stderr, flush=True)
+    loaded = rss_mb(server_pid)
+    await until_quiet([server_pid, *browser_pids()])
+    cpu = cpu_seconds([server_pid])
+    if args.page == "arithmetic":
+        results = await asyncio.gather(*[_arithmetic(page, args.moves, 120) for _, page in opened])
+    else:
+        words = [w.strip() for w in args.words.split(",") if w.strip()]
+        results = await asyncio.gather(*[_typographic(page, words, 300) for _, page in opened])
+    cpu = cpu_seconds([server_pid]) - cpu
+    during = rss_mb(server_pid)
+    for context, _ in opened:
+        await context.close()
+    await asyncio.sleep(args.settle)
+    after = rss_mb(server_pid)
+    rows = []
+    actions = len([a for r in results for a in r])
+    for label in dict.fromkeys(a[0] for r in results for a in r):
+        times = [t for r in results for (lab, t) in r if lab == label and t is not None]
+        errors = len([t for r in results for (lab, t) in r if lab == label and t is None]) + (n - len(opened))
+        rows.append({"page": args.page, "n": n, "action": label, "timed": len(times), "errors": errors,
+                     "median": statistics.median(times) if times else float("nan"), "p95": _p95(times),
+                     "server_cpu": cpu / max(1, actions), "mb_per_session": (max(loaded, during) - base) / n,
+                     "held_after_close": after - base})
+    return rows
+
+
+async def _main(args) -> None:
+    from playwright.async_api import async_playwright
+
+    chromium = shutil.which("chromium")
+    if not chromium:
+        sys.exit("needs Debian's chromium: apt-get install chromium")
+    counts = [int(c) for c in args.sessions.split(",")]
+    if any(not 1 <= c <= 40 for c in counts) or not 1 <= args.moves <= 20 or len(args.words.split(",")) > 10:
+        sys.exit("sessions must be within 1..40, moves within 1..20, at most 10 words")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, url = serve(Path(tmp), False)
+        try:
+            async with async_playwright() as p:
+                browser = await p.chromium.launch(executable_path=chromium, args=FLAGS, headless=True)
+                context, _ = await _open(browser, url, args.page)  # warm: the run, the model pool, the page's first answers
+                await context.close()
+                print(f"{args.page}: page warm; measuring", flush=True)
+                for n in counts:
+                    for row in await _round(args, browser, url, proc.pid, n):
+                        rows.append(row)
+                        print(row, flush=True)  # as it comes: a later round that fails loses nothing
+                await browser.close()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    print(f"\n{args.page} page, {os.cpu_count()} cores, headless chromium sessions on this machine, memory = "
+          "streamlit's VmRSS\n")
+    print(f"| sessions | action | timed (errors) | median | p95 | server CPU-s per action | MB per session | "
+          f"MB held {args.settle:g} s after closing |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['n']} | {r['action']} | {r['timed']} ({r['errors']}) | {r['median']:.3f} s | {r['p95']:.3f} s | "
+              f"{r['server_cpu']:.3f} | {r['mb_per_session']:.0f} | {r['held_after_close']:.0f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--page", choices=["arithmetic", "typographic"], required=True)
+    parser.add_argument("--sessions", default="1,10,30", help="comma-separated session counts (default: %(default)s)")
+    parser.add_argument("--moves", type=int, default=6, help="arithmetic: slider moves per session (default: %(default)s)")
+    parser.add_argument("--words", default="square,star,cross,circle",
+                        help="typographic: words each session types, twice over (default: %(default)s)")
+    parser.add_argument("--settle", type=float, default=20.0,
+                        help="seconds after closing the sessions before memory is read again (default: %(default)s)")
+    asyncio.run(_main(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
