@@ -382,19 +382,19 @@ def disentanglement_maps(study: ClosedVocabResults) -> dict[str, Disentanglement
     return maps
 
 
-@st.cache_resource(show_spinner="Loading the encoder, heads and task vectors...")
-def _addition_parts(tasks: tuple[str, ...]):
+def session_addition(tasks: list[str]):
+    """The closed-vocabulary addition session over ``tasks``, shared by every browser session: one encoder for all
+    of them, each lambda computed once (keyed by the study's files, so a rerun study is loaded anew)."""
+    study = CLOSED_VOCAB / "micro-vit"
+    identity = "|".join(f"{t}:{file_identity(study / t / 'encoder.safetensors')}:"
+                        f"{file_identity(study / t / 'head.safetensors')}" for t in tasks)
+    return _shared_addition(tuple(tasks), identity)
+
+
+@st.cache_resource(show_spinner="Loading the encoder, heads and task vectors...", max_entries=8)
+def _shared_addition(tasks: tuple[str, ...], identity: str):
     from paint_core.app.sessions import addition_session
     return addition_session(CLOSED_VOCAB / "micro-vit", tasks, runtime=server_runtime())
-
-
-def session_addition(tasks: list[str]):
-    """This session's own encoder copy (the shared parts are read-only)."""
-    import copy
-    key = f"addition_session::{tuple(tasks)}"
-    if key not in st.session_state:
-        st.session_state[key] = copy.deepcopy(_addition_parts(tuple(tasks)))
-    return st.session_state[key]
 
 
 def prompt_study() -> PromptUpdateResults | None:

@@ -237,3 +237,32 @@ def test_the_arithmetic_page_shares_one_model_and_its_answers_between_sessions(m
     second, again = visit()
     assert again == 0  # the same setting in another session: the first one's answer
     assert [m.value for m in second.metric] == [m.value for m in first.metric]
+
+
+def test_the_closed_vocab_page_shares_one_encoder_and_its_answers_between_sessions(monkeypatch):
+    """Every session of the Closed vocabulary page uses one AdditionSession (one encoder, not a deep copy per
+    visitor), and a lambda one visitor computed is a lookup for the next."""
+    import dashboard.state as state
+    import paint_core.live.sessions as sessions
+    calls = []
+    real = sessions.head_accuracy
+    monkeypatch.setattr(sessions, "head_accuracy", lambda *a, **k: calls.append(1) or real(*a, **k))
+    state._shared_addition.clear()
+    sessions_seen = []
+    real_shared = state.session_addition
+    monkeypatch.setattr(state, "session_addition", lambda tasks: sessions_seen.append(real_shared(tasks))
+                        or sessions_seen[-1])
+
+    def visit():
+        at = _page("closed_vocab")
+        before = len(calls)
+        at.slider(key="cv_lambda").set_value(0.7).run()
+        assert not at.exception and not at.error
+        return at, len(calls) - before
+
+    first, computed = visit()
+    assert computed == len(_flat(CACHED / "closed_vocab" / "micro-vit" / "study.json")["tasks"])  # one per task
+    second, again = visit()
+    assert again == 0
+    assert [m.value for m in second.metric] == [m.value for m in first.metric]
+    assert len({id(s) for s in sessions_seen}) == 1 and len({id(s.encoder) for s in sessions_seen}) == 1

@@ -378,11 +378,12 @@ class EditSession:
 
 
 class AdditionSession:
-    """One user's live closed-vocabulary task addition: encoder theta_pre + lambda * sum(tau_t), own heads.
+    """A live closed-vocabulary task addition: encoder theta_pre + lambda * sum(tau_t), each task's own head.
 
     ``taus`` are the tasks' encoder task vectors from ``encoder``'s current weights (theta_pre); ``data`` holds each
-    task's evaluation (images, labels). Every forward pass runs in ``runtime`` (default: the current one when the
-    session is made).
+    task's evaluation (images, labels). Like ``EditSession``, one session serves every user of a page: the encoder is
+    the one working copy, used under a lock, and each lambda is computed once. Every forward pass runs in ``runtime``
+    (default: the current one when the session is made).
     """
 
     def __init__(self, encoder: torch.nn.Module, heads: dict[str, torch.nn.Module], taus: Sequence[TaskVector],
@@ -396,11 +397,15 @@ class AdditionSession:
         self.heads, self.taus, self.data = heads, list(taus), data
         self.runtime = runtime or current_runtime()
         self._cache: dict[float, dict[str, float]] = {}
+        self._lock = threading.Lock()  # the one working copy of the encoder, one computation at a time
 
     def accuracies(self, lam: float) -> dict[str, float]:
         lam = round(float(lam), 4)
         if lam not in self._cache:
-            self.encoder.load_state_dict(apply_vectors(self.theta_pre, self.taus, [lam] * len(self.taus)))
-            with use_runtime(self.runtime):
-                self._cache[lam] = {t: head_accuracy(self.encoder, self.heads[t], *self.data[t]) for t in self.tasks}
+            with self._lock:
+                if lam not in self._cache:  # another user may have computed it while this one waited
+                    self.encoder.load_state_dict(apply_vectors(self.theta_pre, self.taus, [lam] * len(self.taus)))
+                    with use_runtime(self.runtime):
+                        self._cache[lam] = {t: head_accuracy(self.encoder, self.heads[t], *self.data[t])
+                                            for t in self.tasks}
         return self._cache[lam]
