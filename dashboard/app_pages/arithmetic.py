@@ -39,32 +39,38 @@ except (ValueError, FileNotFoundError, RuntimeError) as e:
     st.error(f"Cannot combine these runs: {e}")
     st.stop()
 
-left, right = st.columns([1, 2])
-with left:
-    method = st.selectbox("Merge method", list(MERGE_METHODS), key="ta_method")
-    params = method_widgets(MERGE_METHODS[method], "ta")
-    coefficients = {t: st.slider(f"coefficient of tau({t})", -1.5, 2.0, 0.3, step=0.1, key=f"ta_coef_{t}")
-                    for t in tasks}
-with right:
-    learns = MERGE_METHODS[method].learns
-    if learns and not session.knows(coefficients, method, **params):
-        st.info(f"{method} learns from the runs' data (statistics on their train images, cached on disk once "
-                "computed; AdaMerging also trains its coefficients): it runs when asked, from seconds to minutes "
-                "on a CPU.")
-        if not st.button(f"Compute the {method} merge", key="ta_learn"):
-            st.stop()
-    with st.spinner(f"Merging with {method}...") if learns else contextlib.nullcontext():
-        acc = session.accuracies(coefficients, method, **params)
-    st.subheader("Live accuracy (test subsample)")
-    controls = [t for t in acc if t not in tasks]
-    st.caption(f"Task vectors: {', '.join(tasks)}; controls: {', '.join(controls) or 'none'}. First "
-               f"{len(session.eval_sets[next(iter(acc))].labels)} test images of each task; the change against "
-               "zero-shot in points.")
-    cols = st.columns(len(acc))
-    for col, (t, a) in zip(cols, acc.items()):
-        role = "task vector" if t in tasks else "control"
-        col.metric(t, f"{100 * a:.1f}%", f"{100 * (a - session.zero_shot[t]):+.1f} pts",
-                   help=f"{role}, n={len(session.eval_sets[t].labels)} test images")
+@st.fragment
+def live_edit() -> None:
+    """The sliders and the accuracies they give: a move reruns this block only, not the study's tables below."""
+    left, right = st.columns([1, 2])
+    with left:
+        method = st.selectbox("Merge method", list(MERGE_METHODS), key="ta_method")
+        params = method_widgets(MERGE_METHODS[method], "ta")
+        coefficients = {t: st.slider(f"coefficient of tau({t})", -1.5, 2.0, 0.3, step=0.1, key=f"ta_coef_{t}")
+                        for t in tasks}
+    with right:
+        learns = MERGE_METHODS[method].learns
+        if learns and not session.knows(coefficients, method, **params):
+            st.info(f"{method} learns from the runs' data (statistics on their train images, cached on disk once "
+                    "computed; AdaMerging also trains its coefficients): it runs when asked, from seconds to "
+                    "minutes on a CPU.")
+            if not st.button(f"Compute the {method} merge", key="ta_learn"):
+                return
+        with st.spinner(f"Merging with {method}...") if learns else contextlib.nullcontext():
+            acc = session.accuracies(coefficients, method, **params)
+        st.subheader("Live accuracy (test subsample)")
+        controls = [t for t in acc if t not in tasks]
+        st.caption(f"Task vectors: {', '.join(tasks)}; controls: {', '.join(controls) or 'none'}. First "
+                   f"{len(session.eval_sets[next(iter(acc))].labels)} test images of each task; the change against "
+                   "zero-shot in points.")
+        cols = st.columns(len(acc))
+        for col, (t, a) in zip(cols, acc.items()):
+            role = "task vector" if t in tasks else "control"
+            col.metric(t, f"{100 * a:.1f}%", f"{100 * (a - session.zero_shot[t]):+.1f} pts",
+                       help=f"{role}, n={len(session.eval_sets[t].labels)} test images")
+
+
+live_edit()
 
 st.subheader("The study on the full splits (lambda chosen on val, test accuracy)")
 study = state.study("arithmetic", key="ta_study_model")
