@@ -74,14 +74,17 @@ def _finetuned(digits_bits, runtime: Runtime, **cfg) -> dict[str, torch.Tensor]:
 @pytest.mark.slow
 def test_accumulated_micro_batches_give_the_same_update(digits_bits):
     """accum_steps=4 cuts each batch of 32 into 4 chunks of 8 whose gradients add up to the batch's: the same
-    AdamW update up to float summation order (measured max difference ~1e-7 against weights ~0.1)."""
+    AdamW update up to float summation order. Adam divides by sqrt(v) + eps, so a coordinate whose gradient is
+    near eps moves by an amount the summation order decides: measured max difference 1e-7 with the default threads
+    and 1.05e-5 with OMP_NUM_THREADS=1 (against a largest move of 6.1e-4); a wrong accumulation (one chunk's
+    gradient) moves weights by the whole update's order."""
     cpu = Runtime("cpu")
     one, four = _finetuned(digits_bits, cpu), _finetuned(digits_bits, Runtime("cpu", accum_steps=4))
     start = digits_bits[0].state_dict()
     moved = max(float((one[k] - start[k]).abs().max()) for k in one if k.startswith("visual."))
     diff = max(float((one[k] - four[k]).abs().max()) for k in one if k.startswith("visual."))
     print(f"moved {moved:.2e}, accumulated vs whole {diff:.2e}")
-    assert moved > 1e-4 and diff < 1e-5
+    assert moved > 1e-4 and diff < 0.05 * moved
     with pytest.raises(ValueError, match="accum_steps must divide"):
         _finetuned(digits_bits, Runtime("cpu", accum_steps=3))
 
