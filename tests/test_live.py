@@ -186,3 +186,41 @@ def test_edit_session_uses_the_merge_it_is_given_and_computes_each_setting_once(
     assert all(torch.equal(model.state_dict()[k], zs[k]) for k in zs)  # the shared run's model is untouched
     with pytest.raises(ValueError, match="at least one"):
         EditSession(run, {}, sets, merge)
+
+
+def test_slider_neighbours_are_one_step_each_way_within_the_range():
+    from paint_core.live.sessions import slider_neighbours
+    assert slider_neighbours({"a": 0.3, "b": 2.0}, 0.1, -1.5, 2.0) == [
+        {"a": 0.4, "b": 2.0}, {"a": 0.2, "b": 2.0}, {"a": 0.3, "b": 1.9}]  # b cannot go above 2.0
+    assert slider_neighbours({"a": -1.5}, 0.1, -1.5, 2.0) == [{"a": -1.4}]
+
+
+def test_edit_session_prefetches_the_next_moves_with_the_same_answers(two_states, random_micro_file):
+    """Settings handed to prefetch are computed in the background, the latest list replacing the earlier one, and
+    each equals what a fresh session computes when asked directly."""
+    import time
+    from paint_core.core.task_vectors import TaskVector
+    from paint_core.live.sessions import EditSession, slider_neighbours
+
+    zs, ft = two_states
+    model, preprocess, tok = load_model("micro-rn-s", random_micro_file)
+    run = Run(None, {"task": "t"}, model, preprocess, tok, zs, ft)
+    head = zero_shot_head(model, tok, ["a", "b", "c"], ["{}"])
+    images, labels = torch.randn(30, 3, 48, 48), torch.arange(30) % 3
+    sets = {"t": EvalSet("t", ("a", "b", "c"), images, labels, head)}
+    tau = TaskVector(zs, ft)
+    merge = lambda vectors, method, coefficients, **params: sum(v * c for v, c in zip(vectors, coefficients))
+    session = EditSession(run, {"t": tau, "u": tau * 0.5}, sets, merge)
+    ahead = slider_neighbours({"t": 0.3, "u": 0.3}, 0.1, -1.5, 2.0)
+    session.prefetch(ahead)
+    deadline = time.monotonic() + 120
+    while not all(session.knows(c) for c in ahead) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(session.knows(c) for c in ahead)
+    fresh = EditSession(run, {"t": tau, "u": tau * 0.5}, sets, merge)
+    for c in ahead:
+        assert session.accuracies(c) == fresh.accuracies(c)
+        expected = interpolate(zs, ft, c["t"] + 0.5 * c["u"])  # written out: theta_zs + (c_t + c_u / 2) tau
+        model.load_state_dict(expected)
+        assert session.accuracies(c)["t"] == evaluate(model, head, TensorDataset(images, labels))
+    model.load_state_dict(zs)

@@ -10,6 +10,9 @@ from dashboard import figures, state
 from dashboard.widgets import method_widgets
 from paint_core.core.methods import MERGE_METHODS
 from paint_core.data.embedded import SUPPORTED_TASKS
+from paint_core.live.sessions import slider_neighbours
+
+COEFFICIENT_RANGE, COEFFICIENT_STEP = (-1.5, 2.0), 0.1
 
 st.title("Task arithmetic: add, negate and merge task vectors")
 st.caption("theta = theta_zero-shot + merge(c_1 tau_1, ..., c_n tau_n), tau = fine-tuned minus zero-shot image "
@@ -46,8 +49,8 @@ def live_edit() -> None:
     with left:
         method = st.selectbox("Merge method", list(MERGE_METHODS), key="ta_method")
         params = method_widgets(MERGE_METHODS[method], "ta")
-        coefficients = {t: st.slider(f"coefficient of tau({t})", -1.5, 2.0, 0.3, step=0.1, key=f"ta_coef_{t}")
-                        for t in tasks}
+        coefficients = {t: st.slider(f"coefficient of tau({t})", *COEFFICIENT_RANGE, 0.3, step=COEFFICIENT_STEP,
+                                     key=f"ta_coef_{t}") for t in tasks}
     with right:
         learns = MERGE_METHODS[method].learns
         if learns and not session.knows(coefficients, method, **params):
@@ -58,6 +61,8 @@ def live_edit() -> None:
                 return
         with st.spinner(f"Merging with {method}...") if learns else contextlib.nullcontext():
             acc = session.accuracies(coefficients, method, **params)
+        if not learns:  # one slider step either way, computed while the class reads this answer
+            session.prefetch(slider_neighbours(coefficients, COEFFICIENT_STEP, *COEFFICIENT_RANGE), method, **params)
         st.subheader("Live accuracy (test subsample)")
         controls = [t for t in acc if t not in tasks]
         st.caption(f"Task vectors: {', '.join(tasks)}; controls: {', '.join(controls) or 'none'}. First "

@@ -350,6 +350,9 @@ class EditSession:
         self.runtime = runtime or current_runtime()
         self._cache: dict[tuple, dict[str, float]] = {}
         self._lock = threading.Lock()  # the one working copy of the weights, one computation at a time
+        self._ahead: list[tuple[dict[str, float], str, dict]] = []  # settings to compute when idle, next first
+        self._wake = threading.Condition()
+        self._worker: threading.Thread | None = None
         self.zero_shot = self.accuracies({t: 0.0 for t in self.vectors}, "sum")
 
     def state(self, coefficients: dict[str, float], method: str = "sum", **params) -> dict[str, torch.Tensor]:
@@ -375,6 +378,43 @@ class EditSession:
                         probs = {t: predict(self.model, e.head, e.images) for t, e in self.eval_sets.items()}
                     self._cache[key] = subsample_accuracies(probs, self.eval_sets)
         return self._cache[key]
+
+    def prefetch(self, settings: Sequence[dict[str, float]], method: str = "sum", **params) -> None:
+        """Compute ``settings`` (the likely next moves, e.g. ``slider_neighbours``) in a background thread, in
+        order, replacing any earlier list: a class moving a slider one step finds the answer computed. A request
+        waits at most for the one setting being computed (both take the session's lock)."""
+        with self._wake:
+            self._ahead = [(dict(c), method, dict(params)) for c in settings
+                           if not self.knows(c, method, **params)]
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._compute_ahead, name="paint-prefetch", daemon=True)
+                self._worker.start()
+                _WARM_THREADS.append(self._worker)
+            self._wake.notify()
+
+    def _compute_ahead(self) -> None:
+        while not _SHUTTING_DOWN.is_set():
+            with self._wake:
+                while not self._ahead and not _SHUTTING_DOWN.is_set():
+                    self._wake.wait(timeout=1.0)
+                if _SHUTTING_DOWN.is_set():
+                    return
+                coefficients, method, params = self._ahead.pop(0)
+            try:
+                self.accuracies(coefficients, method, **params)
+            except Exception:  # noqa: BLE001 (a guess that fails is left for the user's own request to report)
+                continue
+
+
+def slider_neighbours(values: dict[str, float], step: float, lo: float, hi: float) -> list[dict[str, float]]:
+    """The settings one slider step away from ``values`` (each slider up, then down, within [lo, hi])."""
+    out = []
+    for sign in (1, -1):
+        for name, v in values.items():
+            moved = round(v + sign * step, 4)
+            if lo - 1e-9 <= moved <= hi + 1e-9:
+                out.append({**values, name: moved})
+    return out
 
 
 class AdditionSession:
