@@ -17,7 +17,8 @@ the same time:
   it), the second pass asks for words already seen. Latency: from the Enter keydown until the title "With the
   word “W”" shows and the page has finished (word sweep, margin along alpha, saliency maps included).
 
-Prints one table: median / p95 latency, server CPU seconds per action, MB of server memory (VmRSS) per extra
+Prints one table: median / p95 latency, CPU seconds per action of the server and of the browsers (which share
+this machine's cores: in a class each browser has its own), MB of server memory (VmRSS) per extra
 session, MB still held ``--settle`` s after closing. Bounded: at most 40 sessions and 20 actions each.
 """
 from __future__ import annotations
@@ -139,13 +140,14 @@ async def _round(args, browser, url: str, server_pid: int, n: int) -> list[dict]
             print(f"a session did not open: {type(o).__name__}: {str(o)[:300]}", file=sys.stderr, flush=True)
     loaded = rss_mb(server_pid)
     await until_quiet([server_pid, *browser_pids()])
-    cpu = cpu_seconds([server_pid])
+    browsers = browser_pids()
+    cpu, cpu_browsers = cpu_seconds([server_pid]), cpu_seconds(browsers)
     if args.page == "arithmetic":
         results = await asyncio.gather(*[_arithmetic(page, args.moves, 120) for _, page in opened])
     else:
         words = [w.strip() for w in args.words.split(",") if w.strip()]
         results = await asyncio.gather(*[_typographic(page, words, 300) for _, page in opened])
-    cpu = cpu_seconds([server_pid]) - cpu
+    cpu, cpu_browsers = cpu_seconds([server_pid]) - cpu, cpu_seconds(browsers) - cpu_browsers
     during = rss_mb(server_pid)
     for context, _ in opened:
         await context.close()
@@ -158,7 +160,8 @@ async def _round(args, browser, url: str, server_pid: int, n: int) -> list[dict]
         errors = len([t for r in results for (lab, t) in r if lab == label and t is None]) + (n - len(opened))
         rows.append({"page": args.page, "n": n, "action": label, "timed": len(times), "errors": errors,
                      "median": statistics.median(times) if times else float("nan"), "p95": _p95(times),
-                     "server_cpu": cpu / max(1, actions), "mb_per_session": (max(loaded, during) - base) / n,
+                     "server_cpu": cpu / max(1, actions), "browser_cpu": cpu_browsers / max(1, actions),
+                     "mb_per_session": (max(loaded, during) - base) / n,
                      "held_after_close": after - base})
     return rows
 
@@ -191,12 +194,12 @@ async def _main(args) -> None:
             proc.wait(timeout=30)
     print(f"\n{args.page} page, {os.cpu_count()} cores, headless chromium sessions on this machine, memory = "
           "streamlit's VmRSS\n")
-    print(f"| sessions | action | timed (errors) | median | p95 | server CPU-s per action | MB per session | "
-          f"MB held {args.settle:g} s after closing |")
+    print(f"| sessions | action | timed (errors) | median | p95 | CPU-s per action: server / browsers | "
+          f"MB per session | MB held {args.settle:g} s after closing |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['n']} | {r['action']} | {r['timed']} ({r['errors']}) | {r['median']:.3f} s | {r['p95']:.3f} s | "
-              f"{r['server_cpu']:.3f} | {r['mb_per_session']:.0f} | {r['held_after_close']:.0f} |")
+              f"{r['server_cpu']:.3f} / {r['browser_cpu']:.3f} | {r['mb_per_session']:.0f} | {r['held_after_close']:.0f} |")
 
 
 def main() -> None:
