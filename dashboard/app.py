@@ -13,7 +13,7 @@ if os.environ.get("PAINT_REQUIRE_LOGIN", "").strip() == "1" and not getattr(st.u
     st.info("This dashboard asks you to log in first.")
     st.button("Log in", on_click=st.login, key="login")
     st.stop()
-from dashboard.state import server_runtime  # noqa: E402 (after set_page_config, as Streamlit asks)
+from dashboard.serving import server_runtime  # noqa: E402 (after set_page_config, as Streamlit asks)
 
 try:
     runtime = server_runtime()

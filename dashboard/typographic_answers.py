@@ -1,7 +1,9 @@
 """The Typographic page's computations, computed once and shared by every session (st.cache_data): a word sweep,
 the margin along alpha and the saliency maps are keyed by the models (run, weights, alpha), the image's content
 and what is asked of it, so returning to a word already shown, or a second visitor asking the same, costs a
-lookup. Models are borrowed only when an answer is not there yet (arguments starting with "_" are not hashed)."""
+lookup. Models are borrowed only when an answer is not there yet (arguments starting with "_" are not hashed).
+Also what the page measures once per model: an example that fools it, which class words it reads, and a model
+opened by name without a run."""
 from __future__ import annotations
 
 import hashlib
@@ -16,7 +18,12 @@ from PIL import Image
 
 from paint_core.engine.attack import margin_along_alpha, saliency, word_sweep
 from paint_core.engine.evaluation import zero_shot_head
+from paint_core.app import answers
+from paint_core.app.identity import run_identity, weights_identity
 from paint_core.live.sessions import top_predictions
+
+from dashboard.opened_runs import shared_run
+from dashboard.policy import check_model, policy
 
 Borrow = Callable[[], AbstractContextManager]  # yields {model name: model} for the block
 
@@ -66,3 +73,53 @@ def saliency_maps(models_key: str, images: tuple[str, str], classnames: tuple[st
     with _borrow() as models:
         return {(name, label): saliency(model, _head, x, true_idx) for name, model in models.items()
                 for label, x in _x.items()}
+
+
+
+@st.cache_resource(show_spinner="Looking for an example that fools the zero-shot model...", max_entries=16)
+def _fooling_example(path: str, identity: str, alpha: float) -> dict | None:
+    return answers.fooling_example(shared_run(path), alpha)
+
+
+def fooling_example(path: str, alpha: float) -> dict | None:
+    """A composed object the zero-shot model gets wrong under a written word and the patch at ``alpha`` fixes."""
+    return _fooling_example(path, run_identity(path), round(float(alpha), 2))
+
+
+@st.cache_data(show_spinner="Measuring which words this model reads...", max_entries=16)
+def _run_word_reading(path: str, identity: str) -> dict:
+    run = shared_run(path)
+    return answers.word_reading(run.model, run.preprocess, run.tokenizer)
+
+
+def run_word_reading(path: str) -> dict:
+    """Which class words the zero-shot model of the run at ``path`` reads ({rates, costs, summary}: tables of
+    ``paint_core.studies.diagnostics``), measured once per run's files and shared by every session."""
+    return _run_word_reading(path, run_identity(path))
+
+
+@st.cache_data(show_spinner="Measuring which words this model reads...", max_entries=8)
+def _model_word_reading(name: str, pretrained: str | None, identity: str) -> dict:
+    return answers.word_reading(*_shared_model(name, pretrained, identity))
+
+
+def model_word_reading(name: str, pretrained: str | None) -> dict:
+    """``run_word_reading`` for a model opened without a run (``shared_model``'s name and weights)."""
+    return _model_word_reading(name, pretrained, weights_identity(pretrained))
+
+
+@st.cache_resource(show_spinner="Loading the model...", max_entries=4)
+def _shared_model(name: str, pretrained: str | None, identity: str):
+    from paint_core.models.clip import load_model
+    return load_model(name, pretrained)
+
+
+def check_offered(name: str) -> str:
+    """``name`` if this server offers the model (PAINT_MODELS), else a clear refusal."""
+    return check_model(policy(), name)
+
+
+def shared_model(name: str, pretrained: str | None):
+    """(model, preprocess, tokenizer) of any model this server offers (PAINT_MODELS), shared and read-only."""
+    check_offered(name)
+    return _shared_model(name, pretrained, weights_identity(pretrained))

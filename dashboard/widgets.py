@@ -1,10 +1,13 @@
-"""Widgets generated from a method's declared parameters (paint_core/core/methods.py): one per parameter, with
-its range, default and help, so a newly registered method gets its controls on every page with no edit here."""
+"""Widgets more than one page draws: one per parameter of a merge method, generated from its declaration
+(paint_core/core/methods.py) so a newly registered method gets its controls on every page with no edit here, and
+an image uploader whose bad files become a message."""
 from __future__ import annotations
 
 import streamlit as st
+from PIL import Image
 
 from paint_core.core.methods import Method, Param
+from paint_core.data.images import ImageInputError, read_image
 
 
 def param_key(prefix: str, method: Method, param: Param) -> str:
@@ -30,3 +33,16 @@ def method_widgets(method: Method, prefix: str) -> dict[str, float]:
             values[p.name] = float(st.number_input(label, lo, hi, float(p.default), step=float(p.step), key=key,
                                                    help=f"in {p.range_text()}"))
     return values
+
+
+
+def uploaded_image(key: str) -> Image.Image | None:
+    """A file uploader whose bad files become a message on the page, never an exception."""
+    up = st.file_uploader("PNG, JPEG or WebP", type=["png", "jpg", "jpeg", "webp"], key=key)
+    if up is None:
+        return None
+    try:
+        return read_image(up.getvalue(), up.name)
+    except ImageInputError as e:
+        st.error(str(e))
+        return None

@@ -215,14 +215,14 @@ def test_the_arithmetic_page_shares_one_model_and_its_answers_between_sessions(m
     """Every session of the Task arithmetic page uses one EditSession (one working copy of the weights, not one
     per visitor), and a coefficient setting one visitor computed is a lookup for the next."""
     import threading
-    import dashboard.state as state
+    import dashboard.study_results as study_results
     import paint_core.live.sessions as sessions
     calls = []
     real = sessions.predict
     # asked by a page (not one slider step ahead, which the session computes in the background)
     monkeypatch.setattr(sessions, "predict", lambda *a, **k: (threading.current_thread().name != "paint-prefetch"
                                                               and calls.append(1)) or real(*a, **k))
-    state._shared_edit.clear()
+    study_results._shared_edit.clear()
 
     def visit():
         at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=300)
@@ -245,15 +245,15 @@ def test_the_arithmetic_page_shares_one_model_and_its_answers_between_sessions(m
 def test_the_closed_vocab_page_shares_one_encoder_and_its_answers_between_sessions(monkeypatch):
     """Every session of the Closed vocabulary page uses one AdditionSession (one encoder, not a deep copy per
     visitor), and a lambda one visitor computed is a lookup for the next."""
-    import dashboard.state as state
+    import dashboard.study_results as study_results
     import paint_core.live.sessions as sessions
     calls = []
     real = sessions.head_accuracy
     monkeypatch.setattr(sessions, "head_accuracy", lambda *a, **k: calls.append(1) or real(*a, **k))
-    state._shared_addition.clear()
+    study_results._shared_addition.clear()
     sessions_seen = []
-    real_shared = state.session_addition
-    monkeypatch.setattr(state, "session_addition", lambda tasks: sessions_seen.append(real_shared(tasks))
+    real_shared = study_results.session_addition
+    monkeypatch.setattr(study_results, "session_addition", lambda tasks: sessions_seen.append(real_shared(tasks))
                         or sessions_seen[-1])
 
     def visit():

@@ -86,12 +86,12 @@ def test_page_shows_which_words_the_opened_model_reads(page):
 
 def test_which_words_a_model_reads_is_measured_once_per_model(monkeypatch):
     """Reruns (a slider move, another word) reuse the measure: reading_by_word runs once for the run."""
-    from dashboard import state
+    from dashboard import typographic_answers
     from paint_core.app import answers
     calls = []
     real = answers.reading_by_word
     monkeypatch.setattr(answers, "reading_by_word", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
-    state._run_word_reading.clear()
+    typographic_answers._run_word_reading.clear()
     at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=300)
     at.run()
     at.switch_page("app_pages/typographic.py").run()

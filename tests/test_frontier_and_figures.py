@@ -210,7 +210,7 @@ def test_explorer_positions_are_built_from_the_shared_store():
     """Every position the store has becomes one entry (accuracies equal to correct / n on the stored
     predictions), shared: a second call returns the same entry objects; a position the store lacks has none."""
     import torch
-    from dashboard.state import ExplorerPositions
+    from dashboard.opened_runs import ExplorerPositions
     from paint_core.live.sessions import EvalSet, PredictionStore
     labels = {"digits": torch.tensor([0, 1, 1, 0]), "shapes": torch.tensor([1, 1, 0, 0])}
     eval_sets = {t: EvalSet(task=t, classnames=("a", "b"), images=torch.zeros(4, 3, 8, 8), labels=y, head=torch.zeros(2, 4))

@@ -6,7 +6,7 @@ import contextlib
 import pandas as pd
 import streamlit as st
 
-from dashboard import figures, state
+from dashboard import figures, opened_runs, study_results
 from dashboard.widgets import method_widgets
 from paint_core.core.methods import MERGE_METHODS
 from paint_core.data.embedded import SUPPORTED_TASKS
@@ -19,7 +19,7 @@ st.caption("theta = theta_zero-shot + merge(c_1 tau_1, ..., c_n tau_n), tau = fi
            "encoder. A negative coefficient forgets a task. "
            + " ".join(f"**{m.name}**: {m.help}." for m in MERGE_METHODS.values()))
 
-runs = state.available_runs()
+runs = opened_runs.available_runs()
 by_model: dict[str, dict[str, str]] = {}
 for label, path in runs.items():
     model, _, task = label.rpartition("/")
@@ -37,7 +37,7 @@ if not tasks:
 paths = tuple(available[t] for t in tasks)
 eval_tasks = tuple(dict.fromkeys([*tasks, *[s for s in SUPPORTED_TASKS if s not in tasks]]))
 try:
-    session = state.session_edit(paths, eval_tasks)
+    session = study_results.session_edit(paths, eval_tasks)
 except (ValueError, FileNotFoundError, RuntimeError) as e:
     st.error(f"Cannot combine these runs: {e}")
     st.stop()
@@ -78,7 +78,7 @@ def live_edit() -> None:
 live_edit()
 
 st.subheader("The study on the full splits (lambda chosen on val, test accuracy)")
-study = state.study("arithmetic", key="ta_study_model")
+study = study_results.study("arithmetic", key="ta_study_model")
 if study:
     rows = [{"merge": name, "lambda": r.lam,
              **{f"{t} %": round(100 * r.test[t], 1) for t in study.tasks},

@@ -4,17 +4,17 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import figures, state
+from dashboard import figures, study_results
 
 st.title("Task addition in a closed-vocabulary model")
 st.caption("An image encoder with one linear head per task (no text tower). Each head is aligned first by a "
            "linear probe, then frozen while the encoder is fine-tuned; theta = theta_pre + lambda * sum of the "
            "encoder task vectors, and every task is read by its own head.")
-study = state.closed_vocab_study()
+study = study_results.closed_vocab_study()
 if study is None:
     st.stop()
 tasks = list(study.tasks)
-session = state.session_addition(tasks)
+session = study_results.session_addition(tasks)
 lam = st.slider("lambda (one coefficient for every task vector)", 0.0, 1.5, study.lam, step=0.1,
                 key="cv_lambda", help=f"chosen on val: {study.lam:g}")
 acc = session.accuracies(lam)
@@ -35,7 +35,7 @@ st.markdown(f"Mean normalized accuracy: task addition **{100 * study.addition_me
             f"{100 * study.addition_mean_absolute:.1f}% vs {100 * study.probe_mean_absolute:.1f}%).")
 
 st.subheader("Weight disentanglement")
-maps = state.disentanglement_maps(study)
+maps = study_results.disentanglement_maps(study)
 which = st.radio("Model", list(maps), horizontal=True, key="cv_map")
 m = maps[which]
 st.plotly_chart(figures.disentanglement_heatmap(m.error, m.grid, m.tasks, which), key="cv_heatmap")

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import figures, state, text
+from dashboard import figures, opened_runs, text, widgets
 from paint_core.data import world
 from paint_core.live.sessions import compare_predictions, per_class_accuracy
 from paint_core.data.tasks import get_task
@@ -14,9 +14,9 @@ st.title("Counting")
 st.caption("CLIP-style models are poor at counting objects. Compose a scene (or upload one) and compare how many "
            "objects the zero-shot model and the model patched on counting see; below, accuracy per true count "
            "and one test image followed along alpha.")
-session = state.open_session(default_task="counting", key="count_run")
-chosen = state.chosen_alpha(str(session.run.path))
-state.follow_run(str(session.run.path), "count_alpha", chosen, 0.5)
+session = opened_runs.open_session(default_task="counting", key="count_run")
+chosen = opened_runs.chosen_alpha(str(session.run.path))
+opened_runs.follow_run(str(session.run.path), "count_alpha", chosen, 0.5)
 task = get_task("counting")
 
 left, right = st.columns([1, 2])
@@ -32,7 +32,7 @@ with left:
         colours = tuple(rng.choice(list(world.COLOURS), n)) if mixed else ("yellow",)
         image = world.render_count(rng, n, shapes, colours)
     else:
-        image = state.uploaded_image("count_upload")
+        image = widgets.uploaded_image("count_upload")
     alpha = st.slider("alpha of the patched model", 0.0, 1.0, float(chosen if chosen is not None else 0.5), 0.05,
                       key="count_alpha")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import state, text
+from dashboard import serving, text
 from dashboard.policy import MAX_SEARCH_BUDGET, check_finetune, check_search, may_cancel, policy
 from paint_core.core.plan import Plan, read_plan
 from paint_core.engine.evaluation import parse_alphas
@@ -78,14 +78,14 @@ if start:
         check_run_output(req.out, replace)  # the job checks again, but a refusal belongs on this page, now
         alpha_list = tuple(parse_alphas(alphas))
         SweepSpec(req.supported, alpha_list, max_eval=req.max_eval).validate()
-        runtime = state.server_runtime()
+        runtime = serving.server_runtime()
         spec = FinetuneJob(out=str(req.out), model=req.model, pretrained=req.pretrained, task=req.task,
                            supported=tuple(req.supported), alphas=alpha_list, steps=req.steps, lr=float(lr),
                            max_eval=req.max_eval, overwrite=replace, runtime=runtime,
                            command="dashboard: Models & runs")
-        started = start_job(state.jobs_root(), spec, f"fine-tune of {req.model} on {req.task} into {req.out.name}",
-                            limit=server.max_jobs, owner=state.session_id())
-        st.session_state["_running_jobs"] = {j.id for j in list_jobs(state.jobs_root()) if j.running} | {started}
+        started = start_job(serving.jobs_root(), spec, f"fine-tune of {req.model} on {req.task} into {req.out.name}",
+                            limit=server.max_jobs, owner=serving.session_id())
+        st.session_state["_running_jobs"] = {j.id for j in list_jobs(serving.jobs_root()) if j.running} | {started}
         st.success(f"Job started: it runs on the server in a process of its own, so closing this tab loses "
                    f"nothing. Follow it below; its run will be {req.out}.")
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:
@@ -107,14 +107,14 @@ with st.form("search_form"):
 if start_search:
     try:
         req = check_search(server, search_run_dir, method, int(budget), float(tolerance))
-        runtime = state.server_runtime()
+        runtime = serving.server_runtime()
         plan_file = default_plan_path(req.run, req.method)
         spec = SearchJob(run=str(req.run), out=str(plan_file), method=req.method, budget=req.budget,
                          tolerance=req.tolerance, runtime=runtime,
                          command="dashboard: Models & runs")
-        started = start_job(state.jobs_root(), spec, f"{req.method} search of {req.run.name}",
-                            limit=server.max_jobs, owner=state.session_id())
-        st.session_state["_running_jobs"] = {j.id for j in list_jobs(state.jobs_root()) if j.running} | {started}
+        started = start_job(serving.jobs_root(), spec, f"{req.method} search of {req.run.name}",
+                            limit=server.max_jobs, owner=serving.session_id())
+        st.session_state["_running_jobs"] = {j.id for j in list_jobs(serving.jobs_root()) if j.running} | {started}
         st.success(f"Search started as a background job; its plan will be {plan_file}.")
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:
         st.error(f"Search refused: {e}")
@@ -123,7 +123,7 @@ if start_search:
 def _job_list() -> None:
     """The server's jobs, newest first: progress, log, cancel (any session's, see policy.may_cancel), and the
     run made."""
-    jobs = list_jobs(state.jobs_root())[:JOBS_SHOWN]
+    jobs = list_jobs(serving.jobs_root())[:JOBS_SHOWN]
     running = {j.id for j in jobs if j.running}
     if running != st.session_state.get("_running_jobs", running):
         st.session_state["_running_jobs"] = running
@@ -144,22 +144,22 @@ def _job_list() -> None:
             (head.error if j.state in ("failed", "lost") else head.caption)(j.message)
         if j.running and may_cancel(server):
             if buttons.button("Cancel", key=f"cancel_{j.id}",
-                              help=None if j.owner == state.session_id() else "started by another session"):
-                cancel_job(state.jobs_root(), j.id, by=state.session_id())
+                              help=None if j.owner == serving.session_id() else "started by another session"):
+                cancel_job(serving.jobs_root(), j.id, by=serving.session_id())
                 st.rerun(scope="app")  # "fragment" raises when the list is drawn by a full run (as in AppTest)
         if j.state == "done" and (Path(j.run) / "run.json").is_file():
             if buttons.button("Open on the Patch page", key=f"open_{j.id}"):
                 st.session_state["open_run"] = j.run
                 st.switch_page(PATCH_PAGE)
         with box.expander("log"):
-            st.code(read_log(state.jobs_root(), j.id)[-4000:] or "(empty)", language=None)
+            st.code(read_log(serving.jobs_root(), j.id)[-4000:] or "(empty)", language=None)
 
 
 st.subheader("Jobs")
 st.caption("Fine-tunes and searches run as background jobs on the server, one at a time unless its operator allows more "
            "(PAINT_MAX_JOBS): a closed tab or a crash of this page stops nothing, and a cancelled job writes nothing. "
            "Anyone who may start a job here may cancel a running one, also after a page reload.")
-_polling = any(j.running for j in list_jobs(state.jobs_root()))  # refresh on its own only while a job runs
+_polling = any(j.running for j in list_jobs(serving.jobs_root()))  # refresh on its own only while a job runs
 st.fragment(run_every=JOB_POLL_S if _polling else None)(_job_list)()
 
 st.subheader("Export patched weights")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import figures, state
+from dashboard import figures, study_results
 
 st.title("Multi-task patching and broad transfer")
 st.caption("PAINT section 5: patch several tasks into one model (joint fine-tune on the union, sequential "
@@ -12,7 +12,7 @@ st.caption("PAINT section 5: patch several tasks into one model (joint fine-tune
 
 tab_mt, tab_tr = st.tabs(["Multi-task", "Broad transfer"])
 with tab_mt:
-    study = state.study("multitask", key="mt_model")
+    study = study_results.study("multitask", key="mt_model")
     if study and study.comparison:
         tasks, sup = study.tasks, study.supported
         rows = study.comparison
@@ -26,7 +26,7 @@ with tab_mt:
                         f"{100 * best.patch_mean:.1f}% ({100 * best.vs_specialists:+.1f} points vs the "
                         f"specialists), supported {100 * best.supported_mean:.1f}%.")
 with tab_tr:
-    study = state.study("transfer", key="tr_model")
+    study = study_results.study("transfer", key="tr_model")
     if study:
         rows = study.rows
         mode = st.radio("Patched model", ["finetuned", "chosen"], horizontal=True, key="tr_mode",

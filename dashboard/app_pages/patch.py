@@ -5,7 +5,8 @@ import json
 
 import streamlit as st
 
-from dashboard import explorer, figures, state, text
+from dashboard import explorer, figures, opened_runs, text
+from paint_core.app.runs import run_tasks
 from paint_core.core.frontier import frontier, plan_points
 from paint_core.core.plan import Plan, early_blocks_frozen
 from paint_core.live.sessions import SLIDER_STEP
@@ -16,14 +17,14 @@ st.caption("theta(alpha) = (1 - alpha) * theta_zero-shot + alpha * theta_fine-tu
            "re-interpolates the weights and re-evaluates a fixed subsample (each position once for everyone: the "
            "answers are shared between sessions).")
 
-session = state.open_session(default_task="digits", key="patch_run")
+session = opened_runs.open_session(default_task="digits", key="patch_run")
 run = session.run
 path = str(run.path)
 patch_task = run.meta["task"]
-chosen = state.chosen_alpha(path)
-state.follow_run(path, "alpha", chosen, 0.0)
-df = state.sweep_of(path)
-supported = [t for t in state.run_tasks(run) if t != patch_task]
+chosen = opened_runs.chosen_alpha(path)
+opened_runs.follow_run(path, "alpha", chosen, 0.0)
+df = opened_runs.sweep_of(path)
+supported = [t for t in run_tasks(run) if t != patch_task]
 # the slider moves over the sweep's own grid when it is fine enough: every position then has its whole-split figure
 step, grid = explorer.slider_grid(df["alpha"].unique() if len(df) else (), SLIDER_STEP)
 grid_keys = {explorer.alpha_key(a) for a in grid}
@@ -41,7 +42,7 @@ task = get_task(patch_task, root=run.meta.get("data_root"))
 raw = task.split("test")
 names = session.eval_sets[patch_task].classnames
 n_samples = min(12, len(raw))
-thumbs = state.sample_thumbnails(path, patch_task, n_samples)  # encoded once per run, sent once per page
+thumbs = opened_runs.sample_thumbnails(path, patch_task, n_samples)  # encoded once per run, sent once per page
 sample_labels = [raw[i][1] for i in range(n_samples)]
 EXPLORER_KEY = "patch_explorer"
 
@@ -61,13 +62,13 @@ def alpha_view() -> None:
     alpha = min(1.0, max(0.0, round(round(alpha / step) * step, 2)))  # on the slider's grid
     session.set_alpha(alpha)
     session.probabilities()  # the position itself: a lookup when precomputed, else computed now and shared
-    positions = state.explorer_positions(path, tuple(supported), tuple(int(y) for y in sample_labels))
+    positions = opened_runs.explorer_positions(path, tuple(supported), tuple(int(y) for y in sample_labels))
     entries = {k: e for k, e in positions.entries().items() if k in grid_keys}
     svg, note = None, None
     if frontier_error is not None:
         note = f"The sweep table cannot draw a frontier: {frontier_error}"
     elif f is not None:
-        svg = positions.frontier_svg(f, chosen, split, state.sweep_stamp(path), entries)
+        svg = positions.frontier_svg(f, chosen, split, opened_runs.sweep_stamp(path), entries)
         note = ("Each point is one alpha, patch accuracy against the mean supported accuracy (the frontier); the "
                 "dashed chord joins zero-shot and fine-tuned, where mixing the two models' answers would land. "
                 "Points above it are what interpolating weights buys. The star is the paper's choice: the alpha "
@@ -97,8 +98,8 @@ def apply_preset(coefficients: dict[str, float]) -> None:
 def block_view() -> None:
     """One slider per block the fine-tune changed; the subsample is re-scored at the plan (computed once per plan
     and shared through the run's store) and the plan drawn beside the uniform frontier."""
-    blocks = state.run_blocks(path)
-    searched, problems = state.run_searched_plans(path)
+    blocks = opened_runs.run_blocks(path)
+    searched, problems = opened_runs.run_searched_plans(path)
     for problem in problems:
         st.warning(problem)
     here = float(st.session_state.get("alpha", chosen if chosen is not None else 0.5))
@@ -128,7 +129,7 @@ def block_view() -> None:
     if f is None:
         return
     live = (now[patch_task], sum(now[t] for t in supported) / len(supported)) if supported else None
-    points = plan_points(state.sweep_of(path, per_block=True), patch_task, supported, split)
+    points = plan_points(opened_runs.sweep_of(path, per_block=True), patch_task, supported, split)
     measured = points[points["alpha"].isna()]
     on_split = {sp.method: (sp.val if split == "val" else sp.test) for sp in searched}
     marked = {f"searched by {method} ({split})": (m.patch, m.supported) for method, m in on_split.items()}
@@ -155,7 +156,7 @@ if mode == "one alpha":
     alpha_view()
 else:
     block_view()
-st.caption(state.live_precision_note(path))
+st.caption(opened_runs.live_precision_note(path))
 if f is not None:
     st.plotly_chart(figures.frontier_figure(f, patch_task, chosen=chosen, split=split), key="frontier")
     st.caption("The frontier again as an interactive chart (zoom, hover, export as PNG from its toolbar).")

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import figures, state
+from dashboard import figures, study_results
 
 st.title("Prompts across a model update: CoOp vs ContCoOp")
 st.caption("Prompts are learned on the old model (few shots per class, encoders frozen), then used on the upgraded "
            "model without retraining ('transferred'), next to prompts retrained on the upgraded model.")
-study = state.prompt_study()
+study = study_results.prompt_study()
 if study is None:
     st.stop()
 rows = study.rows

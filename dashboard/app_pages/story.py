@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import figures, state
+from dashboard import figures, opened_runs
 from paint_core.core.frontier import frontier
 from paint_core.io.paths import CACHED_RESULTS_DIR
 from paint_core.studies.patch import patch_story
@@ -15,7 +15,7 @@ st.caption("Five steps, on the embedded micro CLIP (trained by this project on a
            "and counts) and real handwritten digits it never saw. Every number below is read from the cached sweep "
            f"({RUN.relative_to(CACHED_RESULTS_DIR.parent)}), on its test split.")
 story = patch_story(RUN)
-df = state.sweep_of(str(RUN))
+df = opened_runs.sweep_of(str(RUN))
 pct = lambda v: f"{100 * v:.1f}%"  # noqa: E731
 zs, ft, ch = story["zero_shot"], story["fine_tuned"], story["chosen"]
 supported = " and ".join(story["supported"])

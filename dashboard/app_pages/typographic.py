@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import figures, state, text
+from dashboard import figures, opened_runs, serving, text, widgets
 from dashboard import typographic_answers as answers
 from dashboard.policy import check_pretrained, check_task, policy
 from paint_core.data import world
@@ -34,11 +34,11 @@ mode = st.radio("Model", ["A patched run", "Zero-shot only (no run)"], horizonta
                 help="Zero-shot only: inspect any open_clip model's robustness before patching anything.")
 session = None
 if mode == "A patched run":
-    session = state.open_session(default_task="typographic", key="typo_run", prefer=READING_RUN)
+    session = opened_runs.open_session(default_task="typographic", key="typo_run", prefer=READING_RUN)
     model0, preprocess, tokenizer = session.run.model, session.run.preprocess, session.run.tokenizer
-    chosen = state.chosen_alpha(str(session.run.path))
-    state.follow_run(str(session.run.path), "typo_alpha", chosen, 0.5)
-    example = state.fooling_example(str(session.run.path), chosen if chosen is not None else 0.5)
+    chosen = opened_runs.chosen_alpha(str(session.run.path))
+    opened_runs.follow_run(str(session.run.path), "typo_alpha", chosen, 0.5)
+    example = answers.fooling_example(str(session.run.path), chosen if chosen is not None else 0.5)
     # open each run once on an attack its patch fixes; a marker of our own, not a widget's state (Streamlit drops
     # a widget's state while it is not drawn: in Upload mode the Object selector's, so the word was re-seeded)
     if example is not None and st.session_state.get("typo_seeded") != str(session.run.path):
@@ -51,9 +51,9 @@ else:
     zs_pretrained = z2.text_input("pretrained tag or checkpoint file (empty: shipped weights)", "",
                                   key="typo_zs_pretrained")
     try:
-        name = state.check_offered(zs_name.strip())
+        name = answers.check_offered(zs_name.strip())
         zs_weights = check_pretrained(policy(), name, zs_pretrained)
-        model0, preprocess, tokenizer = state.shared_model(name, zs_weights)
+        model0, preprocess, tokenizer = answers.shared_model(name, zs_weights)
         if not zs_pretrained.strip():
             st.caption(f"{zs_name.strip()}: the shipped weights")
     except (WriteRefused, ValueError, OSError) as e:
@@ -69,8 +69,8 @@ if session is None and max(np.atleast_1d(input_size)) > WORD_READING_AUTO_PX and
         "Measure it (a minute or more for a large model on a CPU)", key="typo_measure_words"):
     st.caption("Not measured yet for this model.")
 else:
-    reading = (state.run_word_reading(str(session.run.path)) if session is not None
-               else state.model_word_reading(name, zs_weights))
+    reading = (answers.run_word_reading(str(session.run.path)) if session is not None
+               else answers.model_word_reading(name, zs_weights))
     st.dataframe(figures.word_rate_row(reading["rates"]), hide_index=True, key="typo_word_rates")
     st.caption(text.reading_note(reading["summary"]))
     with st.expander("Per ink and place"):
@@ -86,7 +86,7 @@ with left:
         seed = st.number_input("Scene seed", 0, 10_000, key="typo_seed")  # default: its minimum, 0
         base = world.render_object(np.random.default_rng(int(seed)), shape, colour, radius=(0.3, 0.34))
     else:
-        base = state.uploaded_image("typo_upload")
+        base = widgets.uploaded_image("typo_upload")
         carries_word = st.checkbox("The photo already carries a written word", False, key="typo_upload_word")
     st.session_state.setdefault("typo_word", "star")  # set once here, not as the widget's default: no conflict
     word = st.text_input("Word to write", key="typo_word")  # with a seeded value
@@ -234,12 +234,12 @@ elif batch_source == "Zip":
                                        f"{ZIP_LIMITS.max_total_bytes // 2 ** 20} MB in all.")
     if zip_upload is not None:
         try:
-            spec = layouts[layout] + str(unpack_typographic_zip(zip_upload.getvalue(), state.uploads_root(),
-                                                               state.session_id()))
+            spec = layouts[layout] + str(unpack_typographic_zip(zip_upload.getvalue(), serving.uploads_root(),
+                                                               serving.session_id()))
         except ValueError as e:
             st.error(f"Cannot use this zip: {e}")
 if zip_upload is None and not server.read_only:
-    release_uploads(state.uploads_root(), state.session_id())  # this session's unpacked zip is no longer needed
+    release_uploads(serving.uploads_root(), serving.session_id())  # this session's unpacked zip is no longer needed
 if spec is not None and st.button("Score the set", key="typo_batch_go"):
     try:
         task = get_task(spec)

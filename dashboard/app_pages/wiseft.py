@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import figures, state, text
+from dashboard import figures, study_results, text
 
 st.title("WiSE-FT: robustness to distribution shift")
 st.caption("The weight-space ensemble is PAINT's interpolation; the output-space ensemble mixes the two models' "
            "logits. Points above the dashed line joining the endpoints have effective robustness.")
-study = state.study("wiseft", key="wf_model")
+study = study_results.study("wiseft", key="wf_model")
 if study:
     shift = st.selectbox("Shifted task", list(study.shift_tasks), key="wf_shift")
     st.plotly_chart(figures.wiseft_figure(study.rows, study.id_task, shift), key="wf_chart")

@@ -1,60 +1,28 @@
-"""Shared, read-only heavy objects (st.cache_resource) and each session's own patched model."""
+"""The runs this server can open and what every session shares of one: the run (model and endpoints), its
+evaluation subsample, its prediction store and model pool, the Patch page's positions; plus the run selector.
+Each is built once per version of the run's files (``paint_core.app.identity``) and never written by a session."""
 from __future__ import annotations
 
 import io
-import os
 import threading
-import uuid
 from pathlib import Path
 
 import streamlit as st
 
-from PIL import Image
-
-from paint_core.app import answers
-from paint_core.app.identity import file_identity, run_identity, sweep_identity, weights_identity
 from paint_core.app import runs as app_runs
-from paint_core.app.runs import find_relatives, find_runs, run_tasks
-from paint_core.data.images import ImageInputError, read_image
-from paint_core.live.sessions import (LIVE_EVAL_N, SLIDER_ALPHAS, SLIDER_STEP, EvalSet, ModelPool, PatchSession,
-                                      PredictionStore, build_eval_sets, live_runtime, subsample_accuracies)
-from paint_core.io.paths import CACHED_RESULTS_DIR
-from paint_core.io.results import ResultsKeyError
-from paint_core.models.run import Run, load_run, shared_endpoints
-from paint_core.studies.closed_vocab import ClosedVocabResults, Disentanglement
-from paint_core.studies.prompt_update import PromptUpdateResults
-from paint_core.studies.readers import StudyResults, read_study
-from paint_core.studies.search import SearchedPlan, searched_plans
-from paint_core.io.run_dir import read_sweep
+from paint_core.app.identity import run_identity, sweep_identity
+from paint_core.app.runs import find_runs, run_tasks
 from paint_core.data.tasks import get_task
-from paint_core.runtime import PRECISION_WORDS, Runtime, make_runtime, set_default_runtime
+from paint_core.io.paths import CACHED_RESULTS_DIR
+from paint_core.io.run_dir import read_sweep
+from paint_core.live.sessions import (SLIDER_ALPHAS, SLIDER_STEP, EvalSet, ModelPool, PatchSession, PredictionStore,
+                                      build_eval_sets, live_runtime, subsample_accuracies)
+from paint_core.models.run import Run, load_run, shared_endpoints
+from paint_core.runtime import PRECISION_WORDS
+from paint_core.studies.search import SearchedPlan, searched_plans
 
 from dashboard.policy import policy
-
-GPU_LIVE_EVAL_N = 1000
-MODEL_POOL_SIZE = 2  # editable models per run, lent to sessions one call at a time
-
-
-@st.cache_resource(show_spinner=False)
-def server_runtime() -> Runtime:
-    """The device and precision of this server (PAINT_DEVICE, PAINT_PRECISION), the default of every thread."""
-    p = policy()
-    os.environ["PAINT_CACHE_DIR"] = str(p.decode_cache)  # sweeps started here decode inside the write root
-    runtime = make_runtime(p.device, p.precision)
-    set_default_runtime(runtime)
-    return runtime
-
-
-def live_precision_note(path: str) -> str:
-    """Which precision the live numbers of the run at ``path`` are computed in (PAINT_LIVE_PRECISION)."""
-    live = shared_store(path).runtime
-    return (f"Live numbers on this page: {PRECISION_WORDS[live.precision]} on {live.device}; the curves are the "
-            "sweep's, in the precision it ran in.")
-
-
-def live_n() -> int:
-    """Images per task a slider move re-scores: PAINT_LIVE_N, else 100 on a CPU and 1000 on a GPU."""
-    return policy().live_n or (GPU_LIVE_EVAL_N if server_runtime().device.startswith("cuda") else LIVE_EVAL_N)
+from dashboard.serving import MODEL_POOL_SIZE, live_n, server_runtime
 
 
 def available_runs() -> dict[str, str]:
@@ -222,21 +190,6 @@ def sweep_stamp(path: str) -> str:
     return sweep_identity(path)
 
 
-def jobs_root() -> Path:
-    """Where this server's background jobs live: ``<write root>/.jobs`` (paint_core.app.jobs)."""
-    return policy().write_root / ".jobs"
-
-
-def uploads_root() -> Path:
-    """Where zip uploads are unpacked, once per content: ``<write root>/.uploads`` (paint_core.io.uploads)."""
-    return policy().write_root / ".uploads"
-
-
-def session_id() -> str:
-    """This browser session's id: recorded as the owner of the jobs it starts and as who cancelled a job."""
-    return st.session_state.setdefault("_paint_session_id", uuid.uuid4().hex)
-
-
 def chosen_alpha(path: str) -> float | None:
     """The run's alpha chosen by its selection rule (None before a sweep), read once per version of its sweep."""
     return _chosen_alpha(path, sweep_stamp(path))
@@ -296,185 +249,6 @@ def open_session(default_task: str, key: str, prefer: str | None = None) -> Patc
         st.stop()
 
 
-def uploaded_image(key: str) -> Image.Image | None:
-    """A file uploader whose bad files become a message on the page, never an exception."""
-    up = st.file_uploader("PNG, JPEG or WebP", type=["png", "jpg", "jpeg", "webp"], key=key)
-    if up is None:
-        return None
-    try:
-        return read_image(up.getvalue(), up.name)
-    except ImageInputError as e:
-        st.error(str(e))
-        return None
-
-
-def relatives_dirs() -> dict[str, Path]:
-    """label -> a relatives/ folder with study results: cached_results/<model>/relatives (reproduce) and
-    ./runs/**/relatives (where to point the CLI's --out for your own model, e.g. runs/ViT-B-32/relatives/)."""
-    return find_relatives(CACHED_RESULTS_DIR, Path.cwd() / "runs")
-
-
-def study(name: str, key: str) -> StudyResults | None:
-    """A model selector and one study (``name``.json, also its kind) through its reader; a message instead if
-    there is none."""
-    dirs = relatives_dirs()
-    found = {m: d / f"{name}.json" for m, d in dirs.items() if (d / f"{name}.json").is_file()}
-    if not found:
-        st.info(f"No {name} results yet. They are written by `python -m paint_core reproduce` into "
-                f"cached_results/<model>/relatives/{name}.json; for your own model run `python -m paint_core {name} "
-                f"... --out runs/<model>/relatives/{name}.json`.")
-        return None
-    model = st.selectbox("Model", list(found), key=key)
-    return results_doc(found[model], name)
-
-
-def results_doc(path: Path, kind: str) -> StudyResults | None:
-    """A study's results through its kind's reader (``paint_core.studies.readers``); a message instead if the file
-    cannot be read or lacks a key its reader needs."""
-    try:
-        doc = load_results(str(path), kind, file_identity(path))
-    except (OSError, ValueError) as e:
-        st.error(f"Cannot read {path}: {e}")
-        return None
-    if doc is None:
-        st.warning(f"{path} was written by an older version of PAINT Explorer; run the study again "
-                   "(or `python -m paint_core reproduce`) to regenerate it.")
-    return doc
-
-
-@st.cache_data(show_spinner=False)
-def load_results(path: str, kind: str, identity: str) -> StudyResults | None:
-    """Cached by the file's identity (``app.identity.file_identity``), so a rewritten file is read anew."""
-    return read_study(path, kind)
-
-
-def session_edit(paths: tuple[str, ...], tasks: tuple[str, ...]):
-    """The task-arithmetic session over the runs at ``paths``, shared by every browser session: one working copy of
-    the model for all of them (not ~200 MB each), and every coefficient setting computed once (the runs and the
-    subsample are the shared, read-only ones the Patch page uses too)."""
-    return _shared_edit(paths, tuple(run_identity(p) for p in paths), tasks)
-
-
-@st.cache_resource(show_spinner="Preparing the task vectors...", max_entries=8)
-def _shared_edit(paths: tuple[str, ...], identities: tuple[str, ...], tasks: tuple[str, ...]):
-    from paint_core.app.sessions import edit_session
-    return edit_session([shared_run(p) for p in paths], shared_eval_sets(paths[0], tasks), server_runtime())
-
-
-CLOSED_VOCAB = CACHED_RESULTS_DIR / "closed_vocab"
-
-
-def closed_vocab_study() -> ClosedVocabResults | None:
-    f = CLOSED_VOCAB / "micro-vit" / "study.json"
-    if not f.is_file():
-        st.info("No closed-vocabulary study yet: `python -m paint_core reproduce` writes "
-                "cached_results/closed_vocab/micro-vit/study.json (or `python -m paint_core closed-vocab --help`).")
-        return None
-    return results_doc(f, "closed-vocab")
-
-
-def disentanglement_maps(study: ClosedVocabResults) -> dict[str, Disentanglement]:
-    maps = {f"{study.model} (closed vocabulary)": study.disentanglement}
-    for f in sorted(CLOSED_VOCAB.glob("*_disentanglement.json")):
-        found = results_doc(f, "disentanglement")
-        if found:
-            maps[f"{found.model} (open vocabulary)"] = found
-    return maps
-
-
-def session_addition(tasks: list[str]):
-    """The closed-vocabulary addition session over ``tasks``, shared by every browser session: one encoder for all
-    of them, each lambda computed once (keyed by the study's files, so a rerun study is loaded anew)."""
-    study = CLOSED_VOCAB / "micro-vit"
-    identity = "|".join(f"{t}:{file_identity(study / t / 'encoder.safetensors')}:"
-                        f"{file_identity(study / t / 'head.safetensors')}" for t in tasks)
-    return _shared_addition(tuple(tasks), identity)
-
-
-@st.cache_resource(show_spinner="Loading the encoder, heads and task vectors...", max_entries=8)
-def _shared_addition(tasks: tuple[str, ...], identity: str):
-    from paint_core.app.sessions import addition_session
-    return addition_session(CLOSED_VOCAB / "micro-vit", tasks, runtime=server_runtime())
-
-
-def prompt_study() -> PromptUpdateResults | None:
-    """A selector of the prompt studies (one per old -> upgraded pair) and the chosen one."""
-    files = sorted((CACHED_RESULTS_DIR / "prompts").glob("update*.json"))
-    runs = Path.cwd() / "runs"
-    files += sorted(runs.glob("**/prompts/*.json")) if runs.is_dir() else []
-    if not files:
-        st.info("No prompt study yet: `python -m paint_core reproduce` writes cached_results/prompts/update*.json "
-                "(or `python -m paint_core prompts --help`).")
-        return None
-    studies = {}
-    for f in files:
-        try:
-            found = load_results(str(f), "prompt-update", file_identity(f))
-        except ResultsKeyError as e:  # a prompt study this version cannot read: say so
-            st.error(f"Cannot read {f}: {e}")
-            found = None
-        except (OSError, ValueError):
-            found = None  # not a prompt study (e.g. a weights sidecar in the same folder)
-        if found:
-            studies[f] = found
-    if not studies:
-        st.info("No prompt study found (a study JSON has 'old', 'new' and 'rows').")
-        return None
-    pick = st.selectbox("Model update", list(studies), key="pr_study",
-                        format_func=lambda f: f"{studies[f].old} -> {studies[f].new}")
-    return studies[pick]
-
-
-@st.cache_resource(show_spinner="Looking for an example that fools the zero-shot model...", max_entries=16)
-def _fooling_example(path: str, identity: str, alpha: float) -> dict | None:
-    return answers.fooling_example(_shared_run(path, identity), alpha)
-
-
-def fooling_example(path: str, alpha: float) -> dict | None:
-    """A composed object the zero-shot model gets wrong under a written word and the patch at ``alpha`` fixes."""
-    return _fooling_example(path, run_identity(path), round(float(alpha), 2))
-
-
-@st.cache_data(show_spinner="Measuring which words this model reads...", max_entries=16)
-def _run_word_reading(path: str, identity: str) -> dict:
-    run = _shared_run(path, identity)
-    return answers.word_reading(run.model, run.preprocess, run.tokenizer)
-
-
-def run_word_reading(path: str) -> dict:
-    """Which class words the zero-shot model of the run at ``path`` reads ({rates, costs, summary}: tables of
-    ``paint_core.studies.diagnostics``), measured once per run's files and shared by every session."""
-    return _run_word_reading(path, run_identity(path))
-
-
-@st.cache_data(show_spinner="Measuring which words this model reads...", max_entries=8)
-def _model_word_reading(name: str, pretrained: str | None, identity: str) -> dict:
-    return answers.word_reading(*_shared_model(name, pretrained, identity))
-
-
-def model_word_reading(name: str, pretrained: str | None) -> dict:
-    """``run_word_reading`` for a model opened without a run (``shared_model``'s name and weights)."""
-    return _model_word_reading(name, pretrained, weights_identity(pretrained))
-
-
-@st.cache_resource(show_spinner="Loading the model...", max_entries=4)
-def _shared_model(name: str, pretrained: str | None, identity: str):
-    from paint_core.models.clip import load_model
-    return load_model(name, pretrained)
-
-
-def check_offered(name: str) -> str:
-    """``name`` if this server offers the model (PAINT_MODELS), else a clear refusal."""
-    from dashboard.policy import check_model
-    return check_model(policy(), name)
-
-
-def shared_model(name: str, pretrained: str | None):
-    """(model, preprocess, tokenizer) of any model this server offers (PAINT_MODELS), shared and read-only."""
-    check_offered(name)
-    return _shared_model(name, pretrained, weights_identity(pretrained))
-
-
 def follow_run(path: str, slider_key: str, chosen: float | None, default: float) -> None:
     """When the user switches to another run, its slider starts at that run's chosen alpha (not the old run's
     position). Call before the slider is drawn."""
@@ -483,3 +257,10 @@ def follow_run(path: str, slider_key: str, chosen: float | None, default: float)
     st.session_state[seen] = path
     if last is not None and last != path:
         st.session_state[slider_key] = float(chosen if chosen is not None else default)
+
+
+def live_precision_note(path: str) -> str:
+    """Which precision the live numbers of the run at ``path`` are computed in (PAINT_LIVE_PRECISION)."""
+    live = shared_store(path).runtime
+    return (f"Live numbers on this page: {PRECISION_WORDS[live.precision]} on {live.device}; the curves are the "
+            "sweep's, in the precision it ran in.")
