@@ -17,6 +17,12 @@ the same time:
   it), the second pass asks for words already seen. Latency: from the Enter keydown until the title "With the
   word “W”" shows and the page has finished (word sweep, margin along alpha, saliency maps included).
 
+``--clients protocol`` (arithmetic only): the sessions speak Streamlit's websocket protocol instead of rendering
+in browsers (``_ArithmeticProtocol``, as ``benchmarks/load.py --clients protocol`` does for the Patch page): the
+server does the same work for each move while the students' rendering, which in a class runs on their own laptops,
+costs this machine nothing. A move's latency is then from sending the slider's new value until the server has
+sent a changed digits accuracy and finished the rerun.
+
 Prints one table: median / p95 latency, CPU seconds per action of the server and of the browsers (which share
 this machine's cores: in a class each browser has its own), MB of server memory (VmRSS) per extra
 session, MB still held ``--settle`` s after closing. Bounded: at most 40 sessions and 20 actions each.
@@ -31,6 +37,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from .common import rss_mb
@@ -125,6 +132,89 @@ async def _typographic(page, words: list[str], timeout_s: float) -> list[tuple[s
     return out
 
 
+class _ArithmeticProtocol:
+    """One session of the Task arithmetic page without a browser: Streamlit's websocket protocol (BackMsg /
+    ForwardMsg protobufs), as the browser's frontend speaks it."""
+
+    LABEL = "coefficient of tau(digits)"
+
+    def __init__(self, ws) -> None:
+        self.ws, self.slider_id, self.fragment_id, self.page_hash = ws, None, "", ""
+        self.value, self.digits = 0.3, None
+
+    @classmethod
+    async def open(cls, url: str) -> "_ArithmeticProtocol":
+        import websockets
+        ws = await websockets.connect(url.replace("http://", "ws://") + "/_stcore/stream", subprotocols=["streamlit"],
+                                      max_size=None, open_timeout=300)
+        session = cls(ws)
+        session.digits = await session._rerun(page_name="arithmetic")
+        if session.slider_id is None or session.digits is None:
+            raise RuntimeError("the Task arithmetic page sent no digits slider or accuracy")
+        return session
+
+    async def _rerun(self, timeout_s: float = 300, **client_state) -> str | None:
+        """Send one rerun request; read the answer until the script finishes; returns the digits accuracy shown."""
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+        from streamlit.proto.ClientState_pb2 import ClientState
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+        await self.ws.send(BackMsg(rerun_script=ClientState(**client_state)).SerializeToString())
+        digits = None
+        async with asyncio.timeout(timeout_s):
+            while True:
+                msg = ForwardMsg()
+                msg.ParseFromString(await self.ws.recv())
+                kind = msg.WhichOneof("type")
+                if kind == "new_session":
+                    self.page_hash = msg.new_session.page_script_hash
+                elif kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
+                    element = msg.delta.new_element
+                    if element.WhichOneof("type") == "slider" and element.slider.label == self.LABEL:
+                        self.slider_id, self.fragment_id = element.slider.id, msg.delta.fragment_id
+                    elif element.WhichOneof("type") == "metric" and element.metric.label == "digits":
+                        digits = element.metric.body
+                    elif element.WhichOneof("type") == "exception":
+                        raise RuntimeError(f"the page raised: {element.exception.message[:200]}")
+                elif kind == "script_finished":
+                    if msg.script_finished == ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                        continue
+                    if msg.script_finished == ForwardMsg.FINISHED_WITH_COMPILE_ERROR:
+                        raise RuntimeError("the page failed to compile")
+                    return digits
+
+    async def move(self, timeout_s: float) -> float:
+        """One slider step to the right, reported as the slider does (its value, a fragment rerun); seconds until
+        the server has sent a changed digits accuracy and finished."""
+        from streamlit.proto.Common_pb2 import DoubleArray
+        from streamlit.proto.WidgetStates_pb2 import WidgetState, WidgetStates
+        value = round(self.value + 0.1, 2)
+        states = WidgetStates(widgets=[WidgetState(id=self.slider_id, double_array_value=DoubleArray(data=[value]))])
+        t0 = time.perf_counter()
+        digits = await self._rerun(timeout_s, widget_states=states, page_script_hash=self.page_hash,
+                                   fragment_id=self.fragment_id)
+        seconds = time.perf_counter() - t0
+        if digits is None or digits == self.digits:
+            raise RuntimeError(f"the digits accuracy did not change at {value:g}: {digits!r}")
+        self.value, self.digits = value, digits
+        return seconds
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+async def _arithmetic_protocol(session: _ArithmeticProtocol, moves: int, timeout_s: float
+                               ) -> list[tuple[str, float | None]]:
+    out = []
+    for _ in range(moves):
+        try:
+            out.append(("move", await session.move(timeout_s)))
+        except (TimeoutError, RuntimeError) as e:
+            print(f"a move failed: {type(e).__name__}: {str(e)[:200]}", file=sys.stderr, flush=True)
+            out.append(("move", None))
+        await asyncio.sleep(0.2)  # the same pause as the browsers'
+    return out
+
+
 def _p95(times: list[float]) -> float:
     times = sorted(times)
     return times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))] if times else float("nan")
@@ -132,7 +222,9 @@ def _p95(times: list[float]) -> float:
 
 async def _round(args, browser, url: str, server_pid: int, n: int) -> list[dict]:
     base = rss_mb(server_pid)
-    tried = await asyncio.gather(*[_open(browser, url, args.page) for _ in range(n)], return_exceptions=True)
+    protocol = args.clients == "protocol"
+    opening = (_ArithmeticProtocol.open(url) if protocol else _open(browser, url, args.page) for _ in range(n))
+    tried = await asyncio.gather(*opening, return_exceptions=True)
     opened = [o for o in tried if not isinstance(o, BaseException)]
     for o in tried:
         if isinstance(o, BaseException):
@@ -141,15 +233,17 @@ async def _round(args, browser, url: str, server_pid: int, n: int) -> list[dict]
     await until_quiet([server_pid, *browser_pids()])
     browsers = browser_pids()
     cpu, cpu_browsers = cpu_seconds([server_pid]), cpu_seconds(browsers)
-    if args.page == "arithmetic":
+    if protocol:
+        results = await asyncio.gather(*[_arithmetic_protocol(session, args.moves, 120) for session in opened])
+    elif args.page == "arithmetic":
         results = await asyncio.gather(*[_arithmetic(page, args.moves, 120) for _, page in opened])
     else:
         words = [w.strip() for w in args.words.split(",") if w.strip()]
         results = await asyncio.gather(*[_typographic(page, words, 300) for _, page in opened])
     cpu, cpu_browsers = cpu_seconds([server_pid]) - cpu, cpu_seconds(browsers) - cpu_browsers
     during = rss_mb(server_pid)
-    for context, _ in opened:
-        await context.close()
+    for o in opened:
+        await (o.close() if protocol else o[0].close())
     await asyncio.sleep(args.settle)
     after = rss_mb(server_pid)
     rows = []
@@ -172,6 +266,8 @@ async def _main(args) -> None:
     if not chromium:
         sys.exit("needs Debian's chromium: apt-get install chromium")
     counts = [int(c) for c in args.sessions.split(",")]
+    if args.clients == "protocol" and args.page != "arithmetic":
+        sys.exit("--clients protocol speaks to the Task arithmetic page only")
     if any(not 1 <= c <= 40 for c in counts) or not 1 <= args.moves <= 20 or len(args.words.split(",")) > 10:
         sys.exit("sessions must be within 1..40, moves within 1..20, at most 10 words")
     rows = []
@@ -191,7 +287,9 @@ async def _main(args) -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    print(f"\n{args.page} page, {os.cpu_count()} cores, headless chromium sessions on this machine, memory = "
+    clients = ("protocol sessions (no rendering here)" if args.clients == "protocol"
+               else "headless chromium sessions on this machine")
+    print(f"\n{args.page} page, {os.cpu_count()} cores, {clients}, memory = "
           "streamlit's VmRSS\n")
     print(f"| sessions | action | timed (errors) | median | p95 | CPU-s per action: server / browsers | "
           f"MB per session | MB held {args.settle:g} s after closing |")
@@ -205,6 +303,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--page", choices=["arithmetic", "typographic"], required=True)
     parser.add_argument("--sessions", default="1,10,30", help="comma-separated session counts (default: %(default)s)")
+    parser.add_argument("--clients", choices=["browser", "protocol"], default="browser",
+                        help="browser: headless chromium sessions; protocol: Streamlit's websocket protocol, no "
+                             "rendering (arithmetic only) (default: %(default)s)")
     parser.add_argument("--moves", type=int, default=6, help="arithmetic: slider moves per session (default: %(default)s)")
     parser.add_argument("--words", default="square,star,cross,circle",
                         help="typographic: words each session types, twice over (default: %(default)s)")
