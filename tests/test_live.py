@@ -46,8 +46,9 @@ def test_prediction_store_is_shared_and_warm_up_matches_direct_computation(two_s
     ref.load_state_dict(interpolate(zs, ft, 0.3))
     assert torch.allclose(store.get(0.3)["t"], predict(ref, head, images))
     from paint_core.live import sessions
-    for thread in sessions._WARM_THREADS:  # warm-ups of earlier tests (the dashboard's) must not count below
-        thread.join()
+    for thread in list(sessions._WARM_THREADS):  # earlier tests' warm-ups and prefetches must not count below
+        thread.join(timeout=600)
+        assert not thread.is_alive(), f"{thread.name} still running after 10 minutes"
     calls = []
     monkeypatch.setattr("paint_core.live.sessions.predict", lambda *a, **k: calls.append(1) or torch.zeros(20, 3))
     a, b = PatchSession(run, sets, store), PatchSession(run, sets, store)
@@ -224,3 +225,12 @@ def test_edit_session_prefetches_the_next_moves_with_the_same_answers(two_states
         model.load_state_dict(expected)
         assert session.accuracies(c)["t"] == evaluate(model, head, TensorDataset(images, labels))
     model.load_state_dict(zs)
+    worker = session._worker
+    if worker is not None:  # with nothing left to compute the worker ends (a joined thread never waits forever)
+        worker.join(timeout=30)
+        assert not worker.is_alive() and session._worker is None
+    session.prefetch([{"t": 0.9, "u": 0.3}])  # and the next prefetch starts a new one
+    deadline = time.monotonic() + 120
+    while not session.knows({"t": 0.9, "u": 0.3}) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert session.knows({"t": 0.9, "u": 0.3})

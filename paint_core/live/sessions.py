@@ -126,7 +126,7 @@ class PredictionStore:
 
         thread = threading.Thread(target=work, name="paint-warm-up", daemon=True)
         thread.start()
-        _WARM_THREADS.append(thread)
+        _track(thread)
         return thread
 
 
@@ -134,6 +134,11 @@ class PredictionStore:
 # without an active exception"): at exit, tell warm-ups to stop and wait for the current forward pass.
 _SHUTTING_DOWN = threading.Event()
 _WARM_THREADS: list[threading.Thread] = []
+
+
+def _track(thread: threading.Thread) -> None:
+    """Remember a background thread that computes (a warm-up, a prefetch worker) until it has ended."""
+    _WARM_THREADS[:] = [t for t in _WARM_THREADS if t.is_alive()] + [thread]
 
 
 @atexit.register
@@ -389,15 +394,18 @@ class EditSession:
             if self._worker is None:
                 self._worker = threading.Thread(target=self._compute_ahead, name="paint-prefetch", daemon=True)
                 self._worker.start()
-                _WARM_THREADS.append(self._worker)
+                _track(self._worker)
             self._wake.notify()
 
     def _compute_ahead(self) -> None:
+        """The prefetch worker: computes the queued settings, then ends once the queue has stayed empty for a
+        second (an idle session holds no thread, and a session dropped from a cache is not kept alive by one)."""
         while not _SHUTTING_DOWN.is_set():
             with self._wake:
-                while not self._ahead and not _SHUTTING_DOWN.is_set():
+                if not self._ahead:
                     self._wake.wait(timeout=1.0)
-                if _SHUTTING_DOWN.is_set():
+                if not self._ahead or _SHUTTING_DOWN.is_set():
+                    self._worker = None  # the next prefetch starts a new worker
                     return
                 coefficients, method, params = self._ahead.pop(0)
             try:
