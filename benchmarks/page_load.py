@@ -190,7 +190,9 @@ class _ArithmeticProtocol:
         value = round(self.value + 0.1, 2)
         states = WidgetStates(widgets=[WidgetState(id=self.slider_id, double_array_value=DoubleArray(data=[value]))])
         t0 = time.perf_counter()
-        digits = await self._rerun(timeout_s, widget_states=states, page_script_hash=self.page_hash,
+        # the page by name, as the browser's URL gives it (on a full rerun the hash the server sent first may be
+        # the entry script's)
+        digits = await self._rerun(timeout_s, widget_states=states, page_name="arithmetic",
                                    fragment_id=self.fragment_id)
         seconds = time.perf_counter() - t0
         if digits is None or digits == self.digits:
