@@ -64,6 +64,7 @@ def test_failed_sweep_changes_nothing(run, argv, message, capsys):
     assert snapshot(run.parent) == before
 
 
+@pytest.mark.slow
 def test_sweep_with_other_settings_needs_overwrite_and_then_agrees(run, capsys):
     before = snapshot(run.parent)
     assert main(["sweep", "--run", str(run), "--supported", "shapes", "--alphas", "0,1", "--max-eval", "20"]) == 1

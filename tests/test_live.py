@@ -196,6 +196,7 @@ def test_slider_neighbours_are_one_step_each_way_within_the_range():
     assert slider_neighbours({"a": -1.5}, 0.1, -1.5, 2.0) == [{"a": -1.4}]
 
 
+@pytest.mark.slow
 def test_edit_session_prefetches_the_next_moves_with_the_same_answers(two_states, random_micro_file):
     """Settings handed to prefetch are computed in the background, the latest list replacing the earlier one, and
     each equals what a fresh session computes when asked directly."""

@@ -248,6 +248,7 @@ def test_the_sweep_command_measures_plan_files_beside_the_alphas(run, tmp_path, 
     assert len(table[table["plan"] == plan.key]) == 4  # 2 tasks x 2 splits
 
 
+@pytest.mark.slow
 def test_presets_and_plan_files_never_take_a_runs_own_files(run):
     plan = early_blocks_frozen(["stem", "layer1", "layer2", "layer3", "layer4"], 0.7)
     assert dict(plan.blocks) == {"stem": 0, "layer1": 0, "layer2": 0.7, "layer3": 0.7, "layer4": 0.7}

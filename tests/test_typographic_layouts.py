@@ -166,6 +166,7 @@ def test_scam_parquet_files_are_looked_for_three_folders_down_at_most(scam_parqu
         get_task(f"scam:{scam_parquet.parent}?part=all")  # scam/a/b/c: four down, not walked
 
 
+@pytest.mark.slow
 def test_attack_scores_rta100_and_scam_like_an_independent_count(rta_root, scam_parquet, capsys):
     for name, n_attacked in ((f"rta100:{rta_root}", 5), (f"scam:{scam_parquet}?part=all", 5)):
         assert main(["attack", "--run", CACHED_RUN, "--task", name, "--alphas", "0,1", "--json"]) == 0
