@@ -75,7 +75,6 @@ def saliency_maps(models_key: str, images: tuple[str, str], classnames: tuple[st
                 for label, x in _x.items()}
 
 
-
 @st.cache_resource(show_spinner="Looking for an example that fools the zero-shot model...", max_entries=16)
 def _fooling_example(path: str, identity: str, alpha: float) -> dict | None:
     return answers.fooling_example(shared_run(path), alpha)

@@ -35,7 +35,6 @@ def method_widgets(method: Method, prefix: str) -> dict[str, float]:
     return values
 
 
-
 def uploaded_image(key: str) -> Image.Image | None:
     """A file uploader whose bad files become a message on the page, never an exception."""
     up = st.file_uploader("PNG, JPEG or WebP", type=["png", "jpg", "jpeg", "webp"], key=key)
