@@ -10,8 +10,9 @@ the same time:
 - ``arithmetic``: every session moves the "coefficient of tau(digits)" slider to the right ``--moves`` times
   (ArrowRight, one 0.1 step, 0.2 s apart), all along the same path from the default 0.3, as a class told "move
   digits up" would. A move's latency is the time, measured in the page, from its keydown until the digits
-  accuracy shown has changed and the page has finished its rerun (Streamlit's running indicator gone, no stale
-  element left).
+  accuracy the coefficient explorer shows has changed and the explorer is not waiting on the server (it draws a
+  setting it holds at once, and asks the server for one it lacks; before the explorer, 2026-12-06, the page's
+  st.metric, and the rerun's end).
 - ``typographic``: every session types each word of ``--words`` in turn into "Word to write" (Enter), twice:
   the first pass is the first time the server sees each word (one session computes, the others may wait on
   it), the second pass asks for words already seen. Latency: from the Enter keydown until the title "With the
@@ -43,8 +44,9 @@ from pathlib import Path
 from .common import rss_mb
 from .load import FLAGS, browser_pids, cpu_seconds, serve, until_quiet
 
-# In the page: a watcher that resolves with the seconds from the next keydown until ``changed()`` holds and the
-# page is done (Streamlit's status widget gone, no element marked stale), checked on every DOM mutation.
+# In the page: a watcher that resolves with the seconds from the next keydown until ``changed.now()`` holds and the
+# page is done (``changed.done()`` if it has one, else Streamlit's status widget gone and no element marked stale),
+# checked on every DOM mutation.
 ARM_WATCH = """([changedSource, timeoutMs]) => {
   const changed = eval(changedSource);
   const before = changed.init();
@@ -53,7 +55,7 @@ ARM_WATCH = """([changedSource, timeoutMs]) => {
     document.addEventListener('keydown', () => { pressed = performance.now(); }, {capture: true, once: true});
     const check = () => {
       if (pressed === null) return;
-      const done = !document.querySelector('[data-testid="stStatusWidget"]')
+      const done = changed.done ? changed.done() : !document.querySelector('[data-testid="stStatusWidget"]')
         && !document.querySelector('[data-stale="true"]');
       if (done && changed.now(before)) {
         observer.disconnect(); clearInterval(poll); clearTimeout(timer);
@@ -66,10 +68,13 @@ ARM_WATCH = """([changedSource, timeoutMs]) => {
     const timer = setTimeout(() => { observer.disconnect(); clearInterval(poll); resolve(-1); }, timeoutMs);
   });
 }"""
-# the digits accuracy on the Task arithmetic page (its st.metric), before and after a move
+# the digits accuracy the Task arithmetic page's coefficient explorer shows, before and after a move; done when
+# the explorer holds the setting (it is not waiting on the server). A rerun it started only to fetch settings
+# further ahead does not delay the answer on the screen.
 DIGITS_CHANGED = """({
-  read: () => { const m = [...document.querySelectorAll('[data-testid="stMetric"]')]
-                  .find(e => e.innerText.trim().startsWith('digits')); return m ? m.innerText : null; },
+  done: () => !document.querySelector('.pe-coefficients.pe-waiting'),
+  read: () => { const m = document.querySelector('.pe-coefficients .pe-metric[data-task="digits"]');
+                return m ? m.innerText : null; },
   init() { return this.read(); },
   now(before) { const v = this.read(); return v !== null && v !== before; },
 })"""
@@ -95,7 +100,7 @@ async def _open(browser, url: str, page_name: str):
     context = await browser.new_context(viewport={"width": 1300, "height": 1200})
     page = await context.new_page()
     await page.goto(f"{url}/{page_name}", timeout=300_000)
-    ready = ('[data-testid="stMetric"]' if page_name == "arithmetic" else 'text="Word sweep"')
+    ready = ('.pe-coefficients .pe-metric' if page_name == "arithmetic" else 'text="Word sweep"')
     await page.locator(ready).first.wait_for(timeout=300_000)
     return context, page
 
@@ -136,11 +141,12 @@ class _ArithmeticProtocol:
     """One session of the Task arithmetic page without a browser: Streamlit's websocket protocol (BackMsg /
     ForwardMsg protobufs), as the browser's frontend speaks it."""
 
-    LABEL = "coefficient of tau(digits)"
+    COMPONENT = "paint_explorer.coefficient_explorer"
 
     def __init__(self, ws) -> None:
         self.ws, self.slider_id, self.fragment_id, self.page_hash = ws, None, "", ""
-        self.value, self.digits = 0.3, None
+        self.data: dict = {}
+        self.digits, self.asked = None, 0
 
     @classmethod
     async def open(cls, url: str) -> "_ArithmeticProtocol":
@@ -150,7 +156,7 @@ class _ArithmeticProtocol:
         session = cls(ws)
         session.digits = await session._rerun(page_name="arithmetic")
         if session.slider_id is None or session.digits is None:
-            raise RuntimeError("the Task arithmetic page sent no digits slider or accuracy")
+            raise RuntimeError("the Task arithmetic page sent no coefficient explorer or digits accuracy")
         return session
 
     async def _rerun(self, timeout_s: float = 300, **client_state) -> str | None:
@@ -169,10 +175,13 @@ class _ArithmeticProtocol:
                     self.page_hash = msg.new_session.page_script_hash
                 elif kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
                     element = msg.delta.new_element
-                    if element.WhichOneof("type") == "slider" and element.slider.label == self.LABEL:
-                        self.slider_id, self.fragment_id = element.slider.id, msg.delta.fragment_id
-                    elif element.WhichOneof("type") == "metric" and element.metric.label == "digits":
-                        digits = element.metric.body
+                    if element.WhichOneof("type") == "bidi_component" and \
+                            element.bidi_component.component_name == self.COMPONENT:
+                        self.slider_id, self.fragment_id = element.bidi_component.id, msg.delta.fragment_id
+                        self.data = json.loads(element.bidi_component.json)
+                        here = ",".join(f"{v + 0.0:.2f}" for v in self.data["values"])  # as the browser keys it
+                        here = self.data["settings"].get(here, ())
+                        digits = next((m["value"] for m in here if m["task"] == "digits"), None)
                     elif element.WhichOneof("type") == "exception":
                         raise RuntimeError(f"the page raised: {element.exception.message[:200]}")
                 elif kind == "script_finished":
@@ -183,12 +192,17 @@ class _ArithmeticProtocol:
                     return digits
 
     async def move(self, timeout_s: float) -> float:
-        """One slider step to the right, reported as the slider does (its value, a fragment rerun); seconds until
-        the server has sent a changed digits accuracy and finished."""
-        from streamlit.proto.Common_pb2 import DoubleArray
+        """The digits slider one step to the right, reported as the explorer does (its state, a fragment rerun);
+        seconds until the server has sent a changed digits accuracy and finished. Every move is reported here (a
+        browser reports only a setting it lacks, one whose next steps it lacks, or the last of a burst): the
+        server's worst case."""
         from streamlit.proto.WidgetStates_pb2 import WidgetState, WidgetStates
-        value = round(self.value + 0.1, 2)
-        states = WidgetStates(widgets=[WidgetState(id=self.slider_id, double_array_value=DoubleArray(data=[value]))])
+        values = list(self.data["values"])
+        digits_at = self.data["tasks"].index("digits")
+        values[digits_at] = round(values[digits_at] + 0.1, 2)
+        self.asked += 1
+        report = {"coefficients": {"identity": self.data["identity"], "values": values, "asked": self.asked}}
+        states = WidgetStates(widgets=[WidgetState(id=self.slider_id, json_value=json.dumps(report))])
         t0 = time.perf_counter()
         # the page by name, as the browser's URL gives it (on a full rerun the hash the server sent first may be
         # the entry script's)
@@ -196,8 +210,8 @@ class _ArithmeticProtocol:
                                    fragment_id=self.fragment_id)
         seconds = time.perf_counter() - t0
         if digits is None or digits == self.digits:
-            raise RuntimeError(f"the digits accuracy did not change at {value:g}: {digits!r}")
-        self.value, self.digits = value, digits
+            raise RuntimeError(f"the digits accuracy did not change at {values[digits_at]:g}: {digits!r}")
+        self.digits = digits
         return seconds
 
     async def close(self) -> None:

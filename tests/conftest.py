@@ -66,3 +66,19 @@ def snapshot(root: Path) -> dict[str, str]:
     that a refused input wrote and lost nothing."""
     return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir")
             for p in sorted(root.rglob("*"))}
+
+
+def coefficient_explorer(at) -> dict:
+    """The data the Task arithmetic page's coefficient explorer draws from (its browser side only displays it)."""
+    import json
+    [component] = [c for c in at.get("bidi_component")
+                   if c.proto.component_name == "paint_explorer.coefficient_explorer"]
+    return json.loads(component.proto.json)
+
+
+def live_coefficients(at) -> list[dict] | None:
+    """What the explorer shows at the page's coefficients: one metric per task (label, value, delta, sample);
+    None while that setting is not computed."""
+    from dashboard.explorer.coefficients import setting_key
+    data = coefficient_explorer(at)
+    return data["settings"].get(setting_key(data["values"]))

@@ -91,21 +91,20 @@ def _wait_for_alpha(page, alpha: str, timeout: float = 120) -> dict:
 
 
 def _digits_box(page):
-    """The metric labelled "digits" (its label alone: the box's text runs on into the value)."""
-    label = page.locator('[data-testid="stMetricLabel"]').filter(has_text=re.compile(r"^\s*digits\s*$"))
-    return page.locator('[data-testid="stMetric"]').filter(has=label).first
+    """The Task arithmetic explorer's box for the digits accuracy (drawn by the browser)."""
+    return page.locator('.pe-coefficients .pe-metric[data-task="digits"]').first
 
 
 def _digits_metric(page) -> str:
-    metric = _digits_box(page)
-    return metric.locator('[data-testid="stMetricValue"]').inner_text()
+    return _digits_box(page).locator(".pe-metric-value").inner_text()
 
 
 def _wait_for_change(page, old: str, timeout: float = 60) -> str:
+    """The digits accuracy once it differs from ``old`` and the explorer is not waiting on the server."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         page.wait_for_timeout(300)
-        if page.locator('[data-testid="stStatusWidget"]').count() == 0:
+        if page.locator(".pe-coefficients.pe-waiting").count() == 0:
             value = _digits_metric(page)
             if value != old:
                 return value
@@ -178,14 +177,35 @@ def test_task_arithmetic_slider_redraws_live_in_a_real_browser(app_url):
         _digits_box(page).wait_for(timeout=180_000)
         page.wait_for_timeout(1500)
         before = _digits_metric(page)
-        slider = page.locator('[data-testid="stSlider"]').filter(has_text="coefficient of tau(digits)")
-        slider.locator('input[type="range"]').first.focus()
+        page.get_by_role("slider", name="coefficient of tau(digits)").focus()
         page.keyboard.press("Home")  # -1.5: forget digits
         after = _wait_for_change(page, before)
         page.wait_for_timeout(1500)
         after = _digits_metric(page)
         page.screenshot(path=str(ARTIFACTS / "dashboard_arithmetic.png"), full_page=True)
+        # the server computes the next steps and the browser asks for them: one step up is then drawn at once,
+        # in the same event as the move, with the accuracy the server sent for it
+        page.wait_for_function(NEXT_STEP_HELD, timeout=120_000)
+        drawn = page.evaluate(STEP_UP_NOW)
     assert float(after.rstrip("%")) < float(before.rstrip("%")) - 20
+    assert drawn["shown"] == drawn["sent"] and not drawn["waiting"] and drawn["value"] == "-1.4"
+
+
+# JavaScript on the Task arithmetic page: whether the explorer holds the setting one digits step up, and that move
+# made in one event (what the page shows right after it, what the server sent for that setting)
+_NEXT = """const r = document.querySelector('.pe-coefficients'); const d = r.__data;
+  const i = d.tasks.indexOf('digits'); const v = r.__values.slice(); v[i] = Number((v[i] + d.step).toFixed(4));
+  const key = v.map((x) => x.toFixed(2)).join(',');"""
+NEXT_STEP_HELD = "() => { " + _NEXT + " return d.settings[key] !== undefined; }"
+STEP_UP_NOW = "() => { " + _NEXT + """
+  const slider = r.querySelector('input[aria-label="coefficient of tau(digits)"]');
+  slider.value = String(v[i]);
+  slider.dispatchEvent(new Event('input'));
+  return {shown: r.querySelector('.pe-metric[data-task="digits"] .pe-metric-value').textContent,
+          sent: d.settings[key].find((m) => m.task === 'digits').value,
+          waiting: r.classList.contains('pe-waiting'),
+          value: r.querySelector('.pe-slider[data-task="digits"] + .pe-slider-value').textContent};
+}"""
 
 
 def test_typographic_upload_shows_the_word_sweep_in_a_real_browser(app_url, tmp_path):

@@ -8,6 +8,8 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from conftest import coefficient_explorer, live_coefficients
+
 from paint_core import evaluate, load_run
 from paint_core.io.checkpoints import load_checkpoint
 from paint_core.core.state_dicts import cast_like
@@ -35,6 +37,13 @@ def _page(name: str) -> AppTest:
 
 def _metric(at: AppTest, task: str) -> str:
     return next(m.value for m in at.metric if m.label == task or m.label.startswith(f"{task} ("))
+
+
+def _set_coefficients(at: AppTest, **values: float) -> None:
+    """What the browser's explorer reports after a move: the page's coefficients, as its callback stores them."""
+    for task, value in values.items():
+        at.session_state[f"ta_coef_{task}"] = value
+    at.run()
 
 
 def _flat(path: Path) -> dict:
@@ -80,9 +89,10 @@ def test_task_arithmetic_sliders_match_an_independent_edit():
     at.selectbox(key="ta_model").set_value("micro-rn-l").run()
     at.multiselect(key="ta_tasks").set_value(["digits", "counting"]).run()
     at.selectbox(key="ta_method").set_value("sum").run()
-    at.slider(key="ta_coef_digits").set_value(0.5).run()
-    at.slider(key="ta_coef_counting").set_value(-0.3).run()
+    _set_coefficients(at, digits=0.5, counting=-0.3)
     assert not at.exception, at.exception
+    assert coefficient_explorer(at)["values"] == [0.5, -0.3]
+    shown = {m["task"]: m["value"] for m in live_coefficients(at)}
     runs = [load_run(CACHED / "micro-rn-l" / t) for t in ("digits", "counting")]
     tau = run_task_vector(runs[0]) * 0.5 + run_task_vector(runs[1]) * -0.3
     model = runs[0].model
@@ -91,7 +101,7 @@ def test_task_arithmetic_sliders_match_an_independent_edit():
         task = get_task(name)
         head = zero_shot_head(model, runs[0].tokenizer, task.classnames, task.templates)
         acc = evaluate(model, head, materialize(task.split("test", runs[0].preprocess), LIVE_EVAL_N))
-        assert _metric(at, name) == f"{100 * acc:.1f}%"
+        assert shown[name] == f"{100 * acc:.1f}%"
 
 
 def test_closed_vocab_slider_matches_an_independent_addition():
@@ -182,8 +192,10 @@ def test_arithmetic_labels_fit_and_the_negation_table_has_no_empty_cells():
     result = _flat(REL / "arithmetic.json")
     at = _page("arithmetic")
     at.selectbox(key="ta_model").set_value("micro-rn-l").run()
-    assert [m.label for m in at.metric] == ["digits", "counting", "typographic", "shapes", "colours"]
-    assert all(m.delta.endswith(" pts") for m in at.metric)
+    live = live_coefficients(at)
+    assert [m["label"] for m in live] == ["digits", "counting", "typographic", "shapes", "colours"]
+    assert all(m["delta"].endswith(" pts") for m in live)
+    assert [m["sample"].split(",")[0] for m in live] == ["task vector"] * 3 + ["control"] * 2
     assert any(c.value.startswith("Task vectors: digits, counting, typographic; controls: shapes, colours. First "
                                   f"{LIVE_EVAL_N} test images") for c in at.caption)
     negation = next(d.value for d in at.dataframe if "forget" in d.value.columns)
@@ -231,7 +243,7 @@ def test_the_arithmetic_page_shares_one_model_and_its_answers_between_sessions(m
         at.selectbox(key="ta_model").set_value("micro-rn-s").run()
         at.multiselect(key="ta_tasks").set_value(["digits", "counting"]).run()
         before = len(calls)
-        at.slider(key="ta_coef_digits").set_value(0.7).run()
+        _set_coefficients(at, digits=0.7)
         assert not at.exception and not at.error
         return at, len(calls) - before
 
@@ -239,7 +251,8 @@ def test_the_arithmetic_page_shares_one_model_and_its_answers_between_sessions(m
     assert computed > 0  # a new setting: evaluated
     second, again = visit()
     assert again == 0  # the same setting in another session: the first one's answer
-    assert [m.value for m in second.metric] == [m.value for m in first.metric]
+    assert live_coefficients(second) == live_coefficients(first)
+    assert coefficient_explorer(second)["values"] == [0.7, 0.3]
 
 
 def test_the_closed_vocab_page_shares_one_encoder_and_its_answers_between_sessions(monkeypatch):

@@ -194,6 +194,12 @@ def test_slider_neighbours_are_one_step_each_way_within_the_range():
     assert slider_neighbours({"a": 0.3, "b": 2.0}, 0.1, -1.5, 2.0) == [
         {"a": 0.4, "b": 2.0}, {"a": 0.2, "b": 2.0}, {"a": 0.3, "b": 1.9}]  # b cannot go above 2.0
     assert slider_neighbours({"a": -1.5}, 0.1, -1.5, 2.0) == [{"a": -1.4}]
+    # further along each slider, nearest first: the whole line through the setting within the range
+    assert slider_neighbours({"a": 0.3, "b": 1.9}, 0.1, -1.5, 2.0, reach=2) == [
+        {"a": 0.4, "b": 1.9}, {"a": 0.3, "b": 2.0}, {"a": 0.2, "b": 1.9}, {"a": 0.3, "b": 1.8},
+        {"a": 0.5, "b": 1.9}, {"a": 0.1, "b": 1.9}, {"a": 0.3, "b": 1.7}]
+    line = slider_neighbours({"a": 0.3}, 0.1, -1.5, 2.0, reach=35)
+    assert sorted(c["a"] for c in line) == [round(-1.5 + 0.1 * i, 4) for i in range(36) if i != 18]
 
 
 @pytest.mark.slow
@@ -235,3 +241,21 @@ def test_edit_session_prefetches_the_next_moves_with_the_same_answers(two_states
     while not session.knows({"t": 0.9, "u": 0.3}) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert session.knows({"t": 0.9, "u": 0.3})
+    # what a browser is sent: every setting computed with this method, keyed by coefficients in the vectors' order
+    computed = session.computed("sum")
+    assert set(computed) == {(0.0, 0.0), (0.9, 0.3), *[(c["t"], c["u"]) for c in ahead]}
+    assert computed[(0.9, 0.3)] == session.accuracies({"t": 0.9, "u": 0.3}) and session.computed("mean") == {}
+    # nobody asking for AHEAD_FOR_S: the list is dropped and the worker ends without computing it
+    import threading
+    import paint_core.live.sessions as sessions
+    worker = session._worker
+    if worker is not None:
+        worker.join(timeout=30)
+    session._asked_at = time.monotonic() - sessions.AHEAD_FOR_S - 1
+    worker = threading.Thread(target=session._compute_ahead, daemon=True)
+    with session._wake:  # as if asked long ago: prefetch's own list, with its time moved back
+        session._ahead = [({"t": 1.5, "u": 1.5}, "sum", {})]
+        session._worker = worker
+        worker.start()
+    worker.join(timeout=30)
+    assert not session.knows({"t": 1.5, "u": 1.5}) and session._ahead == [] and session._worker is None

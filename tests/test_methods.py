@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import paint_core.studies.relatives as relatives
+from conftest import coefficient_explorer, live_coefficients
 from paint_core import evaluate, load_run
 from paint_core.cli import build_parser, main
 from paint_core.cli.relatives import merges_from
@@ -176,21 +177,23 @@ def test_every_method_and_a_registered_one_get_their_widgets_on_the_page(toy_met
     at.selectbox(key="ta_method").set_value("scaled").run()
     at.slider(key="ta_scaled_factor").set_value(0.0).run()  # a zero factor: the zero-shot model, on every task
     assert not at.exception, at.exception
-    assert at.metric and all(m.delta == "+0.0 pts" for m in at.metric)
+    assert live_coefficients(at) and all(m["delta"] == "+0.0 pts" for m in live_coefficients(at))
     at.slider(key="ta_scaled_factor").set_value(2.0).run()
-    assert any(m.delta != "+0.0 pts" for m in at.metric)
+    assert any(m["delta"] != "+0.0 pts" for m in live_coefficients(at))
     at.selectbox(key="ta_method").set_value("regmean").run()  # learns from data: computed when asked
-    assert not at.metric and any(b.key == "ta_learn" for b in at.button)
+    assert live_coefficients(at) is None and any(b.key == "ta_learn" for b in at.button)
+    assert coefficient_explorer(at)["learns"] and coefficient_explorer(at)["settings"] == {}
     at.number_input(key="ta_regmean_n").set_value(8).run()
     at.button(key="ta_learn").click().run()
     assert not at.exception, at.exception
-    shown = {m.label: m.value for m in at.metric}
+    shown = {m["label"]: m["value"] for m in live_coefficients(at)}
     runs = [load_run(p) for p in RUNS]  # the page's default coefficients, 0.3 each, scale the vectors first
     tau = merged_vector([run_task_vector(r) for r in runs], "regmean", [0.3, 0.3], data=RunsData(runs), n=8)
     model, task = runs[0].model, get_task("digits")
     model.load_state_dict(tau.apply_to(runs[0].theta_zs, 1.0))
     head = zero_shot_head(model, runs[0].tokenizer, task.classnames, task.templates)
-    n_shown = int(next(m.help for m in at.metric if m.label == "digits").rsplit("n=", 1)[1].split()[0])
+    digits = next(m for m in live_coefficients(at) if m["label"] == "digits")
+    n_shown = int(digits["sample"].rsplit("n=", 1)[1].split()[0])
     expected = evaluate(model, head, materialize(task.split("test", runs[0].preprocess), n_shown))
     assert shown["digits"] == f"{100 * expected:.1f}%"
 

@@ -7,12 +7,16 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import figures, opened_runs, study_results
+from dashboard.explorer import coefficients as coefficients_explorer
 from dashboard.widgets import method_widgets
 from paint_core.core.methods import MERGE_METHODS
 from paint_core.data.embedded import SUPPORTED_TASKS
 from paint_core.live.sessions import slider_neighbours
 
 COEFFICIENT_RANGE, COEFFICIENT_STEP = (-1.5, 2.0), 0.1
+# computed ahead, nearest first: every setting one slider's move reaches from the current one (its whole line);
+# each takes ~0.6 s of one core on micro-rn-l, so a class finds the steps it moves to already there
+PREFETCH_REACH = round((COEFFICIENT_RANGE[1] - COEFFICIENT_RANGE[0]) / COEFFICIENT_STEP)
 
 st.title("Task arithmetic: add, negate and merge task vectors")
 st.caption("theta = theta_zero-shot + merge(c_1 tau_1, ..., c_n tau_n), tau = fine-tuned minus zero-shot image "
@@ -42,37 +46,61 @@ except (ValueError, FileNotFoundError, RuntimeError) as e:
     st.error(f"Cannot combine these runs: {e}")
     st.stop()
 
+EXPLORER_KEY = "ta_explorer"
+# what sessions share is keyed by these runs; a report from the browser about other runs is ignored
+RUNS_IDENTITY = "|".join(paths)
+
+
+def coefficient_key(task: str) -> str:
+    return f"ta_coef_{task}"
+
+
+def take_reported_coefficients() -> None:
+    """The browser's explorer reports its coefficients after a move: they become this session's coefficients."""
+    reported = (st.session_state.get(EXPLORER_KEY) or {}).get("coefficients")
+    if not isinstance(reported, dict) or not str(reported.get("identity", "")).startswith(RUNS_IDENTITY + "#"):
+        return
+    values = reported.get("values")
+    if isinstance(values, list) and len(values) == len(tasks) and all(isinstance(v, (int, float)) for v in values):
+        lo, hi = COEFFICIENT_RANGE
+        for t, v in zip(tasks, values):
+            st.session_state[coefficient_key(t)] = min(hi, max(lo, round(round(v / COEFFICIENT_STEP) * COEFFICIENT_STEP,
+                                                                        2)))
+
+
 @st.fragment
 def live_edit() -> None:
-    """The sliders and the accuracies they give: a move reruns this block only, not the study's tables below."""
-    left, right = st.columns([1, 2])
-    with left:
-        method = st.selectbox("Merge method", list(MERGE_METHODS), key="ta_method")
-        params = method_widgets(MERGE_METHODS[method], "ta")
-        coefficients = {t: st.slider(f"coefficient of tau({t})", *COEFFICIENT_RANGE, 0.3, step=COEFFICIENT_STEP,
-                                     key=f"ta_coef_{t}") for t in tasks}
-    with right:
-        learns = MERGE_METHODS[method].learns
-        if learns and not session.knows(coefficients, method, **params):
-            st.info(f"{method} learns from the runs' data (statistics on their train images, cached on disk once "
-                    "computed; AdaMerging also trains its coefficients): it runs when asked, from seconds to "
-                    "minutes on a CPU.")
-            if not st.button(f"Compute the {method} merge", key="ta_learn"):
-                return
+    """The sliders and the accuracies they give, drawn by the browser from every setting computed along the
+    sliders; the server reruns only this block, when the browser reports its coefficients or asks for more."""
+    method = st.selectbox("Merge method", list(MERGE_METHODS), key="ta_method")
+    params = method_widgets(MERGE_METHODS[method], "ta")
+    coefficients = {t: float(st.session_state.get(coefficient_key(t), 0.3)) for t in tasks}
+    learns = MERGE_METHODS[method].learns
+    st.subheader("Live accuracy (test subsample)")
+    known = session.knows(coefficients, method, **params)
+    if not learns or known or st.session_state.get("ta_learn"):
         with st.spinner(f"Merging with {method}...") if learns else contextlib.nullcontext():
             acc = session.accuracies(coefficients, method, **params)
-        if not learns:  # one slider step either way, computed while the class reads this answer
-            session.prefetch(slider_neighbours(coefficients, COEFFICIENT_STEP, *COEFFICIENT_RANGE), method, **params)
-        st.subheader("Live accuracy (test subsample)")
-        controls = [t for t in acc if t not in tasks]
-        st.caption(f"Task vectors: {', '.join(tasks)}; controls: {', '.join(controls) or 'none'}. First "
+        st.caption(f"Task vectors: {', '.join(tasks)}; controls: "
+                   f"{', '.join(t for t in acc if t not in tasks) or 'none'}. First "
                    f"{len(session.eval_sets[next(iter(acc))].labels)} test images of each task; the change against "
                    "zero-shot in points.")
-        cols = st.columns(len(acc))
-        for col, (t, a) in zip(cols, acc.items()):
-            role = "task vector" if t in tasks else "control"
-            col.metric(t, f"{100 * a:.1f}%", f"{100 * (a - session.zero_shot[t]):+.1f} pts",
-                       help=f"{role}, n={len(session.eval_sets[t].labels)} test images")
+    if not learns:  # the next steps along each slider, computed while the class reads this answer
+        session.prefetch(slider_neighbours(coefficients, COEFFICIENT_STEP, *COEFFICIENT_RANGE, reach=PREFETCH_REACH),
+                         method, **params)
+    n_by_task = {t: len(e.labels) for t, e in session.eval_sets.items()}
+    computed = coefficients_explorer.on_slider_lines(session.computed(method, **params), coefficients.values())
+    settings = {coefficients_explorer.setting_key(values): coefficients_explorer.setting_entry(
+        acc, session.zero_shot, tasks, n_by_task) for values, acc in computed.items()}
+    identity = f"{RUNS_IDENTITY}#{method}#{sorted(params.items())}"
+    data = coefficients_explorer.payload(identity, tasks, list(coefficients.values()), settings, COEFFICIENT_STEP,
+                                         COEFFICIENT_RANGE, learns)
+    coefficients_explorer.coefficient_explorer(data, key=EXPLORER_KEY, on_change=take_reported_coefficients)
+    if learns and not session.knows(coefficients, method, **params):
+        st.info(f"{method} learns from the runs' data (statistics on their train images, cached on disk once "
+                "computed; AdaMerging also trains its coefficients): it runs when asked, from seconds to "
+                "minutes on a CPU.")
+        st.button(f"Compute the {method} merge", key="ta_learn")
 
 
 live_edit()

@@ -14,9 +14,17 @@ from typing import Callable, Sequence
 import streamlit as st
 
 _HERE = Path(__file__).resolve().parent
-_COMPONENT = st.components.v2.component(
-    "paint_explorer.alpha_explorer", js=(_HERE / "explorer.js").read_text(), css=(_HERE / "explorer.css").read_text(),
-    isolate_styles=False)  # in the page's DOM: the load benchmark and the browser tests read it like any element
+
+
+def explorer_component(name: str, script: str):
+    """A page explorer's Streamlit component: ``common.js`` then ``script`` as one module, with the explorers'
+    stylesheet, in the page's DOM (the load benchmarks and the browser tests read it like any element)."""
+    js = (_HERE / "common.js").read_text() + (_HERE / script).read_text()
+    return st.components.v2.component(f"paint_explorer.{name}", js=js, css=(_HERE / "explorer.css").read_text(),
+                                      isolate_styles=False)
+
+
+_COMPONENT = explorer_component("alpha_explorer", "explorer.js")
 
 
 def alpha_key(alpha: float) -> str:

@@ -7,13 +7,6 @@ function shown(alpha) {
   return String(Number(alpha.toFixed(2)));  // like Python's format(alpha, "g") at two decimals
 }
 
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
 function build(root, data) {
   root.replaceChildren();
   const sliderRow = element("div", "pe-slider-row");
@@ -89,22 +82,8 @@ function show(root) {
   parts.status.textContent = "";
   const chosen = data.chosen === null ? "" : ` (paper's choice on val: ${shown(data.chosen)})`;
   parts.heading.textContent = `Live accuracy at alpha = ${shown(alpha)}${chosen}`;
-  if (parts.metrics.children.length !== entry.metrics.length) {
-    parts.metrics.replaceChildren(...entry.metrics.map(() => {
-      const box = element("div", "pe-metric");
-      box.append(element("div", "pe-metric-label"), element("div", "pe-metric-value"), element("div", "pe-metric-delta"),
-                 element("div", "pe-metric-sample"), element("div", "pe-metric-whole"));
-      return box;
-    }));
-  }
-  entry.metrics.forEach((m, i) => {
-    const box = parts.metrics.children[i];
-    box.dataset.task = m.task;
-    box.children[0].textContent = m.label;
-    box.children[1].textContent = m.value;
-    box.children[2].textContent = m.delta;
-    box.children[2].className = "pe-metric-delta " + (m.sign > 0 ? "pe-up" : m.sign < 0 ? "pe-down" : "");
-    box.children[3].textContent = m.sample || "";
+  drawMetrics(parts.metrics, entry.metrics, ["pe-metric-whole"]).forEach((box, i) => {
+    const m = entry.metrics[i];
     const w = whole && whole.tasks[m.task];
     box.children[4].textContent = w ? `whole ${data.split} split (${w.n} images, from the sweep): ${w.value}, ${w.delta}`
       : swept ? `whole ${data.split} split: not swept at alpha ${shown(alpha)}` : "";
@@ -134,21 +113,13 @@ function report(root, now) {
 }
 
 export default function (component) {
-  const {data, parentElement, setStateValue} = component;
-  let root = parentElement.querySelector(":scope > .pe-root");
-  if (!root) {
-    root = element("div", "pe-root");
-    parentElement.append(root);
-  }
-  root.__data = data;
-  root.__setState = setStateValue;
-  if (root.dataset.run !== data.run) {  // first mount, or another run: start where the server says
+  mountExplorer(component, "pe-root", component.data.run, (root, data) => {  // first mount, or another run
     build(root, data);
-    root.dataset.run = data.run;
-    root.__alpha = data.alpha;
+    root.__alpha = data.alpha;  // start where the server says
     root.__reported = data.alpha;
     root.__svg = undefined;
-  }
-  drawFrontier(root);
-  show(root);
+  }, (root) => {
+    drawFrontier(root);
+    show(root);
+  });
 }

@@ -35,6 +35,8 @@ from ..runtime import PRECISIONS, Runtime, current_runtime, module_device, use_r
 LIVE_EVAL_N = 100
 SLIDER_STEP = 0.05
 SLIDER_ALPHAS = tuple(round(SLIDER_STEP * i, 2) for i in range(int(round(1 / SLIDER_STEP)) + 1))
+# an EditSession computes ahead for this long after the last request: a page left open does not keep a core busy
+AHEAD_FOR_S = 20.0
 
 
 def live_runtime(runtime: Runtime | None = None, precision: str = "auto") -> Runtime:
@@ -356,6 +358,7 @@ class EditSession:
         self._cache: dict[tuple, dict[str, float]] = {}
         self._lock = threading.Lock()  # the one working copy of the weights, one computation at a time
         self._ahead: list[tuple[dict[str, float], str, dict]] = []  # settings to compute when idle, next first
+        self._asked_at = 0.0  # time.monotonic() of the last prefetch request
         self._wake = threading.Condition()
         self._worker: threading.Thread | None = None
         self.zero_shot = self.accuracies({t: 0.0 for t in self.vectors}, "sum")
@@ -373,6 +376,12 @@ class EditSession:
         """Whether these accuracies were computed already (a merge that learns is computed only when asked)."""
         return self._key(coefficients, method, params) in self._cache
 
+    def computed(self, method: str = "sum", **params) -> dict[tuple[float, ...], dict[str, float]]:
+        """Every setting computed so far with this method and params: coefficients (in the vectors' order, rounded
+        as the cache keys them) -> accuracies. What a browser can draw without asking again."""
+        tail = (method, tuple(sorted(params.items())))
+        return {key[0]: acc for key, acc in list(self._cache.items()) if key[1:] == tail}
+
     def accuracies(self, coefficients: dict[str, float], method: str = "sum", **params) -> dict[str, float]:
         key = self._key(coefficients, method, params)
         if key not in self._cache:
@@ -387,8 +396,10 @@ class EditSession:
     def prefetch(self, settings: Sequence[dict[str, float]], method: str = "sum", **params) -> None:
         """Compute ``settings`` (the likely next moves, e.g. ``slider_neighbours``) in a background thread, in
         order, replacing any earlier list: a class moving a slider one step finds the answer computed. A request
-        waits at most for the one setting being computed (both take the session's lock)."""
+        waits at most for the one setting being computed (both take the session's lock). The list is dropped
+        ``AHEAD_FOR_S`` after the last request."""
         with self._wake:
+            self._asked_at = time.monotonic()
             self._ahead = [(dict(c), method, dict(params)) for c in settings
                            if not self.knows(c, method, **params)]
             if self._worker is None:
@@ -399,9 +410,12 @@ class EditSession:
 
     def _compute_ahead(self) -> None:
         """The prefetch worker: computes the queued settings, then ends once the queue has stayed empty for a
-        second (an idle session holds no thread, and a session dropped from a cache is not kept alive by one)."""
+        second or nobody has asked for ``AHEAD_FOR_S`` (an idle session holds no thread, and a session dropped
+        from a cache is not kept alive by one)."""
         while not _SHUTTING_DOWN.is_set():
             with self._wake:
+                if time.monotonic() - self._asked_at > AHEAD_FOR_S:
+                    self._ahead = []
                 if not self._ahead:
                     self._wake.wait(timeout=1.0)
                 if not self._ahead or _SHUTTING_DOWN.is_set():
@@ -414,14 +428,17 @@ class EditSession:
                 continue
 
 
-def slider_neighbours(values: dict[str, float], step: float, lo: float, hi: float) -> list[dict[str, float]]:
-    """The settings one slider step away from ``values`` (each slider up, then down, within [lo, hi])."""
+def slider_neighbours(values: dict[str, float], step: float, lo: float, hi: float,
+                      reach: int = 1) -> list[dict[str, float]]:
+    """The settings up to ``reach`` slider steps away from ``values`` along one slider, nearest first (at each
+    distance each slider up, then down), within [lo, hi]."""
     out = []
-    for sign in (1, -1):
-        for name, v in values.items():
-            moved = round(v + sign * step, 4)
-            if lo - 1e-9 <= moved <= hi + 1e-9:
-                out.append({**values, name: moved})
+    for distance in range(1, reach + 1):
+        for sign in (1, -1):
+            for name, v in values.items():
+                moved = round(v + sign * distance * step, 4)
+                if lo - 1e-9 <= moved <= hi + 1e-9:
+                    out.append({**values, name: moved})
     return out
 
 
