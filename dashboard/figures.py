@@ -161,15 +161,6 @@ def accuracy_vs_alpha_figure(df: pd.DataFrame, split: str = "test", alpha: float
     return fig
 
 
-def probability_bars(table: pd.DataFrame, names: list[str]) -> go.Figure:
-    """Grouped bars of top-k probabilities, one group per model of ``compare_predictions``'s table."""
-    fig = go.Figure()
-    for name in names:
-        fig.add_trace(go.Bar(x=table[f"{name} class"].tolist(), y=table[f"{name} prob"].tolist(), name=name))
-    fig.update_layout(barmode="group", yaxis_title="probability", yaxis_range=[0, 1], height=320, margin={"t": 30})
-    return fig
-
-
 def per_count_figure(table: pd.DataFrame, names: list[str]) -> go.Figure:
     """Accuracy per true class for several models (columns ``<name>`` in ``table``, index = class)."""
     fig = go.Figure()

@@ -112,11 +112,14 @@ def wiseft_conclusion(summary: dict[str, EnsembleSummary], shift: str, id_task: 
 
 def prediction_columns(names: Sequence[str]) -> dict[str, dict]:
     """Column settings (Streamlit's column-config shape) for ``compare_predictions``'s table, narrow enough that
-    every model's class and probability show beside a picture (issue 26: the patched probability was cut off)."""
+    every model's class and probability show beside a picture (issue 26: the patched probability was cut off); each
+    probability is drawn as a bar in its cell (one table, not a table and a chart: issue 31, a chart per image
+    was most of what ten browsers drew for a word)."""
     columns: dict[str, dict] = {"rank": {"label": "#", "width": 40}}
     for name in names:
-        columns[f"{name} class"] = {"label": name, "width": 135}
-        columns[f"{name} prob"] = {"label": "prob.", "width": 65, "type_config": {"type": "number", "format": "%.3f"}}
+        columns[f"{name} class"] = {"label": name, "width": 120}
+        columns[f"{name} prob"] = {"label": "prob.", "width": 80, "type_config": {
+            "type": "progress", "format": "%.3f", "min_value": 0.0, "max_value": 1.0}}
     return columns
 
 

@@ -93,6 +93,8 @@ def test_prediction_columns_name_every_column_narrowly():
                           "patched (alpha 0.5) prob"]
     assert [c["label"] for c in cols.values()] == ["#", "zero-shot", "prob.", "patched (alpha 0.5)", "prob."]
     assert sum(c["width"] for c in cols.values()) <= 450  # fits beside the picture at 1400 px
+    assert all(cols[c]["type_config"] == {"type": "progress", "format": "%.3f", "min_value": 0.0, "max_value": 1.0}
+               for c in ("zero-shot prob", "patched (alpha 0.5) prob"))  # a bar in the cell, the number on it
 
 
 def test_the_served_dashboard_hides_the_deploy_button():

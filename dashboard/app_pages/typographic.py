@@ -143,7 +143,6 @@ with right:
         c1.image(figures.fit_image(img, 160), caption=title)
         table = shown[key] = answers.top_tables(models_key, image, tuple(classnames), page_models, head, x)
         c2.dataframe(table, hide_index=True, key=f"{key}_table", column_config=text.prediction_columns(names))
-        c2.plotly_chart(figures.probability_bars(table, names), key=f"{key}_bars")
 
 if not word.strip():
     st.stop()
