@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -172,35 +173,31 @@ async def _moves(page, n: int, timeout_s: float) -> tuple[list[float], int]:
     return times, errors
 
 
-class _ProtocolSession:
+class ProtocolClient:
     """A Streamlit session without a browser: Streamlit's own websocket protocol (BackMsg / ForwardMsg protobufs),
     as the browser's frontend speaks it, so the server does exactly the work a student's browser asks of it while
-    rendering costs this machine nothing (the students' browsers run on their own laptops)."""
+    rendering costs this machine nothing (the students' browsers run on their own laptops). A page's client
+    subclasses it and reads what it measures in ``on_element``."""
 
     def __init__(self, ws) -> None:
-        self.ws, self.slider_id, self.fragment_id, self.page_hash, self.alpha = ws, None, "", "", 0.0
-        self.run = ""
+        self.ws, self.page_hash = ws, ""
 
-    @classmethod
-    async def open(cls, url: str) -> "_ProtocolSession":
+    @staticmethod
+    async def connect(url: str):
         import websockets
-        ws = await websockets.connect(url.replace("http://", "ws://") + "/_stcore/stream", subprotocols=["streamlit"],
-                                      max_size=None, open_timeout=300)
-        session = cls(ws)
-        await session._rerun(page_name="patch")
-        if session.slider_id is None:
-            raise RuntimeError("the Patch page sent no alpha explorer")
-        await session.move(0.0, 60)  # alpha 0: every session starts from the same place
-        return session
+        return await websockets.connect(url.replace("http://", "ws://") + "/_stcore/stream",
+                                        subprotocols=["streamlit"], max_size=None, open_timeout=300)
 
-    async def _rerun(self, timeout_s: float = 300, **client_state) -> str:
-        """Send one rerun request; read the answer until the script finishes; returns the explorer's alpha and
-        whether it holds that position (e.g. "alpha = 0.35 shown"), "" when no explorer came."""
+    def on_element(self, element, fragment_id: str) -> None:
+        """Every element the server sends during a rerun (``element``: a protobuf Element)."""
+
+    async def rerun(self, timeout_s: float = 300, **client_state) -> None:
+        """Send one rerun request (``client_state``: ClientState's fields); read the answer until the script
+        finishes, handing each element to ``on_element``; an exception the page shows is raised here."""
         from streamlit.proto.BackMsg_pb2 import BackMsg
         from streamlit.proto.ClientState_pb2 import ClientState
         from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
         await self.ws.send(BackMsg(rerun_script=ClientState(**client_state)).SerializeToString())
-        heading = ""
         async with asyncio.timeout(timeout_s):
             while True:
                 msg = ForwardMsg()
@@ -210,19 +207,45 @@ class _ProtocolSession:
                     self.page_hash = msg.new_session.page_script_hash
                 elif kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
                     element = msg.delta.new_element
-                    if element.WhichOneof("type") == "bidi_component" and \
-                            element.bidi_component.component_name == "paint_explorer.alpha_explorer":
-                        self.slider_id, self.fragment_id = element.bidi_component.id, msg.delta.fragment_id
-                        data = json.loads(element.bidi_component.json)
-                        self.run = data["run"]
-                        held = f"{data['alpha']:.2f}" in data["positions"]
-                        heading = f"alpha = {data['alpha']:g} {'shown' if held else 'missing'}"
+                    if element.WhichOneof("type") == "exception":
+                        raise RuntimeError(f"the page raised: {element.exception.message[:200]}")
+                    self.on_element(element, msg.delta.fragment_id)
                 elif kind == "script_finished":
                     if msg.script_finished == ForwardMsg.FINISHED_EARLY_FOR_RERUN:
                         continue
                     if msg.script_finished == ForwardMsg.FINISHED_WITH_COMPILE_ERROR:
                         raise RuntimeError("the page failed to compile")
-                    return heading
+                    return
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+class _ProtocolSession(ProtocolClient):
+    """One session of the Patch page over the protocol: it reads the alpha explorer's data."""
+
+    def __init__(self, ws) -> None:
+        super().__init__(ws)
+        self.slider_id, self.fragment_id, self.alpha, self.run, self.step = None, "", 0.0, "", 0.05
+        self.heading = ""  # the explorer's alpha and whether it holds it, e.g. "alpha = 0.3 shown"
+
+    @classmethod
+    async def open(cls, url: str) -> "_ProtocolSession":
+        session = cls(await cls.connect(url))
+        await session.rerun(page_name="patch")
+        if session.slider_id is None:
+            raise RuntimeError("the Patch page sent no alpha explorer")
+        await session.move(0.0, 60)  # alpha 0: every session starts from the same place
+        return session
+
+    def on_element(self, element, fragment_id: str) -> None:
+        if element.WhichOneof("type") == "bidi_component" and \
+                element.bidi_component.component_name == "paint_explorer.alpha_explorer":
+            self.slider_id, self.fragment_id = element.bidi_component.id, fragment_id
+            data = json.loads(element.bidi_component.json)
+            self.run, self.step = data["run"], data["step"]  # the slider's grid (the sweep's)
+            held = f"{data['alpha']:.2f}" in data["positions"]
+            self.heading = f"alpha = {data['alpha']:g} {'shown' if held else 'missing'}"
 
     async def move(self, alpha: float, timeout_s: float) -> float:
         """Report ``alpha`` as the explorer does (its state, a fragment rerun); seconds until the server has sent
@@ -232,22 +255,20 @@ class _ProtocolSession:
         value = json.dumps({"alpha": {"run": self.run, "alpha": alpha}})
         state = WidgetStates(widgets=[WidgetState(id=self.slider_id, json_value=value)])
         t0 = time.perf_counter()
-        heading = await self._rerun(timeout_s, widget_states=state, page_script_hash=self.page_hash,
-                                    fragment_id=self.fragment_id)
-        if f"alpha = {alpha:g} shown" not in heading:
-            raise TimeoutError(f"the page did not show alpha {alpha:g}: {heading!r}")
+        self.heading = ""
+        await self.rerun(timeout_s, widget_states=state, page_script_hash=self.page_hash,
+                         fragment_id=self.fragment_id)
+        if f"alpha = {alpha:g} shown" not in self.heading:
+            raise TimeoutError(f"the page did not show alpha {alpha:g}: {self.heading!r}")
         self.alpha = alpha
         return time.perf_counter() - t0
-
-    async def close(self) -> None:
-        await self.ws.close()
 
 
 async def _protocol_moves(session: _ProtocolSession, n: int, timeout_s: float) -> tuple[list[float], int]:
     times, errors = [], 0
     for _ in range(n):
         try:
-            times.append(await session.move(round(min(1.0, session.alpha + 0.05), 2), timeout_s))
+            times.append(await session.move(round(min(1.0, session.alpha + session.step), 2), timeout_s))
         except (TimeoutError, RuntimeError):
             errors += 1
         await asyncio.sleep(0.2)  # the same pause as the browsers'
@@ -322,7 +343,10 @@ async def _main(args) -> None:
                     browser = await p.chromium.launch(executable_path=chromium, args=FLAGS, headless=True)
                     context, page = await _open(browser, url)  # warm: load the run, precompute the positions
                     deadline = time.time() + 600
-                    while time.time() < deadline and await page.get_by_text("21 of 21 slider positions").count() == 0:
+                    # "N of N slider positions computed": the slider's grid is the sweep's (11 positions for the
+                    # shipped runs) since issue 26; waiting for "21 of 21" waited its whole 600 s
+                    every = page.get_by_text(re.compile(r"\b(\d+) of \1 slider positions"))
+                    while time.time() < deadline and await every.count() == 0:
                         await page.reload()
                         await page.locator(METRIC).first.wait_for(timeout=300_000)
                         await asyncio.sleep(3)

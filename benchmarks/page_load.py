@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 from .common import rss_mb
-from .load import FLAGS, browser_pids, cpu_seconds, serve, until_quiet
+from .load import FLAGS, ProtocolClient, browser_pids, cpu_seconds, serve, until_quiet
 
 # In the page: a watcher that resolves with the seconds from the next keydown until ``changed.now()`` holds and the
 # page is done (``changed.done()`` if it has one, else Streamlit's status widget gone and no element marked stale),
@@ -137,59 +137,33 @@ async def _typographic(page, words: list[str], timeout_s: float) -> list[tuple[s
     return out
 
 
-class _ArithmeticProtocol:
-    """One session of the Task arithmetic page without a browser: Streamlit's websocket protocol (BackMsg /
-    ForwardMsg protobufs), as the browser's frontend speaks it."""
+class _ArithmeticProtocol(ProtocolClient):
+    """One session of the Task arithmetic page over Streamlit's websocket protocol: it reads the coefficient
+    explorer's data and the digits accuracy it holds at the page's coefficients."""
 
     COMPONENT = "paint_explorer.coefficient_explorer"
 
     def __init__(self, ws) -> None:
-        self.ws, self.slider_id, self.fragment_id, self.page_hash = ws, None, "", ""
+        super().__init__(ws)
+        self.slider_id, self.fragment_id = None, ""
         self.data: dict = {}
         self.digits, self.asked = None, 0
 
     @classmethod
     async def open(cls, url: str) -> "_ArithmeticProtocol":
-        import websockets
-        ws = await websockets.connect(url.replace("http://", "ws://") + "/_stcore/stream", subprotocols=["streamlit"],
-                                      max_size=None, open_timeout=300)
-        session = cls(ws)
-        session.digits = await session._rerun(page_name="arithmetic")
+        session = cls(await cls.connect(url))
+        await session.rerun(page_name="arithmetic")
         if session.slider_id is None or session.digits is None:
             raise RuntimeError("the Task arithmetic page sent no coefficient explorer or digits accuracy")
         return session
 
-    async def _rerun(self, timeout_s: float = 300, **client_state) -> str | None:
-        """Send one rerun request; read the answer until the script finishes; returns the digits accuracy shown."""
-        from streamlit.proto.BackMsg_pb2 import BackMsg
-        from streamlit.proto.ClientState_pb2 import ClientState
-        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
-        await self.ws.send(BackMsg(rerun_script=ClientState(**client_state)).SerializeToString())
-        digits = None
-        async with asyncio.timeout(timeout_s):
-            while True:
-                msg = ForwardMsg()
-                msg.ParseFromString(await self.ws.recv())
-                kind = msg.WhichOneof("type")
-                if kind == "new_session":
-                    self.page_hash = msg.new_session.page_script_hash
-                elif kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
-                    element = msg.delta.new_element
-                    if element.WhichOneof("type") == "bidi_component" and \
-                            element.bidi_component.component_name == self.COMPONENT:
-                        self.slider_id, self.fragment_id = element.bidi_component.id, msg.delta.fragment_id
-                        self.data = json.loads(element.bidi_component.json)
-                        here = ",".join(f"{v + 0.0:.2f}" for v in self.data["values"])  # as the browser keys it
-                        here = self.data["settings"].get(here, ())
-                        digits = next((m["value"] for m in here if m["task"] == "digits"), None)
-                    elif element.WhichOneof("type") == "exception":
-                        raise RuntimeError(f"the page raised: {element.exception.message[:200]}")
-                elif kind == "script_finished":
-                    if msg.script_finished == ForwardMsg.FINISHED_EARLY_FOR_RERUN:
-                        continue
-                    if msg.script_finished == ForwardMsg.FINISHED_WITH_COMPILE_ERROR:
-                        raise RuntimeError("the page failed to compile")
-                    return digits
+    def on_element(self, element, fragment_id: str) -> None:
+        if element.WhichOneof("type") == "bidi_component" and element.bidi_component.component_name == self.COMPONENT:
+            self.slider_id, self.fragment_id = element.bidi_component.id, fragment_id
+            self.data = json.loads(element.bidi_component.json)
+            here = ",".join(f"{v + 0.0:.2f}" for v in self.data["values"])  # as the browser keys it
+            self.digits = next((m["value"] for m in self.data["settings"].get(here, ()) if m["task"] == "digits"),
+                               None)
 
     async def move(self, timeout_s: float) -> float:
         """The digits slider one step to the right, reported as the explorer does (its state, a fragment rerun);
@@ -206,16 +180,13 @@ class _ArithmeticProtocol:
         t0 = time.perf_counter()
         # the page by name, as the browser's URL gives it (on a full rerun the hash the server sent first may be
         # the entry script's)
-        digits = await self._rerun(timeout_s, widget_states=states, page_name="arithmetic",
-                                   fragment_id=self.fragment_id)
+        before, self.digits = self.digits, None
+        await self.rerun(timeout_s, widget_states=states, page_name="arithmetic", fragment_id=self.fragment_id)
+        digits = self.digits
         seconds = time.perf_counter() - t0
-        if digits is None or digits == self.digits:
+        if digits is None or digits == before:
             raise RuntimeError(f"the digits accuracy did not change at {values[digits_at]:g}: {digits!r}")
-        self.digits = digits
         return seconds
-
-    async def close(self) -> None:
-        await self.ws.close()
 
 
 async def _arithmetic_protocol(session: _ArithmeticProtocol, moves: int, timeout_s: float
