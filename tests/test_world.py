@@ -225,3 +225,43 @@ def test_neutral_lengths_on_the_command_line_and_old_train_states_resume():
                                    "corpus": asdict(corpus.CorpusConfig(**READER_RECIPE))}
     assert _with_defaults(old) != {"config": asdict(PretrainConfig()),
                                    "corpus": asdict(corpus.CorpusConfig(**READER_RECIPE, neutral_lengths=True))}
+
+
+def test_neutral_named_captions_name_the_neutral_word_and_off_changes_nothing():
+    """Issue 32's fourth lever: with ``neutral_named`` the neutral twin's caption names its written word (and the
+    object where the caption is not the word alone), drawn exactly like the class-word twin's; off, the corpus is
+    the shipped reader's bit for bit; the option needs twins, and the command line has it."""
+    from paint_core.cli import build_parser
+    from paint_core.cli.options import config_from
+    from paint_core.data import corpus
+    assert _corpus_stream(corpus.CorpusConfig(**READER_RECIPE, neutral_named=False)) == "c1e3437645324d4d"
+    assert _corpus_stream(corpus.CorpusConfig(**READER_RECIPE, neutral_named=True)) != "c1e3437645324d4d"
+    written = []
+    real = world.render_object_with_word
+    world.render_object_with_word = lambda rng, shape, colour, word, *a, **k: (
+        written.append((shape, word)), real(rng, shape, colour, word, *a, **k))[1]
+    try:
+        cfg = corpus.CorpusConfig(**{**READER_RECIPE, "object_word_share": 0.99, "neutral_twins": 1.0},
+                                  neutral_lengths=True, neutral_named=True)
+        rng = np.random.default_rng(3)
+        word_only = with_object = 0
+        for _ in range(200):
+            n = len(written)
+            (_, cap1), (_, cap2) = corpus._twins(rng, cfg, 16)
+            if len(written) == n:
+                continue
+            (shape, first), (shape2, second) = written[n:]
+            assert shape == shape2 and second in corpus.NEUTRAL_LENGTH_WORDS and second in cap2.split(), cap2
+            if cap2 in (second, f"the word {second}", f"a sign that says {second}"):
+                word_only += 1
+            else:
+                assert shape in cap2, cap2
+                with_object += 1
+    finally:
+        world.render_object_with_word = real
+    assert word_only > 80 and with_object > 50, (word_only, with_object)  # word_only_caption 0.6 of ~195 pairs
+    with pytest.raises(ValueError, match="neutral_named .* needs word_pairs and neutral_twins"):
+        corpus.corpus_mix(corpus.CorpusConfig(neutral_named=True))
+    args = build_parser().parse_args(["pretrain", "--model", "micro-rn-s", "--out", "x", "--word-pairs",
+                                      "--neutral-twins", "0.2", "--neutral-named"])
+    assert config_from(corpus.CorpusConfig, args).neutral_named

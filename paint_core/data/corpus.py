@@ -77,6 +77,10 @@ class CorpusConfig:
     #: neutral twins' words of every length from 3 to 8 letters, evenly, instead of 3-4 letters (issue 32: ink width
     #: no longer tells a neutral word from a long class word); needs --word-pairs and --neutral-twins
     neutral_lengths: bool = False
+    # off: the neutral twin is captioned by its object alone (the shipped reader's recipe)
+    #: neutral twins' captions name their written word as well as the object, like the class-word twins' (issue 32:
+    #: ties every word's ink to its text, not only class words'); needs --word-pairs and --neutral-twins
+    neutral_named: bool = False
     word_colours: bool = False      #: write words on objects in varied ink colours (default: white)
 
 
@@ -86,6 +90,8 @@ def corpus_mix(cfg: CorpusConfig) -> dict[str, float]:
         raise ValueError(f"object_word_share must be in [0, 1), got {cfg.object_word_share}")
     if cfg.neutral_lengths and not (cfg.word_pairs and cfg.neutral_twins > 0):
         raise ValueError("neutral_lengths changes the neutral twins' words: it needs word_pairs and neutral_twins > 0")
+    if cfg.neutral_named and not (cfg.word_pairs and cfg.neutral_twins > 0):
+        raise ValueError("neutral_named changes the neutral twins' captions: it needs word_pairs and neutral_twins > 0")
     if cfg.object_word_share == MIX["object_word"]:
         return dict(MIX)  # exactly the shipped corpus, bit for bit
     rest = 1 - MIX["object_word"]
@@ -204,7 +210,7 @@ def _twins(rng: np.random.Generator, cfg: CorpusConfig, size: int) -> list[tuple
     font = int(rng.integers(cfg.word_font_min, cfg.word_font_max + 1))
     ink = _word_ink(rng, cfg)
     out = []
-    for word, names_object_only in ((first, False), (second, neutral)):
+    for word, names_object_only in ((first, False), (second, neutral and not cfg.neutral_named)):
         img = w.render_object_with_word(np.random.default_rng(state), shape, colour, word, size, font_size=font,
                                         **ink)
         if names_object_only:
