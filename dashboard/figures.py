@@ -63,7 +63,7 @@ def frontier_figure(f: pd.DataFrame, patch: str, alpha: float | None = None, cho
     return fig
 
 
-def _nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     """Round tick values covering [lo, hi] (steps of 1, 2, 2.5 or 5 times a power of ten)."""
     span = max(hi - lo, 1e-9)
     raw = span / count
@@ -100,10 +100,10 @@ def frontier_svg(f: pd.DataFrame, patch: str, chosen: float | None, markers: dic
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="pe-frontier" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
            f'<rect x="{left}" y="{top}" width="{right - left}" height="{bottom - top}" fill="white" stroke="#999"/>']
-    for t in _nice_ticks(x_lo, x_hi):
+    for t in nice_ticks(x_lo, x_hi):
         out.append(f'<line x1="{px(t)}" y1="{top}" x2="{px(t)}" y2="{bottom}" stroke="#e5e5e5"/>'
                    f'<text x="{px(t)}" y="{bottom + 15}" text-anchor="middle">{t:g}</text>')
-    for t in _nice_ticks(y_lo, y_hi):
+    for t in nice_ticks(y_lo, y_hi):
         out.append(f'<line x1="{left}" y1="{py(t)}" x2="{right}" y2="{py(t)}" stroke="#e5e5e5"/>'
                    f'<text x="{left - 6}" y="{py(t) + 4}" text-anchor="end">{t:g}</text>')
     out.append(f'<text x="{(left + right) / 2}" y="{height - 12}" text-anchor="middle">'
@@ -261,36 +261,6 @@ def prompt_bars(rows: pd.DataFrame) -> go.Figure:
                            marker={"color": ["#9aa5b1" if "old" in m else "#1f77b4" for m in mean.index]},
                            hovertemplate="%{x}: %{y:.1f}%<extra></extra>"))
     fig.update_layout(yaxis_title="test accuracy (%)", yaxis_range=[0, 105], margin={"t": 30})
-    return fig
-
-
-def word_sweep_heatmap(table: pd.DataFrame, title: str) -> go.Figure:
-    """Words (rows) by position and size (columns), each cell the true class's probability; the predicted
-    class in the hover and as the cell's text. ``table`` from ``paint_core.engine.attack.word_sweep``."""
-    table = table.assign(where=table["position"] + " " + (100 * table["size"]).round().astype(int).astype(str) + "%")
-    words = list(dict.fromkeys(table["word"]))
-    cols = list(dict.fromkeys(table["where"]))
-    z = table.pivot(index="word", columns="where", values="p_true").loc[words, cols]
-    text = table.pivot(index="word", columns="where", values="predicted").loc[words, cols]
-    fig = go.Figure(go.Heatmap(z=z.values, x=cols, y=words, text=text.values, texttemplate="%{text}",
-                               zmin=0, zmax=1, colorscale="RdYlGn", colorbar={"title": "p(true)"},
-                               hovertemplate="word %{y}<br>%{x}<br>p(true) %{z:.2f}<br>predicted %{text}<extra></extra>"))
-    fig.update_layout(title=title, xaxis_title="where the word is written (position, height)",
-                      yaxis_title="word written", height=120 + 28 * len(words), margin={"t": 50})
-    return fig
-
-
-def margin_figure(table: pd.DataFrame, alpha: float | None = None) -> go.Figure:
-    """Logit margin true - written class along alpha, one line per image (clean, attacked); above zero the
-    model names the true class over the written one. ``table`` from ``margin_along_alpha``."""
-    fig = go.Figure()
-    for name, rows in table.groupby("image", sort=False):
-        fig.add_trace(go.Scatter(x=rows["alpha"], y=rows["margin"], mode="lines+markers", name=str(name)))
-    fig.add_hline(y=0, line={"dash": "dash", "color": "gray"})
-    if alpha is not None:
-        fig.add_vline(x=alpha, line={"color": "red"}, annotation_text=f"alpha {alpha:g}")
-    fig.update_layout(xaxis_title="alpha (0 zero-shot, 1 fine-tuned)", yaxis_title="logit margin: true - written",
-                      height=320, margin={"t": 30})
     return fig
 
 

@@ -76,6 +76,13 @@ def coefficient_explorer(at) -> dict:
     return json.loads(component.proto.json)
 
 
+def typographic_charts(at) -> list[dict]:
+    """The data of the Typographic page's browser-drawn charts, in page order (word sweeps, then the margin)."""
+    import json
+    return [json.loads(c.proto.json) for c in at.get("bidi_component")
+            if c.proto.component_name == "paint_explorer.typographic_charts"]
+
+
 def live_coefficients(at) -> list[dict] | None:
     """What the explorer shows at the page's coefficients: one metric per task (label, value, delta, sample);
     None while that setting is not computed."""

@@ -209,10 +209,11 @@ STEP_UP_NOW = "() => { " + _NEXT + """
 
 
 def test_typographic_upload_shows_the_word_sweep_in_a_real_browser(app_url, tmp_path):
-    """Upload an image on the Typographic page: the verdict and both word-sweep heat-maps appear for it."""
+    """Upload an image on the Typographic page: the verdict, both word-sweep heat-maps (drawn by the browser, each
+    cell painted with its own p(true)) and the margin along alpha appear for it."""
     import numpy as np
 
-    from paint_core.data.world import render_object
+    from paint_core.data.world import SHAPES, render_object
     picture = tmp_path / "circle.png"
     render_object(np.random.default_rng(5), "circle", "blue", radius=(0.3, 0.34)).resize((96, 96)).save(picture)
     with _browser_page() as page:
@@ -225,12 +226,24 @@ def test_typographic_upload_shows_the_word_sweep_in_a_real_browser(app_url, tmp_
         while time.time() < deadline:
             page.wait_for_timeout(500)
             busy = page.locator('[data-testid="stStatusWidget"]').count()
-            titles = page.locator(".js-plotly-plot .xtitle").all_text_contents()
-            if not busy and sum("where the word is written" in t for t in titles) == 2:
+            titles = page.locator(".pe-chart[data-kind=sweep] .pe-grid-title").all_text_contents()
+            cells = page.locator(".pe-chart[data-kind=sweep] td.pe-sweep-cell").count()
+            margin_points = page.locator(".pe-chart[data-kind=margin] .pe-margin-line circle").count()
+            if not busy and len(titles) == 2 and cells and margin_points:
                 break
         verdict = page.locator('[data-testid="stMarkdownContainer"] p').filter(has_text="Verdict:").first.inner_text()
         page.screenshot(path=str(ARTIFACTS / "dashboard_typographic.png"), full_page=True)
-    assert sum("where the word is written" in t for t in titles) == 2, titles
+        shape = page.locator(".pe-chart[data-kind=sweep] table").first.evaluate(
+            "t => [t.tBodies[0].rows.length, t.tHead.rows[0].cells.length - 1]")
+        first_cell = page.locator(".pe-chart[data-kind=sweep] td.pe-sweep-cell").first
+        p_true, background = float(first_cell.get_attribute("data-p")), first_cell.evaluate(
+            "c => getComputedStyle(c).backgroundColor")
+    from dashboard.explorer.charts import heat_colour
+    from paint_core.engine.attack import CONTROL_WORDS
+    assert titles[0] == "zero-shot" and titles[1].startswith("patched"), titles
+    assert shape[0] >= len(SHAPES) + len(CONTROL_WORDS) and cells == 2 * shape[0] * shape[1], (shape, cells)
+    assert background.replace(" ", "") == heat_colour(p_true)  # each cell painted with its own p(true)
+    assert margin_points == 2 * 21  # the written word is a class: clean and attacked along the 21 slider alphas
     assert "zero-shot" in verdict and "patched" in verdict
 
 

@@ -1,7 +1,6 @@
 """The Typographic page as an inspector (issue 16): its figures hold the engine's numbers for the same image."""
 from __future__ import annotations
 
-import base64
 import io
 import json
 from pathlib import Path
@@ -10,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
+
+from conftest import typographic_charts
 
 from paint_core import interpolate, load_run
 from paint_core.data import world
@@ -33,19 +34,12 @@ def page():
     return at
 
 
-def _array(value) -> np.ndarray:
-    """A plotly JSON array: a list, or plotly's typed-array form {dtype, bdata (base64), shape}."""
-    if isinstance(value, dict) and "bdata" in value:
-        out = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
-        shape = value.get("shape")
-        if shape:
-            out = out.reshape([int(v) for v in str(shape).split(",")] if isinstance(shape, str) else shape)
-        return out.astype(float)
-    return np.array(value, dtype=float)
+def _sweeps(at) -> list[dict]:
+    return [c for c in typographic_charts(at) if c["kind"] == "sweep"]
 
 
-def _charts(at) -> list[dict]:
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+def _cell(sweep: dict, word: str, where: str) -> float:
+    return sweep["p"][sweep["words"].index(word)][sweep["columns"].index(where)]
 
 
 def test_page_opens_on_an_attack_that_the_patch_fixes(page):
@@ -107,23 +101,22 @@ def test_word_sweep_and_margin_figures_hold_the_engines_numbers(page):
                                page.session_state["typo_colour"], radius=(0.3, 0.34))
     head = zero_shot_head(run.model, run.tokenizer, world.SHAPES, SHAPE_TEMPLATES)
     true = world.SHAPES.index(shape)
-    charts = _charts(page)
-    heat = next(c for c in charts if c["data"][0]["type"] == "heatmap")  # the zero-shot one comes first
+    heat, patched = _sweeps(page)  # the zero-shot one comes first
+    assert (heat["title"], patched["title"]) == ("zero-shot", f"patched (alpha {page.slider(key='typo_alpha').value:g})")
     expected = word_sweep(run.model, head, run.preprocess, base, world.SHAPES, true, [*world.SHAPES, "cat"])
-    rows = heat["data"][0]["y"]
-    cols = heat["data"][0]["x"]
-    z = _array(heat["data"][0]["z"])
     for r in expected.itertuples():
-        cell = z[rows.index(r.word), cols.index(f"{r.position} {round(100 * r.size)}%")]
-        assert cell == pytest.approx(r.p_true, abs=1e-5)
-    margin = next(c for c in charts if c["data"][0]["type"] == "scatter" and len(c["data"]) >= 2
-                  and c["data"][0].get("name") == "clean")
+        assert _cell(heat, r.word, f"{r.position} {round(100 * r.size)}%") == pytest.approx(r.p_true, abs=1e-4)
+        i, j = heat["words"].index(r.word), heat["columns"].index(f"{r.position} {round(100 * r.size)}%")
+        assert heat["predicted"][i][j] == r.predicted
+    [margin] = [c for c in typographic_charts(page) if c["kind"] == "margin"]
+    assert [line["name"] for line in margin["lines"]] == ["clean", "attacked"]
+    assert margin["alpha"] == pytest.approx(page.slider(key="typo_alpha").value)
     attacked = world.write_word(base, word, page.selectbox(key="typo_position").value,
                                 float(page.slider(key="typo_size").value))
     ref = margin_along_alpha(run.model, run.theta_zs, run.theta_ft, head,
                              {"clean": run.preprocess(base), "attacked": run.preprocess(attacked)}, true,
                              world.SHAPES.index(word), SLIDER_ALPHAS)
-    shown = _array(margin["data"][1]["y"])
+    shown = np.array(margin["lines"][1]["margin"])
     np.testing.assert_allclose(shown, ref[ref["image"] == "attacked"]["margin"].to_numpy(), atol=1e-4)
     assert len(shown) == 21
     assert len(page.get("image")) >= 2 + 4  # the clean and attacked pictures, then four saliency maps
@@ -171,17 +164,16 @@ def test_zero_shot_only_mode_inspects_a_model_without_any_run(tmp_path, monkeypa
     assert not at.exception and not at.error
     verdict = next(m.value for m in at.markdown if "Verdict" in m.value)
     assert "patched" not in verdict
-    heats = [c for c in _charts(at) if c["data"][0]["type"] == "heatmap"]
-    assert len(heats) == 1
+    heats = _sweeps(at)
+    assert len(heats) == 1 and not [c for c in typographic_charts(at) if c["kind"] == "margin"]
     model, preprocess, tokenizer = load_model("micro-rn-s")
     head = zero_shot_head(model, tokenizer, world.SHAPES, SHAPE_TEMPLATES)
     shape = at.selectbox(key="typo_shape").value
     base = world.render_object(np.random.default_rng(int(at.number_input(key="typo_seed").value)), shape,
                                at.selectbox(key="typo_colour").value, radius=(0.3, 0.34))
     expected = word_sweep(model, head, preprocess, base, world.SHAPES, world.SHAPES.index(shape), ["circle"])
-    z, rows, cols = _array(heats[0]["data"][0]["z"]), heats[0]["data"][0]["y"], heats[0]["data"][0]["x"]
     for r in expected.itertuples():
-        assert z[rows.index("circle"), cols.index(f"{r.position} {round(100 * r.size)}%")] == pytest.approx(r.p_true, abs=1e-5)
+        assert _cell(heats[0], "circle", f"{r.position} {round(100 * r.size)}%") == pytest.approx(r.p_true, abs=1e-4)
     assert any("needs a patched run" in i.value for i in at.info)
     from paint_core.app.answers import WORD_READING_PER_CELL
     from paint_core.studies.diagnostics import reading_by_word, word_rates, word_trials
@@ -215,7 +207,7 @@ def test_zero_shot_mode_inspects_a_real_vit_architecture_from_a_local_file(tmp_p
     assert len(at.get("image")) >= 2 + 2  # the two pictures and two attention-rollout maps
     assert not at.checkbox(key="typo_measure_words").value  # a 224 px model measures its words only when asked
     assert not [d for d in at.dataframe if "star" in d.value.columns]
-    heat = next(c for c in _charts(at) if c["data"][0]["type"] == "heatmap")
+    [heat] = _sweeps(at)
     from paint_core.models.clip import load_model
     model, preprocess, tokenizer = load_model("ViT-B-32", str(weights))
     head = zero_shot_head(model, tokenizer, world.SHAPES, SHAPE_TEMPLATES)
@@ -223,9 +215,8 @@ def test_zero_shot_mode_inspects_a_real_vit_architecture_from_a_local_file(tmp_p
     base = world.render_object(np.random.default_rng(int(at.number_input(key="typo_seed").value)), shape,
                                at.selectbox(key="typo_colour").value, radius=(0.3, 0.34))
     expected = word_sweep(model, head, preprocess, base, world.SHAPES, world.SHAPES.index(shape), ["cat"])
-    z, rows, cols = _array(heat["data"][0]["z"]), heat["data"][0]["y"], heat["data"][0]["x"]
     for r in expected.itertuples():
-        assert z[rows.index("cat"), cols.index(f"{r.position} {round(100 * r.size)}%")] == pytest.approx(r.p_true, abs=1e-4)
+        assert _cell(heat, "cat", f"{r.position} {round(100 * r.size)}%") == pytest.approx(r.p_true, abs=1e-4)
 
 
 def _png(size=(300, 200), colour=(120, 80, 40)) -> bytes:

@@ -155,23 +155,32 @@ def test_relatives_figures_carry_the_numbers():
     assert hm.data[0].z[1][1] == 1.0
 
 
-def test_word_sweep_heatmap_and_margin_figure_hold_the_tables_values():
+def test_word_sweep_grid_and_margin_lines_hold_the_tables_values():
+    """What the Typographic page's browser draws: the sweep's cells by word and place with the predicted class and
+    the RdYlGn colour of p(true); the margin's lines per image, a y range holding every point and zero."""
     import pandas as pd
     from PIL import Image
 
-    from dashboard.figures import margin_figure, saliency_overlay, word_sweep_heatmap
+    from dashboard.explorer.charts import RD_YL_GN, heat_colour, margin_lines, word_sweep_grid
+    from dashboard.figures import saliency_overlay
     table = pd.DataFrame([{"word": w, "position": p, "size": s, "predicted": f"{w}-{p}", "p_predicted": 0.9,
                            "p_true": i / 10} for i, (w, p, s) in enumerate(
                               [("star", "top", 0.2), ("star", "center", 0.3), ("cat", "top", 0.2), ("cat", "center", 0.3)])])
-    fig = word_sweep_heatmap(table, "zero-shot")
-    heat = fig.data[0]
-    assert list(heat.y) == ["star", "cat"] and list(heat.x) == ["top 20%", "center 30%"]
-    assert [list(r) for r in heat.z] == [[0.0, 0.1], [0.2, 0.3]]
-    assert heat.text[1][1] == "cat-center"
+    grid = word_sweep_grid(table, "zero-shot")
+    assert grid["words"] == ["star", "cat"] and grid["columns"] == ["top 20%", "center 30%"]
+    assert grid["p"] == [[0.0, 0.1], [0.2, 0.3]] and grid["predicted"][1][1] == "cat-center"
+    assert grid["colour"][0][0] == "rgb(165,0,38)" and grid["colour"][1][0] == "rgb(244,109,67)"  # stops 0 and 2
+    assert heat_colour(1.0) == "rgb(0,104,55)" and heat_colour(2.0) == heat_colour(1.0)
+    assert heat_colour(0.25) == "rgb({},{},{})".format(*(round((a + b) / 2) for a, b in zip(RD_YL_GN[2], RD_YL_GN[3])))
     margins = pd.DataFrame([{"image": im, "alpha": a, "margin": m} for im, a, m in
                             [("clean", 0.0, 2.0), ("clean", 1.0, 3.0), ("attacked", 0.0, -1.0), ("attacked", 1.0, 0.5)]])
-    fig = margin_figure(margins, 0.4)
-    assert [t.name for t in fig.data] == ["clean", "attacked"] and list(fig.data[1].y) == [-1.0, 0.5]
+    lines = margin_lines(margins, 0.4)
+    assert [line["name"] for line in lines["lines"]] == ["clean", "attacked"]
+    assert lines["lines"][1] == {"name": "attacked", "alpha": [0.0, 1.0], "margin": [-1.0, 0.5]}
+    lo, hi = lines["y_range"]
+    assert lo == pytest.approx(-1.0 - 0.32) and hi == pytest.approx(3.0 + 0.32) and lines["alpha"] == 0.4
+    assert lines["y_ticks"] == [-1.0, 0.0, 1.0, 2.0, 3.0]
+    assert margin_lines(margins[margins["image"] == "clean"], None)["y_range"][0] < 0  # zero is always shown
     overlay = saliency_overlay(Image.new("RGB", (10, 10), (0, 0, 255)), [[0.0, 1.0], [0.0, 1.0]], size=4)
     px = overlay.load()
     assert px[3, 0][0] > 140 and px[3, 0][1] > 140 and px[3, 0][2] < 60  # evidence: yellow

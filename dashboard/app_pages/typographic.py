@@ -9,6 +9,7 @@ import streamlit as st
 
 from dashboard import figures, opened_runs, serving, text, widgets
 from dashboard import typographic_answers as answers
+from dashboard.explorer import charts
 from dashboard.policy import check_pretrained, check_task, policy
 from paint_core.data import world
 from paint_core.data.embedded import SHAPE_TEMPLATES
@@ -166,7 +167,8 @@ cols = st.columns(2)
 tables = answers.word_sweeps(models_key, images[0], tuple(classnames), true_idx, tuple(words), page_models, head,
                              preprocess, base)
 for col, name in zip(cols, names):
-    col.plotly_chart(figures.word_sweep_heatmap(tables[name], name), key=f"typo_sweep_{name.split()[0]}")
+    with col:
+        charts.chart(charts.word_sweep_grid(tables[name], name), key=f"typo_sweep_{name.split()[0]}")
 sweep_csv = pd.concat([t.assign(model=n) for n, t in tables.items()]).to_csv(index=False)
 st.download_button("Word sweep as CSV", sweep_csv, file_name="word_sweep.csv", mime="text/csv", key="typo_sweep_csv")
 
@@ -179,7 +181,7 @@ else:
     run = session.run
     margins = answers.margins(f"{run.path}|{run.weights_sha256}", images, tuple(classnames), true_idx, written_idx,
                               tuple(SLIDER_ALPHAS), run, head, {"clean": x_clean, "attacked": x_attacked})
-    st.plotly_chart(figures.margin_figure(margins, alpha), key="typo_margin")
+    charts.chart(charts.margin_lines(margins, alpha), key="typo_margin")
     resist = margins[(margins["image"] == "attacked") & (margins["margin"] > 0)]["alpha"]
     st.caption(f"The patched model names the true class over “{word}” from alpha {resist.min():g}."
                if len(resist) else f"At no alpha does the model name the true class over “{word}”.")
