@@ -1,7 +1,7 @@
 """The Task arithmetic page's coefficient explorer, server side: what the browser is sent (pure functions)."""
 from __future__ import annotations
 
-from dashboard.explorer.coefficients import on_slider_lines, payload, setting_entry, setting_key
+from dashboard.explorer.coefficients import on_slider_lines, payload, reported_values, setting_entry, setting_key
 
 
 def test_a_setting_is_named_as_javascript_names_it():
@@ -36,3 +36,23 @@ def test_the_payload_carries_the_sliders_grid_and_whether_the_merge_learns():
     data = payload("runs#sum#[]", ("digits", "counting"), (0.3, 0.3), {"0.30,0.30": []}, 0.1, (-1.5, 2.0), False)
     assert data == {"identity": "runs#sum#[]", "tasks": ["digits", "counting"], "values": [0.3, 0.3],
                     "settings": {"0.30,0.30": []}, "step": 0.1, "min": -1.5, "max": 2.0, "learns": False}
+
+
+def test_a_report_from_the_browser_is_checked_like_any_input():
+    """The browser's report becomes the session's coefficients only when it is this page's (its runs) and one
+    finite number per task; values are snapped to the sliders' 0.1 grid and clamped to [-1.5, 2]."""
+    here = "runs/a|runs/b"
+
+    def take(report, n=2):
+        return reported_values(report, here, n, (-1.5, 2.0), 0.1)
+    assert take({"identity": here + "#task arithmetic#[]", "values": [0.34, -0.26]}) == [0.3, -0.3]
+    assert take({"identity": here + "#ties#[]", "values": [7.0, -9]}) == [2.0, -1.5]  # out of range: clamped
+    assert take({"identity": here + "#x", "values": [1, 2]}) == [1.0, 2.0]  # integers are numbers too
+    for foreign in ({"identity": "runs/c#task arithmetic#[]", "values": [0.3, 0.3]},  # another page's runs
+                    {"identity": here, "values": [0.3, 0.3]},                       # no method part
+                    {"identity": here + "|runs/z#m", "values": [0.3, 0.3]},          # a longer set of runs
+                    {"values": [0.3, 0.3]}, None, "0.3,0.3", [0.3, 0.3]):
+        assert take(foreign) is None, foreign
+    for bad in ([0.3], [0.3, 0.3, 0.3], [0.3, "1"], [0.3, None], [float("nan"), 0.3], [float("inf"), 0.3],
+                [True, 0.3], "0.3,0.3", None):
+        assert take({"identity": here + "#m", "values": bad}) is None, bad

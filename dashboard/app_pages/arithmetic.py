@@ -58,14 +58,10 @@ def coefficient_key(task: str) -> str:
 def take_reported_coefficients() -> None:
     """The browser's explorer reports its coefficients after a move: they become this session's coefficients."""
     reported = (st.session_state.get(EXPLORER_KEY) or {}).get("coefficients")
-    if not isinstance(reported, dict) or not str(reported.get("identity", "")).startswith(RUNS_IDENTITY + "#"):
-        return
-    values = reported.get("values")
-    if isinstance(values, list) and len(values) == len(tasks) and all(isinstance(v, (int, float)) for v in values):
-        lo, hi = COEFFICIENT_RANGE
-        for t, v in zip(tasks, values):
-            st.session_state[coefficient_key(t)] = min(hi, max(lo, round(round(v / COEFFICIENT_STEP) * COEFFICIENT_STEP,
-                                                                        2)))
+    values = coefficients_explorer.reported_values(reported, RUNS_IDENTITY, len(tasks), COEFFICIENT_RANGE,
+                                                   COEFFICIENT_STEP)
+    for t, v in zip(tasks, values or ()):
+        st.session_state[coefficient_key(t)] = v
 
 
 @st.fragment

@@ -4,11 +4,12 @@ redraws the accuracies without a round trip (issue 31: a class of 30 on one 2-co
 alpha explorer does the same for one alpha). The browser asks at once for a setting it lacks, and as soon as a
 setting one step from where it stands is missing, so that the server computes ahead of the class.
 
-``setting_key``, ``setting_entry``, ``on_slider_lines`` and ``payload`` are pure (unit-tested);
+``setting_key``, ``setting_entry``, ``on_slider_lines``, ``payload`` and ``reported_values`` are pure (unit-tested);
 ``coefficient_explorer`` mounts the component.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 from dashboard.explorer import explorer_component
@@ -46,6 +47,21 @@ def payload(identity: str, tasks: Sequence[str], values: Sequence[float], settin
     a setting is computed only when asked (the page's button), never ahead."""
     return {"identity": identity, "tasks": list(tasks), "values": [float(v) for v in values], "settings": settings,
             "step": step, "min": bounds[0], "max": bounds[1], "learns": learns}
+
+
+def reported_values(reported, runs_identity: str, n_tasks: int, bounds: tuple[float, float],
+                    step: float) -> list[float] | None:
+    """The coefficients a browser reported, on the sliders' grid and clamped to ``bounds``; None for a report that
+    is not this page's (another set of runs: its identity does not start with ``runs_identity#``) or is malformed
+    (not one finite number per task). A report comes from the browser, so it is checked like any input."""
+    if not isinstance(reported, dict) or not str(reported.get("identity", "")).startswith(runs_identity + "#"):
+        return None
+    values = reported.get("values")
+    if not isinstance(values, list) or len(values) != n_tasks or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+        return None
+    lo, hi = bounds
+    return [min(hi, max(lo, round(round(v / step) * step, 2))) for v in values]
 
 
 def coefficient_explorer(data: dict, key: str, on_change: Callable[[], None]):
