@@ -265,3 +265,44 @@ def test_neutral_named_captions_name_the_neutral_word_and_off_changes_nothing():
     args = build_parser().parse_args(["pretrain", "--model", "micro-rn-s", "--out", "x", "--word-pairs",
                                       "--neutral-twins", "0.2", "--neutral-named"])
     assert config_from(corpus.CorpusConfig, args).neutral_named
+
+
+def test_neutral_keeps_object_captions_every_named_neutral_twin_with_its_object():
+    """Issue 32's fifth lever: with ``neutral_keeps_object`` a named neutral twin's caption always names the object
+    and the word (never the word alone), while the class-word twin beside it keeps word-only captions at the
+    recipe's share; off, lever 4's corpus is unchanged; the option needs ``neutral_named``."""
+    from paint_core.cli import build_parser
+    from paint_core.cli.options import config_from
+    from paint_core.data import corpus
+    lever4 = corpus.CorpusConfig(**READER_RECIPE, neutral_named=True)
+    assert _corpus_stream(lever4) == _corpus_stream(corpus.CorpusConfig(**READER_RECIPE, neutral_named=True,
+                                                                        neutral_keeps_object=False))
+    assert _corpus_stream(corpus.CorpusConfig(**READER_RECIPE, neutral_named=True,
+                                              neutral_keeps_object=True)) != _corpus_stream(lever4)
+    cfg = corpus.CorpusConfig(**{**READER_RECIPE, "object_word_share": 0.99, "neutral_twins": 1.0},
+                              neutral_lengths=True, neutral_named=True, neutral_keeps_object=True)
+    written = []
+    real = world.render_object_with_word
+    world.render_object_with_word = lambda rng, shape, colour, word, *a, **k: (
+        written.append((shape, word)), real(rng, shape, colour, word, *a, **k))[1]
+    try:
+        rng = np.random.default_rng(5)
+        first_word_only = second_pairs = 0
+        for _ in range(200):
+            n = len(written)
+            (_, cap1), (_, cap2) = corpus._twins(rng, cfg, 16)
+            if len(written) == n:
+                continue
+            (shape, first), (_, second) = written[n:]
+            second_pairs += 1
+            assert second in corpus.NEUTRAL_LENGTH_WORDS and cap2 in (
+                f"{second} written on a {shape}", *(f"a {c} {shape} with the word {second}" for c in world.COLOURS)), cap2
+            first_word_only += cap1 == first
+    finally:
+        world.render_object_with_word = real
+    assert second_pairs > 150 and first_word_only > 0.45 * second_pairs, (second_pairs, first_word_only)
+    with pytest.raises(ValueError, match="neutral_keeps_object .* needs neutral_named"):
+        corpus.corpus_mix(corpus.CorpusConfig(**{**READER_RECIPE, "neutral_twins": 0.2}, neutral_keeps_object=True))
+    args = build_parser().parse_args(["pretrain", "--model", "micro-rn-s", "--out", "x", "--word-pairs",
+                                      "--neutral-twins", "0.2", "--neutral-named", "--neutral-keeps-object"])
+    assert config_from(corpus.CorpusConfig, args).neutral_keeps_object

@@ -81,6 +81,10 @@ class CorpusConfig:
     #: neutral twins' captions name their written word as well as the object, like the class-word twins' (issue 32:
     #: ties every word's ink to its text, not only class words'); needs --word-pairs and --neutral-twins
     neutral_named: bool = False
+    # off: a named neutral twin is captioned by its word alone as often as a class-word twin (lever 4)
+    #: named neutral twins are never captioned by their word alone: the caption names the object and the word, so
+    #: ink that names no class leaves the object the answer (issue 32); needs --neutral-named
+    neutral_keeps_object: bool = False
     word_colours: bool = False      #: write words on objects in varied ink colours (default: white)
 
 
@@ -92,6 +96,8 @@ def corpus_mix(cfg: CorpusConfig) -> dict[str, float]:
         raise ValueError("neutral_lengths changes the neutral twins' words: it needs word_pairs and neutral_twins > 0")
     if cfg.neutral_named and not (cfg.word_pairs and cfg.neutral_twins > 0):
         raise ValueError("neutral_named changes the neutral twins' captions: it needs word_pairs and neutral_twins > 0")
+    if cfg.neutral_keeps_object and not cfg.neutral_named:
+        raise ValueError("neutral_keeps_object changes named neutral twins' captions: it needs neutral_named")
     if cfg.object_word_share == MIX["object_word"]:
         return dict(MIX)  # exactly the shipped corpus, bit for bit
     rest = 1 - MIX["object_word"]
@@ -210,14 +216,15 @@ def _twins(rng: np.random.Generator, cfg: CorpusConfig, size: int) -> list[tuple
     font = int(rng.integers(cfg.word_font_min, cfg.word_font_max + 1))
     ink = _word_ink(rng, cfg)
     out = []
-    for word, names_object_only in ((first, False), (second, neutral and not cfg.neutral_named)):
+    for word, is_neutral in ((first, False), (second, neutral)):
         img = w.render_object_with_word(np.random.default_rng(state), shape, colour, word, size, font_size=font,
                                         **ink)
-        if names_object_only:
+        if is_neutral and not cfg.neutral_named:
             out.append((img, _object_caption(rng, shape, colour)))
             continue
         u = rng.random()
-        cap = (word if u < cfg.word_only_caption else
+        word_only = u < cfg.word_only_caption and not (is_neutral and cfg.neutral_keeps_object)
+        cap = (word if word_only else
                f"a {colour} {shape} with the word {word}" if rng.random() < 0.5 else f"{word} written on a {shape}")
         out.append((img, cap))
     return out
