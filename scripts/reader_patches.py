@@ -56,7 +56,7 @@ def main() -> None:
     for task, target in TASKS.items():
         run = out / task
         if not (run / "sweep.csv").is_file():
-            run_finetune(run, args.model, args.weights, task, FinetuneConfig(), sweep_spec=spec, overwrite=True,
+            run_finetune(run, args.model, args.weights, task, FinetuneConfig(), sweep_spec=spec,
                          command=f"python scripts/reader_patches.py --model {args.model} --weights {args.weights} "
                                  f"--out {args.out}")
         f = figures[task] = {**patch_figures(run, task), "target_gain": target}

@@ -227,6 +227,28 @@ def test_neutral_lengths_on_the_command_line_and_old_train_states_resume():
                                    "corpus": asdict(corpus.CorpusConfig(**READER_RECIPE, neutral_lengths=True))}
 
 
+def _object_word_twins(cfg, seed: int, draws: int = 200) -> list[tuple[str, str, str, str, str]]:
+    """``draws`` calls of ``corpus._twins`` (16 px); for each that wrote words on an object, (shape, first word,
+    its caption, second word, its caption), the words and shapes as ``render_object_with_word`` received them
+    (both twins checked to show the same shape)."""
+    from paint_core.data import corpus
+    written, out = [], []
+    real = world.render_object_with_word
+    world.render_object_with_word = lambda rng, shape, colour, word, *a, **k: (
+        written.append((shape, word)), real(rng, shape, colour, word, *a, **k))[1]
+    try:
+        rng = np.random.default_rng(seed)
+        for _ in range(draws):
+            n = len(written)
+            (_, cap1), (_, cap2) = corpus._twins(rng, cfg, 16)
+            if len(written) > n:
+                (shape, first), (shape2, second) = written[n:]
+                assert shape == shape2, (shape, shape2)
+                out.append((shape, first, cap1, second, cap2))
+    finally:
+        world.render_object_with_word = real
+    return out
+
 def test_neutral_named_captions_name_the_neutral_word_and_off_changes_nothing():
     """Issue 32's fourth lever: with ``neutral_named`` the neutral twin's caption names its written word (and the
     object where the caption is not the word alone), drawn exactly like the class-word twin's; off, the corpus is
@@ -236,29 +258,16 @@ def test_neutral_named_captions_name_the_neutral_word_and_off_changes_nothing():
     from paint_core.data import corpus
     assert _corpus_stream(corpus.CorpusConfig(**READER_RECIPE, neutral_named=False)) == "c1e3437645324d4d"
     assert _corpus_stream(corpus.CorpusConfig(**READER_RECIPE, neutral_named=True)) != "c1e3437645324d4d"
-    written = []
-    real = world.render_object_with_word
-    world.render_object_with_word = lambda rng, shape, colour, word, *a, **k: (
-        written.append((shape, word)), real(rng, shape, colour, word, *a, **k))[1]
-    try:
-        cfg = corpus.CorpusConfig(**{**READER_RECIPE, "object_word_share": 0.99, "neutral_twins": 1.0},
-                                  neutral_lengths=True, neutral_named=True)
-        rng = np.random.default_rng(3)
-        word_only = with_object = 0
-        for _ in range(200):
-            n = len(written)
-            (_, cap1), (_, cap2) = corpus._twins(rng, cfg, 16)
-            if len(written) == n:
-                continue
-            (shape, first), (shape2, second) = written[n:]
-            assert shape == shape2 and second in corpus.NEUTRAL_LENGTH_WORDS and second in cap2.split(), cap2
-            if cap2 in (second, f"the word {second}", f"a sign that says {second}"):
-                word_only += 1
-            else:
-                assert shape in cap2, cap2
-                with_object += 1
-    finally:
-        world.render_object_with_word = real
+    cfg = corpus.CorpusConfig(**{**READER_RECIPE, "object_word_share": 0.99, "neutral_twins": 1.0},
+                              neutral_lengths=True, neutral_named=True)
+    word_only = with_object = 0
+    for shape, _, _, second, cap2 in _object_word_twins(cfg, seed=3):
+        assert second in corpus.NEUTRAL_LENGTH_WORDS and second in cap2.split(), cap2
+        if cap2 in (second, f"the word {second}", f"a sign that says {second}"):
+            word_only += 1
+        else:
+            assert shape in cap2, cap2
+            with_object += 1
     assert word_only > 80 and with_object > 50, (word_only, with_object)  # word_only_caption 0.6 of ~195 pairs
     with pytest.raises(ValueError, match="neutral_named .* needs word_pairs and neutral_twins"):
         corpus.corpus_mix(corpus.CorpusConfig(neutral_named=True))
@@ -281,25 +290,12 @@ def test_neutral_keeps_object_captions_every_named_neutral_twin_with_its_object(
                                               neutral_keeps_object=True)) != _corpus_stream(lever4)
     cfg = corpus.CorpusConfig(**{**READER_RECIPE, "object_word_share": 0.99, "neutral_twins": 1.0},
                               neutral_lengths=True, neutral_named=True, neutral_keeps_object=True)
-    written = []
-    real = world.render_object_with_word
-    world.render_object_with_word = lambda rng, shape, colour, word, *a, **k: (
-        written.append((shape, word)), real(rng, shape, colour, word, *a, **k))[1]
-    try:
-        rng = np.random.default_rng(5)
-        first_word_only = second_pairs = 0
-        for _ in range(200):
-            n = len(written)
-            (_, cap1), (_, cap2) = corpus._twins(rng, cfg, 16)
-            if len(written) == n:
-                continue
-            (shape, first), (_, second) = written[n:]
-            second_pairs += 1
-            assert second in corpus.NEUTRAL_LENGTH_WORDS and cap2 in (
-                f"{second} written on a {shape}", *(f"a {c} {shape} with the word {second}" for c in world.COLOURS)), cap2
-            first_word_only += cap1 == first
-    finally:
-        world.render_object_with_word = real
+    first_word_only = second_pairs = 0
+    for shape, first, cap1, second, cap2 in _object_word_twins(cfg, seed=5):
+        second_pairs += 1
+        assert second in corpus.NEUTRAL_LENGTH_WORDS and cap2 in (
+            f"{second} written on a {shape}", *(f"a {c} {shape} with the word {second}" for c in world.COLOURS)), cap2
+        first_word_only += cap1 == first
     assert second_pairs > 150 and first_word_only > 0.45 * second_pairs, (second_pairs, first_word_only)
     with pytest.raises(ValueError, match="neutral_keeps_object .* needs neutral_named"):
         corpus.corpus_mix(corpus.CorpusConfig(**{**READER_RECIPE, "neutral_twins": 0.2}, neutral_keeps_object=True))
