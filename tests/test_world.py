@@ -302,3 +302,50 @@ def test_neutral_keeps_object_captions_every_named_neutral_twin_with_its_object(
     args = build_parser().parse_args(["pretrain", "--model", "micro-rn-s", "--out", "x", "--word-pairs",
                                       "--neutral-twins", "0.2", "--neutral-named", "--neutral-keeps-object"])
     assert config_from(corpus.CorpusConfig, args).neutral_keeps_object
+
+
+def test_neutral_fresh_makes_up_a_new_word_for_each_neutral_twin_that_no_known_word_is_part_of():
+    """Issue 32's seventh lever: with ``neutral_fresh`` each neutral twin carries a made-up word of 3-8 letters
+    (nearly all distinct, every length common) that holds no corpus or held-out control word and is part of none,
+    while the class-word twin beside it is drawn as before; off, the corpus is unchanged; the option needs
+    neutral twins and excludes ``neutral_lengths``."""
+    from paint_core.cli import build_parser
+    from paint_core.cli.options import config_from
+    from paint_core.data import corpus
+    lever5 = dict(READER_RECIPE, neutral_named=True, neutral_keeps_object=True)
+    assert _corpus_stream(corpus.CorpusConfig(**lever5)) == _corpus_stream(
+        corpus.CorpusConfig(**lever5, neutral_fresh=False))
+    cfg = corpus.CorpusConfig(**{**lever5, "object_word_share": 0.99, "neutral_twins": 1.0}, neutral_fresh=True)
+    written = []
+    real = world.render_object_with_word
+    world.render_object_with_word = lambda rng, shape, colour, word, *a, **k: (
+        written.append((shape, word)), real(rng, shape, colour, word, *a, **k))[1]
+    try:
+        rng = np.random.default_rng(5)
+        firsts, seconds = [], []
+        for _ in range(400):
+            n = len(written)
+            (_, _), (_, cap2) = corpus._twins(rng, cfg, 16)
+            if len(written) == n:
+                continue
+            (_, first), (shape, second) = written[n:]
+            firsts.append(first)
+            seconds.append(second)
+            assert cap2 in (f"{second} written on a {shape}",
+                            *(f"a {c} {shape} with the word {second}" for c in world.COLOURS)), cap2
+    finally:
+        world.render_object_with_word = real
+    assert len(seconds) > 350 and len(set(seconds)) > 0.95 * len(seconds), (len(seconds), len(set(seconds)))
+    assert set(firsts) <= set(corpus.READ_WORDS)
+    lengths = np.bincount([len(s) for s in seconds], minlength=9)[3:]
+    assert lengths.min() > 0.1 * len(seconds) and max(map(len, seconds)) == 8, lengths
+    known = {x for x in corpus.corpus_vocabulary() | set(corpus.UNSEEN_WORDS) if len(x) >= 3}
+    clashes = [(s, k) for s in seconds for k in known if k in s or s in k]
+    assert not clashes and all(s.isalpha() and s.islower() for s in seconds), clashes[:5]
+    for bad, match in ((dict(READER_RECIPE, neutral_twins=0.0), "neutral_fresh .* needs"),
+                       (dict(READER_RECIPE, neutral_lengths=True), "neutral_fresh and neutral_lengths")):
+        with pytest.raises(ValueError, match=match):
+            corpus.corpus_mix(corpus.CorpusConfig(**bad, neutral_fresh=True))
+    args = build_parser().parse_args(["pretrain", "--model", "micro-rn-s", "--out", "x", "--word-pairs",
+                                      "--neutral-twins", "0.2", "--neutral-fresh"])
+    assert config_from(corpus.CorpusConfig, args).neutral_fresh

@@ -7,6 +7,7 @@ from the evaluation templates in ``embedded.py``, so zero-shot accuracy is not a
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,11 +46,19 @@ CAPTION_WORDS = frozenset((
 # captions), so a model has learnt a meaning for them; these it has never seen. Lengths 4-8 like the class words.
 UNSEEN_WORDS = ("fork", "wolf", "plant", "chair", "pencil", "button", "window", "garden", "blanket", "kitchen",
                 "elephant", "mountain")
+# Syllable parts of ``neutral_fresh``'s made-up words: English-like onsets and codas, so the ink has the letter
+# clusters of real words (the held-out control words are real words) without being one the corpus knows.
+_ONSETS = ("b", "bl", "br", "c", "ch", "cl", "cr", "d", "dr", "f", "fl", "fr", "g", "gl", "gr", "h", "j", "k", "l",
+           "m", "n", "p", "pl", "pr", "qu", "r", "s", "sh", "sl", "sn", "sp", "st", "t", "th", "tr", "v", "w", "y", "z")
+_VOWELS = ("a", "e", "i", "o", "u", "ai", "ea", "ee", "oo", "ou", "y")
+_CODAS = ("", "", "", "b", "ck", "d", "ft", "g", "k", "l", "lk", "m", "mp", "n", "nd", "ng", "nt", "p", "r", "rd",
+          "rn", "s", "sk", "st", "t", "x")
 
 
 def corpus_vocabulary() -> frozenset[str]:
     """Every word any corpus configuration can write on an image or put in a caption (lower case; digits as
-    "0".."9"). tests/test_world.py checks it against sampled captions and written words."""
+    "0".."9"), besides ``neutral_fresh``'s made-up words, which are drawn anew each time and never one of these.
+    tests/test_world.py checks it against sampled captions and written words."""
     names = {*w.SHAPES, *(f"{s}s" for s in w.SHAPES), *w.COLOURS, *w.NUMBER_WORDS, *map(str, range(10))}
     return frozenset(CAPTION_WORDS | names | set(READ_WORDS) | set(NEUTRAL_TRAIN_WORDS) | set(NEUTRAL_LENGTH_WORDS))
 
@@ -85,6 +94,11 @@ class CorpusConfig:
     #: named neutral twins are never captioned by their word alone: the caption names the object and the word, so
     #: ink that names no class leaves the object the answer (issue 32); needs --neutral-named
     neutral_keeps_object: bool = False
+    # off: the neutral twins' words come from a fixed list (NEUTRAL_TRAIN_WORDS or NEUTRAL_LENGTH_WORDS)
+    #: neutral twins' words are made up afresh for each twin (3 to 8 letters, evenly, English-like syllables), so
+    #: that ink naming no class cannot be learnt word by word (issue 32: unseen words still cost 43 points after
+    #: 36 fixed neutral words); needs --word-pairs and --neutral-twins, not with --neutral-lengths
+    neutral_fresh: bool = False
     word_colours: bool = False      #: write words on objects in varied ink colours (default: white)
 
 
@@ -98,6 +112,10 @@ def corpus_mix(cfg: CorpusConfig) -> dict[str, float]:
         raise ValueError("neutral_named changes the neutral twins' captions: it needs word_pairs and neutral_twins > 0")
     if cfg.neutral_keeps_object and not cfg.neutral_named:
         raise ValueError("neutral_keeps_object changes named neutral twins' captions: it needs neutral_named")
+    if cfg.neutral_fresh and not (cfg.word_pairs and cfg.neutral_twins > 0):
+        raise ValueError("neutral_fresh changes the neutral twins' words: it needs word_pairs and neutral_twins > 0")
+    if cfg.neutral_fresh and cfg.neutral_lengths:
+        raise ValueError("neutral_fresh and neutral_lengths both choose the neutral twins' words: set one")
     if cfg.object_word_share == MIX["object_word"]:
         return dict(MIX)  # exactly the shipped corpus, bit for bit
     rest = 1 - MIX["object_word"]
@@ -211,7 +229,10 @@ def _twins(rng: np.random.Generator, cfg: CorpusConfig, size: int) -> list[tuple
     first = w.pick(rng, READ_WORDS)
     neutral = cfg.neutral_twins > 0 and rng.random() < cfg.neutral_twins
     neutral_words = NEUTRAL_LENGTH_WORDS if cfg.neutral_lengths else NEUTRAL_TRAIN_WORDS  # one pick either way
-    second = w.pick(rng, neutral_words if neutral else [x for x in READ_WORDS if x != first])
+    if neutral and cfg.neutral_fresh:
+        second = fresh_neutral_word(rng)
+    else:
+        second = w.pick(rng, neutral_words if neutral else [x for x in READ_WORDS if x != first])
     state = int(rng.integers(0, 2 ** 31))
     font = int(rng.integers(cfg.word_font_min, cfg.word_font_max + 1))
     ink = _word_ink(rng, cfg)
@@ -228,6 +249,28 @@ def _twins(rng: np.random.Generator, cfg: CorpusConfig, size: int) -> list[tuple
                f"a {colour} {shape} with the word {word}" if rng.random() < 0.5 else f"{word} written on a {shape}")
         out.append((img, cap))
     return out
+
+
+@functools.lru_cache(maxsize=1)
+def _known_words() -> tuple[str, ...]:
+    """The words a made-up neutral word may neither hold nor be part of (those of 3+ letters): every corpus word
+    and every held-out control word, so no made-up word is partly one the model should read, or is tested on."""
+    return tuple(sorted(x for x in corpus_vocabulary() | set(UNSEEN_WORDS) if len(x) >= 3 and x.isalpha()))
+
+
+def fresh_neutral_word(rng: np.random.Generator) -> str:
+    """A made-up word of 3 to 8 letters (length drawn evenly, then a few short ones rejected) built from English-like syllables, redrawn until it
+    holds no known word and is part of none (``_known_words``)."""
+    known = _known_words()
+    while True:
+        length = int(rng.integers(3, 9))
+        word = ""
+        while len(word) < length:
+            word += _ONSETS[int(rng.integers(len(_ONSETS)))] + _VOWELS[int(rng.integers(len(_VOWELS)))] \
+                + _CODAS[int(rng.integers(len(_CODAS)))]
+        word = word[:length]
+        if not any(k in word or word in k for k in known):
+            return word
 
 
 def _word_ink(rng: np.random.Generator, cfg: CorpusConfig) -> dict:
