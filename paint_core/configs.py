@@ -48,6 +48,11 @@ class PretrainConfig:
     # steps * batch / corpus_size epochs; the defaults are the shipped micro CLIPs' recipe
     corpus_size: int = 200_000    #: distinct (image, caption) pairs drawn from the procedural world
     seed: int = 0                 #: random seed (data order, initialisation)
+    # 0: the CLIP loss alone (every shipped model)
+    #: weight of a loss holding each neutral twin's image embedding to that of its object drawn without the word
+    #: (1 - cosine; issue 32: ink that names no class should leave the image where it was); needs --word-pairs and
+    #: --neutral-twins
+    neutral_hold: float = 0.0
 
 
 @dataclass(frozen=True)

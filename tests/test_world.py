@@ -349,3 +349,21 @@ def test_neutral_fresh_makes_up_a_new_word_for_each_neutral_twin_that_no_known_w
     args = build_parser().parse_args(["pretrain", "--model", "micro-rn-s", "--out", "x", "--word-pairs",
                                       "--neutral-twins", "0.2", "--neutral-fresh"])
     assert config_from(corpus.CorpusConfig, args).neutral_fresh
+
+
+def test_clean_twins_are_the_neutral_twins_objects_without_their_words():
+    """``make_corpus_with_clean`` draws the very corpus of ``make_corpus`` and, for each neutral twin (and only
+    those), the same object without its word: equal to the twin outside the ink, different under it."""
+    import re
+
+    from paint_core.data import corpus
+    cfg = corpus.CorpusConfig(**READER_RECIPE, neutral_named=True, neutral_keeps_object=True, neutral_fresh=True)
+    images, captions = corpus.make_corpus(300, 4, cfg)
+    same, same_captions, clean = corpus.make_corpus_with_clean(300, 4, cfg)
+    assert np.array_equal(images, same) and captions == same_captions
+    vocab = corpus.corpus_vocabulary()  # a neutral twin's caption names its made-up word, which no other holds
+    neutral = [i for i, c in enumerate(captions) if set(re.findall(r"[a-z0-9]+", c)) - vocab]
+    assert len(clean.index) >= 10 and list(clean.index) == neutral
+    for i, img in zip(clean.index, clean.images):
+        ink = (images[i] != img).any(-1).mean()
+        assert 0.01 < ink < 0.3, (captions[i], ink)

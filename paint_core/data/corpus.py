@@ -199,13 +199,41 @@ def sample_pair(rng: np.random.Generator, cfg: CorpusConfig = CorpusConfig(),
 def make_corpus(n: int, seed: int, cfg: CorpusConfig = CorpusConfig(), size: int = w.WORLD_SIZE,
                 progress=None) -> tuple[np.ndarray, list[str]]:
     """``n`` pairs as a uint8 array [n, size, size, 3] and a list of captions; deterministic in ``seed``."""
+    images, captions, _ = _make(n, seed, cfg, size, progress, keep_clean=False)
+    return images, captions
+
+
+@dataclass(frozen=True)
+class CleanTwins:
+    """For each neutral twin of a corpus, the same object drawn without its word (pretraining's ``neutral_hold``
+    holds the twin's embedding to it)."""
+    index: np.ndarray   # [m] the neutral twins' positions in the corpus
+    images: np.ndarray  # [m, size, size, 3] uint8, the i-th is ``index[i]``'s object without the word
+
+
+def make_corpus_with_clean(n: int, seed: int, cfg: CorpusConfig, size: int = w.WORLD_SIZE
+                           ) -> tuple[np.ndarray, list[str], CleanTwins]:
+    """``make_corpus`` (the same images and captions, draw for draw) and each neutral twin's object without its
+    word."""
+    return _make(n, seed, cfg, size, None, keep_clean=True)
+
+
+def _make(n: int, seed: int, cfg: CorpusConfig, size: int, progress, keep_clean: bool
+          ) -> tuple[np.ndarray, list[str], CleanTwins]:
     rng = np.random.default_rng(seed)
     images = np.empty((n, size, size, 3), dtype=np.uint8)
     captions: list[str] = []
+    clean_index: list[int] = []
+    clean_images: list[np.ndarray] = []
     i = 0
     while i < n:
         if cfg.word_pairs:
-            for img, cap in _twins(rng, cfg, size)[:n - i]:
+            cleans: list[Image.Image | None] = []
+            twins = _twins(rng, cfg, size, cleans if keep_clean else None)
+            for j, (img, cap) in enumerate(twins[:n - i]):
+                if keep_clean and cleans[j] is not None:
+                    clean_index.append(i)
+                    clean_images.append(np.asarray(cleans[j]))
                 images[i] = np.asarray(img)
                 captions.append(cap)
                 i += 1
@@ -216,14 +244,20 @@ def make_corpus(n: int, seed: int, cfg: CorpusConfig = CorpusConfig(), size: int
         i += 1
         if progress is not None:
             progress(1)
-    return images, captions
+    clean = CleanTwins(np.asarray(clean_index, dtype=np.int64),
+                       np.stack(clean_images) if clean_images else np.empty((0, size, size, 3), np.uint8))
+    return images, captions, clean
 
 
-def _twins(rng: np.random.Generator, cfg: CorpusConfig, size: int) -> list[tuple[Image.Image, str]]:
+def _twins(rng: np.random.Generator, cfg: CorpusConfig, size: int,
+           clean: list | None = None) -> list[tuple[Image.Image, str]]:
     """Two neighbouring corpus entries: for an object+word image, the same object (one random state) with two
     different words, each caption naming its word and the object, so that in a batch holding both only reading
-    tells the captions apart; for any other kind, two independent pairs."""
+    tells the captions apart; for any other kind, two independent pairs. ``clean``, when given, receives for each
+    entry the neutral twin's object drawn without its word, else None (drawing it takes nothing from ``rng``)."""
     if rng.random() >= corpus_mix(cfg)["object_word"]:
+        if clean is not None:
+            clean += [None, None]
         return [sample_pair(rng, CorpusConfig(**{**cfg.__dict__, "object_word_share": 0.0}), size) for _ in range(2)]
     shape, colour = w.pick(rng, w.SHAPES), w.pick(rng, tuple(w.COLOURS))
     first = w.pick(rng, READ_WORDS)
@@ -240,6 +274,9 @@ def _twins(rng: np.random.Generator, cfg: CorpusConfig, size: int) -> list[tuple
     for word, is_neutral in ((first, False), (second, neutral)):
         img = w.render_object_with_word(np.random.default_rng(state), shape, colour, word, size, font_size=font,
                                         **ink)
+        if clean is not None:  # the object render_object_with_word draws first from the same state
+            clean.append(w.render_object(np.random.default_rng(state), shape, colour, size=size,
+                                         radius=w.WORDED_OBJECT_RADIUS) if is_neutral else None)
         if is_neutral and not cfg.neutral_named:
             out.append((img, _object_caption(rng, shape, colour)))
             continue

@@ -203,6 +203,10 @@ def render_word(rng: np.random.Generator, word: str, size: int = WORLD_SIZE) -> 
     return img
 
 
+# Radius range (share of the image) of an object that carries a word: smaller than alone, to leave room for ink.
+WORDED_OBJECT_RADIUS = (0.24, 0.34)
+
+
 def render_object_with_word(rng: np.random.Generator, shape: str, colour: str, word: str,
                             size: int = WORLD_SIZE, font_size: int | None = None,
                             position: str = "random", text_colour: tuple[int, int, int] = (255, 255, 255)
@@ -213,7 +217,7 @@ def render_object_with_word(rng: np.random.Generator, shape: str, colour: str, w
     """
     if position not in ("random", "over", "top", "bottom"):
         raise ValueError(f"Unknown position {position!r}; choose from: random, over, top, bottom")
-    img = render_object(rng, shape, colour, size=size, radius=(0.24, 0.34))
+    img = render_object(rng, shape, colour, size=size, radius=WORDED_OBJECT_RADIUS)
     fs = fit_text_size(word, font_size or int(rng.integers(11, 16)), size - 4, 6)
     w, h = text_box(word, fs)
     if position == "random":

@@ -31,25 +31,41 @@ from ..configs import PretrainConfig  # noqa: F401 (declared there, torch-free f
 log = logging.getLogger(__name__)
 
 
-def _corpus_chunk(args: tuple[int, int, int, corpus_mod.CorpusConfig]) -> tuple[np.ndarray, list[str]]:
-    n, seed, size, cfg = args
-    images, captions = corpus_mod.make_corpus(n, seed, cfg)
-    if size != images.shape[1]:
-        images = np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BICUBIC)) for im in images])
-    return images, captions
+def _resized(images: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [n, s, s, 3] images at ``size`` x ``size`` (bicubic, as the corpus has always been resized)."""
+    if size == images.shape[1]:
+        return images
+    if not len(images):
+        return np.empty((0, size, size, 3), np.uint8)
+    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BICUBIC)) for im in images])
+
+
+def _corpus_chunk(args: tuple[int, int, int, corpus_mod.CorpusConfig, bool]
+                  ) -> tuple[np.ndarray, list[str], corpus_mod.CleanTwins]:
+    n, seed, size, cfg, keep_clean = args
+    if keep_clean:
+        images, captions, clean = corpus_mod.make_corpus_with_clean(n, seed, cfg)
+    else:
+        images, captions = corpus_mod.make_corpus(n, seed, cfg)
+        clean = corpus_mod.CleanTwins(np.empty(0, np.int64), np.empty((0, *images.shape[1:]), np.uint8))
+    return _resized(images, size), captions, corpus_mod.CleanTwins(clean.index, _resized(clean.images, size))
 
 
 def build_corpus(n: int, seed: int, image_size: int, workers: int = 2, chunk: int = 5000,
-                 cfg: corpus_mod.CorpusConfig = corpus_mod.CorpusConfig()) -> tuple[np.ndarray, list[str]]:
-    """The corpus at the model's resolution, generated in ``workers`` processes (deterministic per chunk)."""
-    jobs = [(min(chunk, n - i), seed * 1_000_003 + i // chunk, image_size, cfg) for i in range(0, n, chunk)]
-    images, captions = [], []
+                 cfg: corpus_mod.CorpusConfig = corpus_mod.CorpusConfig(), keep_clean: bool = False
+                 ) -> tuple[np.ndarray, list[str], corpus_mod.CleanTwins]:
+    """The corpus at the model's resolution, generated in ``workers`` processes (deterministic per chunk), and
+    with ``keep_clean`` each neutral twin's object without its word (positions in the whole corpus)."""
+    jobs = [(min(chunk, n - i), seed * 1_000_003 + i // chunk, image_size, cfg, keep_clean) for i in range(0, n, chunk)]
+    images, captions, index, clean = [], [], [], []
     with ProcessPoolExecutor(workers) as pool, tqdm(total=n, desc="corpus", unit="img") as bar:
-        for ims, caps in pool.map(_corpus_chunk, jobs):
+        for ims, caps, twins in pool.map(_corpus_chunk, jobs):
+            index.append(twins.index + len(captions))
+            clean.append(twins.images)
             images.append(ims)
             captions.extend(caps)
             bar.update(len(caps))
-    return np.concatenate(images), captions
+    return np.concatenate(images), captions, corpus_mod.CleanTwins(np.concatenate(index), np.concatenate(clean))
 
 
 def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
@@ -57,6 +73,18 @@ def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_s
     logits = logit_scale * image_features @ text_features.T
     labels = torch.arange(len(logits), device=logits.device)
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+def hold_loss(word_features: torch.Tensor, clean_features: torch.Tensor) -> torch.Tensor:
+    """Mean 1 - cosine between each neutral twin's (normalised) embedding and its object's without the word."""
+    return (1 - (word_features * clean_features).sum(-1)).mean()
+
+
+def _check_hold(cfg: PretrainConfig, corpus: corpus_mod.CorpusConfig) -> None:
+    if cfg.neutral_hold < 0:
+        raise ValueError(f"neutral_hold is a loss weight: it must be >= 0, got {cfg.neutral_hold}")
+    if cfg.neutral_hold > 0 and not (corpus.word_pairs and corpus.neutral_twins > 0):
+        raise ValueError("neutral_hold holds neutral twins to their object: it needs word_pairs and neutral_twins > 0")
 
 
 def pretrain(model_name: str, out: str | Path, cfg: PretrainConfig = PretrainConfig(), save_every: int = 250,
@@ -81,7 +109,11 @@ def pretrain(model_name: str, out: str | Path, cfg: PretrainConfig = PretrainCon
     tokenizer = open_clip.get_tokenizer(model_name)
     image_size = model.visual.image_size if isinstance(model.visual.image_size, int) else model.visual.image_size[0]
     corpus_mod.corpus_mix(corpus)  # a bad share fails before the corpus is built
-    images, captions = build_corpus(cfg.corpus_size, cfg.seed, image_size, cfg=corpus)
+    _check_hold(cfg, corpus)
+    images, captions, clean = build_corpus(cfg.corpus_size, cfg.seed, image_size, cfg=corpus,
+                                           keep_clean=cfg.neutral_hold > 0)
+    clean_of = np.full(len(images), -1, dtype=np.int64)  # each image's row in clean.images, -1 for none
+    clean_of[clean.index] = np.arange(len(clean.index))
     tokens = tokenizer(captions)
     mean, std = preprocess.transforms[-1].mean, preprocess.transforms[-1].std
     opt = adamw(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
@@ -109,11 +141,24 @@ def pretrain(model_name: str, out: str | Path, cfg: PretrainConfig = PretrainCon
     def batches():
         for step in range(start, cfg.steps):
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            yield normalize_uint8(torch.from_numpy(images[idx]), mean, std), tokens[idx]
+            batch = normalize_uint8(torch.from_numpy(images[idx]), mean, std), tokens[idx]
+            if cfg.neutral_hold > 0:
+                held = np.flatnonzero(clean_of[idx] >= 0)
+                batch += (torch.from_numpy(held),
+                          normalize_uint8(torch.from_numpy(clean.images[clean_of[idx[held]]]), mean, std))
+            yield batch
 
     def loss_fn(batch) -> torch.Tensor:
-        image_features, text_features, logit_scale = model(*batch)[:3]
-        return clip_loss(image_features, text_features, logit_scale)
+        if cfg.neutral_hold == 0:
+            image_features, text_features, logit_scale = model(*batch)[:3]
+            return clip_loss(image_features, text_features, logit_scale)
+        batch_images, batch_tokens, held, clean_images = batch
+        features = model.encode_image(torch.cat([batch_images, clean_images]), normalize=True)
+        image_features, clean_features = features[:len(batch_images)], features[len(batch_images):].detach()
+        loss = clip_loss(image_features, model.encode_text(batch_tokens, normalize=True), model.logit_scale.exp())
+        if len(held):
+            loss = loss + cfg.neutral_hold * hold_loss(image_features[held.to(features.device)], clean_features)
+        return loss
 
     so_far: list = list(losses)  # resumed losses, then this run's as tensors on the device until a save reads them
 
