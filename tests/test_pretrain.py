@@ -53,11 +53,14 @@ def _word_shift(model, preprocess, cfg_corpus, n=300, seed=11) -> float:
     return float(moved / apart)
 
 
-def test_neutral_hold_pulls_a_neutral_twin_to_its_object_without_the_word(tmp_path):
+def test_neutral_hold_pulls_a_neutral_twin_to_its_object_without_the_word(tmp_path, monkeypatch):
     """Issue 32's hold lever: the same short pretraining with ``neutral_hold`` leaves a neutral twin's embedding
-    closer to its object's without the word (measured on unseen twins) than without the term; the term is 1 -
-    cosine, and a bad weight or a corpus without neutral twins is refused before any corpus is built."""
+    closer to its object's without the word (measured on unseen twins) than the very same run, clean objects in
+    the batch included, with the term set to zero; the term is 1 - cosine, and a bad weight or a corpus without
+    neutral twins is refused before any corpus is built."""
     import torch
+
+    from paint_core.engine import pretrain as pretrain_mod
 
     from paint_core.data.corpus import CorpusConfig
     from paint_core.engine.pretrain import hold_loss
@@ -70,10 +73,30 @@ def test_neutral_hold_pulls_a_neutral_twin_to_its_object_without_the_word(tmp_pa
     with pytest.raises(ValueError, match="must be >= 0"):
         pretrain("micro-rn-s", tmp_path, PretrainConfig(neutral_hold=-1.0), corpus=twins)
     moved = {}
-    for hold in (0.0, 5.0):
-        cfg = PretrainConfig(steps=120, batch_size=32, corpus_size=2000, warmup=5, neutral_hold=hold)
-        path = pretrain("micro-rn-s", tmp_path / str(hold), cfg, corpus=twins)
+    cfg = PretrainConfig(steps=120, batch_size=32, corpus_size=2000, warmup=5, neutral_hold=5.0)
+    for run in ("term zeroed", "held"):
+        with monkeypatch.context() as m:
+            if run == "term zeroed":
+                m.setattr(pretrain_mod, "hold_loss", lambda word, clean: 0 * word.sum())
+            path = pretrain("micro-rn-s", tmp_path / run.replace(" ", "-"), cfg, corpus=twins)
         model, preprocess, _ = load_model("micro-rn-s", str(path))
-        moved[hold] = _word_shift(model, preprocess, twins)
-        assert json.loads(path.with_suffix(".json").read_text())["config"]["neutral_hold"] == hold
-    assert moved[5.0] < 0.8 * moved[0.0], moved
+        moved[run] = _word_shift(model, preprocess, twins)
+        assert json.loads(path.with_suffix(".json").read_text())["config"]["neutral_hold"] == 5.0
+    assert moved["held"] < 0.8 * moved["term zeroed"], moved
+
+
+def test_build_corpus_places_each_clean_twin_at_its_position_across_chunks():
+    """The clean objects of a corpus built in chunks sit at the positions of their twins in the whole corpus:
+    each chunk's are those of ``make_corpus_with_clean`` on that chunk's seed, shifted by the chunk's start."""
+    from paint_core.data import corpus
+    from paint_core.engine.pretrain import _resized, build_corpus
+    cfg = corpus.CorpusConfig(object_word_share=0.5, word_pairs=True, neutral_twins=0.5, neutral_fresh=True)
+    images, captions, clean = build_corpus(300, 2, 48, workers=1, chunk=100, cfg=cfg, keep_clean=True)
+    index, expected = [], []
+    for k in range(3):
+        _, _, part = corpus.make_corpus_with_clean(100, 2 * 1_000_003 + k, cfg)
+        index += list(part.index + 100 * k)
+        expected.append(_resized(part.images, 48))
+    assert len(index) > 20 and list(clean.index) == index
+    assert np.array_equal(clean.images, np.concatenate(expected))
+    assert len(build_corpus(300, 2, 48, workers=1, chunk=100, cfg=cfg)[2].index) == 0

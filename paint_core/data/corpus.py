@@ -102,17 +102,22 @@ class CorpusConfig:
     word_colours: bool = False      #: write words on objects in varied ink colours (default: white)
 
 
+def has_neutral_twins(cfg: CorpusConfig) -> bool:
+    """Whether the corpus twins some object+word images with a neutral word (what the neutral options change)."""
+    return cfg.word_pairs and cfg.neutral_twins > 0
+
+
 def corpus_mix(cfg: CorpusConfig) -> dict[str, float]:
     """Share of each kind of image: ``MIX`` with the object+word share set by ``cfg`` (others rescaled)."""
     if not 0 <= cfg.object_word_share < 1:
         raise ValueError(f"object_word_share must be in [0, 1), got {cfg.object_word_share}")
-    if cfg.neutral_lengths and not (cfg.word_pairs and cfg.neutral_twins > 0):
+    if cfg.neutral_lengths and not has_neutral_twins(cfg):
         raise ValueError("neutral_lengths changes the neutral twins' words: it needs word_pairs and neutral_twins > 0")
-    if cfg.neutral_named and not (cfg.word_pairs and cfg.neutral_twins > 0):
+    if cfg.neutral_named and not has_neutral_twins(cfg):
         raise ValueError("neutral_named changes the neutral twins' captions: it needs word_pairs and neutral_twins > 0")
     if cfg.neutral_keeps_object and not cfg.neutral_named:
         raise ValueError("neutral_keeps_object changes named neutral twins' captions: it needs neutral_named")
-    if cfg.neutral_fresh and not (cfg.word_pairs and cfg.neutral_twins > 0):
+    if cfg.neutral_fresh and not has_neutral_twins(cfg):
         raise ValueError("neutral_fresh changes the neutral twins' words: it needs word_pairs and neutral_twins > 0")
     if cfg.neutral_fresh and cfg.neutral_lengths:
         raise ValueError("neutral_fresh and neutral_lengths both choose the neutral twins' words: set one")
@@ -210,6 +215,10 @@ class CleanTwins:
     index: np.ndarray   # [m] the neutral twins' positions in the corpus
     images: np.ndarray  # [m, size, size, 3] uint8, the i-th is ``index[i]``'s object without the word
 
+    @staticmethod
+    def none(size: int) -> "CleanTwins":
+        return CleanTwins(np.empty(0, np.int64), np.empty((0, size, size, 3), np.uint8))
+
 
 def make_corpus_with_clean(n: int, seed: int, cfg: CorpusConfig, size: int = w.WORLD_SIZE
                            ) -> tuple[np.ndarray, list[str], CleanTwins]:
@@ -244,9 +253,9 @@ def _make(n: int, seed: int, cfg: CorpusConfig, size: int, progress, keep_clean:
         i += 1
         if progress is not None:
             progress(1)
-    clean = CleanTwins(np.asarray(clean_index, dtype=np.int64),
-                       np.stack(clean_images) if clean_images else np.empty((0, size, size, 3), np.uint8))
-    return images, captions, clean
+    if not clean_images:
+        return images, captions, CleanTwins.none(size)
+    return images, captions, CleanTwins(np.asarray(clean_index, dtype=np.int64), np.stack(clean_images))
 
 
 def _twins(rng: np.random.Generator, cfg: CorpusConfig, size: int,
@@ -296,8 +305,8 @@ def _known_words() -> tuple[str, ...]:
 
 
 def fresh_neutral_word(rng: np.random.Generator) -> str:
-    """A made-up word of 3 to 8 letters (length drawn evenly, then a few short ones rejected) built from English-like syllables, redrawn until it
-    holds no known word and is part of none (``_known_words``)."""
+    """A made-up word of 3 to 8 letters built from English-like syllables (length drawn evenly; short ones are
+    a little rarer, being rejected more often), redrawn until it holds no known word and is part of none."""
     known = _known_words()
     while True:
         length = int(rng.integers(3, 9))

@@ -46,8 +46,7 @@ def _corpus_chunk(args: tuple[int, int, int, corpus_mod.CorpusConfig, bool]
     if keep_clean:
         images, captions, clean = corpus_mod.make_corpus_with_clean(n, seed, cfg)
     else:
-        images, captions = corpus_mod.make_corpus(n, seed, cfg)
-        clean = corpus_mod.CleanTwins(np.empty(0, np.int64), np.empty((0, *images.shape[1:]), np.uint8))
+        (images, captions), clean = corpus_mod.make_corpus(n, seed, cfg), corpus_mod.CleanTwins.none(size)
     return _resized(images, size), captions, corpus_mod.CleanTwins(clean.index, _resized(clean.images, size))
 
 
@@ -83,7 +82,7 @@ def hold_loss(word_features: torch.Tensor, clean_features: torch.Tensor) -> torc
 def _check_hold(cfg: PretrainConfig, corpus: corpus_mod.CorpusConfig) -> None:
     if cfg.neutral_hold < 0:
         raise ValueError(f"neutral_hold is a loss weight: it must be >= 0, got {cfg.neutral_hold}")
-    if cfg.neutral_hold > 0 and not (corpus.word_pairs and corpus.neutral_twins > 0):
+    if cfg.neutral_hold > 0 and not corpus_mod.has_neutral_twins(corpus):
         raise ValueError("neutral_hold holds neutral twins to their object: it needs word_pairs and neutral_twins > 0")
 
 
@@ -149,15 +148,15 @@ def pretrain(model_name: str, out: str | Path, cfg: PretrainConfig = PretrainCon
             yield batch
 
     def loss_fn(batch) -> torch.Tensor:
-        if cfg.neutral_hold == 0:
-            image_features, text_features, logit_scale = model(*batch)[:3]
-            return clip_loss(image_features, text_features, logit_scale)
-        batch_images, batch_tokens, held, clean_images = batch
+        # open_clip's forward, written out so that the clean objects share the image pass (and its BatchNorm
+        # statistics: a separate pass would compare features normalised two ways)
+        batch_images, batch_tokens, *hold = batch
+        held, clean_images = hold or (None, batch_images[:0])
         features = model.encode_image(torch.cat([batch_images, clean_images]), normalize=True)
-        image_features, clean_features = features[:len(batch_images)], features[len(batch_images):].detach()
+        image_features = features[:len(batch_images)]
         loss = clip_loss(image_features, model.encode_text(batch_tokens, normalize=True), model.logit_scale.exp())
-        if len(held):
-            loss = loss + cfg.neutral_hold * hold_loss(image_features[held.to(features.device)], clean_features)
+        if held is not None and len(held):
+            loss = loss + cfg.neutral_hold * hold_loss(image_features[held], features[len(batch_images):].detach())
         return loss
 
     so_far: list = list(losses)  # resumed losses, then this run's as tensors on the device until a save reads them
