@@ -21,6 +21,7 @@ from paint_core.core.frontier import plan_points
 from paint_core.core.plan import Plan
 from paint_core.engine.finetune import FinetuneConfig
 from paint_core.io.run_dir import read_sweep
+from paint_core.runtime import make_runtime, use_runtime
 from paint_core.studies.patch import SweepSpec, run_finetune, select_run
 from paint_core.studies.search import best_uniform
 
@@ -50,7 +51,14 @@ def main() -> None:
     ap.add_argument("--model", required=True, help="embedded architecture, e.g. micro-rn-s or micro-rn-s-64")
     ap.add_argument("--weights", required=True, help="the reader's weights (safetensors with sidecar)")
     ap.add_argument("--out", required=True, help="folder of the three patch runs (kept: a rerun reads them)")
+    ap.add_argument("--device", default="cpu", help="where to fine-tune and sweep: cpu (the default), cuda, auto")
     args = ap.parse_args()
+    with use_runtime(make_runtime(args.device)):
+        report(args)
+
+
+def report(args: argparse.Namespace) -> None:
+    """Fine-tune and sweep what is missing, then print each task's figures and the JSON line (module docstring)."""
     out, figures = Path(args.out), {}
     spec = SweepSpec(SUPPORTED, tuple(round(0.1 * i, 1) for i in range(11)))
     for task, target in TASKS.items():

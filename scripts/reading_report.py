@@ -24,6 +24,7 @@ import json
 import pandas as pd
 
 from paint_core.models.clip import load_model
+from paint_core.runtime import make_runtime, use_runtime
 from paint_core.studies.diagnostics import (control_costs, reading_by_word, reading_test, word_rates, word_summary,
                                             word_trials, written_word_probe, zero_shot_accuracies)
 
@@ -45,7 +46,14 @@ def main() -> None:
     ap.add_argument("--per-cell", type=int, default=2,
                     help="trials per (word, object, ink, position) of the per-word test: 270 x this many "
                          "(2: the Typographic page's)")
+    ap.add_argument("--device", default="cpu", help="where to compute: cpu (the default), cuda, auto")
     args = ap.parse_args()
+    with use_runtime(make_runtime(args.device)):
+        report(args)
+
+
+def report(args: argparse.Namespace) -> None:
+    """Print the tables and the JSON line of each weights file (module docstring)."""
     for given in args.weights:
         weights = None if given == "shipped" else given
         name = weights or f"shipped {args.model}"
