@@ -94,3 +94,13 @@ def test_a_tiny_search_tables_its_reports_and_a_rerun_reuses_them(tmp_path):
     assert again.returncode == 0 and weights.stat().st_mtime_ns == stamp
     log = (tmp_path / "shipped" / "measure.log").read_text().splitlines()
     assert sum(line.startswith("$ ") for line in log) == 1  # the report ran once: the rerun read reading.json
+
+
+@pytest.mark.parametrize("extra, message", [(["--only", "nope"], "unknown candidates ['nope']"),
+                                            (["--jobs", "0"], "--jobs and --steps must be at least 1"),
+                                            (["--steps", "0"], "--jobs and --steps must be at least 1")])
+def test_bad_arguments_are_refused_before_anything_runs(tmp_path, extra, message):
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "reader_search.py"), "--out", str(tmp_path / "o"),
+                           *extra], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and message in done.stderr
+    assert not (tmp_path / "o").exists()  # nothing written
