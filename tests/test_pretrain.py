@@ -32,6 +32,25 @@ def test_pretrain_loss_goes_down_and_resumes(tmp_path, monkeypatch):
     assert not (tmp_path / "micro-rn-s.train_state.pt").exists()
 
 
+def test_a_continued_pretraining_records_every_stage(tmp_path):
+    """A curriculum (pretraining continued with ``init_from``) keeps each earlier stage's command, recipe and
+    sha256 in the final sidecar, nested stage by stage, so the shipped weights can be rebuilt from it alone."""
+    cfg = PretrainConfig(steps=2, batch_size=16, corpus_size=64, warmup=1)
+    first = pretrain("micro-rn-s", tmp_path, cfg, command="stage one", out_name="one")
+    second = pretrain("micro-rn-s", tmp_path, PretrainConfig(steps=2, batch_size=16, corpus_size=64, warmup=1,
+                                                             lr=3e-4), command="stage two", init_from=first,
+                      out_name="two")
+    third = pretrain("micro-rn-s", tmp_path, cfg, command="stage three", init_from=second, out_name="three")
+    meta = json.loads(third.with_suffix(".json").read_text())
+    one, two = (json.loads(p.with_suffix(".json").read_text()) for p in (first, second))
+    assert meta["command"] == "stage three" and meta["init_from"] == "two.safetensors"
+    assert meta["start_recipe"]["command"] == "stage two" and meta["start_recipe"]["sha256"] == two["sha256"]
+    assert meta["start_recipe"]["config"]["lr"] == 3e-4
+    assert meta["start_recipe"]["start_recipe"]["command"] == "stage one"
+    assert meta["start_recipe"]["start_recipe"]["sha256"] == one["sha256"]
+    assert one["start_recipe"] is None
+
+
 def _word_shift(model, preprocess, cfg_corpus, n=300, seed=11) -> float:
     """How far the word moves a neutral twin from its object drawn without it, as a share of how far apart two
     different objects lie (mean 1 - cosine of each, on twins the model never saw): an untrained tower puts every

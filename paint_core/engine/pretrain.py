@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from ..data import corpus as corpus_mod
 from ..data.decoded import normalize_uint8
 from ..io.atomic import atomic_path
-from ..io.checkpoints import save_checkpoint
+from ..io.checkpoints import read_sidecar, save_checkpoint
 from ..models.clip import register_embedded_configs
 from ..runtime import current_runtime
 from .training import ProgressFn, adamw, cosine_lr, param_groups, train_loop
@@ -175,12 +175,23 @@ def pretrain(model_name: str, out: str | Path, cfg: PretrainConfig = PretrainCon
     model.eval()
     weights = out / f"{out_name}.safetensors"
     save_checkpoint(weights, model.state_dict(), {
-        "model": model_name, "pretrained": None, "init_from": Path(init_from).name if init_from else None, "kind": "embedded-pretrain", "config": asdict(cfg),
+        "model": model_name, "pretrained": None, "init_from": Path(init_from).name if init_from else None,
+        "start_recipe": start_recipe(init_from) if init_from else None, "kind": "embedded-pretrain", "config": asdict(cfg),
         "corpus": asdict(corpus), "final_loss_mean50": float(np.mean(losses[-50:])),
         "loss_curve_every_100": [float(np.mean(losses[i:i + 100])) for i in range(0, len(losses), 100)],
         "command": command or " ".join(sys.argv)}, storage_dtype=storage_dtype)
     state_path.unlink(missing_ok=True)
     return weights
+
+
+def start_recipe(init_from: str | Path) -> dict | None:
+    """How the weights ``init_from`` were made, from their sidecar (None if they have none): recorded in the
+    sidecar of a pretraining that continues from them, so that a curriculum's every stage can be rerun from the
+    final weights' sidecar alone, not only its last command."""
+    meta = read_sidecar(init_from)
+    if not meta:
+        return None
+    return {key: meta.get(key) for key in ("model", "command", "config", "corpus", "sha256", "init_from", "start_recipe")}
 
 
 def _save_state(path: Path, model, opt, step: int, losses: list[float], recipe: dict) -> None:
