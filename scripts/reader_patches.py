@@ -1,7 +1,7 @@
 """Issue 32's patch targets for a reader: PAINT's typographic patch gains >= 30 points within 1 point of supported
 drift, and the digits and counting patches keep gaining >= 20.
 
-    python scripts/reader_patches.py --model micro-rn-s --weights paint_core/weights/micro-rn-s-reads.safetensors \\
+    python scripts/reader_patches.py --model micro-rn-s-64 --weights paint_core/weights/micro-rn-s-64-reads.safetensors \\
         --out runs/reader-patches/shipped
 
 For each patch task (typographic, digits, counting) the shipped recipe (FinetuneConfig's defaults) fine-tunes the

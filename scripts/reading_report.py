@@ -1,7 +1,7 @@
 """Does a micro CLIP read, and which words? Issue 16's and 32's zero-shot measures for one or more weights files.
 
     python scripts/reading_report.py --model micro-rn-s                       # the shipped weights
-    python scripts/reading_report.py --model micro-rn-s --weights paint_core/weights/micro-rn-s-reads.safetensors
+    python scripts/reading_report.py --model micro-rn-s-64 --weights paint_core/weights/micro-rn-s-64-reads.safetensors
     python scripts/reading_report.py --model micro-rn-s --weights shipped runs/reading/A-mix.safetensors  # both
 
 Per weights file, first two tables (issue 32, ``reading_by_word``: every class word written on every other class's

@@ -1,6 +1,7 @@
 """Why does a reader read some class words and not others (issue 32, item 3)? Cheap measurements, no training:
 
-    python scripts/word_diagnosis.py --weights paint_core/weights/micro-rn-s-reads.safetensors shipped
+    python scripts/word_diagnosis.py                          # the Typographic page's reader (64 px)
+    python scripts/word_diagnosis.py --model micro-rn-s --weights runs/reading/A.safetensors shipped   # 48 px ones
 
 Once: the open_clip token ids of each class word (alone and in a class template); how often each class word is
 written and captioned in the first 20,000 pairs of the reader's pretraining corpus (its recipe read from the
@@ -197,8 +198,9 @@ def length_matched_probe(model, preprocess, n: int = 300, seed: int = 17) -> dic
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="micro-rn-s")
-    ap.add_argument("--weights", nargs="+", default=["paint_core/weights/micro-rn-s-reads.safetensors", "shipped"])
+    ap.add_argument("--model", default="micro-rn-s-64")
+    ap.add_argument("--weights", nargs="+", default=["paint_core/weights/micro-rn-s-64-reads.safetensors"],
+                    help="weights files of --model ('shipped': its embedded weights, for micro-rn-s and micro-rn-l)")
     ap.add_argument("--chunks", type=int, default=4, help="5,000-pair corpus chunks to count over")
     args = ap.parse_args()
     pd.set_option("display.width", 160)

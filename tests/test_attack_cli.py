@@ -16,6 +16,9 @@ from paint_core.data.tasks import get_task
 from paint_core.engine.evaluation import materialize, predict, zero_shot_head
 
 RUN = Path(__file__).resolve().parent.parent / "cached_results" / "reading" / "typographic"
+# micro-rn-l's typographic run: the colour fields below get one answer from it at both alphas (the reader at 64 px
+# tells one of them apart at alpha 0)
+PHOTO_RUN = RUN.parent.parent / "micro-rn-l" / "typographic"
 
 
 def test_max_eval_must_be_a_positive_number_of_images(capsys):
@@ -36,10 +39,10 @@ def _photos(folder: Path) -> None:
 @pytest.mark.slow
 def test_one_answer_for_every_image_is_said(tmp_path, capsys):
     _photos(tmp_path)
-    assert main(["attack", "--run", str(RUN), "--task", f"typographic:{tmp_path}", "--alphas", "0,1", "--json"]) == 0
+    assert main(["attack", "--run", str(PHOTO_RUN), "--task", f"typographic:{tmp_path}", "--alphas", "0,1", "--json"]) == 0
     out = capsys.readouterr()
     rows = json.loads(out.out)
-    run = load_run(RUN)  # the predictions recomputed: one class for all eight, at both alphas
+    run = load_run(PHOTO_RUN)  # the predictions recomputed: one class for all eight, at both alphas
     task = get_task(f"typographic:{tmp_path}")
     data = materialize(task.split("test", run.preprocess))
     head = zero_shot_head(run.model, run.tokenizer, task.classnames, task.templates)
@@ -49,9 +52,9 @@ def test_one_answer_for_every_image_is_said(tmp_path, capsys):
         pred = predict(run.model, head, data.tensors[0]).argmax(-1)
         assert torch.equal(pred, pred[:1].expand(8))
         answers.append(task.classnames[int(pred[0])])
-    assert [r["single_answer"] for r in rows] == answers == ["circle", "circle"]
+    assert [r["single_answer"] for r in rows] == answers == ["square", "square"]
     assert out.err.splitlines()[-1] == (
-        "note: at alpha 0, 1 the model answers 'circle' for every one of the 8 images: they are probably unlike "
+        "note: at alpha 0, 1 the model answers 'square' for every one of the 8 images: they are probably unlike "
         "anything it was trained on (e.g. photos for a model of the procedural world), so these accuracies and "
         "attack rates say little")
     # the embedded set, in the model's domain: several answers, no note

@@ -114,7 +114,7 @@ def test_list_names_every_shipped_model_and_weights_file(capsys):
     out = capsys.readouterr().out
     for name in EMBEDDED_MODELS:
         assert f"\n  {name:16s} " in out
-    assert "micro-rn-s-reads" in SHIPPED_WEIGHTS  # the Typographic page's reader
+    assert "micro-rn-s-64-reads" in SHIPPED_WEIGHTS  # the Typographic page's reader
     for stem, (model, _) in SHIPPED_WEIGHTS.items():
         assert (WEIGHTS_DIR / f"{stem}.safetensors").is_file()
         assert f"--model {model} --pretrained paint_core/weights/{stem}.safetensors" in out

@@ -75,7 +75,8 @@ def test_page_shows_which_words_the_opened_model_reads(page):
     weakest = summary["weakest_word"]["all"]
     assert f"Weakest: *{weakest}*, {100 * rates['all'].min():.1f}%" in note
     assert f"cost {100 * summary['control_cost']:.1f} points" in note
-    assert rates.loc["diamond", "all"] - rates["all"].min() > 0.5  # this reader reads some words and not others
+    # this reader reads every class word, each on more than a fifth of the objects (the one before it: star 1.1%)
+    assert rates["all"].min() > 0.2, rates["all"]
 
 
 def test_which_words_a_model_reads_is_measured_once_per_model(monkeypatch):
@@ -123,7 +124,7 @@ def test_word_sweep_and_margin_figures_hold_the_engines_numbers(page):
     assert len(page.get("download_button")) == 2  # word sweep and margins as CSV
 
 
-def test_a_photo_on_a_48_px_model_gets_a_warning():
+def test_a_photo_on_a_64_px_model_gets_a_warning():
     at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=300)
     at.run()
     at.switch_page("app_pages/typographic.py").run()
@@ -298,20 +299,24 @@ def test_a_word_already_shown_is_answered_from_the_shared_cache(monkeypatch):
     answers.word_sweeps.clear(), answers.margins.clear(), answers.saliency_maps.clear()
 
     def visit(words):
+        """Open the page, then type each of ``words(opening shape, opening word)`` in turn."""
         at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=300)
         at.run()
         at.switch_page("app_pages/typographic.py").run()
         seen = []
-        for w in words:
+        for w in words(at.session_state["typo_shape"], at.session_state["typo_word"]):
             at.text_input(key="typo_word").set_value(w).run()
             assert not at.exception and not at.error
             seen.append(dict(calls))
         return seen
 
+    def new_names(shape, word):  # two class names the opened example has not shown yet
+        return [c for c in world.SHAPES if c not in (shape, word)][:2]
+
     # a class name typed is already a row of the sweep (the rows: classes, the word, controls), a new margin;
     # a non-class word is a new sweep row and no margin
-    first = visit(["square", "banana", "circle", "square", "banana"])
+    first = visit(lambda shape, word: [(a := new_names(shape, word))[0], "banana", a[1], a[0], "banana"])
     assert first[1]["sweep"] > first[0]["sweep"] and first[2]["margin"] > first[1]["margin"]  # new: computed
     assert first[4] == first[3] == first[2]  # back to words already shown: nothing recomputed
-    second = visit(["circle", "banana"])  # another session, words the first one asked for
+    second = visit(lambda shape, word: [new_names(shape, word)[1], "banana"])  # another session, words asked before
     assert second[-1] == first[-1]

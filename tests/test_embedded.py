@@ -79,7 +79,7 @@ def test_reading_test_groups_partition_the_images_and_reweight_to_the_totals():
     """reading_test's per-ink and per-position rates are rates of disjoint groups covering every image: their
     counts sum to n and their count-weighted means give back the overall rates (the shipped reader, n=60)."""
     from paint_core.studies.diagnostics import reading_test
-    model, preprocess, tokenizer = load_model("micro-rn-s", str(ROOT / "paint_core/weights/micro-rn-s-reads.safetensors"))
+    model, preprocess, tokenizer = load_model("micro-rn-s-64", str(ROOT / "paint_core/weights/micro-rn-s-64-reads.safetensors"))
     r = reading_test(model, preprocess, tokenizer, n=60)
     assert set(r["by_ink"]) == {"white", "black", "yellow"} and set(r["by_position"]) == {"over", "top", "bottom"}
     for groups in (r["by_ink"], r["by_position"]):

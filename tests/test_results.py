@@ -126,7 +126,11 @@ def test_the_shipped_reading_run_loads_from_any_folder(tmp_path, monkeypatch):
     from paint_core.studies.patch import load_run
     monkeypatch.chdir(tmp_path)
     run = load_run(CACHED / "reading" / "typographic")
-    assert run.meta["pretrained"] == "paint_core/weights/micro-rn-s-reads.safetensors"
-    shipped, side = load_checkpoint(WEIGHTS_DIR / "micro-rn-s-reads.safetensors", require_sidecar=True)
-    assert "--word-pairs" in side["command"]  # reproducible by the pretraining command it records
+    assert run.meta["pretrained"] == "paint_core/weights/micro-rn-s-64-reads.safetensors"
+    shipped, side = load_checkpoint(WEIGHTS_DIR / "micro-rn-s-64-reads.safetensors", require_sidecar=True)
+    # reproducible by the two pretraining commands it records: the curriculum's second stage, and its start
+    assert "--init-from" in side["command"] and side["init_from"] in side["command"]
+    start = side["start_recipe"]
+    assert "--init-from" not in start["command"] and side["init_from"].removesuffix(".safetensors") in start["command"]
+    assert start["config"]["steps"] == 6000 and len(start["sha256"]) == 64
     assert all(torch.equal(run.theta_zs[k], v.float()) for k, v in shipped.items())

@@ -18,7 +18,7 @@ from paint_core.models.clip import load_model
 from paint_core.studies.diagnostics import (TEXT_COLOURS, TEXT_INK_NAMES, WORD_POSITIONS, control_costs,
                                             reading_by_word, word_rates, word_summary, word_trials)
 
-READER = Path(__file__).resolve().parent.parent / "paint_core" / "weights" / "micro-rn-s-reads.safetensors"
+READER = Path(__file__).resolve().parent.parent / "paint_core" / "weights" / "micro-rn-s-64-reads.safetensors"
 
 
 def test_trials_put_every_class_word_on_every_other_object_in_every_ink_and_place():
@@ -64,7 +64,7 @@ def test_summaries_of_hand_made_results():
 
 @pytest.fixture(scope="module")
 def reader():
-    return load_model("micro-rn-s", str(READER))
+    return load_model("micro-rn-s-64", str(READER))
 
 
 @torch.no_grad()
@@ -97,7 +97,8 @@ def test_word_rates_equal_an_independent_count_on_composed_images(reader):
     costs = control_costs(results)
     for u, n in counts.items():
         assert costs.loc[u, "all"] == pytest.approx((said["clean"][u] - said["unseen"][u]) / n)
-    assert rates["all"].max() - rates["all"].min() >= 0.6  # the reader reads some words and not others
+    # this reader reads every class word (the one shipped before it never chose "cross" in these five trials)
+    assert rates["all"].min() > 0, rates["all"]
     assert set(WORD_POSITIONS) <= set(rates.columns)
 
 
@@ -105,7 +106,7 @@ def test_word_rates_equal_an_independent_count_on_composed_images(reader):
 def test_the_readmes_per_word_table_is_the_shipped_readers(reader):
     """The README's row for the reader (issue 32) is what reading_by_word measures on the shipped weights."""
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    row = next(line.strip() for line in readme.splitlines() if line.strip().startswith("| micro-rn-s-reads (the"))
+    row = next(line.strip() for line in readme.splitlines() if line.strip().startswith("| micro-rn-s-64-reads (the"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     results = reading_by_word(*reader)
     rates, summary = word_rates(results), word_summary(results)

@@ -189,8 +189,8 @@ else:
                        key="typo_margin_csv")
 
 st.subheader("Where the model looks")
-st.caption("Grad-CAM for ResNet towers (the deepest stage with a map of at least 6 x 6: layer2 on the 48 px micro "
-           "models, so the map is coarse), attention rollout for ViTs, for the true class, over the square the model "
+st.caption("Grad-CAM for ResNet towers (the deepest stage with a map of at least 6 x 6: layer2 on the 48 and 64 px "
+           "micro models, so the map is coarse), attention rollout for ViTs, for the true class, over the square the model "
            "sees (in grey): yellow is where the evidence is, dark purple where there is none.")
 sal_cols = st.columns(4)
 cams = answers.saliency_maps(models_key, images, tuple(classnames), true_idx, page_models, head,

@@ -11,8 +11,9 @@ EMBEDDED_MODELS: dict[str, str] = {
 # weights file stem -> (the embedded model they are weights of, what they are). Loaded as
 # ``--model MODEL --pretrained paint_core/weights/<stem>.safetensors``.
 SHIPPED_WEIGHTS: dict[str, tuple[str, str]] = {
-    "micro-rn-s-reads": ("micro-rn-s", "micro-rn-s pretrained to read words written on objects (the Typographic "
-                                       "page's model; scripts/ship_reading_model.py)"),
+    "micro-rn-s-64-reads": ("micro-rn-s-64", "micro-rn-s at 64 px pretrained to read words written on objects, in "
+                                             "two stages (the Typographic page's model; "
+                                             "scripts/ship_reading_model.py)"),
 }
 
 # closed-vocabulary encoders: name -> timm VisionTransformer arguments
