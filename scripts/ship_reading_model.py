@@ -4,7 +4,7 @@
                                          [--start runs/reading/kept-64px-20.safetensors]
 
 The weights are issue 32's lever 12 of docs/experiments.md, a curriculum at 64 px in two stages, reproducible on a
-CPU (about 2 h 20 min, then 20 min, on one core) with the commands recorded in their sidecar ("command", then
+CPU (about 2 h 20 min on one core, then 20 min on two) with the commands recorded in their sidecar ("command", then
 "start_recipe" for the stage it continued from):
 
     python -m paint_core pretrain --model micro-rn-s-64 --out runs/reading --name kept-64px-20 \\
