@@ -51,6 +51,29 @@ def test_a_continued_pretraining_records_every_stage(tmp_path):
     assert one["start_recipe"] is None
 
 
+def test_shipping_fills_the_start_of_weights_that_predate_start_recipe(tmp_path):
+    """scripts/ship_reading_model.py: weights continued from a file, whose sidecar lacks ``start_recipe``, get it
+    from ``--start``'s sidecar; a start with another name than the one they continued from is refused."""
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("ship", Path(__file__).parent.parent / "scripts" /
+                                                  "ship_reading_model.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    cfg = PretrainConfig(steps=2, batch_size=16, corpus_size=64, warmup=1)
+    first = pretrain("micro-rn-s", tmp_path, cfg, command="stage one", out_name="one")
+    second = pretrain("micro-rn-s", tmp_path, cfg, command="stage two", init_from=first, out_name="two")
+    side = second.with_suffix(".json")
+    old = {k: v for k, v in json.loads(side.read_text()).items() if k != "start_recipe"}  # as written before
+    side.write_text(json.dumps(old))
+    meta = ship.shipped_sidecar(second, first)
+    assert meta["command"] == "stage two" and meta["start_recipe"]["command"] == "stage one"
+    assert meta["start_recipe"]["sha256"] == json.loads(first.with_suffix(".json").read_text())["sha256"]
+    for wrong in (None, second):
+        with pytest.raises(SystemExit, match="continued from one.safetensors: pass that file as --start"):
+            ship.shipped_sidecar(second, wrong)
+
+
 def _word_shift(model, preprocess, cfg_corpus, n=300, seed=11) -> float:
     """How far the word moves a neutral twin from its object drawn without it, as a share of how far apart two
     different objects lie (mean 1 - cosine of each, on twins the model never saw): an untrained tower puts every
