@@ -16,7 +16,7 @@ CPU (about 2 h 20 min on one core, then 20 min on two) with the commands recorde
         --lr 3e-4 --device cpu
 
 The first stage reads every class word; the second adds made-up neutral words on objects named by their object,
-so that ink that is not a class name costs less. Until session 21 the shipped reader was micro-rn-s-reads (48 px,
+so that ink that is not a class name costs less. Until December 2026 the shipped reader was micro-rn-s-reads (48 px,
 issue 16's reading lever 9), which read diamond, triangle and square but hardly star or cross.
 
 They go to paint_core/weights/micro-rn-s-64-reads.safetensors (an open_clip micro-rn-s-64 checkpoint: load it with

@@ -126,7 +126,7 @@ def test_unseen_control_words_occur_nowhere_in_any_corpus(monkeypatch):
 
 
 READER_RECIPE = dict(object_word_share=0.35, word_only_caption=0.6, word_pairs=True, neutral_twins=0.35,
-                     word_colours=True)  # issue 16's reader corpus (micro-rn-s-reads, shipped until session 21)
+                     word_colours=True)  # issue 16's reader corpus (micro-rn-s-reads, shipped until December 2026)
 
 
 def _corpus_stream(cfg, n=400, seed=5):
